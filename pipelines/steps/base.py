@@ -1,0 +1,123 @@
+"""What the build's steps share: batches of rows between steps, and atomic Parquet writing.
+
+Steps are datatrove `PipelineStep`s run by datatrove's executors, but what flows between them is a stream of
+Arrow tables (batches of pairs or instructions), not one `Document` per row: on the real corpora, per-row Python
+work across steps costs more than language identification itself (see DESIGN.md, performance notes).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datatrove.pipeline.base import PipelineStep
+
+from schemas.records import REMOVED_SCHEMA
+
+Batches = Iterator[pa.Table]
+
+
+class AtomicParquetWriter:
+    """Writes one Parquet file under a temporary name and moves it into place only on `close()`, so a killed run
+    never leaves a partial file where a finished one is expected."""
+
+    def __init__(self, path: str | os.PathLike, schema: pa.Schema, row_group_size: int = 65536):
+        self.path = Path(path)
+        self.schema = schema
+        self.row_group_size = row_group_size
+        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        self._writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        self._writer.write_table(table.select(self.schema.names).cast(self.schema), row_group_size=self.row_group_size)
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        if self._writer is None:  # nothing written: still leave a valid empty file
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def write_parquet_atomic(path: str | os.PathLike, table: pa.Table, row_group_size: int = 65536) -> None:
+    writer = AtomicParquetWriter(path, table.schema, row_group_size)
+    writer.write(table)
+    writer.close()
+
+
+class RemovedRows:
+    """Where a step puts the rows it drops, with its name and the reason (our counterpart of datatrove's
+    `exclusion_writer`): one file per step and task under `<folder>/<step>/`."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    def writer(self, step: str, rank: int) -> AtomicParquetWriter:
+        return AtomicParquetWriter(self.folder / step / f"{rank:05d}.parquet", REMOVED_SCHEMA)
+
+
+class BatchStep(PipelineStep):
+    """A step that maps each batch to a batch: subclasses implement `process`."""
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        raise NotImplementedError
+
+    def run(self, data: Iterable[pa.Table], rank: int = 0, world_size: int = 1) -> Batches:
+        for batch in data:
+            with self.track_time("batch"):
+                out = self.process(batch)
+            if out.num_rows:
+                yield out
+
+
+class BatchFilter(PipelineStep):
+    """A step that drops rows. Subclasses implement `reasons`, which gives for each row a reason to drop it
+    (null to keep it) and a detail; dropped rows go to `removed` with both, so nothing disappears silently."""
+
+    type = "🔻 - FILTER"
+
+    def __init__(self, removed: RemovedRows):
+        super().__init__()
+        self.removed = removed
+
+    def reasons(self, batch: pa.Table) -> pl.DataFrame:
+        """A frame with columns `reason` and `detail` (strings, null where the row is kept), one row per row."""
+        raise NotImplementedError
+
+    def run(self, data: Iterable[pa.Table], rank: int = 0, world_size: int = 1) -> Batches:
+        writer = self.removed.writer(self.name, rank)
+        try:
+            for batch in data:
+                with self.track_time("batch"):
+                    verdict = self.reasons(batch)
+                    drop = verdict["reason"].is_not_null()
+                    kept = batch.filter(pa.array((~drop).to_arrow()))
+                    if drop.any():
+                        dropped = pl.from_arrow(batch).filter(drop).with_columns(
+                            stage=pl.lit(self.name), reason=verdict["reason"].filter(drop), detail=verdict["detail"].filter(drop)
+                        )
+                        writer.write(dropped.to_arrow())
+                        for reason, count in dropped["reason"].value_counts().iter_rows():
+                            self.stat_update(reason, value=count)
+                self.stat_update("kept", value=kept.num_rows)
+                if kept.num_rows:
+                    yield kept
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()

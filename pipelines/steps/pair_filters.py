@@ -1,0 +1,44 @@
+"""Pair filters: empty sides, lengths, length ratio, identical sides."""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+from pipelines.steps.base import BatchFilter, RemovedRows
+
+# Han, kana and Hangul characters carry about as much as three Latin letters: counting them three times keeps
+# the ratio of a Chinese sentence to its English translation near 1.
+_WIDE = r"[\p{sc=Hani}\p{sc=Hira}\p{sc=Kana}\p{sc=Hang}]"
+
+
+def visual_length(texts: pl.Expr) -> pl.Expr:
+    return texts.str.len_chars() + 2 * texts.str.count_matches(_WIDE)
+
+
+class PairFilter(BatchFilter):
+    name = "pair_filter"
+
+    def __init__(self, removed: RemovedRows, min_chars: int = 1, max_chars: int = 4096, max_length_ratio: float = 3.0):
+        super().__init__(removed)
+        self.min_chars = min_chars
+        self.max_chars = max_chars
+        self.max_length_ratio = max_length_ratio
+
+    def reasons(self, batch: pa.Table) -> pl.DataFrame:
+        src, tgt = visual_length(pl.col("src_text")), visual_length(pl.col("tgt_text"))
+        shorter, longer = pl.min_horizontal(src, tgt), pl.max_horizontal(src, tgt)
+        ratio = longer / pl.max_horizontal(shorter, pl.lit(1))
+        side_lengths = pl.format("lengths {} and {}", src, tgt)
+        rules = [  # first match wins
+            (shorter == 0, "empty", pl.lit("a side is empty")),
+            (shorter < self.min_chars, "too_short", side_lengths),
+            (longer > self.max_chars, "too_long", side_lengths),
+            (pl.col("src_text") == pl.col("tgt_text"), "identical", pl.lit("both sides are the same text")),
+            (ratio > self.max_length_ratio, "length_ratio", pl.format("length ratio {} > {}", ratio.round(2), pl.lit(self.max_length_ratio))),
+        ]
+        reason, detail = pl.lit(None, pl.String), pl.lit(None, pl.String)
+        for condition, name, text in reversed(rules):
+            reason = pl.when(condition).then(pl.lit(name)).otherwise(reason)
+            detail = pl.when(condition).then(text).otherwise(detail)
+        return pl.from_arrow(batch).select(reason.alias("reason"), detail.alias("detail"))
