@@ -45,7 +45,7 @@ class HeldOutFilter(BatchFilter):
         exact, automaton = heldout_index(self.corpus_path)
         frame = pl.from_arrow(batch)
         train = frame["split"] == "train"
-        equal = frame["src_text"].is_in(exact) | frame["tgt_text"].is_in(exact)
+        equal = frame["src_text"].is_in(exact.implode()) | frame["tgt_text"].is_in(exact.implode())
         quotes = _quotes(automaton, frame["src_text"]) | _quotes(automaton, frame["tgt_text"])
         return pl.DataFrame({"train": train, "equal": equal, "quotes": quotes}).select(
             reason=pl.when(pl.col("train") & (pl.col("equal") | pl.col("quotes"))).then(pl.lit("heldout_overlap")),

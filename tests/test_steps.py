@@ -1,0 +1,178 @@
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.corpus import load_udhr
+from pipelines.steps.base import AtomicParquetWriter, RemovedRows
+from pipelines.steps.decontaminate import HeldOutFilter
+from pipelines.steps.dedup import ExactPairDedup
+from pipelines.steps.language_id import LanguageIdFilter
+from pipelines.steps.normalize import NormalizeText
+from pipelines.steps.pair_filters import PairFilter
+from pipelines.steps.read_udhr import UdhrPairReader, align, language_pairs, shard_of
+from pipelines.steps.templates import PHRASINGS, TranslationInstructions
+from pipelines.steps.write import TaskInstructionWriter
+from schemas.records import INSTRUCTION_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA
+from tests.helpers import pairs
+
+EN = "All human beings are born free and equal in dignity and rights."
+DE = "Alle Menschen sind frei und gleich an Würde und Rechten geboren."
+ZH = "人人生而自由，在尊严和权利上一律平等。"
+
+
+def run_filter(step, table, rank=0):
+    out = list(step.run(iter([table]), rank=rank))
+    kept = pa.concat_tables(out) if out else table.schema.empty_table()
+    removed = pq.read_table(step.removed.folder / step.name / f"{rank:05d}.parquet")
+    return kept, removed
+
+
+def test_language_pairs_link_every_language_to_both_pivots_once():
+    assert language_pairs(["deu_Latn", "eng_Latn", "zho_Hans"]) == [
+        ("deu_Latn", "eng_Latn"),
+        ("deu_Latn", "zho_Hans"),
+        ("zho_Hans", "eng_Latn"),  # the pivots are linked once
+    ]
+
+
+def test_shards_split_whole_languages():
+    all_pairs = language_pairs(["deu_Latn", "fra_Latn", "swh_Latn", "eng_Latn", "zho_Hans"])
+    shards = [shard_of(all_pairs, rank, 3) for rank in range(3)]
+    assert sorted(p for shard in shards for p in shard) == sorted(all_pairs)
+    owners = {x: rank for rank, shard in enumerate(shards) for x, _ in shard}
+    assert all(owners[x] == rank for rank, shard in enumerate(shards) for x, _ in shard)
+
+
+def test_align_by_paragraph_or_by_article():
+    corpus = load_udhr()
+    x = pl.DataFrame({"article": [1, 2, 2], "declaration": ["x"] * 3, "split": ["train"] * 3, "text": ["a", "b1", "b2"]})
+    pivot = pl.DataFrame({"article": [1, 2], "declaration": ["p"] * 2, "split": ["train"] * 2, "text": ["A", "B"]})
+    assert align(x, pivot) == [("a", "A", "x:a1.p0|p:a1.p0", "train"), ("b1\nb2", "B", "x:a2|p:a2", "train")]
+    assert corpus.height > 0
+
+
+def test_reader_yields_pairs_of_its_shard_with_splits():
+    tables = list(UdhrPairReader(["deu_Latn", "eng_Latn", "zho_Hans"]).run())
+    table = pa.concat_tables(tables)
+    assert table.schema.equals(PAIR_SCHEMA)
+    frame = pl.from_arrow(table)
+    assert set(zip(frame["src_lang"], frame["tgt_lang"])) == {("deu_Latn", "eng_Latn"), ("deu_Latn", "zho_Hans"), ("zho_Hans", "eng_Latn")}
+    assert set(frame["split"]) == {"train", "validation", "test"}
+    assert frame["id"].n_unique() == frame.height
+
+
+def test_normalize():
+    table = pairs([("deu_Latn", "  Alle\u00a0 Menschen\x07\n\n\n sind ", "eng_Latn", "Cafe\u0301\ufeff")])
+    out = NormalizeText().process(table)
+    assert out["src_text"].to_pylist() == ["Alle Menschen\nsind"]
+    assert out["tgt_text"].to_pylist() == ["Café"]
+
+
+def test_pair_filter_reasons(tmp_path):
+    table = pairs(
+        [
+            ("deu_Latn", DE, "eng_Latn", EN),
+            ("deu_Latn", "", "eng_Latn", EN),
+            ("deu_Latn", EN, "eng_Latn", EN),
+            ("deu_Latn", "Ja", "eng_Latn", EN),
+            ("deu_Latn", DE * 100, "eng_Latn", EN * 100),
+            ("deu_Latn", ZH, "zho_Hans", ZH + "x"),
+            ("zho_Hans", ZH, "eng_Latn", EN),  # Han counts three: a normal Chinese/English ratio passes
+        ]
+    )
+    kept, removed = run_filter(PairFilter(RemovedRows(tmp_path), max_chars=4096, max_length_ratio=3.0), table)
+    assert kept["src_text"].to_pylist() == [DE, ZH, ZH]
+    assert removed.schema.equals(REMOVED_SCHEMA)
+    assert removed["reason"].to_pylist() == ["empty", "identical", "length_ratio", "too_long"]
+    assert set(removed["stage"].to_pylist()) == {"pair_filter"}
+
+
+def test_heldout_filter_drops_train_rows_with_heldout_text(tmp_path):
+    heldout = load_udhr().filter((pl.col("lang") == "eng_Latn") & (pl.col("article") == 26))["text"][0]
+    train = pairs([("deu_Latn", DE, "eng_Latn", EN), ("deu_Latn", DE, "eng_Latn", heldout), ("deu_Latn", DE, "eng_Latn", f"Quote: {heldout}")])
+    kept, removed = run_filter(HeldOutFilter(RemovedRows(tmp_path)), train)
+    assert kept["tgt_text"].to_pylist() == [EN]
+    assert removed["reason"].to_pylist() == ["heldout_overlap"] * 2
+    assert "equals" in removed["detail"][0].as_py() and "quotes" in removed["detail"][1].as_py()
+    validation = pairs([("deu_Latn", DE, "eng_Latn", heldout)], split="validation")
+    kept, removed = run_filter(HeldOutFilter(RemovedRows(tmp_path / "v")), validation)
+    assert kept.num_rows == 1 and removed.num_rows == 0
+
+
+def test_language_id_filter_rejects_a_wrong_language_side(tmp_path):
+    table = pairs(
+        [
+            ("deu_Latn", DE, "eng_Latn", EN),
+            ("deu_Latn", EN, "eng_Latn", EN + " Really."),  # the "German" side is English
+            ("deu_Latn", DE, "zho_Hans", ZH),
+            ("sat_Olck", "All of us are equal in rights", "eng_Latn", EN),  # no model label: script check
+        ]
+    )
+    kept, removed = run_filter(LanguageIdFilter(RemovedRows(tmp_path)), table)
+    assert kept.num_rows == 2
+    assert removed["reason"].to_pylist() == ["language_id", "script"]
+    assert removed["detail"][0].as_py().startswith("src: predicted eng_Latn")
+
+
+def test_exact_dedup_keeps_the_first_copy(tmp_path):
+    table = pairs([("deu_Latn", DE, "eng_Latn", EN), ("deu_Latn", DE.upper(), "eng_Latn", EN), ("deu_Latn", DE, "zho_Hans", ZH)])
+    step = ExactPairDedup(RemovedRows(tmp_path))
+    kept, removed = run_filter(step, table)
+    assert kept["id"].to_pylist() == [table["id"][0].as_py(), table["id"][2].as_py()]
+    assert removed["reason"].to_pylist() == ["duplicate"]
+    assert table["id"][0].as_py() in removed["detail"][0].as_py()
+
+
+def test_templates_make_both_directions_in_the_pivot_language():
+    table = pairs([("deu_Latn", DE, "eng_Latn", EN), ("deu_Latn", DE, "zho_Hans", ZH)])
+    rows = TranslationInstructions(seed=1).process(table)
+    assert rows.schema.equals(INSTRUCTION_SCHEMA)
+    frame = pl.from_arrow(rows)
+    assert list(zip(frame["src_lang"], frame["tgt_lang"], frame["instruction_lang"])) == [
+        ("deu_Latn", "eng_Latn", "eng_Latn"),
+        ("eng_Latn", "deu_Latn", "eng_Latn"),
+        ("deu_Latn", "zho_Hans", "zho_Hans"),
+        ("zho_Hans", "deu_Latn", "zho_Hans"),
+    ]
+    messages = rows["messages"].to_pylist()
+    assert [m["role"] for m in messages[0]] == ["user", "assistant"]
+    assert DE in messages[0][0]["content"] and messages[0][1]["content"] == EN
+    assert "German" in messages[0][0]["content"] and "English" in messages[0][0]["content"]
+    assert "德语" in messages[2][0]["content"] and messages[3][1]["content"] == DE
+    assert frame["id"].n_unique() == 4
+
+
+def test_templates_have_ten_phrasings_each_and_choice_follows_the_seed():
+    assert all(len(set(p)) >= 10 for p in PHRASINGS.values())
+    table = pairs([("deu_Latn", f"{DE} {i}", "eng_Latn", f"{EN} {i}") for i in range(200)])
+    same = TranslationInstructions(seed=7).process(table)["template_id"].to_pylist()
+    assert same == TranslationInstructions(seed=7).process(table)["template_id"].to_pylist()
+    assert len(set(same)) >= 10  # every phrasing gets used
+    assert same != TranslationInstructions(seed=8).process(table)["template_id"].to_pylist()
+
+
+def test_writer_is_atomic(tmp_path):
+    writer = AtomicParquetWriter(tmp_path / "x.parquet", PAIR_SCHEMA)
+    writer.write(pairs([("deu_Latn", DE, "eng_Latn", EN)]))
+    assert not (tmp_path / "x.parquet").exists()  # nothing in place until closed
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_task_writer_writes_one_file_per_split(tmp_path):
+    rows = TranslationInstructions().process(pairs([("deu_Latn", DE, "eng_Latn", EN)]))
+    list(TaskInstructionWriter(tmp_path).run(iter([rows]), rank=3))
+    assert pq.read_table(tmp_path / "train" / "00003.parquet").num_rows == 2
+    assert pq.read_table(tmp_path / "test" / "00003.parquet").num_rows == 0
+
+
+def test_a_failing_step_leaves_no_partial_file(tmp_path):
+    def broken():
+        yield pairs([("deu_Latn", DE, "eng_Latn", EN)])
+        raise RuntimeError("killed")
+
+    step = PairFilter(RemovedRows(tmp_path))
+    with pytest.raises(RuntimeError):
+        list(step.run(broken()))
+    assert not any(p.suffix == ".parquet" for p in tmp_path.rglob("*"))
