@@ -1,11 +1,13 @@
 """Check that texts are in the language they are labelled with: the one entry point the pipeline uses.
 
 Two checks, both on whole batches:
-- the model: its top-1 label, mapped to a FLORES-200 code, must name the expected language (or the
-  macrolanguage that contains it: lid.176 says `ar` for any Arabic, `fa` for Dari and Persian) with a score of
-  at least the threshold;
-- the script: at least `min_script_fraction` of the letters must be in the expected script.
-A language the model has no label for is checked by script alone; `covers` tells which is which.
+- the models, in order: a text is confirmed when a model that knows the language puts it first with at least
+  that language's threshold (see langid.thresholds). A model that has no label for the exact language but one
+  for its macrolanguage confirms through it: lid.176 says `ar` for any Arabic, `fa` for Dari and Persian, `zh`
+  for Chinese. Later models only see what earlier ones did not confirm.
+- the script: at least `min_script_fraction` of the letters must be in the expected script, and Chinese text
+  must not be in the other Han variety (simplified where traditional is expected, or the reverse).
+A language no model knows is checked by its script alone; `covers` tells which is which.
 """
 
 from __future__ import annotations
@@ -15,24 +17,51 @@ from dataclasses import dataclass
 
 import langcodes
 import numpy as np
-import polars as pl
 
 from langid.models import FastTextModel
-from langid.scripts import script_fraction
-from schemas.language_codes import from_lid176_label, to_flores
+from langid.scripts import han_variants, script_fraction
+from langid.thresholds import Thresholds
 
 
 @functools.lru_cache(maxsize=8192)
-def _macro_language(flores_code: str) -> str:
+def macro_language(flores_code: str) -> str:
     """The macrolanguage-level BCP-47 language of a FLORES code: arb_Arab -> ar, prs_Arab -> fa, nob_Latn -> nb."""
     language = flores_code.split("_")[0]
-    return langcodes.standardize_tag(language, macro=True).split("-")[0]
+    try:
+        return langcodes.standardize_tag(language, macro=True).split("-")[0]
+    except ValueError:
+        return language
 
 
-def label_to_flores(label: str) -> str:
-    """FLORES code for a model label: lid.176 labels are ISO 639-1 or Wikipedia codes, GlotLID/OpenLID/NLLB labels
-    are already `xxx_Scrp`."""
-    return to_flores(label) if "_" in label else from_lid176_label(label)
+class ModelCheck:
+    """One model with its thresholds: which languages it knows, and which texts it confirms."""
+
+    def __init__(self, model: FastTextModel, thresholds: Thresholds):
+        self.model = model
+        self.thresholds = thresholds
+        self.exact = {code for code in model.codes.values() if "_" in code}
+        self.by_macro = {macro_language(code) for code in self.exact}
+
+    def knows_exactly(self, lang: str) -> bool:
+        return lang in self.exact
+
+    def covers(self, lang: str) -> bool:
+        return lang in self.exact or macro_language(lang) in self.by_macro
+
+    def matches(self, predicted: np.ndarray, lang: str) -> np.ndarray:
+        """Which predicted codes name `lang`: exactly where the model has its label, else by macrolanguage."""
+        if self.knows_exactly(lang):
+            return predicted == lang
+        unique, inverse = np.unique(predicted, return_inverse=True)
+        expected = macro_language(lang)
+        return np.array([macro_language(code) == expected for code in unique], dtype=bool)[inverse]
+
+    def confirm(self, texts: list[str], lang: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(confirmed, predicted code, score) for each text."""
+        codes, scores = self.model.predict(texts)
+        predicted = np.array([c[0] for c in codes], dtype=object)
+        score = scores[:, 0]
+        return self.matches(predicted, lang) & (score >= self.thresholds.get(lang)), predicted, score
 
 
 @dataclass
@@ -45,21 +74,26 @@ class SideVerdict:
 
 
 class LanguageIdentifier:
-    def __init__(self, model: FastTextModel, threshold: float = 0.5, min_script_fraction: float = 0.5):
-        self.model = model
-        self.threshold = threshold
+    def __init__(self, checks: list[ModelCheck], min_script_fraction: float = 0.5):
+        self.checks = checks
         self.min_script_fraction = min_script_fraction
-        self._label_code = {}
-        for label in model.labels:
-            try:
-                self._label_code[label] = label_to_flores(label)
-            except ValueError:
-                self._label_code[label] = label  # a label we cannot map never matches an expected language
-        self._covered = {_macro_language(code) for code in self._label_code.values() if "_" in code}
+
+    @classmethod
+    def load(cls, models: str | None = None, global_threshold: float | None = None, min_script_fraction: float = 0.5):
+        """Models by spec, comma-separated in the order they are asked (see langid.models), each with its shipped
+        per-language thresholds; `global_threshold` is the fallback for languages without one."""
+        from langid.models import DEFAULT_MODELS
+
+        specs = [s.strip() for s in (models or DEFAULT_MODELS).split(",") if s.strip()]
+        checks = []
+        for spec in specs:
+            model = FastTextModel.load(spec)
+            checks.append(ModelCheck(model, Thresholds.for_model(model, global_threshold)))
+        return cls(checks, min_script_fraction)
 
     def covers(self, lang: str) -> bool:
-        """Whether the model has a label for `lang` (directly or through its macrolanguage)."""
-        return _macro_language(lang) in self._covered
+        """Whether some model has a label for `lang` (directly or through its macrolanguage)."""
+        return any(check.covers(lang) for check in self.checks)
 
     def check(self, texts: list[str], lang: str) -> SideVerdict:
         """Check texts that should all be in `lang` (a FLORES-style code)."""
@@ -67,22 +101,35 @@ class LanguageIdentifier:
         passed = np.ones(n, dtype=bool)
         failed: list[str | None] = [None] * n
         detail = [""] * n
-        if self.covers(lang):
-            unique = list(dict.fromkeys(texts))  # pivot sides repeat: predict each distinct text once
-            labels, scores = self.model.predict(unique)
-            by_text = dict(zip(unique, zip(labels, scores)))
-            expected = _macro_language(lang)
-            for i, text in enumerate(texts):
-                label, score = by_text[text]
-                code = self._label_code.get(label, label)
-                if "_" not in code or _macro_language(code) != expected or score < self.threshold:
-                    passed[i] = False
-                    failed[i] = "language_id"
-                    detail[i] = f"predicted {code} ({score:.2f}), expected {lang}"
+        unique, inverse = np.unique(np.array(texts, dtype=object), return_inverse=True)  # pivot sides repeat
+        open_ = np.arange(len(unique))
+        heard: list[list[str]] = [[] for _ in unique]
+        for check in self.checks:
+            if not check.covers(lang) or not len(open_):
+                continue
+            confirmed, predicted, score = check.confirm(unique[open_].tolist(), lang)
+            for i in np.flatnonzero(~confirmed):
+                heard[open_[i]].append(f"{check.model.name}: {predicted[i]} ({score[i]:.2f})")
+            open_ = open_[~confirmed]
+        if self.covers(lang):  # else the script check below is the only one
+            rejected = np.zeros(len(unique), dtype=bool)
+            rejected[open_] = True
+            for i in np.flatnonzero(rejected[inverse]):
+                passed[i] = False
+                failed[i] = "language_id"
+                detail[i] = f"expected {lang}, predicted " + "; ".join(heard[inverse[i]])
         script = lang.split("_")[1]
-        fractions = script_fraction(pl.Series(texts, dtype=pl.String), script).to_numpy()
+        fractions = script_fraction(texts, script)
         for i in np.flatnonzero(passed & (fractions < self.min_script_fraction)):
             passed[i] = False
             failed[i] = "script"
             detail[i] = f"{fractions[i]:.0%} of letters in {script}, expected at least {self.min_script_fraction:.0%}"
+        if script in ("Hans", "Hant"):
+            candidates = np.flatnonzero(passed)
+            other = "Hant" if script == "Hans" else "Hans"
+            for i, variant in zip(candidates, han_variants([texts[i] for i in candidates])):
+                if variant == other:
+                    passed[i] = False
+                    failed[i] = "script"
+                    detail[i] = f"written in {other}, expected {script}"
         return SideVerdict(passed, failed, detail)

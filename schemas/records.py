@@ -89,8 +89,10 @@ MANIFEST_SCHEMA = pa.schema(
             "language_id",
             pa.struct(
                 [
-                    pa.field("model", pa.string()),
-                    pa.field("model_sha256", pa.string()),
+                    pa.field(  # asked in this order; each with the source of its per-language thresholds
+                        "models",
+                        pa.list_(pa.struct([pa.field("name", pa.string()), pa.field("sha256", pa.string()), pa.field("thresholds", pa.string())])),
+                    ),
                     pa.field("checked_by_model", pa.list_(pa.string())),
                     pa.field("checked_by_script_only", pa.list_(pa.string())),
                 ]

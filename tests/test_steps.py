@@ -18,7 +18,7 @@ from tests.helpers import pairs
 
 EN = "All human beings are born free and equal in dignity and rights."
 DE = "Alle Menschen sind frei und gleich an Würde und Rechten geboren."
-ZH = "人人生而自由，在尊严和权利上一律平等。"
+ZH = "人人生而自由，在尊严和权利上一律平等。他们赋有理性和良心，并应以兄弟关系的精神相对待。"
 
 
 def run_filter(step, table, rank=0):
@@ -106,13 +106,22 @@ def test_language_id_filter_rejects_a_wrong_language_side(tmp_path):
             ("deu_Latn", DE, "eng_Latn", EN),
             ("deu_Latn", EN, "eng_Latn", EN + " Really."),  # the "German" side is English
             ("deu_Latn", DE, "zho_Hans", ZH),
-            ("sat_Olck", "All of us are equal in rights", "eng_Latn", EN),  # no model label: script check
+            ("chr_Cher", "All of us are equal in rights", "eng_Latn", EN),  # Latin letters for Cherokee
         ]
     )
     kept, removed = run_filter(LanguageIdFilter(RemovedRows(tmp_path)), table)
     assert kept.num_rows == 2
-    assert removed["reason"].to_pylist() == ["language_id", "script"]
-    assert removed["detail"][0].as_py().startswith("src: predicted eng_Latn")
+    assert removed["reason"].to_pylist() == ["language_id", "language_id"]
+    assert removed["detail"][0].as_py().startswith("src: expected deu_Latn, predicted udhr-lid:")
+    assert "lid176: eng_Latn" in removed["detail"][0].as_py()
+
+
+def test_language_id_filter_checks_script_where_no_model_knows_the_language(tmp_path):
+    table = pairs([("sat_Olck", "ᱡᱷᱚᱛᱚ ᱦᱚᱲ ᱠᱚ", "eng_Latn", EN), ("sat_Olck", "All of us are equal in rights", "eng_Latn", EN)])
+    kept, removed = run_filter(LanguageIdFilter(RemovedRows(tmp_path)), table)
+    assert kept.num_rows == 1
+    assert removed["reason"].to_pylist() == ["script"]
+    assert removed["detail"][0].as_py().startswith("src: 0% of letters in Olck")
 
 
 def test_exact_dedup_keeps_the_first_copy(tmp_path):

@@ -30,11 +30,13 @@ def split_of_article(article: int) -> str:
 
 
 @functools.cache
-def load_udhr(path: Path = UDHR_PATH) -> pl.DataFrame:
-    """Paragraphs of the primary declaration of every language, with their split."""
+def load_udhr(path: Path = UDHR_PATH, primary_only: bool = True) -> pl.DataFrame:
+    """Paragraphs of the primary declaration of every language (or of every declaration), with their split."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"embedded corpus not found: {path} (regenerate it with python -m pipelines.corpus.make_udhr)")
-    frame = pl.read_parquet(path).filter(pl.col("primary"))
+    frame = pl.read_parquet(path)
+    if primary_only:
+        frame = frame.filter(pl.col("primary"))
     splits = {article: split_of_article(article) for article in range(31)}
     return frame.with_columns(split=pl.col("article").replace_strict(splits, return_dtype=pl.String))
 

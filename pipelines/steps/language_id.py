@@ -6,28 +6,27 @@ import polars as pl
 import pyarrow as pa
 
 from langid.identify import LanguageIdentifier
-from langid.models import FastTextModel
 from pipelines.steps.base import BatchFilter, RemovedRows
 
 
 class LanguageIdFilter(BatchFilter):
-    """Drops a pair unless both sides are confirmed to be in their labelled language: by the fastText model and
-    the script where the model knows the language, by the script alone where it does not."""
+    """Drops a pair unless both sides are confirmed to be in their labelled language: by a fastText model (with
+    per-language thresholds) and the script where a model knows the language, by the script alone where none
+    does. The removed row says which check failed and what the models said."""
 
     name = "language_id"
 
-    def __init__(self, removed: RemovedRows, model_path: str | None = None, threshold: float = 0.5, min_script_fraction: float = 0.5):
+    def __init__(self, removed: RemovedRows, models: str | None = None, global_threshold: float | None = None, min_script_fraction: float = 0.5):
         super().__init__(removed)
-        self.model_path = model_path
-        self.threshold = threshold
+        self.models = models
+        self.global_threshold = global_threshold
         self.min_script_fraction = min_script_fraction
         self._identifier: LanguageIdentifier | None = None
 
     @property
     def identifier(self) -> LanguageIdentifier:
         if self._identifier is None:  # loaded in the task's process, not pickled with the step
-            model = FastTextModel.load(self.model_path)
-            self._identifier = LanguageIdentifier(model, self.threshold, self.min_script_fraction)
+            self._identifier = LanguageIdentifier.load(self.models, self.global_threshold, self.min_script_fraction)
         return self._identifier
 
     def __getstate__(self):

@@ -1,0 +1,169 @@
+"""Evaluate language identification on labelled text.
+
+    python -m langid.evaluate --model udhr-lid --data udhr:heldout
+    python -m langid.evaluate --model lid176 --data my.parquet --output reports/lid176
+
+`--data` is any source langid.texts reads: a Parquet with (text, lang) columns, a pair Parquet, or the UDHR
+splits. `--model` is a model spec, or several comma-separated, asked in order as the pipeline asks them (the
+first that puts a language first with at least its threshold wins; if none does, the first model's answer).
+
+Prints per-language precision/recall/F1, macro-F1 over the languages the model covers, the confusions that cost
+most and sentences/second; writes <output>.json and a bar chart <output>.png of per-language F1.
+
+A prediction counts as right when it names the language exactly where the model has that exact label, and
+through the macrolanguage where it does not (lid.176's `ar` for Moroccan Arabic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from langid.identify import LanguageIdentifier, ModelCheck
+
+
+def predict(identifier: LanguageIdentifier, texts: list[str]) -> tuple[list[str], list[float]]:
+    """Cascade prediction: the first model whose top-1 clears its per-language threshold names the language."""
+    first_codes, first_scores = None, None
+    decided: list[str | None] = [None] * len(texts)
+    score_of = np.zeros(len(texts))
+    for check in identifier.checks:
+        codes, scores = check.model.predict(texts)
+        top = [c[0] for c in codes]
+        if first_codes is None:
+            first_codes, first_scores = top, scores[:, 0]
+        for i, (code, score) in enumerate(zip(top, scores[:, 0])):
+            if decided[i] is None and score >= check.thresholds.get(code):
+                decided[i], score_of[i] = code, score
+    return [d if d is not None else f for d, f in zip(decided, first_codes)], [
+        s if d is not None else f for d, s, f in zip(decided, score_of, first_scores)
+    ]
+
+
+def is_right(checks: list[ModelCheck], predicted: str, gold: str) -> bool:
+    if any(check.knows_exactly(gold) for check in checks):
+        return predicted == gold
+    return any(check.covers(gold) and check.matches(np.array([predicted], dtype=object), gold)[0] for check in checks)
+
+
+def credited(checks: list[ModelCheck], predicted: list[str], gold: list[str]) -> list[str]:
+    """Each prediction as the gold code where it is right (see module doc), else as predicted."""
+    return [g if is_right(checks, p, g) else p for p, g in zip(predicted, gold)]
+
+
+def scores_per_language(gold: list[str], predicted: list[str], languages: list[str]) -> pl.DataFrame:
+    frame = pl.DataFrame({"gold": gold, "predicted": predicted})
+    support = frame.group_by("gold").len().rename({"gold": "lang", "len": "support"})
+    tp = frame.filter(pl.col("gold") == pl.col("predicted")).group_by("gold").len().rename({"gold": "lang", "len": "tp"})
+    predicted_n = frame.group_by("predicted").len().rename({"predicted": "lang", "len": "predicted"})
+    table = (
+        pl.DataFrame({"lang": languages})
+        .join(support, on="lang", how="left")
+        .join(tp, on="lang", how="left")
+        .join(predicted_n, on="lang", how="left")
+        .fill_null(0)
+    )
+    return table.with_columns(
+        precision=pl.when(pl.col("predicted") > 0).then(pl.col("tp") / pl.col("predicted")).otherwise(0.0),
+        recall=pl.when(pl.col("support") > 0).then(pl.col("tp") / pl.col("support")).otherwise(0.0),
+    ).with_columns(
+        f1=pl.when(pl.col("precision") + pl.col("recall") > 0)
+        .then(2 * pl.col("precision") * pl.col("recall") / (pl.col("precision") + pl.col("recall")))
+        .otherwise(0.0)
+    )
+
+
+def evaluate(identifier: LanguageIdentifier, data: pl.DataFrame) -> dict:
+    texts, gold = data["text"].to_list(), data["lang"].to_list()
+    started = time.perf_counter()
+    predicted, _ = predict(identifier, texts)
+    seconds = time.perf_counter() - started
+    predicted = credited(identifier.checks, predicted, gold)
+    covered = sorted({g for g in gold if identifier.covers(g)})
+    in_scope = [i for i, g in enumerate(gold) if g in set(covered)]
+    table = scores_per_language([gold[i] for i in in_scope], [predicted[i] for i in in_scope], covered)
+    confusions = (
+        pl.DataFrame({"gold": gold, "predicted": predicted})
+        .filter(pl.col("gold") != pl.col("predicted"))
+        .group_by("gold", "predicted")
+        .len()
+        .sort(["len", "gold", "predicted"], descending=[True, False, False])
+    )
+    return {
+        "models": [{"name": c.model.name, "path": str(c.model.path), "sha256": c.model.sha256} for c in identifier.checks],
+        "texts": len(texts),
+        "languages_in_data": len(set(gold)),
+        "languages_covered": len(covered),
+        "macro_f1": float(table["f1"].mean()) if table.height else 0.0,
+        "accuracy_on_covered": float(np.mean([predicted[i] == gold[i] for i in in_scope])) if in_scope else 0.0,
+        "sentences_per_second": len(texts) / seconds if seconds else 0.0,
+        "per_language": table.sort("lang").to_dicts(),
+        "top_confusions": confusions.head(25).rename({"len": "count"}).to_dicts(),
+        "not_covered": sorted(set(gold) - set(covered)),
+    }
+
+
+def bar_chart(report: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(report["per_language"], key=lambda r: r["f1"])
+    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.06), 4.5))
+    ax.bar(range(len(rows)), [r["f1"] for r in rows], width=1.0, color="#4472c4")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(-0.5, len(rows) - 0.5)
+    ax.set_ylabel("F1")
+    ax.set_xlabel(f"{len(rows)} languages, sorted by F1")
+    step = max(1, len(rows) // 40)
+    ax.set_xticks(range(0, len(rows), step), [rows[i]["lang"] for i in range(0, len(rows), step)], rotation=90, fontsize=6)
+    ax.set_title(f"{title}: macro-F1 {report['macro_f1']:.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    from langid.texts import load_texts
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="udhr-lid", help="model spec(s), comma-separated (see langid.models)")
+    parser.add_argument("--data", default="udhr:heldout", help="labelled text (see langid.texts)")
+    parser.add_argument("--output", type=Path, default=None, help="report path without suffix (default: langid-eval-<model>)")
+    parser.add_argument("--only-covered-by", default=None, help="keep only texts of languages this model spec covers (to compare models on common ground)")
+    parser.add_argument("--top", type=int, default=20, help="how many languages and confusions to print")
+    args = parser.parse_args(argv)
+    identifier = LanguageIdentifier.load(args.model)
+    data = load_texts(args.data)
+    if args.only_covered_by:
+        other = LanguageIdentifier.load(args.only_covered_by)
+        data = data.filter(pl.col("lang").map_elements(other.covers, return_dtype=pl.Boolean))
+    report = evaluate(identifier, data)
+    report["only_covered_by"] = args.only_covered_by
+    report["data"] = args.data
+    output = args.output or Path(f"langid-eval-{args.model.replace(',', '+').replace('/', '_')}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    bar_chart(report, output.with_suffix(".png"), f"{args.model} on {args.data}")
+
+    table = pl.DataFrame(report["per_language"]).sort("f1")
+    with pl.Config(tbl_rows=args.top, tbl_hide_dataframe_shape=True, float_precision=3):
+        print(f"lowest F1 of {table.height} languages:")
+        print(table.select("lang", "support", "precision", "recall", "f1").head(args.top))
+        print("confusions that cost most (gold -> predicted):")
+        print(pl.DataFrame(report["top_confusions"]).head(args.top) if report["top_confusions"] else "none")
+    print(
+        f"{args.model} on {args.data}: macro-F1 {report['macro_f1']:.4f} over {report['languages_covered']} covered languages "
+        f"(of {report['languages_in_data']}), accuracy {report['accuracy_on_covered']:.4f}, "
+        f"{report['sentences_per_second']:.0f} sentences/s; report {output.with_suffix('.json')}, chart {output.with_suffix('.png')}"
+    )
+
+
+if __name__ == "__main__":
+    main()
