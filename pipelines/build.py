@@ -1,11 +1,16 @@
-"""Build a cross-lingual instruction dataset from the embedded corpus.
+"""Build an instruction dataset from a recipe (default: the embedded corpus, offline).
 
     python pipelines/build.py --langs all
     python pipelines/build.py --langs deu_Latn,swh_Latn,yor_Latn --output out/three --executor ray
+    python pipelines/build.py --recipe bayling2 --langs all --total 3200000
 
-Steps (datatrove PipelineSteps, run by its Local or Ray executor): read pairs -> normalize -> pair filters ->
-held-out filter -> language ID of both sides -> exact dedup -> instruction templates -> per-task Parquet; then
-one task merges everything into data/, removed/, manifest.json and the dataset card.
+Stages, each a list of datatrove PipelineSteps run by its Local or Ray executor:
+1. pivot: the zho_Hans <-> eng_Latn pairs, cleaned (they feed the pivot join);
+2. pairs: read -> normalize -> pair filters -> decontaminate -> language ID of both sides -> pivot join -> dedup
+   -> one Parquet file per language (tasks own whole languages);
+3. chat: the zh/en instruction sources, normalized, deduplicated, decontaminated;
+4. mix: the mixture plan (totals, shares, temperature budgets) sampled by a seeded hash, then templated;
+5. shards: data/<split>-NNNNN-of-NNNNN.parquet, a task per shard; 6. manifest, card, removed/.
 """
 
 from __future__ import annotations
@@ -23,19 +28,24 @@ if __package__ in (None, ""):  # run as `python pipelines/build.py`: make the re
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from langid.identify import LanguageIdentifier
-from langid.models import DEFAULT_MODELS, file_sha256
-from pipelines.corpus import UDHR_PATH, UDHR_SOURCE, udhr_languages, udhr_provenance
+from langid.models import file_sha256
+from pipelines import recipe as recipes
+from pipelines.corpus import UDHR_PATH, udhr_provenance
 from pipelines.manifest import code_version, read_manifest
+from pipelines.mixture import MixtureError
+from pipelines.sources import SourceError
 from pipelines.steps.base import RemovedRows
-from pipelines.steps.decontaminate import HeldOutFilter
+from pipelines.steps.chat import BuildChat
+from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup
-from pipelines.steps.finalize import FinalizeBuild
+from pipelines.steps.finalize import WriteManifest, WriteShards
 from pipelines.steps.language_id import LanguageIdFilter
+from pipelines.steps.mix import MixInstructions, plan, supply
 from pipelines.steps.normalize import NormalizeText
 from pipelines.steps.pair_filters import PairFilter
-from pipelines.steps.read_udhr import UdhrPairReader, language_pairs
-from pipelines.steps.templates import TranslationInstructions
-from pipelines.steps.write import TaskInstructionWriter
+from pipelines.steps.pivot_join import PivotJoin
+from pipelines.steps.read_pairs import PairReader
+from pipelines.steps.write import PairWriter
 from schemas.language_codes import PIVOTS, UnknownLanguageCode, to_flores, unknown_code_error
 from schemas.records import stable_id
 
@@ -57,50 +67,75 @@ def resolve_languages(spec: str, available: list[str]) -> list[str]:
         except UnknownLanguageCode:
             flores = code
         if flores not in available:
-            raise unknown_code_error(code, available, what="language (not in the corpus)")
+            raise unknown_code_error(code, available, what="language (not in the recipe's sources)")
         chosen.append(flores)
     return sorted(set(chosen) | ({p for p in PIVOTS} & set(available) if chosen else set()))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--langs", default="all", help="'all' or FLORES-200 codes, comma-separated (default: all)")
-    parser.add_argument("--output", type=Path, default=Path("out/udhr-cross-lingual"), help="output folder")
-    parser.add_argument("--name", default="udhr-cross-lingual", help="dataset name for the card and manifest")
+    parser.add_argument("--recipe", default="embedded", help="recipe name (pipelines/recipes/<name>.yaml) or path")
+    parser.add_argument("--langs", default=None, help="'all' or FLORES-200 codes, comma-separated (default: the recipe's)")
+    parser.add_argument("--output", type=Path, default=None, help="output folder (default: out/<recipe name>)")
     parser.add_argument("--executor", choices=["local", "ray"], default="local")
     parser.add_argument("--ray-address", default=None, help="address of an existing Ray cluster (default: start a local one)")
     parser.add_argument("--tasks", type=int, default=4, help="datatrove tasks (the rows do not depend on it)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="tasks run at the same time")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the choice of instruction phrasings")
-    parser.add_argument("--langid-model", default=DEFAULT_MODELS,
-                        help=f"language-ID models, comma-separated, asked in order (default: {DEFAULT_MODELS}; see langid.models)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for sampling and phrasings (default: the recipe's)")
+    parser.add_argument("--total", type=int, default=None, help="instructions in the train split (the mixture's total)")
+    parser.add_argument("--share", default=None, help="mixture shares, e.g. zh=0.432,en=0.262,cross_lingual=0.306")
+    parser.add_argument("--langid-model", default=None, help="language-ID models, comma-separated, asked in order (see langid.models)")
     parser.add_argument("--langid-threshold", type=float, default=None,
-                        help="score a model must give the expected language where it has no per-language threshold (default: 0.5)")
-    parser.add_argument("--min-script-fraction", type=float, default=0.5, help="minimum share of letters in the expected script")
-    parser.add_argument("--max-length-ratio", type=float, default=3.0, help="maximum length ratio of the two sides")
-    parser.add_argument("--rows-per-shard", type=int, default=250_000)
+                        help="score a model must give the expected language where it has no per-language threshold (0.5)")
+    parser.add_argument("--min-script-fraction", type=float, default=None, help="minimum share of letters in the expected script")
+    parser.add_argument("--max-length-ratio", type=float, default=None, help="maximum length ratio of the two sides")
+    parser.add_argument("--rows-per-shard", type=int, default=None)
     parser.add_argument("--overwrite", action="store_true", help="replace a finished build made with other arguments")
-    parser.add_argument("--corpus", type=Path, default=UDHR_PATH, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for name in ("tasks", "workers", "rows_per_shard"):
-        if getattr(args, name) < 1:
+    for name in ("tasks", "workers", "rows_per_shard", "total"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
 
-def row_arguments(args: argparse.Namespace, langs: list[str], identifier: LanguageIdentifier) -> dict[str, str]:
-    """The arguments the rows depend on; their hash is the build key (executor, tasks and workers are not)."""
+def apply_overrides(recipe: recipes.Recipe, args: argparse.Namespace) -> recipes.Recipe:
+    """Command-line options win over the recipe."""
+    if args.langs is not None:
+        recipe.languages = args.langs
+    if args.seed is not None:
+        recipe.seed = args.seed
+    overrides = {"langid_model": ("langid", "models"), "langid_threshold": ("langid", "threshold"),
+                 "min_script_fraction": ("langid", "min_script_fraction"), "max_length_ratio": ("filters", "max_length_ratio")}  # fmt: skip
+    for option, (section, key) in overrides.items():
+        if getattr(args, option) is not None:
+            setattr(getattr(recipe, section), key, getattr(args, option))
+    if args.rows_per_shard is not None:
+        recipe.rows_per_shard = args.rows_per_shard
+    if args.total is not None or args.share is not None:
+        recipe.mixture = recipe.mixture or recipes.Mixture()
+        if args.total is not None:
+            recipe.mixture.total = args.total
+        if args.share is not None:
+            try:
+                shares = {k.strip(): float(v) for k, v in (item.split("=") for item in args.share.split(","))}
+            except ValueError:
+                raise recipes.RecipeError(f"--share: expected name=value pairs like zh=0.4,en=0.3,cross_lingual=0.3, got {args.share!r}") from None
+            recipes.validate_shares(shares, "--share")
+            recipe.mixture.shares = shares
+    return recipe
+
+
+def row_arguments(recipe: recipes.Recipe, langs: list[str], identifier: LanguageIdentifier, sources: list[dict]) -> dict[str, str]:
+    """What the rows depend on; their hash is the build key (executor, tasks and workers are not in it)."""
+    settings = {k: v for k, v in recipe.to_dict().items() if k not in ("parallel", "instructions", "path", "languages")}
     return {
+        "recipe": recipe.name,
         "langs": ",".join(langs),
-        "seed": str(args.seed),
+        "settings": json.dumps(settings, sort_keys=True),
+        "sources": json.dumps([[s["name"], s["sha256"], s["version"]] for s in sources]),
         "langid_models": ",".join(f"{c.model.name}:{c.model.sha256}" for c in identifier.checks),
-        "langid_threshold": str(args.langid_threshold),
-        "min_script_fraction": str(args.min_script_fraction),
-        "max_length_ratio": str(args.max_length_ratio),
-        "rows_per_shard": str(args.rows_per_shard),
-        "corpus_sha256": file_sha256(args.corpus),
+        "corpus_sha256": file_sha256(UDHR_PATH),
         "code_package": code_version()["package"],
-        "name": args.name,
     }
 
 
@@ -171,13 +206,31 @@ def print_summary(manifest: dict, output: Path, seconds: float | None) -> None:
     print("\n".join(lines))
 
 
+def pair_pipeline(recipe, sources, langs, work: Path, run: str, pivot_join: PivotJoin | None):
+    removed = RemovedRows(work / "removed", run)
+    return [
+        PairReader(sources, langs, progress=sys.stderr.isatty()),
+        NormalizeText(),
+        PairFilter(removed, recipe.filters.min_chars, recipe.filters.max_chars, recipe.filters.max_length_ratio),
+        Decontaminate(removed, recipe.decontamination.eval_sets, recipe.decontamination.ngram),
+        LanguageIdFilter(removed, recipe.langid.models, recipe.langid.threshold, recipe.langid.min_script_fraction),
+        *([pivot_join] if pivot_join else []),
+        ExactPairDedup(removed, recipe.dedup.max_targets_per_source),
+        PairWriter(work / "pairs"),
+    ]
+
+
 def build(args: argparse.Namespace) -> dict:
-    available = udhr_languages(args.corpus)
-    langs = resolve_languages(args.langs, available)
-    identifier = LanguageIdentifier.load(args.langid_model, args.langid_threshold, args.min_script_fraction)
-    arguments = row_arguments(args, langs, identifier)
+    recipe = apply_overrides(recipes.load(args.recipe), args)
+    sources = recipe.parallel
+    available = sorted(set().union(*(s.languages() for s in sources))) if sources else []
+    spec = recipe.languages if isinstance(recipe.languages, str) else ",".join(recipe.languages)
+    langs = resolve_languages(spec, available)
+    identifier = LanguageIdentifier.load(recipe.langid.models, recipe.langid.threshold, recipe.langid.min_script_fraction)
+    provenance = [s.provenance() for s in sources] + [s.provenance() for s in recipe.instructions]
+    arguments = row_arguments(recipe, langs, identifier, provenance)
     build_key = stable_id(json.dumps(arguments, sort_keys=True))
-    output = args.output
+    output = args.output or Path("out") / recipe.name
     if check_output(output, build_key, args.overwrite):
         manifest = read_manifest(output)
         print(f"{output} already holds this build (build key {build_key}): nothing to do.")
@@ -188,29 +241,16 @@ def build(args: argparse.Namespace) -> dict:
     for stale in (output / ".work").glob("*"):  # an unfinished run with other arguments cannot be resumed
         if stale != work:
             shutil.rmtree(stale)
-    removed = RemovedRows(work / "removed")
-    x_langs = sorted({x for pair in language_pairs(langs) for x in pair})
-    provenance = udhr_provenance(args.corpus)
+    x_langs = [lang for lang in langs if lang not in PIVOTS or lang == "zho_Hans"]
     manifest_base = {
-        "name": args.name,
+        "name": recipe.name,
         "build_key": build_key,
-        "arguments": {**arguments, "command_line": shlex.join(sys.argv[1:]), "executor": args.executor, "tasks": str(args.tasks)},
+        "arguments": {**arguments, "recipe_file": recipe.path, "command_line": shlex.join(sys.argv[1:]),
+                      "executor": args.executor, "tasks": str(args.tasks)},  # fmt: skip
         "code_version": code_version(),
-        "sources": [
-            {
-                "name": "udhr",
-                "version": provenance["version"],
-                "origin": provenance["origin"],
-                "license": provenance["license"],
-                "sha256": provenance["tarball_sha256"],
-                "details": {"npm_integrity": provenance["npm_integrity"], "embedded_file_sha256": arguments["corpus_sha256"],
-                            "source_tag": UDHR_SOURCE, "heldout": "articles 25-27 validation, 28-30 test"},
-            }
-        ],  # fmt: skip
+        "sources": provenance,
         "language_id": {
-            "models": [
-                {"name": c.model.name, "sha256": c.model.sha256, "thresholds": c.thresholds.source} for c in identifier.checks
-            ],
+            "models": [{"name": c.model.name, "sha256": c.model.sha256, "thresholds": c.thresholds.source} for c in identifier.checks],
             "checked_by_model": [lang for lang in x_langs if identifier.covers(lang)],
             "checked_by_script_only": [lang for lang in x_langs if not identifier.covers(lang)],
         },
@@ -219,19 +259,27 @@ def build(args: argparse.Namespace) -> dict:
     started = time.time()
     ray_started = start_ray(args) if args.executor == "ray" else False
     try:
-        pairs_pipeline = [
-            UdhrPairReader(langs, args.corpus, progress=sys.stderr.isatty()),
-            NormalizeText(),
-            PairFilter(removed, max_length_ratio=args.max_length_ratio),
-            HeldOutFilter(removed, args.corpus),
-            LanguageIdFilter(removed, args.langid_model, args.langid_threshold, args.min_script_fraction),
-            ExactPairDedup(removed),
-            TranslationInstructions(seed=args.seed),
-            TaskInstructionWriter(work / "instructions"),
-        ]
-        make_executor(args, pairs_pipeline, work / "logs" / "pairs", args.tasks).run()
-        finalize = [FinalizeBuild(work, output, manifest_base, args.rows_per_shard, provenance["license_text"])]
-        make_executor(args, finalize, work / "logs" / "finalize", 1).run()
+        logs = work / "logs"
+        multiway = {s.name for s in sources if getattr(s, "multiway", False)}
+        if "zho_Hans" in x_langs:
+            make_executor(args, pair_pipeline(recipe, sources, ["zho_Hans"], work, "pivot", None), logs / "pivot", 1).run()
+        joiner = PivotJoin(work / "pairs" / "zho_Hans.parquet", multiway) if recipe.pivot_join else None
+        others = [lang for lang in x_langs if lang != "zho_Hans"]
+        if others:
+            make_executor(args, pair_pipeline(recipe, sources, others, work, "pairs", joiner), logs / "pairs", args.tasks).run()
+        if recipe.instructions:
+            chat = [BuildChat(recipe.instructions, work, recipe.decontamination.eval_sets, recipe.decontamination.ngram)]
+            make_executor(args, chat, logs / "chat", 1).run()
+        cross_supply, chat_supply = supply(work / "pairs", work / "chat")
+        budgets = plan(recipe.mixture, cross_supply, chat_supply)
+        plan_path = work / "plan.json"
+        plan_path.write_text(json.dumps(budgets, sort_keys=True))
+        make_executor(args, [MixInstructions(work, plan_path, recipe.seed)], logs / "mix", args.tasks).run()
+        make_executor(args, [WriteShards(work, output, recipe.rows_per_shard)], logs / "shards", args.tasks).run()
+        mixture = {"plan": json.dumps(budgets, sort_keys=True), "recipe": json.dumps(recipe.to_dict()["mixture"])}
+        license_text = udhr_provenance()["license_text"] if multiway else ""
+        finish = [WriteManifest(work, output, {**manifest_base, "mixture": mixture}, license_text)]
+        make_executor(args, finish, logs / "manifest", 1).run()
     finally:
         if ray_started:
             import ray
@@ -250,7 +298,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         build(args)
-    except (BuildError, UnknownLanguageCode, FileNotFoundError) as e:
+    except (BuildError, UnknownLanguageCode, FileNotFoundError, recipes.RecipeError, SourceError, MixtureError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -45,6 +45,17 @@ INSTRUCTION_SCHEMA = pa.schema(
     ]
 )
 
+# A general instruction (the zh/en part of the mixture) as read from an instruction source, before the mixture.
+CHAT_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("messages", pa.list_(MESSAGE_TYPE), nullable=False),
+        pa.field("lang", pa.string(), nullable=False),  # eng_Latn or zho_Hans
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_id", pa.string(), nullable=False),
+    ]
+)
+
 # A row some stage dropped: the pair as it was when dropped, with which stage dropped it and why.
 REMOVED_SCHEMA = pa.schema(
     [
@@ -101,8 +112,10 @@ MANIFEST_SCHEMA = pa.schema(
         ),
         pa.field("rows_per_split", _COUNTS, nullable=False),
         pa.field("rows_per_language", _COUNTS, nullable=False),  # instructions that involve each non-pivot language
-        pa.field("rows_per_direction", _COUNTS, nullable=False),  # "deu_Latn->eng_Latn": n
+        pa.field("rows_per_direction", _COUNTS, nullable=False),  # "deu_Latn->eng_Latn": n; "instruction:zho_Hans": n
         pa.field("removed", pa.map_(pa.string(), _COUNTS), nullable=False),  # stage -> reason -> n
+        pa.field("decontamination", _COUNTS, nullable=False),  # evaluation set -> rows removed for overlapping it
+        pa.field("mixture", pa.map_(pa.string(), pa.string()), nullable=False),  # the plan: totals and budgets (JSON)
         pa.field(
             "files",
             pa.list_(pa.struct([pa.field("path", pa.string()), pa.field("sha256", pa.string()), pa.field("rows", pa.int64())])),

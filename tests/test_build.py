@@ -14,7 +14,7 @@ import pytest
 from pipelines.build import main
 from pipelines.corpus import load_udhr
 from pipelines.manifest import read_manifest, validate
-from pipelines.steps.read_udhr import UdhrPairReader
+from pipelines.steps.read_udhr import language_pairs, udhr_pairs
 from tests.conftest import REPO_ROOT, SMALL_LANGS
 
 PIVOT_DIRECTIONS = ("{x}->eng_Latn", "eng_Latn->{x}", "{x}->zho_Hans", "zho_Hans->{x}")
@@ -70,7 +70,7 @@ def test_nothing_disappears_silently(small_build):
     assert rejected.height > 0
     assert rejected["detail"].str.contains(r"^(src|tgt): expected \w+_\w+, predicted udhr-lid: ").all()
     # every pair the reader produced is either templated (two rows, one per direction) or removed
-    produced = pa.concat_tables(UdhrPairReader([*SMALL_LANGS.split(","), "eng_Latn", "zho_Hans"]).run())
+    produced = pa.concat_tables(udhr_pairs(language_pairs([*SMALL_LANGS.split(","), "eng_Latn", "zho_Hans"])))
     rows = pl.read_parquet(small_build / "data" / "*.parquet")
     assert rows.height % 2 == 0
     assert produced.num_rows == rows.height // 2 + removed.height

@@ -5,14 +5,15 @@ import pytest
 
 from pipelines.corpus import load_udhr
 from pipelines.steps.base import AtomicParquetWriter, RemovedRows
-from pipelines.steps.decontaminate import HeldOutFilter
+from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup
 from pipelines.steps.language_id import LanguageIdFilter
 from pipelines.steps.normalize import NormalizeText
 from pipelines.steps.pair_filters import PairFilter
-from pipelines.steps.read_udhr import UdhrPairReader, align, language_pairs, shard_of
+from pipelines.steps.read_pairs import languages_of_task
+from pipelines.steps.read_udhr import align, language_pairs, udhr_pairs
 from pipelines.steps.templates import PHRASINGS, TranslationInstructions
-from pipelines.steps.write import TaskInstructionWriter
+from pipelines.steps.write import PairWriter
 from schemas.records import INSTRUCTION_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA
 from tests.helpers import pairs
 
@@ -24,7 +25,7 @@ ZH = "人人生而自由，在尊严和权利上一律平等。他们赋有理�
 def run_filter(step, table, rank=0):
     out = list(step.run(iter([table]), rank=rank))
     kept = pa.concat_tables(out) if out else table.schema.empty_table()
-    removed = pq.read_table(step.removed.folder / step.name / f"{rank:05d}.parquet")
+    removed = pq.read_table(step.removed.folder / step.name / f"run-{rank:05d}.parquet")
     return kept, removed
 
 
@@ -37,11 +38,10 @@ def test_language_pairs_link_every_language_to_both_pivots_once():
 
 
 def test_shards_split_whole_languages():
-    all_pairs = language_pairs(["deu_Latn", "fra_Latn", "swh_Latn", "eng_Latn", "zho_Hans"])
-    shards = [shard_of(all_pairs, rank, 3) for rank in range(3)]
-    assert sorted(p for shard in shards for p in shard) == sorted(all_pairs)
-    owners = {x: rank for rank, shard in enumerate(shards) for x, _ in shard}
-    assert all(owners[x] == rank for rank, shard in enumerate(shards) for x, _ in shard)
+    langs = ["swh_Latn", "deu_Latn", "fra_Latn", "zho_Hans", "yor_Latn"]
+    shards = [languages_of_task(langs, rank, 3) for rank in range(3)]
+    assert sorted(x for shard in shards for x in shard) == sorted(langs)  # every language in exactly one task
+    assert shards == [languages_of_task(list(reversed(langs)), rank, 3) for rank in range(3)]
 
 
 def test_align_by_paragraph_or_by_article():
@@ -53,7 +53,7 @@ def test_align_by_paragraph_or_by_article():
 
 
 def test_reader_yields_pairs_of_its_shard_with_splits():
-    tables = list(UdhrPairReader(["deu_Latn", "eng_Latn", "zho_Hans"]).run())
+    tables = list(udhr_pairs(language_pairs(["deu_Latn", "eng_Latn", "zho_Hans"])))
     table = pa.concat_tables(tables)
     assert table.schema.equals(PAIR_SCHEMA)
     frame = pl.from_arrow(table)
@@ -88,16 +88,33 @@ def test_pair_filter_reasons(tmp_path):
     assert set(removed["stage"].to_pylist()) == {"pair_filter"}
 
 
-def test_heldout_filter_drops_train_rows_with_heldout_text(tmp_path):
+def test_decontamination_drops_train_rows_that_overlap_heldout_text(tmp_path):
     heldout = load_udhr().filter((pl.col("lang") == "eng_Latn") & (pl.col("article") == 26))["text"][0]
-    train = pairs([("deu_Latn", DE, "eng_Latn", EN), ("deu_Latn", DE, "eng_Latn", heldout), ("deu_Latn", DE, "eng_Latn", f"Quote: {heldout}")])
-    kept, removed = run_filter(HeldOutFilter(RemovedRows(tmp_path)), train)
+    words = heldout.split()
+    train = pairs(
+        [
+            ("deu_Latn", DE, "eng_Latn", EN),
+            ("deu_Latn", DE, "eng_Latn", heldout.upper()),  # equal after case folding
+            ("deu_Latn", DE, "eng_Latn", f"Quote: {heldout}"),
+            ("deu_Latn", DE, "eng_Latn", "So: " + " ".join(words[3:16]) + " and more."),  # shares a 13-word n-gram
+        ]
+    )
+    kept, removed = run_filter(Decontaminate(RemovedRows(tmp_path)), train)
     assert kept["tgt_text"].to_pylist() == [EN]
-    assert removed["reason"].to_pylist() == ["heldout_overlap"] * 2
-    assert "equals" in removed["detail"][0].as_py() and "quotes" in removed["detail"][1].as_py()
+    assert removed["reason"].to_pylist() == ["overlap:udhr-heldout"] * 3
+    assert [d.split()[1] for d in removed["detail"].to_pylist()] == ["equal", "quote", "13-gram"]
     validation = pairs([("deu_Latn", DE, "eng_Latn", heldout)], split="validation")
-    kept, removed = run_filter(HeldOutFilter(RemovedRows(tmp_path / "v")), validation)
+    kept, removed = run_filter(Decontaminate(RemovedRows(tmp_path / "v")), validation)
     assert kept.num_rows == 1 and removed.num_rows == 0
+
+
+def test_decontamination_against_an_eval_set_file(tmp_path):
+    eval_file = tmp_path / "flores-dev.txt"
+    eval_file.write_text("Das ist ein Satz aus dem Testset.\n")
+    table = pairs([("deu_Latn", "Das ist ein Satz aus dem Testset.", "eng_Latn", "This is a test set sentence."), ("deu_Latn", DE, "eng_Latn", EN)])
+    kept, removed = run_filter(Decontaminate(RemovedRows(tmp_path / "r"), eval_sets=[str(eval_file)]), table)
+    assert kept["src_text"].to_pylist() == [DE]
+    assert removed["reason"].to_pylist() == ["overlap:flores-dev.txt"]
 
 
 def test_language_id_filter_rejects_a_wrong_language_side(tmp_path):
@@ -169,11 +186,18 @@ def test_writer_is_atomic(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_task_writer_writes_one_file_per_split(tmp_path):
-    rows = TranslationInstructions().process(pairs([("deu_Latn", DE, "eng_Latn", EN)]))
-    list(TaskInstructionWriter(tmp_path).run(iter([rows]), rank=3))
-    assert pq.read_table(tmp_path / "train" / "00003.parquet").num_rows == 2
-    assert pq.read_table(tmp_path / "test" / "00003.parquet").num_rows == 0
+def test_pair_writer_writes_one_file_per_language(tmp_path):
+    table = pairs([("deu_Latn", DE, "eng_Latn", EN), ("fra_Latn", "Tous les êtres humains", "eng_Latn", EN), ("deu_Latn", DE, "zho_Hans", ZH)])
+    list(PairWriter(tmp_path).run(iter([table]), rank=3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deu_Latn.parquet", "fra_Latn.parquet"]
+    assert pq.read_table(tmp_path / "deu_Latn.parquet").num_rows == 2
+
+
+def test_exact_dedup_caps_pairs_per_sentence(tmp_path):
+    table = pairs([("deu_Latn", DE, "eng_Latn", f"{EN} {i}") for i in range(5)])
+    kept, removed = run_filter(ExactPairDedup(RemovedRows(tmp_path), max_pairs_per_sentence=3), table)
+    assert kept.num_rows == 3
+    assert removed["reason"].to_pylist() == ["too_many_translations"] * 2
 
 
 def test_a_failing_step_leaves_no_partial_file(tmp_path):

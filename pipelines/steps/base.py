@@ -62,13 +62,14 @@ def write_parquet_atomic(path: str | os.PathLike, table: pa.Table, row_group_siz
 
 class RemovedRows:
     """Where a step puts the rows it drops, with its name and the reason (our counterpart of datatrove's
-    `exclusion_writer`): one file per step and task under `<folder>/<step>/`."""
+    `exclusion_writer`): one file per step, stage and task under `<folder>/<step>/`."""
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike, run: str = "run"):
         self.folder = Path(folder)
+        self.run = run  # stages that share a step name write different files
 
     def writer(self, step: str, rank: int) -> AtomicParquetWriter:
-        return AtomicParquetWriter(self.folder / step / f"{rank:05d}.parquet", REMOVED_SCHEMA)
+        return AtomicParquetWriter(self.folder / step / f"{self.run}-{rank:05d}.parquet", REMOVED_SCHEMA)
 
 
 class BatchStep(PipelineStep):

@@ -1,8 +1,11 @@
-"""The last step: merge every task's output into the published layout, then write the manifest and the card.
+"""The last steps: merge every language's instructions into the published layout, then the manifest and card.
 
-    <output>/data/<split>-NNNNN-of-NNNNN.parquet   instructions, sorted by id (the same whatever the task count)
-    <output>/removed/<step>.parquet                 every dropped pair with the step and reason
-    <output>/manifest.json, <output>/README.md      provenance and counts; the dataset card
+    <output>/data/<split>-NNNNN-of-NNNNN.parquet   instructions; a row's shard is a hash of its id, rows sorted by
+                                                   id within a shard (the same whatever the task count)
+    <output>/removed/<step>.parquet                 every dropped row with the step and reason
+    <output>/manifest.json, README.md, LICENSE      provenance and counts; the dataset card
+
+Each shard is built by one task, reading only the rows of its shard, so memory is bounded by the shard size.
 """
 
 from __future__ import annotations
@@ -11,69 +14,99 @@ import collections
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
 from pipelines.card import write_card
 from pipelines.manifest import FORMAT_VERSION, sha256_file, write_manifest
 from pipelines.steps.base import write_parquet_atomic
-from schemas.records import INSTRUCTION_SCHEMA, REMOVED_SCHEMA, SPLITS
-
-
-def _read_all(files: list[Path], schema: pa.Schema) -> pa.Table:
-    tables = [pq.read_table(f, schema=schema) for f in sorted(files)]
-    return pa.concat_tables(tables) if tables else schema.empty_table()
+from schemas.records import INSTRUCTION_SCHEMA, SPLITS
 
 
 def shard_name(split: str, index: int, count: int) -> str:
     return f"{split}-{index:05d}-of-{count:05d}.parquet"
 
 
-class FinalizeBuild(PipelineStep):
-    name = "finalize"
+def shard_counts(work_dir: Path, rows_per_shard: int) -> dict[str, int]:
+    counts = {}
+    for split in SPLITS:
+        rows = sum(pq.read_metadata(f).num_rows for f in (work_dir / "instructions" / split).glob("*.parquet"))
+        counts[split] = max(1, -(-rows // rows_per_shard))
+    return counts
+
+
+def shard_of(ids: pl.Expr, count: int) -> pl.Expr:
+    return ids.str.slice(0, 12).str.to_integer(base=16) % count
+
+
+class WriteShards(PipelineStep):
+    name = "write_shards"
+    type = "💽 - WRITER"
+
+    def __init__(self, work_dir: Path, output_dir: Path, rows_per_shard: int):
+        super().__init__()
+        self.work_dir = Path(work_dir)
+        self.output_dir = Path(output_dir)
+        self.rows_per_shard = rows_per_shard
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        counts = shard_counts(self.work_dir, self.rows_per_shard)
+        jobs = [(split, i) for split in SPLITS for i in range(counts[split])]
+        for split, index in jobs[rank::world_size]:
+            files = sorted((self.work_dir / "instructions" / split).glob("*.parquet"))
+            rows = (
+                pl.scan_parquet(files, schema=pl.Schema(INSTRUCTION_SCHEMA))
+                .filter(shard_of(pl.col("id"), counts[split]) == index)
+                .sort("id")
+                .collect()
+                if files
+                else pl.DataFrame(schema=pl.Schema(INSTRUCTION_SCHEMA))
+            )
+            write_parquet_atomic(self.output_dir / "data" / shard_name(split, index, counts[split]), rows.to_arrow().cast(INSTRUCTION_SCHEMA), row_group_size=10_000)
+            self.stat_update(split, value=rows.height)
+        return
+        yield
+
+
+class WriteManifest(PipelineStep):
+    name = "write_manifest"
     type = "📦 - FINALIZE"
 
-    def __init__(self, work_dir: Path, output_dir: Path, manifest_base: dict, rows_per_shard: int = 250_000, license_text: str = ""):
+    def __init__(self, work_dir: Path, output_dir: Path, manifest_base: dict, license_text: str = ""):
         super().__init__()
-        self.license_text = license_text
         self.work_dir = Path(work_dir)
         self.output_dir = Path(output_dir)
         self.manifest_base = manifest_base
-        self.rows_per_shard = rows_per_shard
+        self.license_text = license_text
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         files, counts = [], {"split": {}, "language": collections.Counter(), "direction": collections.Counter()}
         for split in SPLITS:
-            rows = _read_all(list((self.work_dir / "instructions" / split).glob("*.parquet")), INSTRUCTION_SCHEMA)
-            rows = rows.sort_by("id")
-            counts["split"][split] = rows.num_rows
-            frame = pl.from_arrow(rows.select(["src_lang", "tgt_lang", "pivot"]))
-            for src, tgt, n in frame.group_by("src_lang", "tgt_lang").len().iter_rows():
+            paths = sorted((self.output_dir / "data").glob(f"{split}-*.parquet"))
+            frame = pl.read_parquet(paths, columns=["src_lang", "tgt_lang", "pivot", "task"]) if paths else pl.DataFrame()
+            counts["split"][split] = frame.height
+            for path in paths:
+                files.append({"path": str(path.relative_to(self.output_dir)), "sha256": sha256_file(path), "rows": pq.read_metadata(path).num_rows})
+            if not frame.height:
+                continue
+            translation = frame.filter(pl.col("task") == "translation")
+            for src, tgt, n in translation.group_by("src_lang", "tgt_lang").len().iter_rows():
                 counts["direction"][f"{src}->{tgt}"] += n
-            for lang, n in (
-                frame.select(lang=pl.when(pl.col("src_lang") == pl.col("pivot")).then("tgt_lang").otherwise("src_lang"))
-                .group_by("lang")
-                .len()
-                .iter_rows()
-            ):
+            language = pl.when(pl.col("src_lang") == pl.col("pivot")).then("tgt_lang").otherwise("src_lang")
+            for lang, n in translation.select(lang=language).group_by("lang").len().iter_rows():
                 counts["language"][lang] += n
-            shards = max(1, -(-rows.num_rows // self.rows_per_shard))
-            for i in range(shards):
-                path = self.output_dir / "data" / shard_name(split, i, shards)
-                part = rows.slice(i * self.rows_per_shard, self.rows_per_shard)
-                write_parquet_atomic(path, part, row_group_size=10_000)
-                files.append({"path": str(path.relative_to(self.output_dir)), "sha256": sha256_file(path), "rows": part.num_rows})
-                self.stat_update(split, value=part.num_rows)
+            for task, lang, n in frame.filter(pl.col("task") != "translation").group_by("task", "src_lang").len().iter_rows():
+                counts["direction"][f"{task}:{lang}"] += n
 
         removed_counts: dict[str, dict[str, int]] = {}
         for step_dir in sorted(p for p in (self.work_dir / "removed").glob("*") if p.is_dir()):
-            removed = _read_all(list(step_dir.glob("*.parquet")), REMOVED_SCHEMA).sort_by("id")
+            parts = [pl.read_parquet(f) for f in sorted(step_dir.glob("*.parquet"))]
+            removed = pl.concat(parts, how="vertical_relaxed").sort("id") if parts else pl.DataFrame()
             path = self.output_dir / "removed" / f"{step_dir.name}.parquet"
-            write_parquet_atomic(path, removed, row_group_size=10_000)
-            files.append({"path": str(path.relative_to(self.output_dir)), "sha256": sha256_file(path), "rows": removed.num_rows})
-            reasons = pl.from_arrow(removed.select(["reason"])).group_by("reason").len().sort("reason")
-            removed_counts[step_dir.name] = dict(reasons.iter_rows())
+            write_parquet_atomic(path, removed.to_arrow(), row_group_size=10_000)
+            files.append({"path": str(path.relative_to(self.output_dir)), "sha256": sha256_file(path), "rows": removed.height})
+            if removed.height:
+                removed_counts[step_dir.name] = dict(removed.group_by("reason").len().sort("reason").iter_rows())
 
         manifest = {
             **self.manifest_base,
@@ -82,6 +115,10 @@ class FinalizeBuild(PipelineStep):
             "rows_per_language": dict(sorted(counts["language"].items())),
             "rows_per_direction": dict(sorted(counts["direction"].items())),
             "removed": removed_counts,
+            "decontamination": {
+                reason.removeprefix("overlap:"): n
+                for reasons in removed_counts.values() for reason, n in reasons.items() if reason.startswith("overlap:")
+            },  # fmt: skip
             "files": files,
         }
         license_path = self.output_dir / "LICENSE"

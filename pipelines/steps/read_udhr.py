@@ -1,4 +1,4 @@
-"""Read the embedded corpus as X <-> pivot pairs, one batch per language."""
+"""The embedded corpus as X <-> pivot pairs, aligned by paragraph, one batch per language pair."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from collections.abc import Iterable
 
 import polars as pl
 import pyarrow as pa
-from datatrove.pipeline.base import PipelineStep
 
 from pipelines.corpus import UDHR_PATH, UDHR_SOURCE, load_udhr
 from schemas.language_codes import PIVOTS
@@ -22,14 +21,6 @@ def language_pairs(langs: Iterable[str], pivots: Iterable[str] = PIVOTS) -> list
             if lang != pivot:
                 pairs.add((lang, pivot) if lang not in pivots else tuple(sorted((lang, pivot), reverse=True)))
     return sorted(pairs)
-
-
-def shard_of(pairs: list[tuple[str, str]], rank: int, world_size: int) -> list[tuple[str, str]]:
-    """The pairs task `rank` reads: whole languages go to one task, so per-language work (dedup) needs no
-    exchange between tasks, and the rows do not depend on how many tasks there are."""
-    langs = sorted({x for x, _ in pairs})
-    mine = set(langs[rank::world_size])
-    return [p for p in pairs if p[0] in mine]
 
 
 def align(x: pl.DataFrame, pivot: pl.DataFrame) -> list[tuple[str, str, str, str]]:
@@ -50,43 +41,25 @@ def align(x: pl.DataFrame, pivot: pl.DataFrame) -> list[tuple[str, str, str, str
     return rows
 
 
-class UdhrPairReader(PipelineStep):
-    """Yields the pairs of the languages assigned to this task, as PAIR_SCHEMA tables, one per language pair."""
-
-    name = "read_udhr"
-    type = "📖 - READER"
-
-    def __init__(self, langs: list[str], corpus_path=UDHR_PATH, progress: bool = False):
-        super().__init__()
-        self.langs = langs
-        self.corpus_path = corpus_path
-        self.progress = progress
-
-    def run(self, data=None, rank: int = 0, world_size: int = 1):
-        corpus = load_udhr(self.corpus_path).sort("lang", "article", "paragraph")
-        by_lang = {lang: g for (lang,), g in corpus.group_by("lang")}
-        pairs = shard_of(language_pairs(self.langs), rank, world_size)
-        if self.progress:
-            from tqdm import tqdm
-
-            pairs = tqdm(pairs, desc=f"task {rank}: language pairs", unit="pair", position=rank, leave=False)
-        for src_lang, tgt_lang in pairs:
-            rows = align(by_lang[src_lang], by_lang[tgt_lang])
-            if not rows:
-                continue
-            src_text, tgt_text, source_id, split = map(list, zip(*rows))
-            table = pa.table(
-                {
-                    "id": [stable_id(UDHR_SOURCE, s, src_lang, tgt_lang) for s in source_id],
-                    "src_lang": [src_lang] * len(rows),
-                    "src_text": src_text,
-                    "tgt_lang": [tgt_lang] * len(rows),
-                    "tgt_text": tgt_text,
-                    "source": [UDHR_SOURCE] * len(rows),
-                    "source_id": source_id,
-                    "split": split,
-                },
-                schema=PAIR_SCHEMA,
-            )
-            self.stat_update("pairs", value=table.num_rows)
-            yield table
+def udhr_pairs(pairs: list[tuple[str, str]], corpus_path=UDHR_PATH):
+    """PAIR_SCHEMA tables for the given (X, pivot) language pairs of the embedded corpus, one table per pair."""
+    corpus = load_udhr(corpus_path).sort("lang", "article", "paragraph")
+    by_lang = {lang: g for (lang,), g in corpus.group_by("lang")}
+    for src_lang, tgt_lang in pairs:
+        rows = align(by_lang[src_lang], by_lang[tgt_lang])
+        if not rows:
+            continue
+        src_text, tgt_text, source_id, split = map(list, zip(*rows))
+        yield pa.table(
+            {
+                "id": [stable_id(UDHR_SOURCE, s, src_lang, tgt_lang) for s in source_id],
+                "src_lang": [src_lang] * len(rows),
+                "src_text": src_text,
+                "tgt_lang": [tgt_lang] * len(rows),
+                "tgt_text": tgt_text,
+                "source": [UDHR_SOURCE] * len(rows),
+                "source_id": source_id,
+                "split": split,
+            },
+            schema=PAIR_SCHEMA,
+        )

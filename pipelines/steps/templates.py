@@ -57,8 +57,41 @@ def choose_phrasing(seed: int, pair_id: str, direction: str, count: int) -> int:
     return int(stable_id(str(seed), pair_id, direction)[:8], 16) % count
 
 
+def direction_of(pair: dict, reverse: bool) -> str:
+    return f"{pair['tgt_lang']}->{pair['src_lang']}" if reverse else f"{pair['src_lang']}->{pair['tgt_lang']}"
+
+
+def translation_rows(pairs: list[dict], reverse: list[bool], seed: int) -> pa.Table:
+    """One instruction per (pair, direction): X->pivot, or pivot->X where `reverse`."""
+    rows = []
+    for pair, backwards in zip(pairs, reverse):
+        pivot = pair["tgt_lang"]
+        phrasings = PHRASINGS[pivot]
+        (src_lang, src_text), (tgt_lang, tgt_text) = ((pair["src_lang"], pair["src_text"]), (pivot, pair["tgt_text"]))[:: -1 if backwards else 1]
+        direction = f"{src_lang}->{tgt_lang}"
+        k = choose_phrasing(seed, pair["id"], direction, len(phrasings))
+        prompt = phrasings[k].format(src=_name(src_lang, pivot), tgt=_name(tgt_lang, pivot), text=src_text)
+        template_id = f"translate.{_NAME_LANGUAGE[pivot]}.{k:02d}"
+        rows.append(
+            {
+                "id": stable_id(pair["source"], pair["source_id"], direction, template_id, prompt, tgt_text),
+                "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": tgt_text}],
+                "task": "translation",
+                "src_lang": src_lang,
+                "tgt_lang": tgt_lang,
+                "instruction_lang": pivot,
+                "pivot": pivot,
+                "source": pair["source"],
+                "source_id": pair["source_id"],
+                "template_id": template_id,
+                "split": pair["split"],
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=INSTRUCTION_SCHEMA)
+
+
 class TranslationInstructions(BatchStep):
-    """Pairs (PAIR_SCHEMA) in, instructions (INSTRUCTION_SCHEMA) out: two per pair."""
+    """Pairs (PAIR_SCHEMA) in, instructions (INSTRUCTION_SCHEMA) out: both directions of every pair."""
 
     name = "translation_templates"
     type = "📝 - TEMPLATE"
@@ -68,31 +101,7 @@ class TranslationInstructions(BatchStep):
         self.seed = seed
 
     def process(self, batch: pa.Table) -> pa.Table:
-        rows = []
-        for pair in batch.to_pylist():
-            pivot = pair["tgt_lang"]
-            phrasings = PHRASINGS[pivot]
-            sides = ((pair["src_lang"], pair["src_text"]), (pivot, pair["tgt_text"]))
-            for (src_lang, src_text), (tgt_lang, tgt_text) in (sides, sides[::-1]):
-                direction = f"{src_lang}->{tgt_lang}"
-                k = choose_phrasing(self.seed, pair["id"], direction, len(phrasings))
-                prompt = phrasings[k].format(src=_name(src_lang, pivot), tgt=_name(tgt_lang, pivot), text=src_text)
-                messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": tgt_text}]
-                template_id = f"translate.{_NAME_LANGUAGE[pivot]}.{k:02d}"
-                rows.append(
-                    {
-                        "id": stable_id(pair["source"], pair["source_id"], direction, template_id, prompt, tgt_text),
-                        "messages": messages,
-                        "task": "translation",
-                        "src_lang": src_lang,
-                        "tgt_lang": tgt_lang,
-                        "instruction_lang": pivot,
-                        "pivot": pivot,
-                        "source": pair["source"],
-                        "source_id": pair["source_id"],
-                        "template_id": template_id,
-                        "split": pair["split"],
-                    }
-                )
-        self.stat_update("instructions", value=len(rows))
-        return pa.Table.from_pylist(rows, schema=INSTRUCTION_SCHEMA)
+        pairs = batch.to_pylist()
+        rows = translation_rows([p for p in pairs for _ in (0, 1)], [False, True] * len(pairs), self.seed)
+        self.stat_update("instructions", value=rows.num_rows)
+        return rows

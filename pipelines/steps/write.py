@@ -1,4 +1,4 @@
-"""Write each task's instructions, one Parquet file per split and task (merged into shards by finalize)."""
+"""Writers of intermediate results: each task's clean pairs, one Parquet file per language."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import pyarrow.compute as pc
 from datatrove.pipeline.base import PipelineStep
 
 from pipelines.steps.base import AtomicParquetWriter
-from schemas.records import INSTRUCTION_SCHEMA, SPLITS
+from schemas.records import PAIR_SCHEMA
 
 
-class TaskInstructionWriter(PipelineStep):
-    name = "write_task_output"
+class PairWriter(PipelineStep):
+    """`<folder>/<src_lang>.parquet` for every language the task saw (tasks own whole languages)."""
+
+    name = "write_pairs"
     type = "💽 - WRITER"
 
     def __init__(self, folder: str | Path):
@@ -21,19 +23,20 @@ class TaskInstructionWriter(PipelineStep):
         self.folder = Path(folder)
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        writers = {split: AtomicParquetWriter(self.folder / split / f"{rank:05d}.parquet", INSTRUCTION_SCHEMA) for split in SPLITS}
+        writers: dict[str, AtomicParquetWriter] = {}
         try:
             for batch in data:
-                for split, writer in writers.items():
-                    part = batch.filter(pc.equal(batch.column("split"), split))
-                    if part.num_rows:
-                        writer.write(part)
-                        self.stat_update(split, value=part.num_rows)
+                for lang in pc.unique(batch.column("src_lang")).to_pylist():
+                    part = batch.filter(pc.equal(batch.column("src_lang"), lang))
+                    if lang not in writers:
+                        writers[lang] = AtomicParquetWriter(self.folder / f"{lang}.parquet", PAIR_SCHEMA)
+                    writers[lang].write(part)
+                    self.stat_update("pairs", value=part.num_rows)
         except BaseException:
             for writer in writers.values():
                 writer.abort()
             raise
-        for writer in writers.values():  # every task leaves one file per split, empty or not
+        for writer in writers.values():
             writer.close()
         return
         yield

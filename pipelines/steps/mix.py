@@ -1,0 +1,95 @@
+"""The mixture stage: sample each language's clean pairs (and the zh/en instructions) to the plan, template them,
+and write `instructions/<split>/<name>.parquet`, one file per language (tasks own whole languages)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from datatrove.pipeline.base import PipelineStep
+
+from pipelines.mixture import selection_key, split_total, temperature_budgets
+from pipelines.steps.base import write_parquet_atomic
+from pipelines.steps.read_pairs import languages_of_task
+from pipelines.steps.templates import translation_rows
+from schemas.records import INSTRUCTION_SCHEMA, SPLITS
+
+CHAT_NAMES = {"zh": "zho_Hans", "en": "eng_Latn"}
+
+
+def supply(pairs_dir: Path, chat_dir: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """Train instructions available: per language (two per pair), and per zh/en chat part; from file metadata."""
+    cross = {}
+    for path in sorted(Path(pairs_dir).glob("*.parquet")):
+        train = pl.scan_parquet(path).filter(pl.col("split") == "train").select(pl.len()).collect().item()
+        cross[path.stem] = 2 * train
+    chat = {name: pq.read_metadata(chat_dir / f"{lang}.parquet").num_rows if (chat_dir / f"{lang}.parquet").is_file() else 0
+            for name, lang in CHAT_NAMES.items()}  # fmt: skip
+    return cross, chat
+
+
+def plan(mixture, cross_supply: dict[str, int], chat_supply: dict[str, int]) -> dict:
+    """Train budgets: {"cross_lingual": {lang: n}, "zh": n, "en": n}; None budgets mean "every row"."""
+    if mixture is None:
+        return {"cross_lingual": dict(cross_supply), **chat_supply}
+    parts = split_total(mixture.total, mixture.shares)
+    for name, lang in CHAT_NAMES.items():
+        if parts.get(name, 0) > chat_supply[name]:
+            raise ValueError(f"the mixture needs {parts[name]} {lang} instructions ({mixture.shares[name]:.1%} of {mixture.total}), "
+                             f"but the instruction sources give {chat_supply[name]} after dedup and decontamination")  # fmt: skip
+    cross = temperature_budgets(cross_supply, parts.get("cross_lingual", 0), mixture.temperature, mixture.cap_per_language, mixture.floor_per_language)
+    return {"cross_lingual": cross, "zh": parts.get("zh", 0), "en": parts.get("en", 0)}
+
+
+def _write_splits(out_dir: Path, name: str, rows: pa.Table) -> None:
+    for split in SPLITS:
+        part = rows.filter(pc.equal(rows.column("split"), split)) if rows.num_rows else rows
+        write_parquet_atomic(out_dir / split / f"{name}.parquet", part.cast(INSTRUCTION_SCHEMA))
+
+
+class MixInstructions(PipelineStep):
+    name = "mix"
+    type = "🥣 - MIX"
+
+    def __init__(self, work_dir: Path, plan_path: Path, seed: int):
+        super().__init__()
+        self.work_dir = Path(work_dir)
+        self.plan_path = Path(plan_path)
+        self.seed = seed
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        budgets = json.loads(self.plan_path.read_text())
+        langs = sorted(budgets["cross_lingual"])
+        out_dir = self.work_dir / "instructions"
+        for lang in languages_of_task(langs, rank, world_size):
+            pairs = pl.read_parquet(self.work_dir / "pairs" / f"{lang}.parquet")
+            candidates = pl.concat([pairs.with_columns(reverse=pl.lit(False)), pairs.with_columns(reverse=pl.lit(True))])
+            keys = [selection_key(self.seed, i, "back" if r else "forth") for i, r in zip(candidates["id"], candidates["reverse"])]
+            candidates = candidates.with_columns(key=pl.Series(keys, dtype=pl.String))
+            train = candidates.filter(pl.col("split") == "train").sort("key").head(budgets["cross_lingual"][lang])
+            chosen = pl.concat([train, candidates.filter(pl.col("split") != "train")]).sort("key")
+            rows = translation_rows(chosen.drop("reverse", "key").to_dicts(), chosen["reverse"].to_list(), self.seed)
+            self.stat_update("cross_lingual", value=rows.num_rows)
+            _write_splits(out_dir, lang, rows)
+        if rank == 0:  # the zh/en part is small next to the cross-lingual one: one task takes it
+            for name, lang in CHAT_NAMES.items():
+                path = self.work_dir / "chat" / f"{lang}.parquet"
+                if not path.is_file():
+                    continue
+                chat = pl.read_parquet(path)
+                keys = [selection_key(self.seed, i, "chat") for i in chat["id"]]
+                chat = chat.with_columns(key=pl.Series(keys, dtype=pl.String)).sort("key").head(budgets[name])
+                rows = chat.select(
+                    id="id", messages="messages", task=pl.lit("instruction"), src_lang="lang", tgt_lang="lang",
+                    instruction_lang="lang", pivot="lang", source="source", source_id="source_id",
+                    template_id=pl.lit("none"), split=pl.lit("train"),
+                )  # fmt: skip
+                self.stat_update(name, value=rows.height)
+                _write_splits(out_dir, f"chat-{lang}", rows.to_arrow())
+        return
+        yield
+
