@@ -7,7 +7,9 @@ Two checks, both on whole batches:
   for Chinese. Later models only see what earlier ones did not confirm.
 - the script: at least `min_script_fraction` of the letters must be in the expected script, and Chinese text
   must not be in the other Han variety (simplified where traditional is expected, or the reverse).
-A language no model knows is checked by its script alone; `covers` tells which is which.
+A language no model knows is checked by its script alone; `covers` tells which is which. So is a text shorter
+than `min_model_chars`: language identification of a word or two is noise (half the strings of a software UI
+are under 20 characters), and rejecting them on its word would throw away good pairs.
 """
 
 from __future__ import annotations
@@ -74,12 +76,13 @@ class SideVerdict:
 
 
 class LanguageIdentifier:
-    def __init__(self, checks: list[ModelCheck], min_script_fraction: float = 0.5):
+    def __init__(self, checks: list[ModelCheck], min_script_fraction: float = 0.5, min_model_chars: int = 20):
         self.checks = checks
         self.min_script_fraction = min_script_fraction
+        self.min_model_chars = min_model_chars
 
     @classmethod
-    def load(cls, models: str | None = None, global_threshold: float | None = None, min_script_fraction: float = 0.5):
+    def load(cls, models: str | None = None, global_threshold: float | None = None, min_script_fraction: float = 0.5, min_model_chars: int = 20):
         """Models by spec, comma-separated in the order they are asked (see langid.models), each with its shipped
         per-language thresholds; `global_threshold` is the fallback for languages without one."""
         from langid.models import DEFAULT_MODELS
@@ -89,7 +92,7 @@ class LanguageIdentifier:
         for spec in specs:
             model = FastTextModel.load(spec)
             checks.append(ModelCheck(model, Thresholds.for_model(model, global_threshold)))
-        return cls(checks, min_script_fraction)
+        return cls(checks, min_script_fraction, min_model_chars)
 
     def covers(self, lang: str) -> bool:
         """Whether some model has a label for `lang` (directly or through its macrolanguage)."""
@@ -102,7 +105,8 @@ class LanguageIdentifier:
         failed: list[str | None] = [None] * n
         detail = [""] * n
         unique, inverse = np.unique(np.array(texts, dtype=object), return_inverse=True)  # pivot sides repeat
-        open_ = np.arange(len(unique))
+        long_enough = np.fromiter((len(t) >= self.min_model_chars for t in unique), dtype=bool, count=len(unique))
+        open_ = np.flatnonzero(long_enough)
         heard: list[list[str]] = [[] for _ in unique]
         for check in self.checks:
             if not check.covers(lang) or not len(open_):
@@ -111,7 +115,7 @@ class LanguageIdentifier:
             for i in np.flatnonzero(~confirmed):
                 heard[open_[i]].append(f"{check.model.name}: {predicted[i]} ({score[i]:.2f})")
             open_ = open_[~confirmed]
-        if self.covers(lang):  # else the script check below is the only one
+        if self.covers(lang):  # else the script check below is the only one; and for short texts
             rejected = np.zeros(len(unique), dtype=bool)
             rejected[open_] = True
             for i in np.flatnonzero(rejected[inverse]):

@@ -213,7 +213,7 @@ def pair_pipeline(recipe, sources, langs, work: Path, run: str, pivot_join: Pivo
         NormalizeText(),
         PairFilter(removed, recipe.filters.min_chars, recipe.filters.max_chars, recipe.filters.max_length_ratio),
         Decontaminate(removed, recipe.decontamination.eval_sets, recipe.decontamination.ngram),
-        LanguageIdFilter(removed, recipe.langid.models, recipe.langid.threshold, recipe.langid.min_script_fraction),
+        LanguageIdFilter(removed, recipe.langid.models, recipe.langid.threshold, recipe.langid.min_script_fraction, recipe.langid.min_model_chars),
         *([pivot_join] if pivot_join else []),
         ExactPairDedup(removed, recipe.dedup.max_targets_per_source),
         PairWriter(work / "pairs"),
@@ -258,28 +258,34 @@ def build(args: argparse.Namespace) -> dict:
 
     started = time.time()
     ray_started = start_ray(args) if args.executor == "ray" else False
+    timings: dict[str, list[float]] = {}  # stage -> [start, end] (seconds since the epoch)
+
+    def run_stage(stage: str, pipeline: list, tasks: int) -> None:
+        stage_started = time.time()
+        make_executor(args, pipeline, work / "logs" / stage, tasks).run()
+        timings[stage] = [stage_started, time.time()]
+
     try:
-        logs = work / "logs"
         multiway = {s.name for s in sources if getattr(s, "multiway", False)}
         if "zho_Hans" in x_langs:
-            make_executor(args, pair_pipeline(recipe, sources, ["zho_Hans"], work, "pivot", None), logs / "pivot", 1).run()
+            run_stage("pivot", pair_pipeline(recipe, sources, ["zho_Hans"], work, "pivot", None), 1)
         joiner = PivotJoin(work / "pairs" / "zho_Hans.parquet", multiway) if recipe.pivot_join else None
         others = [lang for lang in x_langs if lang != "zho_Hans"]
         if others:
-            make_executor(args, pair_pipeline(recipe, sources, others, work, "pairs", joiner), logs / "pairs", args.tasks).run()
+            run_stage("pairs", pair_pipeline(recipe, sources, others, work, "pairs", joiner), args.tasks)
         if recipe.instructions:
             chat = [BuildChat(recipe.instructions, work, recipe.decontamination.eval_sets, recipe.decontamination.ngram)]
-            make_executor(args, chat, logs / "chat", 1).run()
+            run_stage("chat", chat, 1)
         cross_supply, chat_supply = supply(work / "pairs", work / "chat")
         budgets = plan(recipe.mixture, cross_supply, chat_supply)
         plan_path = work / "plan.json"
         plan_path.write_text(json.dumps(budgets, sort_keys=True))
-        make_executor(args, [MixInstructions(work, plan_path, recipe.seed)], logs / "mix", args.tasks).run()
-        make_executor(args, [WriteShards(work, output, recipe.rows_per_shard)], logs / "shards", args.tasks).run()
+        run_stage("mix", [MixInstructions(work, plan_path, recipe.seed)], args.tasks)
+        run_stage("shards", [WriteShards(work, output, recipe.rows_per_shard)], args.tasks)
         mixture = {"plan": json.dumps(budgets, sort_keys=True), "recipe": json.dumps(recipe.to_dict()["mixture"])}
         license_text = udhr_provenance()["license_text"] if multiway else ""
         finish = [WriteManifest(work, output, {**manifest_base, "mixture": mixture}, license_text)]
-        make_executor(args, finish, logs / "manifest", 1).run()
+        run_stage("manifest", finish, 1)
     finally:
         if ray_started:
             import ray
@@ -289,6 +295,7 @@ def build(args: argparse.Namespace) -> dict:
     if manifest is None or manifest["build_key"] != build_key:
         raise BuildError(f"the build did not finish: see the logs in {work / 'logs'}")
     shutil.copytree(work / "logs", output / "logs", dirs_exist_ok=True)
+    (output / "logs" / "timings.json").write_text(json.dumps(timings, indent=1))  # when each stage ran
     shutil.rmtree(output / ".work")
     print_summary(manifest, output, time.time() - started)
     return manifest

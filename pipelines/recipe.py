@@ -41,6 +41,7 @@ class LangidSettings:
     models: str = DEFAULT_MODELS
     threshold: float | None = None
     min_script_fraction: float = 0.5
+    min_model_chars: int = 20  # shorter texts are checked by script only
 
 
 @dataclass
@@ -85,7 +86,7 @@ class Recipe:
 
 
 def _check_keys(data: dict, cls, where: str) -> None:
-    known = {f.name for f in dataclasses.fields(cls)} - {"path"}
+    known = {f.name for f in dataclasses.fields(cls)} - ({"path"} if cls is Recipe else set())
     for key in data:
         if key not in known:
             close = difflib.get_close_matches(str(key), sorted(known), n=2)

@@ -282,7 +282,7 @@ class GettextSource(PairSource):
         except (OSError, ValueError) as e:
             raise SourceError(f"source {self.name}: cannot read {self.path}: {e}") from None
         rows = [
-            (entry.msgstr, entry.msgid, f"{Path(self.path).name}:{entry.linenum or i}:{entry.msgctxt or ''}")
+            (entry.msgstr, entry.msgid, f"{Path(self.path).name}:{getattr(entry, 'linenum', None) or i}:{entry.msgctxt or ''}")
             for i, entry in enumerate(catalog)
             if entry.msgstr and not entry.obsolete and "fuzzy" not in entry.flags
         ]
@@ -384,20 +384,21 @@ class InstructionSource:
     def _records(self) -> Iterator[tuple[str, int, dict]]:
         for path in self.files():
             with open(path, encoding="utf-8") as f:
-                text = f.read()
-            if text.lstrip().startswith("["):  # a JSON array (Alpaca and BELLE are often shipped so)
-                try:
-                    records = json.loads(text)
-                except json.JSONDecodeError as e:
-                    raise SourceError(f"{path}: not valid JSON (line {e.lineno}): {e.msg}") from None
-                yield from ((path, i + 1, r) for i, r in enumerate(records))
-                continue
-            for number, line in enumerate(text.split("\n"), start=1):
-                if line.strip():
+                head = f.read(4096).lstrip()
+                f.seek(0)
+                if head.startswith("["):  # a JSON array (Alpaca and BELLE are often shipped so): read whole
                     try:
-                        yield path, number, json.loads(line)
+                        records = json.load(f)
                     except json.JSONDecodeError as e:
-                        raise SourceError(f"{path}, line {number}: not valid JSON: {e.msg}") from None
+                        raise SourceError(f"{path}: not valid JSON (line {e.lineno}): {e.msg}") from None
+                    yield from ((path, i + 1, r) for i, r in enumerate(records))
+                    continue
+                for number, line in enumerate(f, start=1):  # JSONL: line by line, never the whole file in memory
+                    if line.strip():
+                        try:
+                            yield path, number, json.loads(line)
+                        except json.JSONDecodeError as e:
+                            raise SourceError(f"{path}, line {number}: not valid JSON: {e.msg}") from None
 
     def to_messages(self, record: dict, where: str) -> list[dict]:
         try:

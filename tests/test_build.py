@@ -178,3 +178,71 @@ def test_a_killed_run_resumes_to_the_same_output(tmp_path):
     assert subprocess.run([*command, "--output", str(clean)], capture_output=True, timeout=300).returncode == 0
     assert data_hashes(killed) == data_hashes(clean)
     assert json.loads((killed / "manifest.json").read_text())["rows_per_split"] == read_manifest(clean)["rows_per_split"]
+
+
+FIREFOX = REPO_ROOT.parent / "shared" / "data" / "bench" / "firefox_l10n"
+INSTRUCTIONS = REPO_ROOT.parent / "shared" / "data" / "instructions"
+
+
+@pytest.fixture(scope="module")
+def firefox_build(tmp_path_factory):
+    """A mixture from real data: three Firefox locales (with zh-CN for the pivot join) and the zh/en instruction
+    files, with an evaluation set made of some of the German strings."""
+    folder = tmp_path_factory.mktemp("firefox")
+    for name in ("deu_Latn-eng_Latn", "fra_Latn-eng_Latn", "zho_Hans-eng_Latn", "xho_Latn-eng_Latn"):
+        pl.read_parquet(FIREFOX / f"{name}.parquet").head(1500).write_parquet(folder / f"{name}.parquet")
+    german = pl.read_parquet(folder / "deu_Latn-eng_Latn.parquet")["src_text"]
+    eval_texts = [t for t in german.to_list() if len(t.split()) >= 4][:40]
+    (folder / "eval.txt").write_text("\n".join(eval_texts) + "\n")
+    (folder / "recipe.yaml").write_text(
+        f"""
+name: firefox-test
+parallel:
+  - {{type: parquet, name: firefox-l10n, path: "{folder}/*-eng_Latn.parquet", columns: {{source_id: id}}, license: MPL-2.0}}
+instructions:
+  - {{format: messages, path: "{INSTRUCTIONS}/*_zh.jsonl", lang: zho_Hans}}
+  - {{format: messages, path: "{INSTRUCTIONS}/*_en.jsonl", lang: eng_Latn}}
+dedup: {{max_targets_per_source: 3}}
+decontamination: {{eval_sets: ["{folder}/eval.txt"], ngram: 13}}
+mixture: {{total: 2000, shares: {{zh: 0.3, en: 0.2, cross_lingual: 0.5}}, temperature: 5.0}}
+"""
+    )
+    output = folder / "out"
+    assert main(["--recipe", str(folder / "recipe.yaml"), "--output", str(output), "--tasks", "3", "--workers", "2"]) == 0
+    return folder, output, eval_texts
+
+
+def test_recipe_build_hits_the_shares_exactly(firefox_build):
+    _, output, _ = firefox_build
+    train = pl.read_parquet(output / "data" / "train-*.parquet")
+    assert train.height == 2000
+    kinds = train.select(
+        kind=pl.when(pl.col("task") == "translation").then(pl.lit("cross_lingual")).otherwise(pl.col("src_lang"))
+    )["kind"].value_counts()
+    assert dict(kinds.iter_rows()) == {"cross_lingual": 1000, "zho_Hans": 600, "eng_Latn": 400}
+    manifest = read_manifest(output)
+    assert json.loads(manifest["mixture"]["plan"])["zh"] == 600
+
+
+def test_recipe_build_joins_chinese_through_english(firefox_build):
+    _, output, _ = firefox_build
+    train = pl.read_parquet(output / "data" / "train-*.parquet").filter(pl.col("task") == "translation")
+    joined = train.filter(pl.col("pivot") == "zho_Hans")  # Firefox has no X <-> zh pairs: all come from the join
+    assert joined.height > 0
+    assert joined["source"].str.contains(r"firefox-l10n\+firefox-l10n").all()  # both origins kept
+    assert joined["source_id"].str.contains(r"\|").all()
+    assert {"deu_Latn", "fra_Latn", "xho_Latn"} <= set(train["src_lang"]) | set(train["tgt_lang"])
+
+
+def test_recipe_build_has_no_eval_text_and_no_duplicates(firefox_build):
+    _, output, eval_texts = firefox_build
+    rows = pl.read_parquet(output / "data" / "*.parquet")
+    contents = rows["messages"].explode().struct.field("content")
+    assert not contents.is_in(eval_texts).any()
+    manifest = read_manifest(output)
+    assert manifest["decontamination"].get("eval.txt", 0) >= len(eval_texts) // 2
+    turns = rows.select("src_lang", "tgt_lang", request=pl.col("messages").list.first().struct.field("content"),
+                        answer=pl.col("messages").list.last().struct.field("content"))  # fmt: skip
+    assert turns.is_duplicated().sum() == 0
+    assert rows["id"].n_unique() == rows.height
+    assert manifest["removed"]["exact_dedup"]["duplicate"] > 0

@@ -102,7 +102,8 @@ def test_decontamination_drops_train_rows_that_overlap_heldout_text(tmp_path):
     kept, removed = run_filter(Decontaminate(RemovedRows(tmp_path)), train)
     assert kept["tgt_text"].to_pylist() == [EN]
     assert removed["reason"].to_pylist() == ["overlap:udhr-heldout"] * 3
-    assert [d.split()[1] for d in removed["detail"].to_pylist()] == ["equal", "quote", "13-gram"]
+    assert [d.split()[1] for d in removed["detail"].to_pylist()] == ["equals", "shares", "shares"]  # a long quote shares n-grams
+    assert "13-gram" in removed["detail"][2].as_py()
     validation = pairs([("deu_Latn", DE, "eng_Latn", heldout)], split="validation")
     kept, removed = run_filter(Decontaminate(RemovedRows(tmp_path / "v")), validation)
     assert kept.num_rows == 1 and removed.num_rows == 0
@@ -111,10 +112,17 @@ def test_decontamination_drops_train_rows_that_overlap_heldout_text(tmp_path):
 def test_decontamination_against_an_eval_set_file(tmp_path):
     eval_file = tmp_path / "flores-dev.txt"
     eval_file.write_text("Das ist ein Satz aus dem Testset.\n")
-    table = pairs([("deu_Latn", "Das ist ein Satz aus dem Testset.", "eng_Latn", "This is a test set sentence."), ("deu_Latn", DE, "eng_Latn", EN)])
+    table = pairs(
+        [
+            ("deu_Latn", "Das ist ein Satz aus dem Testset.", "eng_Latn", "This is a test set sentence."),
+            ("deu_Latn", DE, "eng_Latn", EN),
+            ("deu_Latn", "Er sagte: das ist ein Satz aus dem Testset!", "eng_Latn", "He said so."),
+        ]
+    )
     kept, removed = run_filter(Decontaminate(RemovedRows(tmp_path / "r"), eval_sets=[str(eval_file)]), table)
     assert kept["src_text"].to_pylist() == [DE]
-    assert removed["reason"].to_pylist() == ["overlap:flores-dev.txt"]
+    assert removed["reason"].to_pylist() == ["overlap:flores-dev.txt"] * 2
+    assert [d.split()[1] for d in removed["detail"].to_pylist()] == ["equals", "quotes"]
 
 
 def test_language_id_filter_rejects_a_wrong_language_side(tmp_path):

@@ -1,28 +1,55 @@
 """The zh/en instruction part: read the recipe's instruction sources, normalize, deduplicate, decontaminate, and
-write `chat/<lang>.parquet` for the mixture. Dropped rows go to `removed/chat_<reason>.parquet`."""
+write `chat/<lang>.parquet` for the mixture. Dropped rows go to `removed/chat/` with their reason.
+
+Batch by batch, whole columns at a time (polars): this part is most of the rows of a BayLing-2 mixture (69%);
+only the dedup keys (16 bytes each) are kept across batches.
+"""
 
 from __future__ import annotations
 
-import json
+import hashlib
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
-from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
-from pipelines.steps.decontaminate import eval_indexes, fold
-from schemas.records import CHAT_SCHEMA, stable_id
+from pipelines.steps.base import AtomicParquetWriter
+from pipelines.steps.decontaminate import eval_index
+from schemas.records import CHAT_SCHEMA
 
 REMOVED_CHAT_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("stage", pa.string()), pa.field("reason", pa.string()), pa.field("detail", pa.string())])
 
 
-def _clean(content: str) -> str:
+def _clean(content: pl.Expr) -> pl.Expr:
     """NFC and no control characters; spacing kept (code in answers depends on it)."""
-    import unicodedata
+    return content.str.normalize("NFC").str.replace_all(r"[\p{Cc}--[\n\t]]", "").str.strip_chars()
 
-    text = unicodedata.normalize("NFC", content)
-    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc").strip()
+
+def clean_messages(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(
+        messages=pl.col("messages").list.eval(
+            pl.struct(role=pl.element().struct.field("role"), content=_clean(pl.element().struct.field("content")))
+        )
+    )
+
+
+def dedup_keys(frame: pl.DataFrame) -> list[str]:
+    """Instructions that differ only in letter case or spacing are the same instruction."""
+    folded = frame.select(
+        pl.concat_str(
+            [
+                pl.col("lang"),
+                pl.col("messages").list.eval(
+                    pl.element().struct.field("role")
+                    + "\x1e"
+                    + pl.element().struct.field("content").str.to_lowercase().str.replace_all(r"\s+", " ")
+                ).list.join("\x1d"),
+            ],
+            separator="\x1f",
+        )
+    ).to_series()
+    return [hashlib.blake2b(k.encode("utf-8"), digest_size=16).digest() for k in folded]
 
 
 class BuildChat(PipelineStep):
@@ -39,39 +66,59 @@ class BuildChat(PipelineStep):
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         if rank != 0:
             return
-        indexes = eval_indexes(self.eval_sets, self.ngram)
-        seen: dict[str, str] = {}
-        kept: dict[str, list[dict]] = {}
+        index = eval_index(self.eval_sets, self.ngram)
+        first_id: dict[bytes, str] = {}  # dedup key -> id of the first copy, across all batches and sources
+        writers: dict[str, AtomicParquetWriter] = {}
         removed = AtomicParquetWriter(self.work_dir / "removed" / "chat" / "00000.parquet", REMOVED_CHAT_SCHEMA)
-        dropped = []
-        for source in self.sources:
-            for batch in source.read():
-                for row in batch.to_pylist():
-                    row["messages"] = [{"role": m["role"], "content": _clean(m["content"])} for m in row["messages"]]
-                    key = stable_id(row["lang"], json.dumps([[m["role"], fold(m["content"])] for m in row["messages"]], ensure_ascii=False))
-                    reason = detail = None
-                    if not row["messages"] or not any(m["role"] == "assistant" and m["content"] for m in row["messages"]):
-                        reason, detail = "no_answer", "no non-empty assistant turn"
-                    elif key in seen:
-                        reason, detail = "duplicate", f"same instruction as {seen[key]}"
-                    else:
-                        for index in indexes:
-                            kind = next((k for m in row["messages"] if (k := index.overlap(m["content"]))), None)
-                            if kind:
-                                reason, detail = f"overlap:{index.name}", f"a turn {kind} an evaluation text of {index.name}"
-                                break
-                    if reason:
-                        dropped.append({**row, "stage": "chat", "reason": reason, "detail": detail})
-                        self.stat_update(reason)
-                        continue
-                    seen[key] = row["id"]
-                    kept.setdefault(row["lang"], []).append(row)
-        if dropped:
-            removed.write(pa.Table.from_pylist(dropped, schema=REMOVED_CHAT_SCHEMA))
-        removed.close()
-        for lang, rows in kept.items():
-            write_parquet_atomic(self.work_dir / "chat" / f"{lang}.parquet", pa.Table.from_pylist(rows, schema=CHAT_SCHEMA))
-            self.stat_update(lang, value=len(rows))
+        try:
+            for source in self.sources:
+                for table in source.read():
+                    kept, dropped = self.process(clean_messages(pl.from_arrow(table)), index, first_id)
+                    if dropped.height:
+                        removed.write(dropped.with_columns(stage=pl.lit("chat")).select(REMOVED_CHAT_SCHEMA.names).to_arrow())
+                        for reason, count in dropped.group_by("reason").len().iter_rows():
+                            self.stat_update(reason, value=count)
+                    for (lang,), rows in kept.group_by("lang", maintain_order=True):
+                        if lang not in writers:
+                            writers[lang] = AtomicParquetWriter(self.work_dir / "chat" / f"{lang}.parquet", CHAT_SCHEMA)
+                        writers[lang].write(rows.select(CHAT_SCHEMA.names).to_arrow())
+                        self.stat_update(lang, value=rows.height)
+        except BaseException:
+            for writer in [removed, *writers.values()]:
+                writer.abort()
+            raise
+        for writer in [removed, *writers.values()]:
+            writer.close()
         return
         yield
 
+    @staticmethod
+    def process(frame: pl.DataFrame, index, first_id: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Kept and dropped rows of one batch (dropped with reason and detail)."""
+        turns = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "messages").explode("messages").select(
+            "row", content=pl.col("messages").struct.field("content"), role=pl.col("messages").struct.field("role")
+        )
+        hits = index.overlaps(turns["content"].fill_null("").to_list())
+        turns = turns.with_columns(hit=pl.Series([f"{h[0]}\x1f{h[1]}" if h else None for h in hits], dtype=pl.String))
+        per_row = turns.group_by("row").agg(
+            pl.col("hit").drop_nulls().first(), answered=((pl.col("role") == "assistant") & (pl.col("content").str.len_chars() > 0)).any()
+        )
+        frame = frame.with_row_index("row").join(per_row, on="row", how="left").sort("row")
+        reason, detail = [], []
+        for key, row_id, answered, hit in zip(dedup_keys(frame), frame["id"], frame["answered"], frame["hit"]):
+            if not answered:
+                reason.append("no_answer")
+                detail.append("no non-empty assistant turn")
+            elif key in first_id:
+                reason.append("duplicate")
+                detail.append(f"same instruction as {first_id[key]}")
+            elif hit:
+                name, how = hit.split("\x1f")
+                reason.append(f"overlap:{name}")
+                detail.append(f"a turn {how} an evaluation text of {name}")
+            else:
+                first_id[key] = row_id
+                reason.append(None)
+                detail.append(None)
+        frame = frame.with_columns(reason=pl.Series(reason, dtype=pl.String), detail=pl.Series(detail, dtype=pl.String))
+        return frame.filter(pl.col("reason").is_null()), frame.filter(pl.col("reason").is_not_null())

@@ -2,10 +2,13 @@
 
 Evaluation sets: the held-out UDHR articles 25-30 of every language (always: they are this corpus's validation
 and test text), and every file the recipe lists under `decontamination.eval_sets` (Parquet or JSONL with a `text`
-column or `src_text`/`tgt_text`, or plain text, one segment a line). A text overlaps an evaluation set when,
-after case and spacing are folded, it equals an evaluation text, quotes a long one whole, or shares a word
-n-gram of `ngram` words with one (Han, kana and Hangul characters count as words). Train rows only: the
-held-out splits are the evaluation text. The removed row's reason names the evaluation set.
+column or `src_text`/`tgt_text`, or plain text, one segment a line). A text overlaps an evaluation text when,
+compared as lower-cased words (Han, kana and Hangul characters count as words, punctuation does not), it equals
+it, quotes it whole, or shares a run of `ngram` words with it. Train rows only: the held-out splits are the
+evaluation text. The removed row's reason names the evaluation set.
+
+All evaluation texts and their n-grams go into one Aho-Corasick automaton, so checking a text is one linear
+scan in C, whatever the number of evaluation texts (a set of hashed n-grams per text cost 10x more here).
 """
 
 from __future__ import annotations
@@ -14,24 +17,25 @@ import functools
 from pathlib import Path
 
 import ahocorasick
+import numpy as np
 import polars as pl
 import pyarrow as pa
-import regex
 
 from pipelines.corpus import UDHR_PATH, load_udhr
 from pipelines.steps.base import BatchFilter, RemovedRows
 
-MIN_QUOTE_CHARS = 32
-_WORD = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]|\w+")
+MIN_QUOTE_WORDS = 6  # a shorter evaluation text is matched only when a whole text equals it
+MIN_EXACT_CHARS = 12  # nor that when it is shorter than this ("1", "Article 3" are no evaluation text)
+_WORD = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]|[\p{L}\p{N}\p{M}]+"
 
 
-def fold(text: str) -> str:
-    return " ".join(text.lower().split())
+def canonical(texts: pl.Expr) -> pl.Expr:
+    """' w1 w2 ... wn ': lower-cased words joined by single spaces, with a space at each end."""
+    return pl.lit(" ") + texts.str.to_lowercase().str.extract_all(_WORD).list.join(" ") + pl.lit(" ")
 
 
-def ngrams(text: str, n: int) -> set[int]:
-    words = _WORD.findall(text.lower())
-    return {hash(tuple(words[i : i + n])) for i in range(len(words) - n + 1)}
+def canonical_list(texts: list[str]) -> list[str]:
+    return pl.DataFrame({"t": texts}, schema={"t": pl.String}).select(canonical(pl.col("t")).alias("t"))["t"].to_list()
 
 
 def read_eval_texts(path: str) -> list[str]:
@@ -47,64 +51,145 @@ def read_eval_texts(path: str) -> list[str]:
     return [line for line in file.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
-class EvalIndex:
-    def __init__(self, name: str, texts: list[str], n: int):
-        self.name = name
-        self.n = n
-        self.exact = {fold(t) for t in texts}
-        self.grams = set().union(*(ngrams(t, n) for t in texts)) if texts else set()
-        self.quotes = ahocorasick.Automaton()
-        for text in self.exact:
-            if len(text) >= MIN_QUOTE_CHARS:
-                self.quotes.add_word(text, text)
-        self.has_quotes = len(self.quotes) > 0
-        if self.has_quotes:
-            self.quotes.make_automaton()
+_BASE = np.uint64(1_000_003)
 
-    def overlap(self, text: str) -> str | None:
-        folded = fold(text)
-        if folded in self.exact:
-            return "equal"
-        if self.has_quotes and next(self.quotes.iter(folded), None) is not None:
-            return "quote"
-        if self.grams and not self.grams.isdisjoint(ngrams(text, self.n)):
-            return f"{self.n}-gram"
-        return None
+
+def _powers(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """B**k and B**-k mod 2**64 for k < count (B is odd, so it has an inverse), kept and grown as needed."""
+    global _POWERS
+    if len(_POWERS[0]) < count:
+        size = max(count, 2 * len(_POWERS[0]))
+        _POWERS = (_geometric(_BASE, size), _geometric(np.uint64(pow(int(_BASE), -1, 2**64)), size))
+    return _POWERS[0][:count], _POWERS[1][:count]
+
+
+def _geometric(ratio: np.uint64, size: int) -> np.ndarray:
+    """ratio**0, ratio**1, ... mod 2**64."""
+    out = np.empty(size, dtype=np.uint64)
+    out[0] = 1
+    with np.errstate(over="ignore"):
+        np.cumprod(np.full(size - 1, ratio, dtype=np.uint64), out=out[1:])
+    return out
+
+
+_POWERS: tuple[np.ndarray, np.ndarray] = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64))
+
+
+def _window_hashes(ids: np.ndarray, ends: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Polynomial hashes (mod 2**64) of every run of n word ids that lies inside one text and has no unknown word
+    (id 0), with the text each run is in. `ids` holds all texts' word ids back to back; text t ends at ends[t]."""
+    first = np.arange(max(len(ids) - n + 1, 0))
+    text_of = np.searchsorted(ends, first, side="right")
+    unknown = np.concatenate(([0], np.cumsum(ids == 0)))
+    keep = (first + n <= ends[np.minimum(text_of, len(ends) - 1)]) & (unknown[first + n] == unknown[first]) if len(ends) else first < 0
+    first, text_of = first[keep], text_of[keep]
+    powers, inverse = _powers(len(ids) + 1)
+    with np.errstate(over="ignore"):
+        prefix = np.concatenate((np.zeros(1, dtype=np.uint64), np.cumsum(ids * powers[1:], dtype=np.uint64)))
+        hashes = (prefix[first + n] - prefix[first]) * inverse[first + 1]
+    return hashes, text_of
+
+
+class EvalIndex:
+    """Every evaluation set's texts (for equality), short ones (for quotes, in an Aho-Corasick automaton) and word
+    n-grams (as hashes over word ids, matched with numpy: a trie of all n-grams took gigabytes)."""
+
+    def __init__(self, sets: dict[str, list[str]], n: int):
+        self.n = n
+        self.exact: dict[str, str] = {}
+        self.automaton = ahocorasick.Automaton()
+        self.vocabulary: dict[str, int] = {}
+        gram_hashes, gram_sets = [], []
+        for set_number, (name, texts) in enumerate(sets.items()):
+            words_of = _words(texts)
+            for text, words in zip(canonical_list(texts), words_of):
+                if not words:
+                    continue
+                if len(text.replace(" ", "")) >= MIN_EXACT_CHARS:
+                    self.exact.setdefault(text, name)
+                if MIN_QUOTE_WORDS <= len(words) < n and text not in self.automaton:
+                    self.automaton.add_word(text, (name, "quotes"))
+                for word in words:
+                    self.vocabulary.setdefault(word, len(self.vocabulary) + 1)
+            self._vocabulary_frame = pl.DataFrame({"word": list(self.vocabulary), "id": list(self.vocabulary.values())},
+                                                  schema={"word": pl.String, "id": pl.UInt64})  # fmt: skip
+            hashes, _ = self._hashes(pl.DataFrame({"words": words_of}, schema={"words": pl.List(pl.String)}))
+            gram_hashes.append(hashes)
+            gram_sets.append(np.full(len(hashes), set_number))
+        self.set_names = list(sets)
+        order = np.argsort(np.concatenate(gram_hashes)) if gram_hashes else np.zeros(0, dtype=np.int64)
+        self.gram_hashes = np.concatenate(gram_hashes)[order] if gram_hashes else np.zeros(0, dtype=np.uint64)
+        self.gram_sets = np.concatenate(gram_sets)[order] if gram_sets else np.zeros(0, dtype=np.int64)
+        self.has_quotes = len(self.automaton) > 0
+        if self.has_quotes:
+            self.automaton.make_automaton()
+
+    def _hashes(self, words: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Run hashes of texts given as a frame with one list of words per row (column `words`)."""
+        ends = np.cumsum(words["words"].list.len().fill_null(0).to_numpy().astype(np.int64))
+        flat = words.select(pl.col("words").explode().alias("word")).with_row_index("position")
+        ids = flat.join(self._vocabulary_frame, on="word", how="left").sort("position")["id"].fill_null(0).to_numpy().astype(np.uint64)
+        return _window_hashes(ids, ends, self.n)
+
+    def overlaps(self, texts: list[str], chunk: int = 20_000) -> list[tuple[str, str] | None]:
+        """For each text: (evaluation set, how) of its first overlap, or None. In chunks: the hashing arrays
+        hold several numbers per word."""
+        found = []
+        for start in range(0, len(texts), chunk):
+            found += self._overlaps(texts[start : start + chunk])
+        return found
+
+    def _overlaps(self, texts: list[str]) -> list[tuple[str, str] | None]:
+        words = pl.DataFrame({"t": texts}, schema={"t": pl.String}).select(words=_word_list(pl.col("t")))
+        canon = words.select(pl.lit(" ") + pl.col("words").list.join(" ") + pl.lit(" "))[:, 0].to_list()
+        lengths = words["words"].list.len().fill_null(0).to_list()
+        found: list[tuple[str, str] | None] = [None] * len(texts)
+        if len(self.gram_hashes):
+            hashes, text_of = self._hashes(words)
+            position = np.minimum(np.searchsorted(self.gram_hashes, hashes), len(self.gram_hashes) - 1)
+            hit = self.gram_hashes[position] == hashes
+            for text, where in zip(text_of[hit][::-1], position[hit][::-1]):  # reversed: the first run wins
+                found[text] = (self.set_names[self.gram_sets[where]], f"shares a {self.n}-gram with")
+        for i, text in enumerate(canon):
+            if text in self.exact:
+                found[i] = (self.exact[text], "equals")
+            elif self.has_quotes and lengths[i] >= MIN_QUOTE_WORDS and found[i] is None:
+                found[i] = next((value for _, value in self.automaton.iter(text)), None)
+        return found
+
+
+def _word_list(texts: pl.Expr) -> pl.Expr:
+    return texts.str.to_lowercase().str.extract_all(_WORD)
+
+
+def _words(texts: list[str]) -> list[list[str]]:
+    return [c.split() for c in canonical_list(texts)]
 
 
 @functools.cache
-def eval_indexes(eval_sets: tuple[str, ...], n: int, corpus_path=UDHR_PATH) -> tuple[EvalIndex, ...]:
+def eval_index(eval_sets: tuple[str, ...], n: int, corpus_path=UDHR_PATH) -> EvalIndex:
     heldout = load_udhr(corpus_path).filter(pl.col("split") != "train")["text"].to_list()
-    return (EvalIndex("udhr-heldout", heldout, n), *(EvalIndex(Path(p).name, read_eval_texts(p), n) for p in eval_sets))
+    return EvalIndex({"udhr-heldout": heldout, **{Path(p).name: read_eval_texts(p) for p in eval_sets}}, n)
 
 
 class Decontaminate(BatchFilter):
     name = "decontaminate"
 
-    def __init__(self, removed: RemovedRows, eval_sets: list[str] = (), ngram: int = 13, corpus_path=UDHR_PATH, text_columns=("src_text", "tgt_text")):
+    def __init__(self, removed: RemovedRows, eval_sets: list[str] = (), ngram: int = 13, corpus_path=UDHR_PATH):
         super().__init__(removed)
         self.eval_sets = tuple(eval_sets)
         self.ngram = ngram
         self.corpus_path = corpus_path
-        self.text_columns = tuple(text_columns)
 
     def reasons(self, batch: pa.Table) -> pl.DataFrame:
-        indexes = eval_indexes(self.eval_sets, self.ngram, self.corpus_path)
-        frame = pl.from_arrow(batch)
-        train = frame["split"].to_list() if "split" in frame.columns else ["train"] * frame.height
-        columns = [frame[c].to_list() for c in self.text_columns]
-        reason, detail = [], []
-        for i in range(frame.height):
-            found = None
-            if train[i] == "train":
-                for index in indexes:
-                    for column, texts in zip(self.text_columns, columns):
-                        kind = index.overlap(texts[i])
-                        if kind:
-                            found = (f"overlap:{index.name}", f"{column} {kind} an evaluation text of {index.name}")
-                            break
-                    if found:
-                        break
-            reason.append(found[0] if found else None)
-            detail.append(found[1] if found else None)
+        index = eval_index(self.eval_sets, self.ngram, self.corpus_path)
+        train = pl.from_arrow(batch.column("split")) == "train"
+        reason, detail = [None] * batch.num_rows, [None] * batch.num_rows
+        rows = train.arg_true().to_list()
+        for column in ("tgt_text", "src_text"):  # src last: its finding is the one reported when both overlap
+            texts = batch.column(column).take(rows).to_pylist() if rows else []
+            for row, hit in zip(rows, index.overlaps(texts)):
+                if hit:
+                    reason[row] = f"overlap:{hit[0]}"
+                    detail[row] = f"{column} {hit[1]} an evaluation text of {hit[0]}"
         return pl.DataFrame({"reason": reason, "detail": detail}, schema={"reason": pl.String, "detail": pl.String})

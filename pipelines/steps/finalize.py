@@ -53,15 +53,13 @@ class WriteShards(PipelineStep):
         counts = shard_counts(self.work_dir, self.rows_per_shard)
         jobs = [(split, i) for split in SPLITS for i in range(counts[split])]
         for split, index in jobs[rank::world_size]:
-            files = sorted((self.work_dir / "instructions" / split).glob("*.parquet"))
-            rows = (
-                pl.scan_parquet(files, schema=pl.Schema(INSTRUCTION_SCHEMA))
-                .filter(shard_of(pl.col("id"), counts[split]) == index)
-                .sort("id")
-                .collect()
-                if files
-                else pl.DataFrame(schema=pl.Schema(INSTRUCTION_SCHEMA))
-            )
+            parts = []
+            for path in sorted((self.work_dir / "instructions" / split).glob("*.parquet")):
+                # batch by batch: a whole input file (the zh part is over a million rows) never sits in memory
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
+                    frame = pl.from_arrow(batch)
+                    parts.append(frame.filter(shard_of(pl.col("id"), counts[split]) == index))
+            rows = pl.concat(parts).sort("id") if parts else pl.DataFrame(schema=pl.Schema(INSTRUCTION_SCHEMA))
             write_parquet_atomic(self.output_dir / "data" / shard_name(split, index, counts[split]), rows.to_arrow().cast(INSTRUCTION_SCHEMA), row_group_size=10_000)
             self.stat_update(split, value=rows.height)
         return

@@ -16,8 +16,10 @@ class LanguageIdFilter(BatchFilter):
 
     name = "language_id"
 
-    def __init__(self, removed: RemovedRows, models: str | None = None, global_threshold: float | None = None, min_script_fraction: float = 0.5):
+    def __init__(self, removed: RemovedRows, models: str | None = None, global_threshold: float | None = None,
+                 min_script_fraction: float = 0.5, min_model_chars: int = 20):  # fmt: skip
         super().__init__(removed)
+        self.min_model_chars = min_model_chars
         self.models = models
         self.global_threshold = global_threshold
         self.min_script_fraction = min_script_fraction
@@ -26,7 +28,7 @@ class LanguageIdFilter(BatchFilter):
     @property
     def identifier(self) -> LanguageIdentifier:
         if self._identifier is None:  # loaded in the task's process, not pickled with the step
-            self._identifier = LanguageIdentifier.load(self.models, self.global_threshold, self.min_script_fraction)
+            self._identifier = LanguageIdentifier.load(self.models, self.global_threshold, self.min_script_fraction, self.min_model_chars)
         return self._identifier
 
     def __getstate__(self):

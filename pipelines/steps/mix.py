@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
 from pipelines.mixture import selection_key, split_total, temperature_budgets
-from pipelines.steps.base import write_parquet_atomic
+from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.steps.templates import translation_rows
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
@@ -46,6 +46,7 @@ def plan(mixture, cross_supply: dict[str, int], chat_supply: dict[str, int]) -> 
 
 
 def _write_splits(out_dir: Path, name: str, rows: pa.Table) -> None:
+    """Every split gets a file for `name`, empty where it has no rows."""
     for split in SPLITS:
         part = rows.filter(pc.equal(rows.column("split"), split)) if rows.num_rows else rows
         write_parquet_atomic(out_dir / split / f"{name}.parquet", part.cast(INSTRUCTION_SCHEMA))
@@ -75,21 +76,31 @@ class MixInstructions(PipelineStep):
             rows = translation_rows(chosen.drop("reverse", "key").to_dicts(), chosen["reverse"].to_list(), self.seed)
             self.stat_update("cross_lingual", value=rows.num_rows)
             _write_splits(out_dir, lang, rows)
-        if rank == 0:  # the zh/en part is small next to the cross-lingual one: one task takes it
+        if rank == 0:  # the zh/en part: one task, streamed from file to file (it is most of the rows)
             for name, lang in CHAT_NAMES.items():
                 path = self.work_dir / "chat" / f"{lang}.parquet"
-                if not path.is_file():
-                    continue
-                chat = pl.read_parquet(path)
-                keys = [selection_key(self.seed, i, "chat") for i in chat["id"]]
-                chat = chat.with_columns(key=pl.Series(keys, dtype=pl.String)).sort("key").head(budgets[name])
-                rows = chat.select(
-                    id="id", messages="messages", task=pl.lit("instruction"), src_lang="lang", tgt_lang="lang",
-                    instruction_lang="lang", pivot="lang", source="source", source_id="source_id",
-                    template_id=pl.lit("none"), split=pl.lit("train"),
-                )  # fmt: skip
-                self.stat_update(name, value=rows.height)
-                _write_splits(out_dir, f"chat-{lang}", rows.to_arrow())
+                if path.is_file():
+                    self.stat_update(name, value=self.select_chat(path, out_dir, lang, budgets[name]))
         return
         yield
 
+    def select_chat(self, path: Path, out_dir: Path, lang: str, budget: int) -> int:
+        """The `budget` rows of `path` with the smallest selection keys, as instructions of the train split;
+        streamed batch by batch (the zh part is over a million rows)."""
+        ids = pl.read_parquet(path, columns=["id"])["id"]
+        keys = sorted(selection_key(self.seed, i, "chat") for i in ids)
+        cutoff = keys[budget - 1] if budget else ""
+        writer = AtomicParquetWriter(out_dir / "train" / f"chat-{lang}.parquet", INSTRUCTION_SCHEMA)
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
+            frame = pl.from_arrow(batch)
+            chosen = pl.Series([selection_key(self.seed, i, "chat") <= cutoff for i in frame["id"]], dtype=pl.Boolean)
+            rows = frame.filter(chosen & pl.lit(budget > 0)).select(
+                "id", "messages", task=pl.lit("instruction"), src_lang="lang", tgt_lang="lang", instruction_lang="lang",
+                pivot="lang", source="source", source_id="source_id", template_id=pl.lit("none"), split=pl.lit("train"),
+            )  # fmt: skip
+            if rows.height:
+                writer.write(rows.to_arrow())
+        writer.close()
+        for split in ("validation", "test"):
+            write_parquet_atomic(out_dir / split / f"chat-{lang}.parquet", INSTRUCTION_SCHEMA.empty_table())
+        return min(budget, len(keys))

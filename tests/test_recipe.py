@@ -1,0 +1,61 @@
+import pytest
+
+from pipelines import recipe as recipes
+from pipelines.build import apply_overrides, parse_args
+from pipelines.sources import HubSource, TableSource, UdhrSource
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_shipped_recipes_load():
+    embedded = recipes.load("embedded")
+    assert isinstance(embedded.parallel[0], UdhrSource) and embedded.mixture is None
+    bayling2 = recipes.load("bayling2")
+    assert bayling2.mixture.total == 3_200_000
+    assert bayling2.mixture.shares == {"zh": 0.432, "en": 0.262, "cross_lingual": 0.306}
+    assert any(isinstance(s, HubSource) and s.repo == "Helsinki-NLP/opus-100" for s in bayling2.parallel)
+
+
+def test_a_misspelt_key_is_named_with_a_suggestion(tmp_path):
+    with pytest.raises(recipes.RecipeError, match=r"r.yaml: mixtur: unknown key; did you mean mixture"):
+        recipes.load(write(tmp_path, "name: x\nparallel: [{type: udhr}]\nmixtur: {total: 5}\n"))
+
+
+def test_nested_errors_name_the_key_path(tmp_path):
+    with pytest.raises(recipes.RecipeError, match=r"parallel\[1\].type: unknown source type 'csv'"):
+        recipes.load(write(tmp_path, "name: x\nparallel: [{type: udhr}, {type: csv, path: a.csv}]\n"))
+    with pytest.raises(recipes.RecipeError, match=r"parallel\[0\].colums: unknown key; did you mean columns"):
+        recipes.load(write(tmp_path, "name: x\nparallel: [{type: tsv, path: a.tsv, colums: {}}]\n"))
+    with pytest.raises(recipes.RecipeError, match=r"filters.max_length_ratio: expected float"):
+        recipes.load(write(tmp_path, "name: x\nparallel: [{type: udhr}]\nfilters: {max_length_ratio: lots}\n"))
+    with pytest.raises(recipes.RecipeError, match=r"mixture.shares: shares must add up to 1"):
+        recipes.load(write(tmp_path, "name: x\nparallel: [{type: udhr}]\nmixture: {shares: {zh: 0.5, en: 0.6}}\n"))
+    with pytest.raises(recipes.RecipeError, match=r"name: missing"):
+        recipes.load(write(tmp_path, "parallel: [{type: udhr}]\n"))
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    with pytest.raises(recipes.RecipeError, match=r"r.yaml, line \d+: not valid YAML"):
+        recipes.load(write(tmp_path, "name: x\nparallel: [{type: udhr}\n  seed: 3\n"))
+
+
+def test_unknown_recipe_lists_the_shipped_ones():
+    with pytest.raises(recipes.RecipeError, match="embedded"):
+        recipes.load("nope")
+
+
+def test_command_line_overrides_the_recipe():
+    recipe = apply_overrides(recipes.load("bayling2"), parse_args(["--recipe", "bayling2", "--total", "1000", "--share", "zh=0.5,en=0.25,cross_lingual=0.25", "--seed", "7"]))
+    assert recipe.mixture.total == 1000 and recipe.mixture.shares["zh"] == 0.5 and recipe.seed == 7
+    with pytest.raises(recipes.RecipeError, match="--share"):
+        apply_overrides(recipes.load("embedded"), parse_args(["--share", "zh=0.9,en=0.3"]))
+
+
+def test_table_source_defaults(tmp_path):
+    recipe = recipes.load(write(tmp_path, "name: x\nparallel: [{type: parquet, path: /data/*.parquet}]\n"))
+    source = recipe.parallel[0]
+    assert isinstance(source, TableSource) and source.format == "parquet" and source.name == "parquet:*.parquet"
