@@ -14,6 +14,7 @@ import collections
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
@@ -56,12 +57,14 @@ class WriteShards(PipelineStep):
             parts = []
             for path in sorted((self.work_dir / "instructions" / split).glob("*.parquet")):
                 # batch by batch: a whole input file (the zh part is over a million rows) never sits in memory
+                # (pyarrow's filter copies the kept rows; a polars filter of a list column kept the whole batch alive)
                 for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
-                    frame = pl.from_arrow(batch)
-                    parts.append(frame.filter(shard_of(pl.col("id"), counts[split]) == index))
-            rows = pl.concat(parts).sort("id") if parts else pl.DataFrame(schema=pl.Schema(INSTRUCTION_SCHEMA))
-            write_parquet_atomic(self.output_dir / "data" / shard_name(split, index, counts[split]), rows.to_arrow().cast(INSTRUCTION_SCHEMA), row_group_size=10_000)
-            self.stat_update(split, value=rows.height)
+                    ids = pl.from_arrow(batch.column("id"))
+                    mine = ids.to_frame().select(shard_of(pl.col("id"), counts[split]) == index).to_series()
+                    parts.append(batch.filter(mine.to_arrow()))
+            rows = pa.Table.from_batches(parts, schema=parts[0].schema).sort_by("id") if parts else INSTRUCTION_SCHEMA.empty_table()
+            write_parquet_atomic(self.output_dir / "data" / shard_name(split, index, counts[split]), rows.cast(INSTRUCTION_SCHEMA), row_group_size=10_000)
+            self.stat_update(split, value=rows.num_rows)
         return
         yield
 
