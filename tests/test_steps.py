@@ -12,7 +12,7 @@ from pipelines.steps.normalize import NormalizeText
 from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.steps.read_udhr import align, language_pairs, udhr_pairs
-from pipelines.steps.templates import PHRASINGS, TranslationInstructions
+from pipelines.steps.templates import PHRASINGS, translation_rows
 from pipelines.steps.write import PairWriter
 from schemas.records import INSTRUCTION_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA
 from tests.helpers import pairs
@@ -158,9 +158,14 @@ def test_exact_dedup_keeps_the_first_copy(tmp_path):
     assert table["id"][0].as_py() in removed["detail"][0].as_py()
 
 
+def both_directions(table, seed):
+    rows = table.to_pylist()
+    return translation_rows([r for r in rows for _ in (0, 1)], [False, True] * len(rows), seed)
+
+
 def test_templates_make_both_directions_in_the_pivot_language():
     table = pairs([("deu_Latn", DE, "eng_Latn", EN), ("deu_Latn", DE, "zho_Hans", ZH)])
-    rows = TranslationInstructions(seed=1).process(table)
+    rows = both_directions(table, 1)
     assert rows.schema.equals(INSTRUCTION_SCHEMA)
     frame = pl.from_arrow(rows)
     assert list(zip(frame["src_lang"], frame["tgt_lang"], frame["instruction_lang"])) == [
@@ -180,10 +185,10 @@ def test_templates_make_both_directions_in_the_pivot_language():
 def test_templates_have_ten_phrasings_each_and_choice_follows_the_seed():
     assert all(len(set(p)) >= 10 for p in PHRASINGS.values())
     table = pairs([("deu_Latn", f"{DE} {i}", "eng_Latn", f"{EN} {i}") for i in range(200)])
-    same = TranslationInstructions(seed=7).process(table)["template_id"].to_pylist()
-    assert same == TranslationInstructions(seed=7).process(table)["template_id"].to_pylist()
+    same = both_directions(table, 7)["template_id"].to_pylist()
+    assert same == both_directions(table, 7)["template_id"].to_pylist()
     assert len(set(same)) >= 10  # every phrasing gets used
-    assert same != TranslationInstructions(seed=8).process(table)["template_id"].to_pylist()
+    assert same != both_directions(table, 8)["template_id"].to_pylist()
 
 
 def test_writer_is_atomic(tmp_path):

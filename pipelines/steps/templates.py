@@ -11,7 +11,6 @@ import functools
 
 import pyarrow as pa
 
-from pipelines.steps.base import BatchStep
 from schemas.language_codes import language_name
 from schemas.records import INSTRUCTION_SCHEMA, stable_id
 
@@ -57,10 +56,6 @@ def choose_phrasing(seed: int, pair_id: str, direction: str, count: int) -> int:
     return int(stable_id(str(seed), pair_id, direction)[:8], 16) % count
 
 
-def direction_of(pair: dict, reverse: bool) -> str:
-    return f"{pair['tgt_lang']}->{pair['src_lang']}" if reverse else f"{pair['src_lang']}->{pair['tgt_lang']}"
-
-
 def translation_rows(pairs: list[dict], reverse: list[bool], seed: int) -> pa.Table:
     """One instruction per (pair, direction): X->pivot, or pivot->X where `reverse`."""
     rows = []
@@ -88,20 +83,3 @@ def translation_rows(pairs: list[dict], reverse: list[bool], seed: int) -> pa.Ta
             }
         )
     return pa.Table.from_pylist(rows, schema=INSTRUCTION_SCHEMA)
-
-
-class TranslationInstructions(BatchStep):
-    """Pairs (PAIR_SCHEMA) in, instructions (INSTRUCTION_SCHEMA) out: both directions of every pair."""
-
-    name = "translation_templates"
-    type = "📝 - TEMPLATE"
-
-    def __init__(self, seed: int = 0):
-        super().__init__()
-        self.seed = seed
-
-    def process(self, batch: pa.Table) -> pa.Table:
-        pairs = batch.to_pylist()
-        rows = translation_rows([p for p in pairs for _ in (0, 1)], [False, True] * len(pairs), self.seed)
-        self.stat_update("instructions", value=rows.num_rows)
-        return rows
