@@ -29,13 +29,13 @@ MIN_EXACT_CHARS = 12  # nor that when it is shorter than this ("1", "Article 3" 
 _WORD = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]|[\p{L}\p{N}\p{M}]+"
 
 
-def canonical(texts: pl.Expr) -> pl.Expr:
-    """' w1 w2 ... wn ': lower-cased words joined by single spaces, with a space at each end."""
-    return pl.lit(" ") + texts.str.to_lowercase().str.extract_all(_WORD).list.join(" ") + pl.lit(" ")
+def word_lists(texts: list[str]) -> pl.DataFrame:
+    """One row per text, column `words`: its lower-cased words. A text compares as ' w1 w2 ... wn '."""
+    return pl.DataFrame({"t": texts}, schema={"t": pl.String}).select(words=pl.col("t").str.to_lowercase().str.extract_all(_WORD))
 
 
-def canonical_list(texts: list[str]) -> list[str]:
-    return pl.DataFrame({"t": texts}, schema={"t": pl.String}).select(canonical(pl.col("t")).alias("t"))["t"].to_list()
+def _canonical(words: pl.DataFrame) -> list[str]:
+    return words.select(pl.lit(" ") + pl.col("words").list.join(" ") + pl.lit(" "))[:, 0].to_list()
 
 
 def read_eval_texts(path: str) -> list[str]:
@@ -101,8 +101,9 @@ class EvalIndex:
         self.vocabulary: dict[str, int] = {}
         gram_hashes, gram_sets = [], []
         for set_number, (name, texts) in enumerate(sets.items()):
-            words_of = _words(texts)
-            for text, words in zip(canonical_list(texts), words_of):
+            words_frame = word_lists(texts)
+            words_of = words_frame["words"].to_list()
+            for text, words in zip(_canonical(words_frame), words_of):
                 if not words:
                     continue
                 if len(text.replace(" ", "")) >= MIN_EXACT_CHARS:
@@ -113,7 +114,7 @@ class EvalIndex:
                     self.vocabulary.setdefault(word, len(self.vocabulary) + 1)
             self._vocabulary_frame = pl.DataFrame({"word": list(self.vocabulary), "id": list(self.vocabulary.values())},
                                                   schema={"word": pl.String, "id": pl.UInt64})  # fmt: skip
-            hashes, _ = self._hashes(pl.DataFrame({"words": words_of}, schema={"words": pl.List(pl.String)}))
+            hashes, _ = self._hashes(words_frame)
             gram_hashes.append(hashes)
             gram_sets.append(np.full(len(hashes), set_number))
         self.set_names = list(sets)
@@ -140,8 +141,8 @@ class EvalIndex:
         return found
 
     def _overlaps(self, texts: list[str]) -> list[tuple[str, str] | None]:
-        words = pl.DataFrame({"t": texts}, schema={"t": pl.String}).select(words=_word_list(pl.col("t")))
-        canon = words.select(pl.lit(" ") + pl.col("words").list.join(" ") + pl.lit(" "))[:, 0].to_list()
+        words = word_lists(texts)
+        canon = _canonical(words)
         lengths = words["words"].list.len().fill_null(0).to_list()
         found: list[tuple[str, str] | None] = [None] * len(texts)
         if len(self.gram_hashes):
@@ -156,14 +157,6 @@ class EvalIndex:
             elif self.has_quotes and lengths[i] >= MIN_QUOTE_WORDS and found[i] is None:
                 found[i] = next((value for _, value in self.automaton.iter(text)), None)
         return found
-
-
-def _word_list(texts: pl.Expr) -> pl.Expr:
-    return texts.str.to_lowercase().str.extract_all(_WORD)
-
-
-def _words(texts: list[str]) -> list[list[str]]:
-    return [c.split() for c in canonical_list(texts)]
 
 
 @functools.cache
