@@ -37,7 +37,7 @@ from pipelines.sources import SourceError
 from pipelines.steps.base import RemovedRows
 from pipelines.steps.chat import BuildChat
 from pipelines.steps.decontaminate import Decontaminate
-from pipelines.steps.dedup import ExactPairDedup
+from pipelines.steps.dedup import ExactPairDedup, NearDuplicateDedup
 from pipelines.steps.finalize import WriteManifest, WriteShards
 from pipelines.steps.language_id import LanguageIdFilter
 from pipelines.steps.mix import MixInstructions, plan, supply
@@ -216,6 +216,7 @@ def pair_pipeline(recipe, sources, langs, work: Path, run: str, pivot_join: Pivo
         LanguageIdFilter(removed, recipe.langid.models, recipe.langid.threshold, recipe.langid.min_script_fraction, recipe.langid.min_model_chars),
         *([pivot_join] if pivot_join else []),
         ExactPairDedup(removed, recipe.dedup.max_targets_per_source),
+        *([NearDuplicateDedup(removed, near.ngram, near.num_buckets, near.hashes_per_bucket, near.seed)] if (near := recipe.dedup.near).enabled else []),
         PairWriter(work / "pairs"),
     ]
 

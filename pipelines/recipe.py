@@ -45,8 +45,22 @@ class LangidSettings:
 
 
 @dataclass
+class NearDedup:
+    """MinHash near-duplicates of a pair's two sides together, per direction (pipelines/steps/dedup.py). Two pairs
+    of word-n-gram Jaccard similarity s share a bucket with probability 1 - (1 - s**hashes_per_bucket)**num_buckets:
+    with 14 x 8, about 0.92 at s = 0.8 and 0.01 at s = 0.4 (the threshold is near (1/14)**(1/8) = 0.72)."""
+
+    enabled: bool = False
+    ngram: int = 5  # words per shingle; a side with fewer words is one shingle
+    num_buckets: int = 14
+    hashes_per_bucket: int = 8
+    seed: int = 1  # of datatrove's MinHash permutations
+
+
+@dataclass
 class Dedup:
     max_targets_per_source: int = 0  # how many different translations one source sentence may keep (0: no cap)
+    near: NearDedup = field(default_factory=NearDedup)
 
 
 @dataclass
@@ -65,6 +79,20 @@ class Mixture:
 
 
 @dataclass
+class Templates:
+    """The kinds of cross-lingual instruction (pipelines/steps/templates.py), weighted within each language's
+    budget: one segment (`translation`), several consecutive segments at once (`translate_document`), or a dialogue
+    translating one segment a turn (`translate_dialogue`). The last two need ordered segments (the embedded corpus
+    has them); where a language has too few, sentences fill its budget. `segments`: segments per document or
+    dialogue, [fewest, most]."""
+
+    sentence: float = 1.0
+    document: float = 0.0
+    dialogue: float = 0.0
+    segments: list = field(default_factory=lambda: [2, 4])
+
+
+@dataclass
 class Recipe:
     name: str
     description: str = ""
@@ -78,6 +106,7 @@ class Recipe:
     dedup: Dedup = field(default_factory=Dedup)
     decontamination: Decontamination = field(default_factory=Decontamination)
     mixture: Mixture | None = None
+    templates: Templates = field(default_factory=Templates)
     rows_per_shard: int = 100_000  # each shard is sorted in memory by one task: this bounds the memory per task
     path: str = ""
 
@@ -121,7 +150,7 @@ def _build(cls, data, where: str):
         if f.name not in data:
             continue
         value, hint = data[f.name], hints[f.name]
-        target = next((t for t in (Filters, LangidSettings, Dedup, Decontamination, Mixture) if t in typing.get_args(hint) or t is hint), None)
+        target = next((t for t in (Filters, LangidSettings, Dedup, NearDedup, Decontamination, Mixture, Templates) if t in typing.get_args(hint) or t is hint), None)
         if target is not None and value is not None:
             values[f.name] = _build(target, value, f"{where}{f.name}.")
         else:
@@ -171,6 +200,11 @@ def parse(data: dict, where: str = "") -> Recipe:
         validate_shares(recipe.mixture.shares, f"{where}mixture.shares")
         if recipe.mixture.total < 1:
             raise RecipeError(f"{where}mixture.total: must be at least 1")
+    near = recipe.dedup.near
+    for key in ("ngram", "num_buckets", "hashes_per_bucket"):
+        if getattr(near, key) < 1:
+            raise RecipeError(f"{where}dedup.near.{key}: must be at least 1, got {getattr(near, key)}")
+    validate_templates(recipe.templates, f"{where}templates")
     if not (isinstance(recipe.languages, str) and recipe.languages == "all") and not isinstance(recipe.languages, list):
         raise RecipeError(f"{where}languages: 'all' or a list of codes, got {recipe.languages!r}")
     return recipe
@@ -184,6 +218,15 @@ def validate_shares(shares: dict, where: str) -> None:
         raise RecipeError(f"{where}: shares must be non-negative numbers, got {shares}")
     if abs(sum(shares.values()) - 1.0) > 1e-9:
         raise RecipeError(f"{where}: shares must add up to 1, they add up to {sum(shares.values())}")
+
+
+def validate_templates(templates: Templates, where: str) -> None:
+    weights = {k: getattr(templates, k) for k in ("sentence", "document", "dialogue")}
+    if any(v < 0 for v in weights.values()) or not sum(weights.values()) > 0:
+        raise RecipeError(f"{where}: weights must be non-negative and not all zero, got {weights}")
+    segments = templates.segments
+    if not (len(segments) == 2 and all(isinstance(n, int) and not isinstance(n, bool) for n in segments) and 2 <= segments[0] <= segments[1]):
+        raise RecipeError(f"{where}.segments: expected [fewest, most] with 2 <= fewest <= most, got {segments!r}")
 
 
 def load(spec: str) -> Recipe:

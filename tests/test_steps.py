@@ -6,7 +6,7 @@ import pytest
 from pipelines.corpus import load_udhr
 from pipelines.steps.base import AtomicParquetWriter, RemovedRows
 from pipelines.steps.decontaminate import Decontaminate
-from pipelines.steps.dedup import ExactPairDedup
+from pipelines.steps.dedup import ExactPairDedup, MinhashSigner, NearDuplicateDedup, minhash_config
 from pipelines.steps.language_id import LanguageIdFilter
 from pipelines.steps.normalize import NormalizeText
 from pipelines.steps.pair_filters import PairFilter
@@ -156,6 +156,57 @@ def test_exact_dedup_keeps_the_first_copy(tmp_path):
     assert kept["id"].to_pylist() == [table["id"][0].as_py(), table["id"][2].as_py()]
     assert removed["reason"].to_pylist() == ["duplicate"]
     assert table["id"][0].as_py() in removed["detail"][0].as_py()
+
+
+LONG_EN = "Everyone has the right to education, and education shall be free at least in the elementary and fundamental stages."
+LONG_DE = "Jeder hat das Recht auf Bildung, und die Bildung ist unentgeltlich, zum mindesten der Grundschulunterricht und die grundlegende Bildung."
+OTHER_EN = "No one shall be held in slavery or servitude; slavery and the slave trade shall be prohibited in all their forms."
+OTHER_DE = "Niemand darf in Sklaverei oder Leibeigenschaft gehalten werden; Sklaverei und Sklavenhandel sind in allen ihren Formen verboten."
+
+
+def test_near_dedup_drops_near_duplicate_pairs_and_keeps_distinct_ones(tmp_path):
+    table = pairs(
+        [
+            ("deu_Latn", LONG_DE, "eng_Latn", LONG_EN),
+            ("deu_Latn", OTHER_DE, "eng_Latn", OTHER_EN),
+            ("deu_Latn", LONG_DE.replace(", und", " und") + " Ja!", "eng_Latn", "EVERYONE " + LONG_EN[9:] + " Yes!"),  # near copy
+            ("deu_Latn", LONG_DE, "eng_Latn", OTHER_EN),  # the same sentence, another translation: not near the first
+            ("deu_Latn", LONG_DE, "zho_Hans", ZH),  # another direction
+            ("deu_Latn", OTHER_DE + " Niemals.", "eng_Latn", OTHER_EN + " Never."),  # a word more on each side
+            ("deu_Latn", "Ja", "eng_Latn", "Yes"),  # short sides are one shingle each
+            ("deu_Latn", "Ja.", "eng_Latn", "yes!"),
+            ("deu_Latn", "Nein", "eng_Latn", "Yes"),
+        ]
+    )
+    ids = table["id"].to_pylist()
+    kept, removed = run_filter(NearDuplicateDedup(RemovedRows(tmp_path), ngram=3), table)
+    assert kept["id"].to_pylist() == [ids[0], ids[1], ids[3], ids[4], ids[6], ids[8]]
+    assert removed.schema.equals(REMOVED_SCHEMA)
+    assert removed["id"].to_pylist() == [ids[2], ids[5], ids[7]]
+    assert set(removed["stage"].to_pylist()) == {"near_dedup"} and set(removed["reason"].to_pylist()) == {"near_duplicate"}
+    assert removed["detail"].to_pylist() == [f"near-duplicate of {ids[0]}", f"near-duplicate of {ids[1]}", f"near-duplicate of {ids[6]}"]
+
+
+def test_near_dedup_keeps_the_earliest_pair_across_batches(tmp_path):
+    rows = [("deu_Latn", f"{LONG_DE} {'!' * i}", "eng_Latn", LONG_EN + "?" * i) for i in range(4)]  # equal words
+    table = pairs(rows)
+    step = NearDuplicateDedup(RemovedRows(tmp_path), ngram=3)
+    out = list(step.run(iter([table.slice(0, 1), table.slice(1, 2), table.slice(3)])))
+    assert sum(t.num_rows for t in out) == 1 and out[0]["id"][0] == table["id"][0]
+    removed = pq.read_table(tmp_path / "near_dedup" / "run-00000.parquet")
+    assert set(removed["detail"].to_pylist()) == {f"near-duplicate of {table['id'][0].as_py()}"}
+
+
+def test_minhash_signatures_are_datatroves():
+    signer = MinhashSigner(minhash_config(ngram=3, num_buckets=4, hashes_per_bucket=3))
+    texts = [LONG_DE, OTHER_DE, ZH]
+    hashes, owner = signer.shingles([texts])
+    signed, signatures = signer.signatures([texts])
+    assert signed.tolist() == [0, 1, 2] and signatures.shape == (3, 12)
+    for i in range(3):
+        expected = signer.stage1.get_signature(hashes[owner == i].reshape(-1, 1))  # datatrove's MinHash stage 1
+        assert signatures[i].tolist() == [h for bucket in expected for h in bucket]
+    assert len(hashes[owner == 2]) == sum(c.isalpha() for c in ZH) - 2  # each Han character is a word: its 3-grams
 
 
 def both_directions(table, seed):
