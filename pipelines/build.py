@@ -281,7 +281,7 @@ def build(args: argparse.Namespace) -> dict:
         budgets = plan(recipe.mixture, cross_supply, chat_supply)
         plan_path = work / "plan.json"
         plan_path.write_text(json.dumps(budgets, sort_keys=True))
-        run_stage("mix", [MixInstructions(work, plan_path, recipe.seed)], args.tasks)
+        run_stage("mix", [MixInstructions(work, plan_path, recipe.seed, recipe.templates, recipe.mixture is None)], args.tasks)
         run_stage("shards", [WriteShards(work, output, recipe.rows_per_shard)], args.tasks)
         mixture = {"plan": json.dumps(budgets, sort_keys=True), "recipe": json.dumps(recipe.to_dict()["mixture"])}
         license_text = udhr_provenance()["license_text"] if multiway else ""

@@ -15,7 +15,7 @@ from schemas.records import MANIFEST_SCHEMA
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
-_MAP_FIELDS = {"arguments", "rows_per_split", "rows_per_language", "rows_per_direction", "removed", "decontamination", "mixture"}
+_MAP_FIELDS = {"arguments", "rows_per_split", "rows_per_language", "rows_per_direction", "rows_per_task", "removed", "decontamination", "mixture"}
 
 
 def code_version() -> dict:

@@ -113,6 +113,7 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("rows_per_split", _COUNTS, nullable=False),
         pa.field("rows_per_language", _COUNTS, nullable=False),  # instructions that involve each non-pivot language
         pa.field("rows_per_direction", _COUNTS, nullable=False),  # "deu_Latn->eng_Latn": n; "instruction:zho_Hans": n
+        pa.field("rows_per_task", _COUNTS, nullable=False),  # "translation", "translate_document", "translate_dialogue", "instruction"
         pa.field("removed", pa.map_(pa.string(), _COUNTS), nullable=False),  # stage -> reason -> n
         pa.field("decontamination", _COUNTS, nullable=False),  # evaluation set -> rows removed for overlapping it
         pa.field("mixture", pa.map_(pa.string(), pa.string()), nullable=False),  # the plan: totals and budgets (JSON)

@@ -12,7 +12,9 @@ from pipelines.steps.normalize import NormalizeText
 from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.steps.read_udhr import align, language_pairs, udhr_pairs
-from pipelines.steps.templates import PHRASINGS, translation_rows
+from pipelines.steps.mix import MixInstructions
+from pipelines.steps.templates import PHRASINGS, dialogue_rows, document_rows, ordered_runs, translation_rows
+from pipelines.recipe import Templates
 from pipelines.steps.write import PairWriter
 from schemas.records import INSTRUCTION_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA
 from tests.helpers import pairs
@@ -240,6 +242,86 @@ def test_templates_have_ten_phrasings_each_and_choice_follows_the_seed():
     assert same == both_directions(table, 7)["template_id"].to_pylist()
     assert len(set(same)) >= 10  # every phrasing gets used
     assert same != both_directions(table, 8)["template_id"].to_pylist()
+
+
+def udhr_german() -> pl.DataFrame:
+    return pl.from_arrow(next(udhr_pairs([("deu_Latn", "eng_Latn")])))
+
+
+def positions(run: list[dict]) -> list[tuple[str, int]]:
+    """(article, paragraph) of each segment, from source ids like deu_1996:a3.p1|eng:a3.p1."""
+    return [(p["source_id"].split(":a")[1].split(".p")[0], int(p["source_id"].split("|")[0].rsplit(".p", 1)[1])) for p in run]
+
+
+def test_ordered_runs_are_consecutive_segments_of_one_document_and_split():
+    pairs = udhr_german()
+    runs = ordered_runs(pairs, 2, 3, seed=0, kind="document")
+    assert runs and all(2 <= len(run) <= 3 for run in runs)
+    for run in runs:
+        (article, first), *rest = positions(run)
+        assert [p for _, p in positions(run)] == list(range(first, first + len(run)))  # consecutive, in order
+        assert {a for a, _ in positions(run)} == {article} and len({p["split"] for p in run}) == 1
+    assert {run[0]["split"] for run in runs} == {"train", "validation", "test"}
+    # a gap (a segment removed earlier) ends a run; a segment with another split never joins one
+    gap = pairs.filter(pl.col("source_id") != "deu_1996:a1.p1|eng:a1.p1")
+    gap = gap.with_columns(split=pl.when(pl.col("source_id").str.contains(":a2.p1")).then(pl.lit("validation")).otherwise("split"))
+    for run in ordered_runs(gap, 2, 3, seed=0, kind="document"):
+        assert ("1", 1) not in positions(run) and [p for _, p in positions(run)] == list(range(positions(run)[0][1], positions(run)[0][1] + len(run)))
+        assert len({p["split"] for p in run}) == 1
+    assert ordered_runs(pairs.with_columns(source_id=pl.lit("test:1")), 2, 3, 0, "document") == []  # no positions
+
+
+def test_document_rows_join_the_segments_in_order_and_answer_with_their_translations():
+    run = next(r for r in ordered_runs(udhr_german(), 3, 3, seed=0, kind="document"))
+    rows = document_rows([run, run], [False, True], seed=0)
+    assert rows.schema.equals(INSTRUCTION_SCHEMA)
+    forth, back = rows.to_pylist()
+    assert forth["task"] == back["task"] == "translate_document"
+    assert (forth["src_lang"], forth["tgt_lang"], back["src_lang"], back["tgt_lang"]) == ("deu_Latn", "eng_Latn", "eng_Latn", "deu_Latn")
+    assert [m["role"] for m in forth["messages"]] == ["user", "assistant"]
+    assert "\n".join(p["src_text"] for p in run) in forth["messages"][0]["content"]
+    assert forth["messages"][1]["content"] == "\n".join(p["tgt_text"] for p in run)
+    assert back["messages"][1]["content"] == "\n".join(p["src_text"] for p in run)
+    assert forth["source_id"] == ";".join(p["source_id"] for p in run) and forth["split"] == run[0]["split"]
+    assert forth["template_id"].startswith("document.en.") and forth["id"] != back["id"]
+
+
+def test_dialogue_rows_translate_one_segment_a_turn():
+    pairs = udhr_german()
+    run = next(r for r in ordered_runs(pairs, 4, 4, seed=0, kind="dialogue"))
+    zh = pl.from_arrow(next(udhr_pairs([("deu_Latn", "zho_Hans")])))
+    zh_run = next(r for r in ordered_runs(zh, 2, 2, seed=0, kind="dialogue"))
+    (row,), (zh_row,) = dialogue_rows([run], [False], seed=0).to_pylist(), dialogue_rows([zh_run], [True], seed=0).to_pylist()
+    messages = row["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"] * 4
+    for i, pair in enumerate(run):
+        assert pair["src_text"] in messages[2 * i]["content"] and messages[2 * i + 1]["content"] == pair["tgt_text"]
+        assert all(other["src_text"] not in messages[2 * i]["content"] for other in run if other is not pair)
+    assert "German" in messages[0]["content"] and "English" in messages[0]["content"] and row["task"] == "translate_dialogue"
+    assert zh_row["instruction_lang"] == "zho_Hans" and "德语" in zh_row["messages"][0]["content"]
+    assert zh_row["messages"][1]["content"] == zh_run[0]["src_text"] and zh_row["src_lang"] == "zho_Hans"
+
+
+def test_mix_shares_a_budget_among_the_kinds_and_keeps_every_heldout_row(tmp_path):
+    pairs = udhr_german()
+    step = MixInstructions(tmp_path, tmp_path / "plan.json", seed=3, templates=Templates(sentence=0.5, document=0.25, dialogue=0.25, segments=[2, 3]))
+    frame = pl.from_arrow(step.cross_lingual(pairs, 40))
+    train = frame.filter(pl.col("split") == "train")
+    assert train.height == 40
+    assert dict(train["task"].value_counts().iter_rows()) == {"translation": 20, "translate_document": 10, "translate_dialogue": 10}
+    heldout = frame.filter(pl.col("split") != "train")
+    assert heldout.filter(pl.col("task") == "translation").height == 2 * pairs.filter(pl.col("split") != "train").height
+    assert heldout.filter(pl.col("task") == "translate_document").height > 0
+    articles = frame.select("split", article=pl.col("source_id").str.extract_all(r":a(\d+)\.").list.eval(pl.element().str.extract(r"(\d+)").cast(pl.Int32)))
+    for split, allowed in {"train": range(0, 25), "validation": range(25, 28), "test": range(28, 31)}.items():
+        assert articles.filter(pl.col("split") == split)["article"].explode().is_in(list(allowed)).all()
+    assert frame.equals(pl.from_arrow(step.cross_lingual(pairs, 40)))  # the same seed, the same rows
+    other = MixInstructions(tmp_path, tmp_path / "plan.json", seed=4, templates=step.templates)
+    assert not frame.equals(pl.from_arrow(other.cross_lingual(pairs, 40)))
+    # documents run short: sentences fill the budget
+    few = MixInstructions(tmp_path, tmp_path / "plan.json", seed=3, templates=Templates(sentence=0.0, document=1.0, segments=[2, 2]))
+    counts = dict(pl.from_arrow(few.cross_lingual(pairs, 80)).filter(pl.col("split") == "train")["task"].value_counts().iter_rows())
+    assert sum(counts.values()) == 80 and 0 < counts["translate_document"] < 80
 
 
 def test_writer_is_atomic(tmp_path):

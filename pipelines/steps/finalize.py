@@ -21,6 +21,7 @@ from datatrove.pipeline.base import PipelineStep
 from pipelines.card import write_card
 from pipelines.manifest import FORMAT_VERSION, sha256_file, write_manifest
 from pipelines.steps.base import write_parquet_atomic
+from pipelines.steps.templates import CROSS_LINGUAL_TASKS
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
 
 
@@ -81,7 +82,7 @@ class WriteManifest(PipelineStep):
         self.license_text = license_text
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        files, counts = [], {"split": {}, "language": collections.Counter(), "direction": collections.Counter()}
+        files, counts = [], {"split": {}, "language": collections.Counter(), "direction": collections.Counter(), "task": collections.Counter()}
         for split in SPLITS:
             paths = sorted((self.output_dir / "data").glob(f"{split}-*.parquet"))
             frame = pl.read_parquet(paths, columns=["src_lang", "tgt_lang", "pivot", "task"]) if paths else pl.DataFrame()
@@ -90,13 +91,15 @@ class WriteManifest(PipelineStep):
                 files.append({"path": str(path.relative_to(self.output_dir)), "sha256": sha256_file(path), "rows": pq.read_metadata(path).num_rows})
             if not frame.height:
                 continue
-            translation = frame.filter(pl.col("task") == "translation")
+            for task, n in frame.group_by("task").len().iter_rows():
+                counts["task"][task] += n
+            translation = frame.filter(pl.col("task").is_in(CROSS_LINGUAL_TASKS))  # sentences, documents, dialogues
             for src, tgt, n in translation.group_by("src_lang", "tgt_lang").len().iter_rows():
                 counts["direction"][f"{src}->{tgt}"] += n
             language = pl.when(pl.col("src_lang") == pl.col("pivot")).then("tgt_lang").otherwise("src_lang")
             for lang, n in translation.select(lang=language).group_by("lang").len().iter_rows():
                 counts["language"][lang] += n
-            for task, lang, n in frame.filter(pl.col("task") != "translation").group_by("task", "src_lang").len().iter_rows():
+            for task, lang, n in frame.filter(~pl.col("task").is_in(CROSS_LINGUAL_TASKS)).group_by("task", "src_lang").len().iter_rows():
                 counts["direction"][f"{task}:{lang}"] += n
 
         removed_counts: dict[str, dict[str, int]] = {}
@@ -115,6 +118,7 @@ class WriteManifest(PipelineStep):
             "rows_per_split": counts["split"],
             "rows_per_language": dict(sorted(counts["language"].items())),
             "rows_per_direction": dict(sorted(counts["direction"].items())),
+            "rows_per_task": dict(sorted(counts["task"].items())),
             "removed": removed_counts,
             "decontamination": {
                 reason.removeprefix("overlap:"): n

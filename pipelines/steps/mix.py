@@ -15,7 +15,8 @@ from datatrove.pipeline.base import PipelineStep
 from pipelines.mixture import selection_key, split_total, temperature_budgets
 from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
 from pipelines.steps.read_pairs import languages_of_task
-from pipelines.steps.templates import translation_rows
+from pipelines.recipe import Templates
+from pipelines.steps.templates import dialogue_rows, document_rows, ordered_runs, translation_rows
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
 
 CHAT_NAMES = {"zh": "zho_Hans", "en": "eng_Latn"}
@@ -56,11 +57,13 @@ class MixInstructions(PipelineStep):
     name = "mix"
     type = "🥣 - MIX"
 
-    def __init__(self, work_dir: Path, plan_path: Path, seed: int):
+    def __init__(self, work_dir: Path, plan_path: Path, seed: int, templates: Templates | None = None, keep_every_row: bool = False):
         super().__init__()
         self.work_dir = Path(work_dir)
         self.plan_path = Path(plan_path)
         self.seed = seed
+        self.templates = templates or Templates()
+        self.keep_every_row = keep_every_row  # no mixture: every candidate of every kind, no sampling
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         budgets = json.loads(self.plan_path.read_text())
@@ -68,13 +71,9 @@ class MixInstructions(PipelineStep):
         out_dir = self.work_dir / "instructions"
         for lang in languages_of_task(langs, rank, world_size):
             pairs = pl.read_parquet(self.work_dir / "pairs" / f"{lang}.parquet")
-            candidates = pl.concat([pairs.with_columns(reverse=pl.lit(False)), pairs.with_columns(reverse=pl.lit(True))])
-            keys = [selection_key(self.seed, i, "back" if r else "forth") for i, r in zip(candidates["id"], candidates["reverse"])]
-            candidates = candidates.with_columns(key=pl.Series(keys, dtype=pl.String))
-            train = candidates.filter(pl.col("split") == "train").sort("key").head(budgets["cross_lingual"][lang])
-            chosen = pl.concat([train, candidates.filter(pl.col("split") != "train")]).sort("key")
-            rows = translation_rows(chosen.drop("reverse", "key").to_dicts(), chosen["reverse"].to_list(), self.seed)
-            self.stat_update("cross_lingual", value=rows.num_rows)
+            rows = self.cross_lingual(pairs, budgets["cross_lingual"][lang])
+            for task, n in pl.from_arrow(rows.select(["task"]))["task"].value_counts().iter_rows():
+                self.stat_update(task, value=n)
             _write_splits(out_dir, lang, rows)
         if rank == 0:  # the zh/en part: one task, streamed from file to file (it is most of the rows)
             for name, lang in CHAT_NAMES.items():
@@ -83,6 +82,39 @@ class MixInstructions(PipelineStep):
                     self.stat_update(name, value=self.select_chat(path, out_dir, lang, budgets[name]))
         return
         yield
+
+    def cross_lingual(self, pairs: pl.DataFrame, budget: int) -> pa.Table:
+        """The language's instructions: `budget` train rows, shared among sentences, documents and dialogues by the
+        template weights (sentences fill what documents and dialogues cannot), and every validation and test row.
+        Within each kind, the candidates with the smallest selection keys are taken."""
+        weights = {kind: getattr(self.templates, kind) for kind in ("sentence", "document", "dialogue")}
+        fewest, most = self.templates.segments
+        sentences = pl.concat([pairs.with_columns(reverse=pl.lit(False)), pairs.with_columns(reverse=pl.lit(True))])
+        keys = [selection_key(self.seed, i, "back" if r else "forth") for i, r in zip(sentences["id"], sentences["reverse"])]
+        sentences = sentences.with_columns(key=pl.Series(keys, dtype=pl.String)).sort("key")
+        train = {"sentence": sentences.filter(pl.col("split") == "train").height}
+        documents = {}
+        for kind in ("document", "dialogue"):
+            runs = ordered_runs(pairs, fewest, most, self.seed, kind) if weights[kind] > 0 else []
+            keyed = [(selection_key(self.seed, ";".join(p["id"] for p in run), f"{kind}:{'back' if r else 'forth'}"), run, r)
+                     for run in runs for r in (False, True)]  # fmt: skip
+            documents[kind] = [(run, r) for _, run, r in sorted(keyed, key=lambda k: k[0])]
+            train[kind] = sum(run[0]["split"] == "train" for run, _ in documents[kind])
+        if self.keep_every_row:
+            take = train
+        else:
+            parts = split_total(budget, {k: w / sum(weights.values()) for k, w in weights.items() if w > 0})
+            take = {kind: min(parts.get(kind, 0), train[kind]) for kind in ("document", "dialogue")}
+            take["sentence"] = budget - sum(take.values())
+        chosen = pl.concat([sentences.filter(pl.col("split") == "train").head(take["sentence"]), sentences.filter(pl.col("split") != "train")])
+        for kind in ("document", "dialogue"):
+            in_train = [c for c in documents[kind] if c[0][0]["split"] == "train"]
+            documents[kind] = in_train[: take[kind]] + [c for c in documents[kind] if c[0][0]["split"] != "train"]
+        return pa.concat_tables([
+            translation_rows(chosen.drop("reverse", "key").to_dicts(), chosen["reverse"].to_list(), self.seed),
+            document_rows([run for run, _ in documents["document"]], [r for _, r in documents["document"]], self.seed),
+            dialogue_rows([run for run, _ in documents["dialogue"]], [r for _, r in documents["dialogue"]], self.seed),
+        ])  # fmt: skip
 
     def select_chat(self, path: Path, out_dir: Path, lang: str, budget: int) -> int:
         """The `budget` rows of `path` with the smallest selection keys, as instructions of the train split;

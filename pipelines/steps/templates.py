@@ -1,4 +1,14 @@
-"""Cross-lingual instructions from pairs: X->pivot and pivot->X for every pair.
+"""Cross-lingual instructions from pairs: X->pivot and pivot->X.
+
+Three kinds, each its own `task`:
+- `translation`: one pair, one request and its answer;
+- `translate_document`: several consecutive segments of one document in one request, the answer their aligned
+  translations in the same order, one segment a line;
+- `translate_dialogue`: a conversation that translates one segment a turn (user: segment, assistant: its
+  translation), the first request saying what is wanted and the later ones short follow-ups.
+Documents and dialogues need ordered segments: pairs whose source id gives a position, every part of it ending in
+`.p<n>` (the embedded corpus: `deu_1996:a3.p1|eng:a3.p1`, paragraph 1 of article 3); consecutive means positions
+n, n+1, ... of the same document, source, languages and split, so no row mixes splits.
 
 The request is phrased in English when the pivot is English and in Chinese when it is Chinese, as in
 BayLing 2. Each instruction draws one of the phrasings below, chosen by a hash of the seed and the row, so the
@@ -9,6 +19,7 @@ from __future__ import annotations
 
 import functools
 
+import polars as pl
 import pyarrow as pa
 
 from schemas.language_codes import language_name
@@ -44,6 +55,54 @@ PHRASINGS = {
         "请忠实地把下面的话翻译成{tgt}：\n\n{text}",
     ),
 }
+DOCUMENT_PHRASINGS = {
+    "eng_Latn": (
+        "Translate the following {src} document into {tgt}, paragraph by paragraph.\n\n{text}",
+        "Here is a passage in {src}. Translate all of it into {tgt}, keeping the paragraphs.\n\n{text}",
+        "Please translate this {src} text into {tgt}:\n\n{text}",
+        "{text}\n\nTranslate the passage above from {src} into {tgt}.",
+        "Translate these paragraphs into {tgt}. They are written in {src}.\n\n{text}",
+        "I have a document in {src} that needs translating into {tgt}. Translate it paragraph by paragraph:\n\n{text}",
+        "Give a faithful {tgt} translation of the following {src} paragraphs, one paragraph per line.\n\n{text}",
+        "{src} to {tgt}, the whole passage:\n{text}",
+    ),
+    "zho_Hans": (
+        "将下面的{src}文档逐段翻译成{tgt}。\n\n{text}",
+        "这是一段{src}文字，请把它全部翻译成{tgt}，保留分段：\n\n{text}",
+        "请把以下{src}文本翻译成{tgt}：\n\n{text}",
+        "{text}\n\n请将上面这段{src}文字翻译成{tgt}。",
+        "把下面几段{src}译成{tgt}，每段一行。\n\n{text}",
+        "我有一份{src}文件需要翻译成{tgt}，请逐段翻译：\n\n{text}",
+        "请给出以下{src}段落的{tgt}译文。\n\n{text}",
+        "{src}译{tgt}（整段）：\n{text}",
+    ),
+}
+DIALOGUE_OPENINGS = {
+    "eng_Latn": (
+        "I'll send you a text in {src} one paragraph at a time. Translate each into {tgt}. Here is the first:\n\n{text}",
+        "Let's translate a document from {src} into {tgt} paragraph by paragraph. First paragraph:\n{text}",
+        "Translate this {src} paragraph into {tgt}; more will follow.\n\n{text}",
+        "Can you help me translate a text from {src} into {tgt}? We'll go one paragraph at a time. Start with this:\n\n{text}",
+        "Please translate from {src} to {tgt}, one paragraph per message. Paragraph 1:\n{text}",
+        "We are going to translate a passage from {src} into {tgt} piece by piece. Here's the first piece:\n\n{text}",
+    ),
+    "zho_Hans": (
+        "我会一段一段地发给你一篇{src}文字，请把每段翻译成{tgt}。第一段：\n\n{text}",
+        "我们来把一篇{src}文档逐段翻译成{tgt}。第一段：\n{text}",
+        "请把这段{src}翻译成{tgt}，后面还有。\n\n{text}",
+        "能帮我把一篇{src}文字翻译成{tgt}吗？我们一段一段来，先翻译这段：\n\n{text}",
+        "请从{src}翻译成{tgt}，每条消息一段。第1段：\n{text}",
+        "接下来我们分段把一段{src}翻译成{tgt}。这是第一部分：\n\n{text}",
+    ),
+}
+DIALOGUE_FOLLOW_UPS = {
+    "eng_Latn": ("Next paragraph:\n{text}", "And this one:\n\n{text}", "Continue with the next part:\n{text}",
+                 "Now translate this:\n\n{text}", "Here is the next one.\n\n{text}", "Go on:\n{text}"),
+    "zho_Hans": ("下一段：\n{text}", "还有这段：\n\n{text}", "继续翻译下一部分：\n{text}",
+                 "再翻译这段：\n\n{text}", "接着来：\n{text}", "这是下一段。\n\n{text}"),
+}  # fmt: skip
+CROSS_LINGUAL_TASKS = ("translation", "translate_document", "translate_dialogue")
+SEGMENT_SEPARATOR = "\n"  # between the segments of a document, in the request and in the answer
 _NAME_LANGUAGE = {"eng_Latn": "en", "zho_Hans": "zh"}
 
 
@@ -54,6 +113,71 @@ def _name(code: str, instruction_lang: str) -> str:
 
 def choose_phrasing(seed: int, pair_id: str, direction: str, count: int) -> int:
     return int(stable_id(str(seed), pair_id, direction)[:8], 16) % count
+
+
+def _row(first: dict, source_id: str, direction: tuple[str, str], template_id: str, messages: list[dict], task: str) -> dict:
+    src_lang, tgt_lang = direction
+    pivot = first["tgt_lang"]
+    flat = [part for m in messages for part in (m["role"], m["content"])]
+    return {
+        "id": stable_id(first["source"], source_id, f"{src_lang}->{tgt_lang}", template_id, *flat),
+        "messages": messages,
+        "task": task,
+        "src_lang": src_lang,
+        "tgt_lang": tgt_lang,
+        "instruction_lang": pivot,
+        "pivot": pivot,
+        "source": first["source"],
+        "source_id": source_id,
+        "template_id": template_id,
+        "split": first["split"],
+    }
+
+
+def _sides(segments: list[dict], backwards: bool) -> tuple[tuple[str, str], list[str], list[str]]:
+    """(direction, texts to translate, their translations) of consecutive pairs, X->pivot or pivot->X."""
+    first = segments[0]
+    src, tgt = [p["src_text"] for p in segments], [p["tgt_text"] for p in segments]
+    if backwards:
+        return (first["tgt_lang"], first["src_lang"]), tgt, src
+    return (first["src_lang"], first["tgt_lang"]), src, tgt
+
+
+def document_rows(documents: list[list[dict]], reverse: list[bool], seed: int) -> pa.Table:
+    """One `translate_document` instruction per run of consecutive pairs: every segment in one request, the answer
+    their translations in the same order."""
+    rows = []
+    for segments, backwards in zip(documents, reverse):
+        pivot = segments[0]["tgt_lang"]
+        (src_lang, tgt_lang), texts, answers = _sides(segments, backwards)
+        source_id = ";".join(p["source_id"] for p in segments)
+        k = choose_phrasing(seed, source_id, f"document:{src_lang}->{tgt_lang}", len(DOCUMENT_PHRASINGS[pivot]))
+        prompt = DOCUMENT_PHRASINGS[pivot][k].format(src=_name(src_lang, pivot), tgt=_name(tgt_lang, pivot), text=SEGMENT_SEPARATOR.join(texts))
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": SEGMENT_SEPARATOR.join(answers)}]
+        rows.append(_row(segments[0], source_id, (src_lang, tgt_lang), f"document.{_NAME_LANGUAGE[pivot]}.{k:02d}", messages, "translate_document"))
+    return pa.Table.from_pylist(rows, schema=INSTRUCTION_SCHEMA)
+
+
+def dialogue_rows(documents: list[list[dict]], reverse: list[bool], seed: int) -> pa.Table:
+    """One `translate_dialogue` instruction per run of consecutive pairs: a user turn per segment, each answered by
+    its translation; the first turn says what is asked, the others are short follow-ups."""
+    rows = []
+    for segments, backwards in zip(documents, reverse):
+        pivot = segments[0]["tgt_lang"]
+        (src_lang, tgt_lang), texts, answers = _sides(segments, backwards)
+        source_id = ";".join(p["source_id"] for p in segments)
+        direction = f"dialogue:{src_lang}->{tgt_lang}"
+        k = choose_phrasing(seed, source_id, direction, len(DIALOGUE_OPENINGS[pivot]))
+        messages = []
+        for turn, (text, answer) in enumerate(zip(texts, answers)):
+            if turn == 0:
+                request = DIALOGUE_OPENINGS[pivot][k].format(src=_name(src_lang, pivot), tgt=_name(tgt_lang, pivot), text=text)
+            else:
+                follow_ups = DIALOGUE_FOLLOW_UPS[pivot]
+                request = follow_ups[choose_phrasing(seed, source_id, f"{direction}:{turn}", len(follow_ups))].format(text=text)
+            messages += [{"role": "user", "content": request}, {"role": "assistant", "content": answer}]
+        rows.append(_row(segments[0], source_id, (src_lang, tgt_lang), f"dialogue.{_NAME_LANGUAGE[pivot]}.{k:02d}", messages, "translate_dialogue"))
+    return pa.Table.from_pylist(rows, schema=INSTRUCTION_SCHEMA)
 
 
 def translation_rows(pairs: list[dict], reverse: list[bool], seed: int) -> pa.Table:
@@ -83,3 +207,31 @@ def translation_rows(pairs: list[dict], reverse: list[bool], seed: int) -> pa.Ta
             }
         )
     return pa.Table.from_pylist(rows, schema=INSTRUCTION_SCHEMA)
+
+
+def ordered_runs(pairs: pl.DataFrame, fewest: int, most: int, seed: int, kind: str) -> list[list[dict]]:
+    """The pairs cut into documents of `fewest` to `most` consecutive segments (how many, by a hash of the seed,
+    `kind` and the first segment); a tail shorter than `fewest` is left out. Pairs without a position are not in any."""
+    part_positions = pl.col("source_id").str.split("|").list.eval(pl.element().str.extract(r"\.p(\d+)$", 1))
+    frame = (
+        pairs.with_columns(positions=part_positions)
+        .filter(pl.col("positions").list.drop_nulls().list.len() == pl.col("positions").list.len())
+        .with_columns(
+            position=pl.col("positions").list.first().cast(pl.Int64),
+            document=pl.col("source_id").str.replace_all(r"\.p\d+(\||$)", "${1}"),
+        )
+        .sort("source", "src_lang", "tgt_lang", "split", "document", "position")
+    )
+    same = [pl.col(c) == pl.col(c).shift() for c in ("source", "src_lang", "tgt_lang", "split", "document")]
+    consecutive = pl.all_horizontal(*same) & (pl.col("position") == pl.col("position").shift() + 1)
+    frame = frame.with_columns(run=(~consecutive.fill_null(False)).cum_sum()).drop("positions", "position", "document")
+    documents = []
+    for (_,), run in frame.group_by("run", maintain_order=True):
+        rows = run.drop("run").to_dicts()
+        start = 0
+        while start < len(rows):
+            size = fewest + choose_phrasing(seed, rows[start]["id"], kind, most - fewest + 1)
+            if len(rows[start : start + size]) >= fewest:
+                documents.append(rows[start : start + size])
+            start += size
+    return documents
