@@ -246,3 +246,55 @@ def test_recipe_build_has_no_eval_text_and_no_duplicates(firefox_build):
     assert turns.is_duplicated().sum() == 0
     assert rows["id"].n_unique() == rows.height
     assert manifest["removed"]["exact_dedup"]["duplicate"] > 0
+
+
+def template_recipe(folder: Path) -> Path:
+    """The embedded corpus with documents and dialogues in the mixture, and a JSONL source holding near-duplicates."""
+    en = "Everyone has the right to take part in the cultural life of the community and to enjoy the arts in peace."
+    de = "Jeder hat das Recht, am kulturellen Leben der Gemeinschaft frei teilzunehmen und sich in Frieden an den Künsten zu erfreuen."
+    rows = [(de, en), (de.replace(" frei", ""), en.replace(" in peace", "")), (de + " Immer.", en + " Always.")]
+    (folder / "extra.jsonl").write_text("".join(json.dumps({"src_text": s, "tgt_text": t}) + "\n" for s, t in rows))
+    recipe = folder / "templates.yaml"
+    recipe.write_text(
+        f"""
+name: udhr-templates
+parallel:
+  - {{type: udhr}}
+  - {{type: jsonl, name: extra, path: "{folder}/extra.jsonl", src_lang: deu_Latn, tgt_lang: eng_Latn}}
+languages: [deu_Latn, fra_Latn, swh_Latn]
+dedup: {{near: {{enabled: true, ngram: 3}}}}
+templates: {{sentence: 0.5, document: 0.25, dialogue: 0.25, segments: [2, 3]}}
+mixture: {{total: 300, shares: {{cross_lingual: 1.0}}}}
+"""
+    )
+    return recipe
+
+
+def test_documents_dialogues_and_near_duplicates_in_a_build(tmp_path):
+    recipe = template_recipe(tmp_path)
+    outputs = []
+    for tasks in ("1", "3"):
+        output = tmp_path / f"tasks-{tasks}"
+        assert main(["--recipe", str(recipe), "--output", str(output), "--tasks", tasks, "--workers", "1"]) == 0
+        outputs.append(output)
+    assert data_hashes(outputs[0]) == data_hashes(outputs[1])  # the same rows whatever the task count
+    manifest = read_manifest(outputs[0])
+    rows = pl.read_parquet(outputs[0] / "data" / "*.parquet")
+    counts = dict(rows["task"].value_counts().iter_rows())
+    assert manifest["rows_per_task"] == dict(sorted(counts.items()))
+    train = rows.filter(pl.col("split") == "train")
+    assert train.height == 300
+    for task in ("translate_document", "translate_dialogue"):  # a quarter each, rounded per language
+        assert abs(train.filter(pl.col("task") == task).height - 75) <= len(manifest["rows_per_language"])
+    assert {"translate_document", "translate_dialogue"} <= set(rows.filter(pl.col("split") == "test")["task"])
+    # no row mixes splits: every article a row is made from belongs to the row's split
+    articles = rows.select("split", article=pl.col("source_id").str.extract_all(r":a\d+").list.eval(pl.element().str.slice(2).cast(pl.Int32)))
+    for split, allowed in {"train": range(0, 25), "validation": range(25, 28), "test": range(28, 31)}.items():
+        assert articles.filter(pl.col("split") == split)["article"].explode().drop_nulls().is_in(list(allowed)).all()
+    removed = pl.read_parquet(outputs[0] / "removed" / "near_dedup.parquet")
+    assert removed["reason"].to_list() == ["near_duplicate", "near_duplicate"]
+    assert sorted(removed["source_id"].to_list()) == ["extra.jsonl:1", "extra.jsonl:2"]
+    assert rows.filter(pl.col("source_id") == "extra.jsonl:0").height == 2  # the first of the three is kept (both directions)
+    kept = removed["detail"].str.extract(r"^near-duplicate of ([0-9a-f]{32})$")
+    assert kept.n_unique() == 1 and kept[0] is not None and kept[0] not in removed["id"].to_list()
+    assert manifest["removed"]["near_dedup"] == {"near_duplicate": 2}
