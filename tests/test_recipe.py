@@ -38,6 +38,24 @@ def test_nested_errors_name_the_key_path(tmp_path):
         recipes.load(write(tmp_path, "parallel: [{type: udhr}]\n"))
 
 
+def test_near_dedup_and_template_settings_are_checked(tmp_path):
+    bayling2 = recipes.load("bayling2")
+    assert bayling2.dedup.near.enabled and bayling2.templates.document > 0 and bayling2.templates.dialogue > 0
+    assert recipes.load("embedded").templates.document == 0  # every pair, two sentence instructions
+    with pytest.raises(recipes.RecipeError, match=r"dedup.near.ngrams: unknown key; did you mean ngram"):
+        recipes.load(write(tmp_path, "name: x\nparallel: [{type: udhr}]\ndedup: {near: {ngrams: 3}}\n"))
+    with pytest.raises(recipes.RecipeError, match=r"dedup.near.num_buckets: must be at least 1"):
+        recipes.load(write(tmp_path, "name: x\nparallel: [{type: udhr}]\ndedup: {near: {num_buckets: 0}}\n"))
+    with pytest.raises(recipes.RecipeError, match=r"dedup.near.enabled: expected bool"):
+        recipes.load(write(tmp_path, "name: x\nparallel: [{type: udhr}]\ndedup: {near: {enabled: sometimes}}\n"))
+    with pytest.raises(recipes.RecipeError, match=r"templates.segments: expected \[fewest, most\] with 2 <= fewest <= most"):
+        recipes.load(write(tmp_path, "name: x\nparallel: [{type: udhr}]\ntemplates: {segments: [3, 2]}\n"))
+    with pytest.raises(recipes.RecipeError, match=r"templates: weights must be non-negative and not all zero"):
+        recipes.load(write(tmp_path, "name: x\nparallel: [{type: udhr}]\ntemplates: {sentence: 0, document: -1}\n"))
+    with pytest.raises(recipes.RecipeError, match=r"templates.dialog: unknown key; did you mean dialogue"):
+        recipes.load(write(tmp_path, "name: x\nparallel: [{type: udhr}]\ntemplates: {dialog: 0.1}\n"))
+
+
 def test_invalid_yaml_names_the_line(tmp_path):
     with pytest.raises(recipes.RecipeError, match=r"r.yaml, line \d+: not valid YAML"):
         recipes.load(write(tmp_path, "name: x\nparallel: [{type: udhr}\n  seed: 3\n"))
