@@ -7,9 +7,10 @@
 Stages, each a list of datatrove PipelineSteps run by its Local or Ray executor:
 1. pivot: the zho_Hans <-> eng_Latn pairs, cleaned (they feed the pivot join);
 2. pairs: read -> normalize -> pair filters -> decontaminate -> language ID of both sides -> pivot join -> dedup
-   -> one Parquet file per language (tasks own whole languages);
+   -> near-duplicate removal (MinHash) -> one Parquet file per language (tasks own whole languages);
 3. chat: the zh/en instruction sources, normalized, deduplicated, decontaminated;
-4. mix: the mixture plan (totals, shares, temperature budgets) sampled by a seeded hash, then templated;
+4. mix: the mixture plan (totals, shares, temperature budgets) sampled by a seeded hash, then templated (sentences,
+   documents, dialogues);
 5. shards: data/<split>-NNNNN-of-NNNNN.parquet, a task per shard; 6. manifest, card, removed/.
 """
 
@@ -208,6 +209,7 @@ def print_summary(manifest: dict, output: Path, seconds: float | None) -> None:
 
 def pair_pipeline(recipe, sources, langs, work: Path, run: str, pivot_join: PivotJoin | None):
     removed = RemovedRows(work / "removed", run)
+    near = recipe.dedup.near
     return [
         PairReader(sources, langs, progress=sys.stderr.isatty()),
         NormalizeText(),
@@ -216,7 +218,7 @@ def pair_pipeline(recipe, sources, langs, work: Path, run: str, pivot_join: Pivo
         LanguageIdFilter(removed, recipe.langid.models, recipe.langid.threshold, recipe.langid.min_script_fraction, recipe.langid.min_model_chars),
         *([pivot_join] if pivot_join else []),
         ExactPairDedup(removed, recipe.dedup.max_targets_per_source),
-        *([NearDuplicateDedup(removed, near.ngram, near.num_buckets, near.hashes_per_bucket, near.seed)] if (near := recipe.dedup.near).enabled else []),
+        *([NearDuplicateDedup(removed, near.ngram, near.num_buckets, near.hashes_per_bucket, near.seed)] if near.enabled else []),
         PairWriter(work / "pairs"),
     ]
 
