@@ -189,7 +189,7 @@ def _mod_mersenne61(values: np.ndarray) -> None:
     high = values >> np.uint64(61)
     values &= _mersenne_prime
     values += high
-    values -= np.where(values >= _mersenne_prime, _mersenne_prime, np.uint64(0))
+    np.subtract(values, _mersenne_prime, out=values, where=values >= _mersenne_prime)
 
 
 _MIX = tuple(np.uint64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD))
