@@ -109,10 +109,11 @@ def minhash_config(ngram: int = 5, num_buckets: int = 14, hashes_per_bucket: int
 class MinhashSigner:
     """MinHash signatures of many pairs at once, with datatrove's stage-1 parameters and formula.
 
-    A pair's shingles are the word n-grams of each side (no n-gram spans the two sides). A shingle's hash mixes its
-    words' hashes (datatrove's hash function of the word, once per distinct word of a batch): datatrove hashes the
-    joined n-gram string, a Python call per n-gram, which cost more than everything else here; a side with fewer than n words counts as one shingle of all its words
-    (datatrove gives it none: two pairs of short sides would never be compared)."""
+    A pair's shingles are the word n-grams of each side (no n-gram spans the two sides); a side with fewer than n
+    words is one shingle of all its words (datatrove gives it none: two pairs of short sides would never be
+    compared). A shingle's hash mixes its words' hashes (datatrove's hash function, once per distinct word of a
+    batch), where datatrove hashes the joined n-gram string: a Python call per n-gram, which cost more than all
+    the rest here (see tests/benchmarks/bench_dedup.py)."""
 
     def __init__(self, config: MinhashConfig):
         self.config = config
