@@ -224,14 +224,15 @@ def ordered_runs(pairs: pl.DataFrame, fewest: int, most: int, seed: int, kind: s
     )
     same = [pl.col(c) == pl.col(c).shift() for c in ("source", "src_lang", "tgt_lang", "split", "document")]
     consecutive = pl.all_horizontal(*same) & (pl.col("position") == pl.col("position").shift() + 1)
-    frame = frame.with_columns(run=(~consecutive.fill_null(False)).cum_sum()).drop("positions", "position", "document")
+    frame = frame.with_columns(run=(~consecutive.fill_null(False)).cum_sum()).filter(pl.len().over("run") >= fewest)
+    rows = frame.drop("positions", "position", "document", "run").to_dicts()
+    ends = (frame["run"] != frame["run"].shift(-1)).fill_null(True).arg_true().to_list()
     documents = []
-    for (_,), run in frame.group_by("run", maintain_order=True):
-        rows = run.drop("run").to_dicts()
-        start = 0
-        while start < len(rows):
+    for first, last in zip([0] + [e + 1 for e in ends[:-1]], ends):  # one run: rows[first..last]
+        start = first
+        while start <= last:
             size = fewest + choose_phrasing(seed, rows[start]["id"], kind, most - fewest + 1)
-            if len(rows[start : start + size]) >= fewest:
-                documents.append(rows[start : start + size])
+            if min(start + size, last + 1) - start >= fewest:
+                documents.append(rows[start : min(start + size, last + 1)])
             start += size
     return documents
