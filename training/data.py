@@ -1,0 +1,328 @@
+"""Training data: instruction rows from Parquet shards to packed batches of token ids, per rank, resumable.
+
+The rows of a split are read from the Parquet files of a local dataset version or of a Hub dataset at a pinned
+revision (`hf://datasets/org/name@v1.0.0`, fetched once into the local Hugging Face cache, then read from there,
+offline too). Each epoch:
+1. the row groups of all files are put in an order drawn from (seed, epoch) and seen as one sequence of rows;
+2. rank r of W takes the rows [N*r/W, N*(r+1)/W) of that sequence: no row is read by two ranks, every row is
+   read by one, and the ranks differ by at most one row, however few files there are;
+3. a rank reads its rows in windows of `shuffle_window` rows and shuffles each window (seed, epoch, rank,
+   window), then formats and tokenizes them (`training.chat_format`), truncates or drops rows longer than
+   `seq_len`, and packs them (`training.packing`).
+
+All of it is a function of the files, the config and the seed, so `state_dict()` only needs the epoch, the
+number of rows of this epoch already given to the packer, and the rows waiting in the packer: a resumed run
+goes on with exactly the batches the interrupted run would have given.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from training.chat_format import FORMATS, IGNORE_INDEX, check_messages, encode_batch
+from training.packing import Packer, collate
+
+STATE_VERSION = 1
+HUB_PREFIX = "hf://datasets/"
+
+
+@dataclass
+class DataConfig:
+    """The `data` section of a training config."""
+
+    # A local dataset version (the folder with data/), a glob of Parquet files, or hf://datasets/<org>/<name>@<revision>
+    path: str = ""
+    split: str = "train"
+    # The dataset config, for versions laid out as data/<config>/<split>-*.parquet; None for data/<split>-*.parquet
+    config: str | None = None
+    messages_column: str = "messages"
+    chat_format: str = "auto"  # auto (the tokenizer's chat template) | bayling-llama2 | bayling-llama3
+    max_length: str = "truncate"  # rows longer than seq_len: truncate | drop (both counted in stats())
+    shuffle: bool = True
+    shuffle_window: int = 10_000  # rows shuffled together within a rank
+    pack_buffer: int = 256  # rows the packer chooses from
+    epochs: int | None = None  # None: repeat for ever (the trainer stops after its steps)
+    encode_batch: int = 512  # rows formatted and tokenized together
+
+    def validate(self) -> None:
+        if not self.path:
+            raise ValueError("data.path: required (a dataset version folder, a Parquet glob, or hf://datasets/org/name@revision)")
+        if self.chat_format not in FORMATS:
+            raise ValueError(f"data.chat_format: {self.chat_format!r} is not one of {', '.join(FORMATS)}")
+        if self.max_length not in ("truncate", "drop"):
+            raise ValueError(f"data.max_length: {self.max_length!r} is not one of truncate, drop")
+        for name in ("shuffle_window", "pack_buffer", "encode_batch"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"data.{name}: must be a positive integer, got {getattr(self, name)!r}")
+        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
+            raise ValueError(f"data.epochs: must be a positive integer or null, got {self.epochs!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "DataConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"data.{unknown[0]}: unknown key; known keys: {', '.join(sorted(known))}")
+        config = cls(**values)
+        config.validate()
+        return config
+
+
+def build_batches(
+    data_cfg: DataConfig, tokenizer: Any, rank: int, world_size: int, seed: int, seq_len: int, micro_batch_size: int
+) -> "PackedBatches":
+    """An iterator of packed batches for one rank (see `PackedBatches`)."""
+    return PackedBatches(data_cfg, tokenizer, rank, world_size, seed, seq_len, micro_batch_size)
+
+
+def resolve_files(data_cfg: DataConfig) -> list[Path]:
+    """The Parquet files of the split, sorted; a Hub dataset is fetched into the local cache first."""
+    path = data_cfg.path
+    if path.startswith("hf://"):
+        path = str(_hub_snapshot(path, data_cfg))
+    if any(char in path for char in "*?[") or path.endswith(".parquet"):
+        files = sorted(Path(p) for p in glob.glob(path))
+        if not files:
+            raise ValueError(f"data.path: no file matches {path}")
+        return files
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"data.path: {path} is not a folder, a Parquet file or glob, or hf://datasets/org/name@revision")
+    if data_cfg.config:
+        files = sorted(root.glob(f"data/{data_cfg.config}/{data_cfg.split}-*.parquet"))
+        if not files:
+            configs = sorted({p.parent.name for p in root.glob("data/*/*.parquet")})
+            raise ValueError(f"data.config: no {data_cfg.split} files in {root}/data/{data_cfg.config}/; configs found: {configs or 'none'}")
+        return files
+    files = sorted(root.glob(f"data/{data_cfg.split}-*.parquet"))
+    if files:
+        return files
+    configs = sorted({p.parent.name for p in root.glob(f"data/*/{data_cfg.split}-*.parquet")})
+    if len(configs) == 1:
+        return sorted(root.glob(f"data/{configs[0]}/{data_cfg.split}-*.parquet"))
+    if configs:
+        raise ValueError(f"data.config: {root} has several configs, give one of {', '.join(configs)}")
+    raise ValueError(f"data.split: no {data_cfg.split}-*.parquet under {root}/data/")
+
+
+def _hub_snapshot(url: str, data_cfg: DataConfig) -> Path:
+    match = re.fullmatch(r"hf://datasets/([\w.-]+/[\w.-]+)@([\w./-]+)", url)
+    if not match:
+        raise ValueError(f"data.path: {url!r}: expected hf://datasets/<org>/<name>@<revision> (a tag or commit, so the rows are pinned)")
+    from huggingface_hub import snapshot_download
+
+    repo_id, revision = match.groups()
+    where = f"data/{data_cfg.config}" if data_cfg.config else "data"
+    patterns = [f"{where}/{data_cfg.split}-*.parquet"] + ([] if data_cfg.config else [f"data/*/{data_cfg.split}-*.parquet"])
+    # Only this split's files; huggingface_hub finds them in the cache when offline (HF_HUB_OFFLINE=1).
+    return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=patterns))
+
+
+class PackedBatches:
+    """Batches of `micro_batch_size` packed sequences for one rank: dicts of tensors `input_ids`, `labels`,
+    `position_ids` [B, seq_len], `cu_seqlens` and `max_seqlen` (see `training.packing.collate`)."""
+
+    def __init__(self, data_cfg: DataConfig, tokenizer: Any, rank: int, world_size: int, seed: int, seq_len: int, micro_batch_size: int):
+        data_cfg.validate()
+        if not 0 <= rank < world_size:
+            raise ValueError(f"data: rank {rank} is not in [0, {world_size})")
+        if micro_batch_size < 1:
+            raise ValueError(f"data: micro_batch_size must be >= 1, got {micro_batch_size}")
+        self.cfg, self.tokenizer = data_cfg, tokenizer
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.seq_len, self.micro_batch_size = seq_len, micro_batch_size
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if self.pad_id is None:
+            raise ValueError("data: the tokenizer has neither a pad token nor an EOS token to pad with")
+        self.files = resolve_files(data_cfg)
+        self._units = self._row_groups()  # (file index, row group, first row in file, rows)
+        self.total_rows = sum(unit[3] for unit in self._units)
+        if self.total_rows < world_size:
+            raise ValueError(f"data: {self.total_rows} rows in the {data_cfg.split} split, fewer than the {world_size} ranks")
+        self.packer = Packer(seq_len, data_cfg.pack_buffer)
+        self.epoch = 0
+        self.position = 0  # rows of this rank's part of the epoch already given to the packer
+        self._stats = dict.fromkeys(
+            ("rows_read", "rows_packed", "truncated", "dropped_too_long", "dropped_no_trained_tokens", "sequences",
+             "real_tokens", "trained_tokens"), 0)  # fmt: skip
+        self._stream: Iterator[dict[str, torch.Tensor]] | None = None
+
+    def _row_groups(self) -> list[tuple[int, int, int, int]]:
+        units = []
+        for i, file in enumerate(self.files):
+            try:
+                metadata = pq.ParquetFile(file).metadata
+            except Exception as error:
+                raise ValueError(f"{file}: not a readable Parquet file ({error})") from error
+            if self.cfg.messages_column not in metadata.schema.to_arrow_schema().names:
+                raise ValueError(f"{file}: no column {self.cfg.messages_column!r} (data.messages_column)")
+            first = 0
+            for group in range(metadata.num_row_groups):
+                rows = metadata.row_group(group).num_rows
+                if rows:
+                    units.append((i, group, first, rows))
+                first += rows
+        return units
+
+    # -- the row order -------------------------------------------------------------------------------------
+    def _epoch_units(self, epoch: int) -> list[tuple[int, int, int, int]]:
+        if not self.cfg.shuffle:
+            return self._units
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self._units))
+        return [self._units[k] for k in order]
+
+    def rank_rows(self, epoch: int) -> tuple[list[tuple[int, int, int, int]], int, int]:
+        """This rank's part of the epoch: the ordered row groups, and the [start, stop) of its rows in them."""
+        start = self.total_rows * self.rank // self.world_size
+        stop = self.total_rows * (self.rank + 1) // self.world_size
+        return self._epoch_units(epoch), start, stop
+
+    def _read_window(self, epoch: int, window: int) -> list[tuple[Any, int, int]]:
+        """The rows of one shuffle window: (messages, file index, row in file), in shuffled order."""
+        units, start, stop = self.rank_rows(epoch)
+        lo = start + window * self.cfg.shuffle_window
+        hi = min(stop, lo + self.cfg.shuffle_window)
+        rows: list[tuple[Any, int, int]] = []
+        offset = 0  # index of the unit's first row in the epoch's sequence
+        for file_index, group, first, count in units:
+            if offset + count > lo and offset < hi:
+                table = pq.ParquetFile(self.files[file_index]).read_row_group(group, columns=[self.cfg.messages_column])
+                a, b = max(lo - offset, 0), min(hi - offset, count)
+                messages = table.column(0).slice(a, b - a).to_pylist()
+                rows.extend((m, file_index, first + a + k) for k, m in enumerate(messages))
+            offset += count
+            if offset >= hi:
+                break
+        if self.cfg.shuffle:
+            order = np.random.default_rng([self.seed, epoch, self.rank, window]).permutation(len(rows))
+            rows = [rows[k] for k in order]
+        return rows
+
+    # -- iteration ----------------------------------------------------------------------------------------
+    def __iter__(self) -> "PackedBatches":
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        if self._stream is None:
+            self._stream = self._batches()
+        return next(self._stream)
+
+    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        sequences: list = []
+        while self.cfg.epochs is None or self.epoch < self.cfg.epochs:
+            _, start, stop = self.rank_rows(self.epoch)
+            window_rows = self.cfg.shuffle_window
+            while self.position < stop - start:
+                window = self.position // window_rows
+                rows = self._read_window(self.epoch, window)
+                skip = self.position - window * window_rows
+                for chunk_start in range(skip, len(rows), self.cfg.encode_batch):
+                    chunk = rows[chunk_start : chunk_start + self.cfg.encode_batch]
+                    for input_ids, labels in self._encode(chunk):
+                        row, outcome = self._fit(input_ids, labels)
+                        if row is None:
+                            self._count_row(outcome)
+                            continue
+                        # Pop before adding, so a run resumed after a yield makes the same choices.
+                        while self.packer.full():
+                            sequences.append(self._pop())
+                            if len(sequences) == self.micro_batch_size:
+                                yield collate(sequences, self.seq_len, self.pad_id)
+                                sequences = []
+                        self.packer.add(*row)
+                        self._count_row(outcome)  # only now: a state saved at the yield above reads this row again
+            self.epoch += 1
+            self.position = 0
+        while len(self.packer):
+            sequences.append(self._pop())
+            if len(sequences) == self.micro_batch_size:
+                yield collate(sequences, self.seq_len, self.pad_id)
+                sequences = []
+        if sequences:  # the last batch keeps its shape; empty sequences are all padding and train nothing
+            yield collate(sequences + [[]] * (self.micro_batch_size - len(sequences)), self.seq_len, self.pad_id)
+
+    def _encode(self, chunk: list[tuple[Any, int, int]]) -> list[tuple[list[int], list[int]]]:
+        try:
+            return encode_batch([messages for messages, _, _ in chunk], self.tokenizer, self.cfg.chat_format)
+        except ValueError:
+            for messages, file_index, row in chunk:  # name the row that is wrong
+                try:
+                    check_messages(messages)
+                    encode_batch([messages], self.tokenizer, self.cfg.chat_format)
+                except ValueError as error:
+                    raise ValueError(f"{self.files[file_index]}: row {row}: {error}") from error
+            raise
+
+    def _fit(self, input_ids: list[int], labels: list[int]) -> tuple[tuple[list[int], list[int]] | None, str]:
+        """The row as it goes into a sequence (or None), and what happened to it: a key of the stats."""
+        outcome = "rows_packed"
+        if len(input_ids) > self.seq_len:
+            if self.cfg.max_length == "drop":
+                return None, "dropped_too_long"
+            input_ids, labels = input_ids[: self.seq_len], labels[: self.seq_len]
+            outcome = "truncated"
+        if all(label == IGNORE_INDEX for label in labels[1:]):  # the first label is never trained (packing)
+            return None, "dropped_no_trained_tokens"
+        return (input_ids, labels), outcome
+
+    def _count_row(self, outcome: str) -> None:
+        self.position += 1
+        self._stats["rows_read"] += 1
+        if outcome == "truncated":
+            self._stats["rows_packed"] += 1
+        self._stats[outcome] += 1
+
+    def _pop(self) -> list[tuple[list[int], list[int]]]:
+        sequence = self.packer.pop()
+        self._stats["sequences"] += 1
+        self._stats["real_tokens"] += sum(len(ids) for ids, _ in sequence)
+        self._stats["trained_tokens"] += sum(sum(1 for label in labels[1:] if label != IGNORE_INDEX) for _, labels in sequence)
+        return sequence
+
+    # -- resuming and counting ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Plain Python values (JSON-serializable): where this rank is, to resume at the exact row."""
+        return {
+            "version": STATE_VERSION,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "seed": self.seed,
+            "seq_len": self.seq_len,
+            "config": asdict(self.cfg),
+            "epoch": self.epoch,
+            "position": self.position,
+            "packer": self.packer.state_dict(),
+            "stats": dict(self._stats),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"data state: version {state.get('version')!r}, expected {STATE_VERSION}")
+        mine = self.state_dict()
+        for key in ("rank", "world_size", "seed", "seq_len"):
+            if state[key] != mine[key]:
+                raise ValueError(f"data state: saved with {key}={state[key]}, now {mine[key]}: the rows would not be the same")
+        changed = [k for k in ("path", "split", "config", "messages_column", "chat_format", "max_length", "shuffle", "shuffle_window", "pack_buffer")
+                   if state["config"].get(k) != mine["config"][k]]  # fmt: skip
+        if changed:
+            raise ValueError(f"data state: data.{changed[0]} was {state['config'].get(changed[0])!r}, now {mine['config'][changed[0]]!r}")
+        self.epoch, self.position = state["epoch"], state["position"]
+        self.packer.load_state_dict(state["packer"])
+        self._stats = dict(state["stats"])
+        self._stream = None
+
+    def stats(self) -> dict[str, Any]:
+        """Counts so far on this rank; `packing_efficiency` is real tokens / token slots of the sequences."""
+        stats: dict[str, Any] = dict(self._stats)
+        slots = stats["sequences"] * self.seq_len
+        stats["packing_efficiency"] = stats["real_tokens"] / slots if slots else 0.0
+        stats["epoch"] = self.epoch
+        return stats
