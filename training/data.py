@@ -206,6 +206,13 @@ class PackedBatches:
             rows = [rows[k] for k in order]
         return rows
 
+    def row_order(self, epoch: int) -> Iterator[tuple[Path, int]]:
+        """(file, row in file) of every row this rank reads in `epoch`, in the order it reads them."""
+        _, start, stop = self.rank_rows(epoch)
+        for window in range(-(-(stop - start) // self.cfg.shuffle_window)):
+            for _, file_index, row in self._read_window(epoch, window):
+                yield self.files[file_index], row
+
     # -- iteration ----------------------------------------------------------------------------------------
     def __iter__(self) -> "PackedBatches":
         return self
