@@ -119,6 +119,16 @@ def test_same_seed_same_batches_other_seed_other(instruction_version, tokenizer)
     assert not torch.equal(first[0]["input_ids"], other[0]["input_ids"])
 
 
+@pytest.mark.slow  # each spawned worker imports transformers: 10-30 s on 2 busy cores
+def test_worker_processes_give_the_same_batches(instruction_version, tokenizer):
+    config = DataConfig(path=str(instruction_version), chat_format="auto", pack_buffer=32, encode_batch=64)
+    alone = take(build_batches(config, tokenizer, 1, 2, 11, 1024, 2), 12)
+    config.workers = 2
+    batches = build_batches(config, tokenizer, 1, 2, 11, 1024, 2)
+    assert_same_batches(alone, take(batches, 12))
+    batches.close()
+
+
 def test_resume_gives_the_same_following_batches_across_epochs(instruction_version, tokenizer):
     config = DataConfig(path=str(instruction_version), chat_format="bayling-llama2", shuffle_window=100, pack_buffer=16)
     reference = build_batches(config, tokenizer, 1, 2, 5, 1024, 2)

@@ -47,7 +47,8 @@ def encode_prompt(messages: Sequence[dict], tokenizer: Any, style: str = "auto")
 def encode_batch(rows: Sequence[Sequence[dict]], tokenizer: Any, style: str = "auto") -> list[tuple[list[int], list[int]]]:
     """`encode` for many conversations, with one tokenizer call for all their segments (fast tokenizers spread
     a batch over threads)."""
-    all_segments = [conversation_segments(messages, tokenizer, style) for messages in rows]
+    build = _segment_builder(tokenizer, style)
+    all_segments = [build(messages, tokenizer, False) for messages in rows]
     flat = _tokenize([text for segments in all_segments for text, _ in segments], tokenizer)
     encoded, k = [], 0
     for segments in all_segments:
@@ -65,16 +66,34 @@ def encode_batch(rows: Sequence[Sequence[dict]], tokenizer: Any, style: str = "a
 def conversation_segments(messages: Sequence[dict], tokenizer: Any, style: str, open_turn: bool = False) -> list[Segment]:
     """The text of a conversation in `style`, cut into (text, trained) segments. With `open_turn` the
     conversation ends with a user turn and the text ends where the assistant's answer starts."""
-    check_messages(messages, open_turn)
+    return _segment_builder(tokenizer, style)(messages, tokenizer, open_turn)
+
+
+def _segment_builder(tokenizer: Any, style: str):
+    """The function that cuts conversations in `style`, once the tokenizer is known to suit it."""
     if style == "auto":
-        segments = _template_segments(messages, tokenizer, open_turn)
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                f"chat_format auto: the tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat template; "
+                "give chat_format bayling-llama2 or bayling-llama3"
+            )
+        build = _template_segments
     elif style == "bayling-llama2":
-        segments = _llama2_segments(messages, tokenizer, open_turn)
+        _required_token(tokenizer, "bos_token"), _required_token(tokenizer, "eos_token")
+        build = _llama2_segments
     elif style == "bayling-llama3":
-        segments = _llama3_segments(messages, tokenizer, open_turn)
+        missing = [token for token in LLAMA3_SPECIAL if not _is_token(tokenizer, token)]
+        if missing:
+            raise ValueError(f"chat_format bayling-llama3: the tokenizer has no {', '.join(missing)} token (a Llama-3 tokenizer is needed)")
+        build = _llama3_segments
     else:
         raise ValueError(f"chat_format: unknown format {style!r}; use one of {', '.join(FORMATS)}")
-    return _merge(segments)
+
+    def segments(messages: Sequence[dict], tokenizer: Any, open_turn: bool) -> list[Segment]:
+        check_messages(messages, open_turn)
+        return _merge(build(messages, tokenizer, open_turn))
+
+    return segments
 
 
 def check_messages(messages: Sequence[dict], open_turn: bool = False) -> None:
@@ -99,7 +118,7 @@ def check_messages(messages: Sequence[dict], open_turn: bool = False) -> None:
 
 
 def _llama2_segments(messages: Sequence[dict], tokenizer: Any, open_turn: bool) -> list[Segment]:
-    bos, eos = _required_token(tokenizer, "bos_token"), _required_token(tokenizer, "eos_token")
+    bos, eos = tokenizer.bos_token, tokenizer.eos_token
     system = messages[0]["content"] if messages[0]["role"] == "system" else LLAMA2_SYSTEM
     segments: list[Segment] = [(f"{bos}{system}\n\n", False)]
     turns = [m for m in messages if m["role"] != "system"]
@@ -113,9 +132,6 @@ def _llama2_segments(messages: Sequence[dict], tokenizer: Any, open_turn: bool) 
 
 
 def _llama3_segments(messages: Sequence[dict], tokenizer: Any, open_turn: bool) -> list[Segment]:
-    missing = [token for token in LLAMA3_SPECIAL if not _is_token(tokenizer, token)]
-    if missing:
-        raise ValueError(f"chat_format bayling-llama3: the tokenizer has no {', '.join(missing)} token (a Llama-3 tokenizer is needed)")
     segments: list[Segment] = [("<|begin_of_text|>", False)]
     for message in messages:
         header = f"<|start_header_id|>{message['role']}<|end_header_id|>\n\n"
@@ -133,11 +149,6 @@ def _template_segments(messages: Sequence[dict], tokenizer: Any, open_turn: bool
     the text an answer adds is what the template renders for it, end-of-turn token included. This needs only
     that the template renders a conversation's beginning as the beginning of its text, which every chat
     template meant for multi-turn training does; one that does not is refused, not guessed at."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
-            f"chat_format auto: the tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat template; "
-            "give chat_format bayling-llama2 or bayling-llama3"
-        )
 
     def render(part: Sequence[dict], generation_prompt: bool) -> str:
         return tokenizer.apply_chat_template(list(part), tokenize=False, add_generation_prompt=generation_prompt)
@@ -189,4 +200,7 @@ def _tokenize(texts: list[str], tokenizer: Any) -> list[list[int]]:
     if not texts:
         return []
     # The format writes BOS itself, as text, so the tokenizer must not add another.
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "encode_batch_fast"):  # a fast tokenizer, without the offsets
+        return [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
     return tokenizer(texts, add_special_tokens=False)["input_ids"]

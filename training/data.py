@@ -18,7 +18,12 @@ goes on with exactly the batches the interrupted run would have given.
 from __future__ import annotations
 
 import glob
+import itertools
+import multiprocessing
+import os
 import re
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator
@@ -51,6 +56,9 @@ class DataConfig:
     pack_buffer: int = 256  # rows the packer chooses from
     epochs: int | None = None  # None: repeat for ever (the trainer stops after its steps)
     encode_batch: int = 512  # rows formatted and tokenized together
+    # Processes that format and tokenize rows (in order, so the batches do not depend on it); 0: in the training
+    # process, where a fast tokenizer still spreads each batch over its own threads.
+    workers: int = 0
 
     def validate(self) -> None:
         if not self.path:
@@ -59,6 +67,8 @@ class DataConfig:
             raise ValueError(f"data.chat_format: {self.chat_format!r} is not one of {', '.join(FORMATS)}")
         if self.max_length not in ("truncate", "drop"):
             raise ValueError(f"data.max_length: {self.max_length!r} is not one of truncate, drop")
+        if not isinstance(self.workers, int) or self.workers < 0:
+            raise ValueError(f"data.workers: must be an integer >= 0, got {self.workers!r}")
         for name in ("shuffle_window", "pack_buffer", "encode_batch"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"data.{name}: must be a positive integer, got {getattr(self, name)!r}")
@@ -154,6 +164,7 @@ class PackedBatches:
             ("rows_read", "rows_packed", "truncated", "dropped_too_long", "dropped_no_trained_tokens", "sequences",
              "real_tokens", "trained_tokens"), 0)  # fmt: skip
         self._stream: Iterator[dict[str, torch.Tensor]] | None = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def _row_groups(self) -> list[tuple[int, int, int, int]]:
         units = []
@@ -231,21 +242,19 @@ class PackedBatches:
                 window = self.position // window_rows
                 rows = self._read_window(self.epoch, window)
                 skip = self.position - window * window_rows
-                for chunk_start in range(skip, len(rows), self.cfg.encode_batch):
-                    chunk = rows[chunk_start : chunk_start + self.cfg.encode_batch]
-                    for input_ids, labels in self._encode(chunk):
-                        row, outcome = self._fit(input_ids, labels)
-                        if row is None:
-                            self._count_row(outcome)
-                            continue
-                        # Pop before adding, so a run resumed after a yield makes the same choices.
-                        while self.packer.full():
-                            sequences.append(self._pop())
-                            if len(sequences) == self.micro_batch_size:
-                                yield collate(sequences, self.seq_len, self.pad_id)
-                                sequences = []
-                        self.packer.add(*row)
-                        self._count_row(outcome)  # only now: a state saved at the yield above reads this row again
+                for input_ids, labels in self._encoded(rows[skip:]):
+                    row, outcome = self._fit(input_ids, labels)
+                    if row is None:
+                        self._count_row(outcome)
+                        continue
+                    # Pop before adding, so a run resumed after a yield makes the same choices.
+                    while self.packer.full():
+                        sequences.append(self._pop())
+                        if len(sequences) == self.micro_batch_size:
+                            yield collate(sequences, self.seq_len, self.pad_id)
+                            sequences = []
+                    self.packer.add(*row)
+                    self._count_row(outcome)  # only now: a state saved at the yield above reads this row again
             self.epoch += 1
             self.position = 0
         while len(self.packer):
@@ -256,9 +265,29 @@ class PackedBatches:
         if sequences:  # the last batch keeps its shape; empty sequences are all padding and train nothing
             yield collate(sequences + [[]] * (self.micro_batch_size - len(sequences)), self.seq_len, self.pad_id)
 
-    def _encode(self, chunk: list[tuple[Any, int, int]]) -> list[tuple[list[int], list[int]]]:
+    def _encoded(self, rows: list[tuple[Any, int, int]]) -> Iterator[tuple[list[int], list[int]]]:
+        """(input_ids, labels) of the rows, in order, encoded `encode_batch` rows at a time, in this process or
+        by the workers (a few chunks ahead)."""
+        size = self.cfg.encode_batch
+        chunks = (rows[k : k + size] for k in range(0, len(rows), size))
+        if not self.cfg.workers:
+            for chunk in chunks:
+                yield from self._checked(chunk, lambda: encode_batch([m for m, _, _ in chunk], self.tokenizer, self.cfg.chat_format))
+            return
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.cfg.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_start_worker, initargs=(self.tokenizer, self.cfg.chat_format))  # fmt: skip
+        pending: deque = deque()
+        for chunk in itertools.chain(chunks, [None] * 2 * self.cfg.workers):
+            if chunk is not None:
+                pending.append((chunk, self._pool.submit(_encode_in_worker, [m for m, _, _ in chunk])))
+            if pending and (chunk is None or len(pending) > 2 * self.cfg.workers):
+                done, future = pending.popleft()
+                yield from self._checked(done, future.result)
+
+    def _checked(self, chunk: list[tuple[Any, int, int]], encode: Any) -> list[tuple[list[int], list[int]]]:
         try:
-            return encode_batch([messages for messages, _, _ in chunk], self.tokenizer, self.cfg.chat_format)
+            return encode()
         except ValueError:
             for messages, file_index, row in chunk:  # name the row that is wrong
                 try:
@@ -268,6 +297,15 @@ class PackedBatches:
                     raise ValueError(f"{self.files[file_index]}: row {row}: {error}") from error
             raise
 
+    def close(self) -> None:
+        """Stop the worker processes (they are started again when needed)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __del__(self) -> None:
+        self.close()
+
     def _fit(self, input_ids: list[int], labels: list[int]) -> tuple[tuple[list[int], list[int]] | None, str]:
         """The row as it goes into a sequence (or None), and what happened to it: a key of the stats."""
         outcome = "rows_packed"
@@ -276,7 +314,7 @@ class PackedBatches:
                 return None, "dropped_too_long"
             input_ids, labels = input_ids[: self.seq_len], labels[: self.seq_len]
             outcome = "truncated"
-        if all(label == IGNORE_INDEX for label in labels[1:]):  # the first label is never trained (packing)
+        if _trained(labels) == 0:
             return None, "dropped_no_trained_tokens"
         return (input_ids, labels), outcome
 
@@ -291,7 +329,7 @@ class PackedBatches:
         sequence = self.packer.pop()
         self._stats["sequences"] += 1
         self._stats["real_tokens"] += sum(len(ids) for ids, _ in sequence)
-        self._stats["trained_tokens"] += sum(sum(1 for label in labels[1:] if label != IGNORE_INDEX) for _, labels in sequence)
+        self._stats["trained_tokens"] += sum(_trained(labels) for _, labels in sequence)
         return sequence
 
     # -- resuming and counting ----------------------------------------------------------------------------
@@ -333,3 +371,20 @@ class PackedBatches:
         stats["packing_efficiency"] = stats["real_tokens"] / slots if slots else 0.0
         stats["epoch"] = self.epoch
         return stats
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(tokenizer: Any, style: str) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the workers are the parallelism
+    _WORKER.update(tokenizer=tokenizer, style=style)
+
+
+def _encode_in_worker(rows: list[Any]) -> list[tuple[list[int], list[int]]]:
+    return encode_batch(rows, _WORKER["tokenizer"], _WORKER["style"])
+
+
+def _trained(labels: list[int]) -> int:
+    """Trained tokens of a row; its first label never is (packing masks it, see training.packing.collate)."""
+    return len(labels) - 1 - labels.count(IGNORE_INDEX) + (labels[0] == IGNORE_INDEX)

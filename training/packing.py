@@ -95,34 +95,34 @@ class Packer:
 
 def collate(sequences: list[list[Row]], seq_len: int, pad_id: int) -> dict[str, torch.Tensor]:
     """A batch of packed sequences as tensors [B, seq_len] (see the module's docstring)."""
-    batch = len(sequences)
-    input_ids = torch.full((batch, seq_len), pad_id, dtype=torch.long)
-    labels = torch.full((batch, seq_len), IGNORE_INDEX, dtype=torch.long)
-    position_ids = torch.empty((batch, seq_len), dtype=torch.long)
+    input_ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
     boundaries = [0]
-    longest = 0
-    for b, rows in enumerate(sequences):
-        start = 0
+    for rows in sequences:
+        used = 0
         for ids, row_labels in rows:
-            end = start + len(ids)
-            input_ids[b, start:end] = torch.tensor(ids, dtype=torch.long)
-            labels[b, start + 1 : end] = torch.tensor(row_labels[1:], dtype=torch.long)
-            position_ids[b, start:end] = torch.arange(end - start)
-            boundaries.append(b * seq_len + end)
-            longest = max(longest, end - start)
-            start = end
-        if start > seq_len:
-            raise ValueError(f"packing: a sequence of {start} tokens is longer than seq_len {seq_len}")
-        if start < seq_len:  # the padding is one more row, attending only to itself
-            position_ids[b, start:] = torch.arange(seq_len - start)
-            boundaries.append((b + 1) * seq_len)
-            longest = max(longest, seq_len - start)
+            input_ids += ids
+            labels.append(IGNORE_INDEX)
+            labels += row_labels[1:]
+            positions += range(len(ids))
+            used += len(ids)
+            boundaries.append(boundaries[-1] + len(ids))
+        if used > seq_len:
+            raise ValueError(f"packing: a sequence of {used} tokens is longer than seq_len {seq_len}")
+        if used < seq_len:  # the padding is one more row, attending only to itself
+            input_ids += [pad_id] * (seq_len - used)
+            labels += [IGNORE_INDEX] * (seq_len - used)
+            positions += range(seq_len - used)
+            boundaries.append(boundaries[-1] + seq_len - used)
+    cu_seqlens = torch.tensor(boundaries, dtype=torch.int32)
+    shape = (len(sequences), seq_len)
     return {
-        "input_ids": input_ids,
-        "labels": labels,
-        "position_ids": position_ids,
-        "cu_seqlens": torch.tensor(boundaries, dtype=torch.int32),
-        "max_seqlen": torch.tensor(longest, dtype=torch.int32),
+        "input_ids": torch.tensor(input_ids, dtype=torch.long).view(shape),
+        "labels": torch.tensor(labels, dtype=torch.long).view(shape),
+        "position_ids": torch.tensor(positions, dtype=torch.long).view(shape),
+        "cu_seqlens": cu_seqlens,
+        "max_seqlen": torch.diff(cu_seqlens).max().to(torch.int32),
     }
 
 
