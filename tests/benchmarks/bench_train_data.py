@@ -11,8 +11,9 @@ built with `--langs all` (built into --workdir when no --path is given), and the
 (`load_tokenizer("llama3")`), or --tokenizer.
 
 Prints, per dataset and chat format: packed tokens per second of wall time and per CPU-second of the process
-(all its threads: on a shared machine this is the fair rate per core), the packing efficiency (real tokens /
-token slots), and the ratio to the token rate of one GPU: a ~1B-parameter model at 45% MFU on an H100 is
+(all its threads and its encoding workers: on a shared machine this is the fair rate per core), the same per
+CPU-second of the main process alone (with --workers, the most the in-order main process can take, however many
+workers encode), the packing efficiency (real tokens / token slots), and the ratio to the token rate of one GPU: a ~1B-parameter model at 45% MFU on an H100 is
 989e12 * 0.45 / (6 * 1e9) = 74k tokens/s. The goal is a data path >= 10x that per GPU.
 """
 
@@ -55,12 +56,13 @@ def embedded_build(workdir: Path) -> Path:
     return output
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and its live children (the encoding workers), all threads."""
+def cpu_seconds() -> tuple[float, float]:
+    """CPU time of this process and of it with its live children (the encoding workers), all threads."""
     import psutil
 
     me = psutil.Process()
-    return sum(sum(p.cpu_times()[:2]) for p in [me, *me.children(recursive=True)])
+    own = sum(me.cpu_times()[:2])
+    return own, own + sum(sum(p.cpu_times()[:2]) for p in me.children(recursive=True))
 
 
 def measure(path: Path, style: str, tokenizer, seq_len: int, min_tokens: int, workers: int) -> dict:
@@ -74,10 +76,10 @@ def measure(path: Path, style: str, tokenizer, seq_len: int, min_tokens: int, wo
     for _ in batches:
         if batches.stats()["real_tokens"] >= min_tokens:
             break
-    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    wall, (main_cpu, cpu) = time.perf_counter() - wall, [b - a for a, b in zip(cpu, cpu_seconds())]
     stats = batches.stats()
     batches.close()
-    return {"tokens": stats["real_tokens"], "wall_s": wall, "cpu_s": cpu, "stats": stats}
+    return {"tokens": stats["real_tokens"], "wall_s": wall, "cpu_s": cpu, "main_cpu_s": main_cpu, "stats": stats}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = load_tokenizer(args.tokenizer)
     print(f"tokenizer {args.tokenizer} ({len(tokenizer)} tokens), seq_len {args.seq_len}, {args.threads} tokenizer thread(s), {args.workers} workers, "
           f"{os.cpu_count()} CPUs; GPU rate for comparison: {GPU_TOKENS_PER_S:,.0f} tokens/s")  # fmt: skip
-    header = f"{'dataset':<16} {'format':<15} {'tokens':>10} {'tok/s wall':>11} {'tok/CPU-s':>10} {'x GPU/core':>10} {'cores for 10x':>13} {'packing':>8} {'truncated':>9}"
+    header = f"{'dataset':<16} {'format':<15} {'tokens':>10} {'tok/s wall':>11} {'tok/CPU-s':>10} {'x GPU/core':>10} {'cores for 10x':>13} {'packing':>8} {'truncated':>9} {'main tok/CPU-s':>14}"
     print(header)
     for path in paths:
         for style in args.formats.split(","):
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             stats = result["stats"]
             print(f"{path.name:<16} {style:<15} {result['tokens']:>10,} {result['tokens'] / result['wall_s']:>11,.0f} {per_cpu:>10,.0f} "
                   f"{per_cpu / GPU_TOKENS_PER_S:>10.1f} {10 * GPU_TOKENS_PER_S / per_cpu:>13.1f} "
-                  f"{stats['packing_efficiency']:>8.2%} {stats['truncated']:>9}")  # fmt: skip
+                  f"{stats['packing_efficiency']:>8.2%} {stats['truncated']:>9} {result['tokens'] / result['main_cpu_s']:>14,.0f}")  # fmt: skip
     return 0
 
 
