@@ -73,6 +73,25 @@ def test_ranks_split_rows_without_overlap_and_cover_all(instruction_version, tok
         assert len(seen) == len(ids) and set(seen) == set(ids.values())
 
 
+def test_configs_select_folders(tmp_path, instruction_version):
+    source = sorted((instruction_version / "data" / "chat").glob("*.parquet"))
+    for config, file in (("zh", source[0]), ("deu_Latn", source[1]), ("eng_Latn", source[2])):
+        (tmp_path / "data" / config).mkdir(parents=True)
+        (tmp_path / "data" / config / "train-00000-of-00001.parquet").write_bytes(file.read_bytes())
+    (tmp_path / "data" / "zh" / "test-00000-of-00001.parquet").write_bytes(source[0].read_bytes())
+
+    def configs(config, split="train"):
+        return [f.parent.name for f in resolve_files(DataConfig(path=str(tmp_path), config=config, split=split))]
+
+    assert configs(None) == configs("all") == ["deu_Latn", "eng_Latn", "zh"]
+    assert configs("zh") == ["zh"] and configs("zh", "test") == ["zh"]
+    assert configs("*_*") == ["deu_Latn", "eng_Latn"] and configs("zh, deu_Latn") == ["deu_Latn", "zh"]
+    with pytest.raises(ValueError, match="configs found: deu_Latn, eng_Latn, zh"):
+        configs("fra_Latn")
+    with pytest.raises(ValueError, match="no validation-"):
+        configs(None, "validation")
+
+
 def test_a_single_file_is_split_by_row(small_build, tokenizer):
     config = DataConfig(path=str(small_build))
     files = resolve_files(config)
@@ -325,3 +344,47 @@ def test_flash_attention_inputs_give_the_row_boundaries():
     assert "attention_mask" not in inputs and inputs["use_cache"] is False
     assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 0, 1], [0, 1, 2, 3, 4, 5, 6, 7, 0, 1]]
     assert batch["labels"][0].tolist() == [IGNORE_INDEX, 1, 1, 1, 1, IGNORE_INDEX, 2, 2, IGNORE_INDEX, IGNORE_INDEX]
+
+
+@pytest.mark.slow  # three fresh processes that import torch and transformers
+def test_a_hub_dataset_at_a_tag_online_then_offline(instruction_version, tmp_path):
+    """hf://datasets/org/name@v1.0.0 against the loopback Hub (tests/hub_server.py), then from the cache alone."""
+    hub_server = pytest.importorskip("tests.hub_server")
+    import os
+    import subprocess
+    import sys
+
+    from huggingface_hub import HfApi, constants
+
+    token = "hf_loopbackSECRETtoken0123456789"
+    code = (
+        "import sys, hashlib\n"
+        "from training.data import DataConfig, build_batches\n"
+        "from training.tokenizers import load_tokenizer\n"
+        "config = DataConfig(path=sys.argv[1], config='chat', chat_format='bayling-llama3')\n"
+        "batches = build_batches(config, load_tokenizer('llama3'), 1, 2, 3, 1024, 2)\n"
+        "digest = hashlib.sha256(b''.join(next(batches)['input_ids'].numpy().tobytes() for _ in range(3)))\n"
+        "print(len(batches.files), digest.hexdigest())\n"
+    )
+    original = constants.HF_HUB_DISABLE_XET
+    constants.HF_HUB_DISABLE_XET = True  # the loopback Hub speaks LFS, not Xet
+    try:
+        with hub_server.HubServer(tmp_path / "hub") as hub:
+            api = HfApi(endpoint=hub.url, token=token)
+            api.create_repo("org/name", repo_type="dataset")
+            api.upload_folder(repo_id="org/name", repo_type="dataset", folder_path=str(instruction_version))
+            api.create_tag("org/name", repo_type="dataset", tag="v1.0.0")
+            api.upload_file(repo_id="org/name", repo_type="dataset", path_in_repo="data/chat/train-00000-of-00003.parquet",
+                            path_or_fileobj=b"changed after the tag")  # fmt: skip
+            env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": token,
+                   "HF_HOME": str(tmp_path / "hf-home"), "PYTHONPATH": str(REPO_ROOT)}  # fmt: skip
+            online = subprocess.run([sys.executable, "-c", code, "hf://datasets/org/name@v1.0.0"], env=env, capture_output=True, text=True, timeout=300)
+            assert online.returncode == 0, online.stderr[-3000:]
+    finally:
+        constants.HF_HUB_DISABLE_XET = original
+    offline = subprocess.run([sys.executable, "-c", code, "hf://datasets/org/name@v1.0.0"], env={**env, "HF_HUB_OFFLINE": "1"},
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert offline.returncode == 0, offline.stderr[-3000:]
+    local = subprocess.run([sys.executable, "-c", code, str(instruction_version)], env=env, capture_output=True, text=True, timeout=300)
+    assert online.stdout == offline.stdout == local.stdout and online.stdout.startswith("3 ")
+    assert token not in online.stdout + online.stderr

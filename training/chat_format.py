@@ -160,7 +160,8 @@ def _template_segments(messages: Sequence[dict], tokenizer: Any, open_turn: bool
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        prompt, answered = render(messages[:i], True), render(messages[: i + 1], False)
+        last = i + 1 == len(messages)  # then the conversation up to this answer is the whole one: no third render
+        prompt, answered = render(messages[:i], True), whole if last else render(messages[: i + 1], False)
         if not (answered.startswith(prompt) and whole.startswith(answered) and len(prompt) >= cursor):
             raise ValueError(
                 f"chat_format auto: the chat template of {getattr(tokenizer, 'name_or_path', '')!r} does not render "
