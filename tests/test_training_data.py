@@ -251,6 +251,9 @@ def test_long_rows_truncated_or_dropped_and_counted(instruction_version, tokeniz
     assert drop["dropped_too_long"] == truncate["truncated"] + truncate["dropped_no_trained_tokens"]
     assert truncate["rows_read"] == drop["rows_read"] == len(instruction_rows())
     assert drop["rows_packed"] == drop["rows_read"] - drop["dropped_too_long"] - drop["dropped_no_trained_tokens"]
+    nothing_fits = DataConfig(path=str(instruction_version), chat_format="bayling-llama3", max_length="drop")
+    with pytest.raises(ValueError, match="none of the .* rows of rank 0 fits seq_len 16"):
+        next(build_batches(nothing_fits, tokenizer, 0, 1, 0, 16, 1))  # rather than looking for ever
 
 
 @pytest.mark.parametrize("seq_len", [2048, 4096])

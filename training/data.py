@@ -241,6 +241,7 @@ class PackedBatches:
         sequences: list = []
         while self.cfg.epochs is None or self.epoch < self.cfg.epochs:
             _, start, stop = self.rank_rows(self.epoch)
+            packed_before = self._stats["rows_packed"] if self.position == 0 else None
             window_rows = self.cfg.shuffle_window
             while self.position < stop - start:
                 window = self.position // window_rows
@@ -259,6 +260,9 @@ class PackedBatches:
                             sequences = []
                     self.packer.add(*row)
                     self._count_row(outcome)  # only now: a state saved at the yield above reads this row again
+            if packed_before is not None and self._stats["rows_packed"] == packed_before:
+                raise ValueError(f"data: none of the {stop - start} rows of rank {self.rank} fits seq_len {self.seq_len} "
+                                 f"with max_length {self.cfg.max_length!r} ({self.stats()})")  # fmt: skip
             self.epoch += 1
             self.position = 0
         while len(self.packer):
