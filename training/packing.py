@@ -16,7 +16,9 @@ attention implementation. Both ways keep rows apart exactly like separate forwar
 - sdpa, eager and the rest: a block-diagonal causal 4D mask, which transformers uses as it is (boolean for
   sdpa, additive in the model's dtype for eager). Transformers would build the same mask from `position_ids`
   alone, but only when no attention mask is passed and no cache is used; the explicit mask does not depend on
-  either.
+  either;
+- flex attention: no mask, and so transformers' own block-sparse mask from `position_ids` (a dense 4D mask would
+  waste what flex attention is for).
 """
 
 from __future__ import annotations
@@ -145,6 +147,9 @@ def model_inputs(batch: dict[str, torch.Tensor], attn_implementation: str, dtype
         cu_seqlens = batch["cu_seqlens"].to(device=batch["input_ids"].device, dtype=torch.int32)
         max_seqlen = int(batch["max_seqlen"])
         inputs.update(cu_seq_lens_q=cu_seqlens, cu_seq_lens_k=cu_seqlens, max_length_q=max_seqlen, max_length_k=max_seqlen)
+        return inputs
+    if attn_implementation == "flex_attention":
+        # No mask and no cache: transformers then builds the block-sparse mask of the rows from position_ids.
         return inputs
     mask = block_causal_mask(batch["position_ids"])
     if attn_implementation == "eager":
