@@ -169,6 +169,7 @@ class PackedBatches:
              "real_tokens", "trained_tokens"), 0)  # fmt: skip
         self._stream: Iterator[dict[str, torch.Tensor]] | None = None
         self._pool: ProcessPoolExecutor | None = None
+        self._last_group: tuple[tuple[int, int] | None, Any] = (None, None)
 
     def _row_groups(self) -> list[tuple[int, int, int, int]]:
         units = []
@@ -209,9 +210,8 @@ class PackedBatches:
         offset = 0  # index of the unit's first row in the epoch's sequence
         for file_index, group, first, count in units:
             if offset + count > lo and offset < hi:
-                table = pq.ParquetFile(self.files[file_index]).read_row_group(group, columns=[self.cfg.messages_column])
                 a, b = max(lo - offset, 0), min(hi - offset, count)
-                messages = table.column(0).slice(a, b - a).to_pylist()
+                messages = self._row_group(file_index, group).slice(a, b - a).to_pylist()
                 rows.extend((m, file_index, first + a + k) for k, m in enumerate(messages))
             offset += count
             if offset >= hi:
@@ -220,6 +220,13 @@ class PackedBatches:
             order = np.random.default_rng([self.seed, epoch, self.rank, window]).permutation(len(rows))
             rows = [rows[k] for k in order]
         return rows
+
+    def _row_group(self, file_index: int, group: int) -> Any:
+        """The messages of one row group; the last one is kept, as a window often ends inside it."""
+        if self._last_group[0] != (file_index, group):
+            column = pq.ParquetFile(self.files[file_index]).read_row_group(group, columns=[self.cfg.messages_column]).column(0)
+            self._last_group = ((file_index, group), column)
+        return self._last_group[1]
 
     def row_order(self, epoch: int) -> Iterator[tuple[Path, int]]:
         """(file, row in file) of every row this rank reads in `epoch`, in the order it reads them."""
