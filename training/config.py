@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from training.data import DataConfig  # the data section is defined with the data loader
+
 
 class ConfigError(ValueError):
     pass
@@ -30,25 +32,10 @@ class ModelConfig:
     # Keyword arguments of a transformers config for a random-init model (tests, benchmarks), e.g.
     # {model_type: llama, hidden_size: 64, ...}. Used only when name_or_path is empty.
     config: dict = field(default_factory=dict)
-    # Tokenizer directory; defaults to name_or_path.
+    # Tokenizer (training.tokenizers.load_tokenizer): a folder, "llama3", or "gguf:<file>"; default name_or_path.
     tokenizer: str = ""
     # sdpa | flash_attention_2 | flex_attention | eager
     attn_implementation: str = "sdpa"
-
-
-@dataclass
-class DataConfig:
-    # A local build (the folder with data/ and manifest.json) or hf://datasets/org/name@revision.
-    path: str = ""
-    split: str = "train"
-    seq_len: int = 2048
-    # "auto": the tokenizer's own chat template; "bayling-llama2" or "llama3": the two BayLing formats.
-    chat_format: str = "auto"
-    system_prompt: str = ""
-    # What to do with a row longer than seq_len: "truncate" or "drop" (both counted in the log).
-    overlong: str = "truncate"
-    # Rows per shuffle buffer; the order depends only on the seed.
-    shuffle_buffer: int = 10000
 
 
 @dataclass
@@ -72,6 +59,7 @@ class ScheduleConfig:
 @dataclass
 class TrainingConfig:
     steps: int = 1000
+    seq_len: int = 2048
     micro_batch_size: int = 1
     # Micro-batches per optimizer step on each rank.
     grad_accumulation: int = 1
@@ -145,6 +133,8 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
     """Checks (and for command-line strings converts) one value against the field's type."""
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+            return None
         kind = next(k for k in typing.get_args(kind) if k is not type(None))
         origin = typing.get_origin(kind)
     if kind is bool:
@@ -271,8 +261,6 @@ def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
 
 CHOICES = {
     ("model", "attn_implementation"): ("sdpa", "flash_attention_2", "flex_attention", "eager"),
-    ("data", "chat_format"): ("auto", "bayling-llama2", "llama3"),
-    ("data", "overlong"): ("truncate", "drop"),
     ("optimizer", "fused"): ("auto", "true", "false"),
     ("training", "param_dtype"): ("bfloat16", "float16", "float32"),
     ("training", "reduce_dtype"): ("bfloat16", "float32"),
@@ -286,7 +274,7 @@ def validate(config: Config, source: str) -> None:
         if value not in choices:
             raise ConfigError(f"{source}: {section}.{name}: {value!r} is not one of {', '.join(choices)}")
     positive = [
-        ("data", "seq_len"), ("training", "steps"), ("training", "micro_batch_size"),
+        ("training", "seq_len"), ("training", "steps"), ("training", "micro_batch_size"),
         ("training", "grad_accumulation"), ("logging", "every"), ("checkpoint", "keep_last"),
     ]
     for section, name in positive:
@@ -294,6 +282,10 @@ def validate(config: Config, source: str) -> None:
             raise ConfigError(f"{source}: {section}.{name}: must be at least 1")
     if config.optimizer.lr <= 0:
         raise ConfigError(f"{source}: optimizer.lr: must be positive")
+    try:
+        config.data.validate()
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from None
     if not config.model.name_or_path and not config.model.config:
         raise ConfigError(f"{source}: model: give name_or_path (a model folder) or config (a random-init model)")
 

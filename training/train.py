@@ -73,12 +73,22 @@ def clip_grad_norm(model, max_norm: float) -> float:
 
 
 def load_tokenizer(model_cfg):
-    from transformers import AutoTokenizer
+    from training.tokenizers import load_tokenizer as load
 
-    path = model_cfg.tokenizer or model_cfg.name_or_path
-    if not path:
-        raise ValueError("model.tokenizer: a random-init model needs a tokenizer folder")
-    return AutoTokenizer.from_pretrained(path)
+    spec = model_cfg.tokenizer or model_cfg.name_or_path
+    if not spec:
+        raise ValueError("model.tokenizer: a random-init model needs a tokenizer (a folder, llama3, gguf:<file>)")
+    return load(spec)
+
+
+def real_tokens(batch: dict, pad_id: int) -> int:
+    """Tokens of real rows: all positions but the padding row that collate puts at the end of a sequence."""
+    total = 0
+    for ids, positions in zip(batch["input_ids"], batch["position_ids"]):
+        last_start = int((positions == 0).nonzero()[-1])
+        padding = bool((ids[last_start:] == pad_id).all())
+        total += last_start if padding else len(ids)
+    return total
 
 
 def train(config: Config) -> dict:
@@ -87,7 +97,7 @@ def train(config: Config) -> dict:
     from training import checkpoint, metrics
     from training.data import build_batches
     from training.packing import model_inputs
-    from training.parallelize import build_model, init_distributed, model_config, resolve_device
+    from training.parallelize import DTYPES, build_model, init_distributed, model_config, resolve_device
 
     device = resolve_device(config.training.device)
     mesh = init_distributed(device)
@@ -104,7 +114,7 @@ def train(config: Config) -> dict:
     optimizer = build_optimizer(model, config.optimizer, device)
     scheduler = build_scheduler(optimizer, config.schedule, tcfg.steps)
     batches = build_batches(
-        config.data, tokenizer, rank, world_size, tcfg.seed, config.data.seq_len, tcfg.micro_batch_size
+        config.data, tokenizer, rank, world_size, tcfg.seed, tcfg.seq_len, tcfg.micro_batch_size
     )
 
     step = 0
@@ -118,7 +128,7 @@ def train(config: Config) -> dict:
                 print(f"resumed from {found} at step {step}", file=sys.stderr)
 
     num_params, embedding_params = metrics.parameter_counts(model)
-    flops = metrics.flops_per_token(model_config(config.model), num_params, embedding_params, config.data.seq_len)
+    flops = metrics.flops_per_token(model_config(config.model), num_params, embedding_params, tcfg.seq_len)
     throughput = metrics.Throughput(flops, metrics.peak_flops(device, config.logging.peak_flops), world_size)
     logger = metrics.MetricsLogger(
         config.logging.folder, total_steps=tcfg.steps, start_step=step, enabled=rank == 0,
@@ -136,11 +146,11 @@ def train(config: Config) -> dict:
             # Token count and "out of data" flag in one all-reduce: every rank stops at the same step.
             counts = torch.tensor(
                 [sum(trained_tokens(b) for b in micro_batches), len(micro_batches) < tcfg.grad_accumulation,
-                 sum(int(b["input_ids"].numel()) for b in micro_batches)],
+                 sum(real_tokens(b, batches.pad_id) for b in micro_batches)],
                 dtype=torch.float64, device=device,
             )
             dist.all_reduce(counts)
-            global_tokens, exhausted, global_positions = counts.tolist()
+            global_tokens, exhausted, global_real_tokens = counts.tolist()
             if exhausted:
                 if rank == 0:
                     print(f"data exhausted after {step} steps", file=sys.stderr)
@@ -148,7 +158,7 @@ def train(config: Config) -> dict:
             step_loss = torch.zeros((), dtype=torch.float64, device=device)
             for batch in micro_batches:
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                inputs = model_inputs(batch, config.model.attn_implementation)
+                inputs = model_inputs(batch, config.model.attn_implementation, DTYPES[tcfg.param_dtype])
                 local = loss_sum(model, batch, inputs)
                 # FSDP averages gradients over ranks, hence * world_size: the result is sum / global_tokens.
                 (local * (world_size / max(global_tokens, 1))).backward()
@@ -160,7 +170,7 @@ def train(config: Config) -> dict:
             optimizer.zero_grad(set_to_none=True)
             step += 1
             dist.all_reduce(step_loss)
-            throughput.add(int(global_positions))
+            throughput.add(int(global_real_tokens))
             logger.advance()
             if step % config.logging.every == 0 or step == tcfg.steps:
                 last = {

@@ -49,69 +49,52 @@ INSTRUCTIONS = REPO_ROOT.parent / "shared" / "data" / "instructions"
 # 60 sequences of 4096 tokens from the 1,233 rows of shared/data/instructions, written by --prepare (0.6 MiB).
 ROWS = Path(__file__).with_name("train_rows_llama3_4096.npz")
 
-# The Llama-3 special tokens in id order after the 128000 BPE tokens (from llama_models' tokenizer.py).
-LLAMA3_SPECIAL = [
-    "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|reserved_special_token_1|>",
-    "<|finetune_right_pad_id|>", "<|step_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>",
-    "<|eot_id|>", "<|python_tag|>",
-]
-
-
-def llama3_tokenizer():
-    """The real Llama-3 tokenizer shipped by the llama-models package (a tiktoken file), as a transformers
-    fast tokenizer."""
-    import llama_models.llama3
-    from transformers import PreTrainedTokenizerFast
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    path = Path(llama_models.llama3.__file__).parent / "tokenizer.model"
-    special = LLAMA3_SPECIAL + [f"<|reserved_special_token_{2 + i}|>" for i in range(256 - len(LLAMA3_SPECIAL))]
-    backend = TikTokenConverter(vocab_file=str(path), extra_special_tokens=special).converted()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
-        pad_token="<|finetune_right_pad_id|>",
-    )
-
 
 def prepare(out: Path, files: list[Path], seq_len: int, max_sequences: int) -> None:
-    """Real zh/en instruction rows -> Llama-3 chat format -> packed sequences, saved as int32/int16 arrays."""
-    from training.chat_format import encode_batch
-    from training.packing import Packer, collate
+    """Real zh/en instruction rows -> the trainer's data path (Llama-3 format, packing) -> int arrays in a .npz."""
+    import tempfile
 
-    tokenizer = llama3_tokenizer()
-    conversations = []
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from training.data import DataConfig, build_batches
+    from training.tokenizers import load_tokenizer
+    from training.train import real_tokens
+
+    tokenizer = load_tokenizer("llama3")
+    messages = []
     for path in files:
         with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    conversations.append(json.loads(line)["messages"])
+            messages += [json.loads(line)["messages"] for line in handle if line.strip()]
+    arrays = {key: [] for key in ("input_ids", "labels", "position_ids")}
+    real = []
     started = time.perf_counter()
-    encoded = encode_batch(conversations, tokenizer, "bayling-llama3")
+    with tempfile.TemporaryDirectory() as folder:
+        pq.write_table(pa.table({"messages": messages}), f"{folder}/rows.parquet")
+        batches = build_batches(
+            DataConfig(path=f"{folder}/rows.parquet", chat_format="bayling-llama3", epochs=1),
+            tokenizer, rank=0, world_size=1, seed=0, seq_len=seq_len, micro_batch_size=1,
+        )
+        for batch in batches:
+            if len(real) == max_sequences:
+                break
+            for key in arrays:
+                arrays[key].append(batch[key][0].numpy())
+            real.append(real_tokens(batch, tokenizer.pad_token_id))
+        stats = batches.stats()
     seconds = time.perf_counter() - started
-    packer = Packer(seq_len, buffer_size=256)
-    sequences, truncated, tokens = [], 0, 0
-    for ids, labels in encoded:
-        if len(ids) > seq_len:
-            ids, labels, truncated = ids[:seq_len], labels[:seq_len], truncated + 1
-        tokens += len(ids)
-        packer.add(ids, labels)
-        while packer.full() and len(sequences) < max_sequences:
-            sequences.append(packer.pop())
-    while len(packer) and len(sequences) < max_sequences:
-        sequences.append(packer.pop())
-    batch = collate(sequences, seq_len, tokenizer.pad_token_id)
-    real = np.array([sum(len(ids) for ids, _ in rows) for rows in sequences], dtype=np.int32)
     np.savez_compressed(
         out,
-        input_ids=batch["input_ids"].numpy().astype(np.int32),
-        labels=batch["labels"].numpy().astype(np.int32),
-        position_ids=batch["position_ids"].numpy().astype(np.int16),
-        real_tokens=real,
+        input_ids=np.stack(arrays["input_ids"]).astype(np.int32),
+        labels=np.stack(arrays["labels"]).astype(np.int32),
+        position_ids=np.stack(arrays["position_ids"]).astype(np.int16),
+        real_tokens=np.array(real, dtype=np.int32),
     )
     print(
-        f"{len(conversations)} rows, {tokens} tokens ({tokens / seconds:,.0f} tokens/s tokenizing on this CPU), "
-        f"{truncated} truncated; {len(sequences)} sequences of {seq_len}, packing efficiency "
-        f"{real.sum() / (len(sequences) * seq_len):.1%}; wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)"
+        f"{len(messages)} rows, {stats['rows_read']} read, {stats['truncated']} truncated, "
+        f"{stats['dropped_too_long'] + stats['dropped_no_trained_tokens']} dropped; {len(real)} sequences of "
+        f"{seq_len} with {sum(real)} real tokens ({sum(real) / (len(real) * seq_len):.1%}), data path "
+        f"{stats['real_tokens'] / seconds:,.0f} tokens/s on this CPU; wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)"
     )
 
 
