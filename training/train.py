@@ -41,6 +41,27 @@ def loss_sum(model, batch: dict, inputs: dict) -> torch.Tensor:
     )
 
 
+def forward_backward(model, micro_batches: list[dict], device, attn_implementation: str,
+                     dtype: torch.dtype = torch.float32) -> tuple[float, int]:
+    """Forward and backward of one optimizer step's micro-batches on this rank, the loss normalized by the
+    trained tokens of all ranks and micro-batches. Returns (that loss over all ranks, the token count)."""
+    from training.packing import model_inputs
+
+    world_size = dist.get_world_size()
+    count = torch.tensor(sum(trained_tokens(b) for b in micro_batches), dtype=torch.float64, device=device)
+    dist.all_reduce(count)  # before the first backward: every micro-batch is scaled by the same global count
+    global_tokens = int(count)
+    step_loss = torch.zeros((), dtype=torch.float64, device=device)
+    for batch in micro_batches:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        local = loss_sum(model, batch, model_inputs(batch, attn_implementation, dtype))
+        # FSDP averages gradients over ranks, hence * world_size: the result is sum / global_tokens.
+        (local * (world_size / max(global_tokens, 1))).backward()
+        step_loss += local.detach().double()
+    dist.all_reduce(step_loss)
+    return float(step_loss) / max(global_tokens, 1), global_tokens
+
+
 def build_optimizer(model, cfg, device: torch.device) -> torch.optim.Optimizer:
     fused = {"auto": device.type == "cuda", "true": True, "false": False}[cfg.fused]
     return torch.optim.AdamW(
@@ -96,7 +117,6 @@ def train(config: Config) -> dict:
     per-step ones are in logging.folder/metrics.jsonl."""
     from training import checkpoint, metrics
     from training.data import build_batches
-    from training.packing import model_inputs
     from training.parallelize import DTYPES, build_model, init_distributed, model_config, resolve_device
 
     device = resolve_device(config.training.device)
@@ -143,38 +163,30 @@ def train(config: Config) -> dict:
                 if batch is None:
                     break
                 micro_batches.append(batch)
-            # Token count and "out of data" flag in one all-reduce: every rank stops at the same step.
-            counts = torch.tensor(
-                [sum(trained_tokens(b) for b in micro_batches), len(micro_batches) < tcfg.grad_accumulation,
-                 sum(real_tokens(b, batches.pad_id) for b in micro_batches)],
-                dtype=torch.float64, device=device,
-            )
-            dist.all_reduce(counts)
-            global_tokens, exhausted, global_real_tokens = counts.tolist()
+            # "Out of data" in an all-reduce: every rank stops at the same step.
+            flags = torch.tensor([len(micro_batches) < tcfg.grad_accumulation,
+                                  sum(real_tokens(b, batches.pad_id) for b in micro_batches)],
+                                 dtype=torch.float64, device=device)
+            dist.all_reduce(flags)
+            exhausted, global_real_tokens = flags.tolist()
             if exhausted:
                 if rank == 0:
                     print(f"data exhausted after {step} steps", file=sys.stderr)
                 break
-            step_loss = torch.zeros((), dtype=torch.float64, device=device)
-            for batch in micro_batches:
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                inputs = model_inputs(batch, config.model.attn_implementation, DTYPES[tcfg.param_dtype])
-                local = loss_sum(model, batch, inputs)
-                # FSDP averages gradients over ranks, hence * world_size: the result is sum / global_tokens.
-                (local * (world_size / max(global_tokens, 1))).backward()
-                step_loss += local.detach().double()
+            loss, global_tokens = forward_backward(
+                model, micro_batches, device, config.model.attn_implementation, DTYPES[tcfg.param_dtype]
+            )
             grad_norm = clip_grad_norm(model, tcfg.max_grad_norm)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            dist.all_reduce(step_loss)
             throughput.add(int(global_real_tokens))
             logger.advance()
             if step % config.logging.every == 0 or step == tcfg.steps:
                 last = {
-                    "loss": float(step_loss) / max(global_tokens, 1), "lr": lr, "grad_norm": grad_norm,
+                    "loss": loss, "lr": lr, "grad_norm": grad_norm,
                     "trained_tokens": int(global_tokens), **throughput.read(), **metrics.memory_stats(device),
                 }
                 if hasattr(batches, "stats"):
@@ -185,7 +197,8 @@ def train(config: Config) -> dict:
                                 batches.state_dict(), config.checkpoint.keep_last)
             if config.eval.every and step % config.eval.every == 0:
                 evaluate(config, model, tokenizer, step, logger)
-        if config.checkpoint.folder and config.checkpoint.interval and step % config.checkpoint.interval:
+        interval = config.checkpoint.interval
+        if config.checkpoint.folder and step and (not interval or step % interval):
             checkpoint.save(config.checkpoint.folder, step, model, optimizer, scheduler,
                             batches.state_dict(), config.checkpoint.keep_last)
         if config.eval.at_end:
