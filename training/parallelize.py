@@ -119,7 +119,8 @@ def build_model(
     full = {}
     if dist.get_rank() == 0:
         full = full_state_dict if full_state_dict is not None else full_state_dict_on_rank0(model_cfg, config, seed)
-    set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    # A copy of the mapping: the broadcast replaces its entries with the loaded shards.
+    set_model_state_dict(model, dict(full), options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
     del full
     reinit_rotary_buffers(model, device)
     return model

@@ -108,11 +108,15 @@ def run_mode(name: str, data: dict, args, mesh, device, weights: dict) -> dict:
     from training.train import build_optimizer, loss_sum, trained_tokens
 
     torch._dynamo.reset()
-    model_cfg = ModelConfig(config=dict(MODEL_1B), attn_implementation=args.attn)
+    compiled = name.startswith("compiled")
+    # "compiled-flex": flex attention with the document mask transformers builds from position_ids when no mask
+    # is passed (block-sparse: blocks across rows are skipped); the other modes take training.packing's mask.
+    attn = "flex_attention" if name.endswith("flex") else args.attn
+    model_cfg = ModelConfig(config=dict(MODEL_1B), attn_implementation=attn)
     started = time.perf_counter()
     model = build_model(
         model_cfg, mesh, device, param_dtype="bfloat16", reduce_dtype="float32",
-        activation_checkpointing=args.activation_checkpointing, compile=name == "compiled", seed=0,
+        activation_checkpointing=args.activation_checkpointing, compile=compiled, seed=0,
         full_state_dict=weights,
     )
     build_seconds = time.perf_counter() - started
@@ -135,7 +139,10 @@ def run_mode(name: str, data: dict, args, mesh, device, weights: dict) -> dict:
 
     def step():
         batch, real = next_batch()
-        inputs = model_inputs(batch, args.attn, torch.bfloat16)
+        if attn == "flex_attention":
+            inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
+        else:
+            inputs = model_inputs(batch, attn, torch.bfloat16)
         loss = loss_sum(model, batch, inputs) / max(trained_tokens(batch), 1)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -163,6 +170,7 @@ def run_mode(name: str, data: dict, args, mesh, device, weights: dict) -> dict:
     tokens_per_s = real_tokens / seconds
     result = {
         "mode": name,
+        "attention": attn,
         "params": num_params,
         "micro_batch_size": b,
         "seq_len": seq_len,
@@ -199,7 +207,8 @@ def bench(args) -> None:
                         num_key_value_heads=2)
         data = {k: v[:, : args.small] if v.ndim == 2 else v for k, v in data.items()}
         data["real_tokens"] = np.minimum(data["real_tokens"], args.small)
-    torch.backends.cuda.matmul.allow_tf32 = True
+    # 16 decoder layers share one compiled graph; leave room for recompiles rather than fall back to eager.
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     mesh = init_distributed(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {name}, torch {torch.__version__}, {data['input_ids'].shape[0]} packed sequences of "
@@ -215,23 +224,27 @@ def bench(args) -> None:
           f"{time.perf_counter() - started:.0f} s since start", flush=True)
     results = []
     for mode in args.modes.split(","):
-        b = args.micro_batch_size
-        while True:
+        result = None
+        while result is None:
+            out_of_memory = False
             try:
                 result = run_mode(mode, data, args, mesh, device, weights)
-                break
             except torch.OutOfMemoryError:
-                gc.collect()
+                out_of_memory = True
+            except Exception as error:  # one mode failing (a compiler error) must not hide the others' numbers
+                print(f"{mode}: FAILED: {type(error).__name__}: {str(error)[:3000]}", flush=True)
+            gc.collect()  # outside the except blocks: their tracebacks hold the failed model
+            if device.type == "cuda":
                 torch.cuda.empty_cache()
-                if args.micro_batch_size == 1:
-                    raise
-                args.micro_batch_size //= 2
-                print(f"{mode}: out of memory at micro batch {b}, retrying with {args.micro_batch_size}", flush=True)
-                b = args.micro_batch_size
-        args.micro_batch_size = b
+            if not out_of_memory or args.micro_batch_size == 1:
+                break
+            args.micro_batch_size //= 2
+            print(f"{mode}: out of memory, retrying with micro batch {args.micro_batch_size}", flush=True)
+        if result is None:
+            continue
         results.append(result)
         mfu = f"{result['mfu']:.1%}" if result["mfu"] is not None else "n/a"
-        print(f"{mode:>9}: {result['tokens_per_s']:>9,} tokens/s  MFU {mfu}  ({result['step_s']} s/step, "
+        print(f"{mode:>13}: {result['tokens_per_s']:>9,} tokens/s  MFU {mfu}  ({result['step_s']} s/step, "
               f"micro batch {result['micro_batch_size']}x{result['seq_len']}, peak memory "
               f"{result.get('mem_max_allocated_gib', 'n/a')} GiB, build {result['build_s']} s, warm-up "
               f"{result['warmup_s']} s)", flush=True)
@@ -247,8 +260,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sequences", type=int, default=64, help="packed sequences to write with --prepare")
     parser.add_argument("--seq-len", type=int, default=4096)
     parser.add_argument("--data", type=Path, help=f"the .npz from --prepare to run on (default {ROWS.name})")
-    parser.add_argument("--modes", default="eager,compiled")
-    parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps per mode")
+    parser.add_argument("--modes", default="eager,compiled,compiled-flex", help="any of eager, compiled, compiled-flex")
+    parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per mode")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per mode (compilation happens here)")
     parser.add_argument("--micro-batch-size", type=int, default=2, help="halved and retried on out-of-memory")
     parser.add_argument("--attn", default="sdpa", help="attention implementation (sdpa; flash_attention_2 if installed)")
