@@ -75,6 +75,7 @@ def read_losses(folder: Path) -> dict[int, float]:
     return {entry["step"]: entry["loss"] for entry in map(json.loads, lines)}  # a resumed step overwrites
 
 
+@pytest.mark.slow
 def test_torchrun_trains_checkpoints_resumes_and_exports(small_build, tmp_path):
     out = tmp_path / "run"
     args = [f"data.path={small_build}", f"logging.folder={out}", f"checkpoint.folder={out}/checkpoints",
@@ -132,19 +133,23 @@ def _fsdp_worker(rank: int, world_size: int, port: int, build: str, out: str) ->
                       LOCAL_RANK=str(rank))
     import torch.distributed as dist
 
+    from training import checkpoint
     from training.checkpoint import export_hf
-    from training.config import ModelConfig, OptimizerConfig
+    from training.config import ModelConfig, OptimizerConfig, ScheduleConfig
     from training.packing import model_inputs
     from training.parallelize import build_model, full_state_dict_on_rank0, init_distributed, model_config
-    from training.train import build_optimizer, forward_backward
+    from training.train import build_optimizer, build_scheduler, forward_backward
 
     torch.manual_seed(0)
     device = torch.device("cpu")
     mesh = init_distributed(device)
     model_cfg = ModelConfig(config=dict(TINY_MODEL))
     model = build_model(model_cfg, mesh, device, param_dtype="float32", reduce_dtype="float32", seed=0)
-    optimizer = build_optimizer(model, OptimizerConfig(lr=3e-3, weight_decay=0.1), device)
+    optimizer_cfg, schedule_cfg = OptimizerConfig(lr=3e-3, weight_decay=0.1), ScheduleConfig(warmup_steps=1)
+    optimizer = build_optimizer(model, optimizer_cfg, device)
+    scheduler = build_scheduler(optimizer, schedule_cfg, total_steps=3)
     global_batches = fixed_global_batches(Path(build), steps=3, per_step=4)
+    checkpoints = Path(out) / "checkpoints"
 
     # Each rank takes its half of every global batch, as two micro-batches (gradient accumulation).
     fsdp_losses, fsdp_grads = [], None
@@ -155,7 +160,22 @@ def _fsdp_worker(rank: int, world_size: int, port: int, build: str, out: str) ->
         if step == 0:
             fsdp_grads = {name: p.grad.full_tensor() for name, p in model.named_parameters()}
         optimizer.step()
+        scheduler.step()
         optimizer.zero_grad()
+        checkpoint.save(checkpoints, step + 1, model, optimizer, scheduler, {"step": step + 1}, keep_last=2)
+    final_weights = {name: p.full_tensor() for name, p in model.named_parameters()}
+
+    # Resume from step 2 into a model built from another seed: step 3 gives the same loss and weights.
+    kept = sorted(p.name for p in checkpoints.iterdir())
+    resumed = build_model(model_cfg, mesh, device, param_dtype="float32", reduce_dtype="float32", seed=1)
+    resumed_optimizer = build_optimizer(resumed, optimizer_cfg, device)
+    resumed_scheduler = build_scheduler(resumed_optimizer, schedule_cfg, total_steps=3)
+    extra = checkpoint.load(checkpoints / "step-00000002", resumed, resumed_optimizer, resumed_scheduler)
+    resumed_loss, _ = forward_backward(resumed, global_batches[2][rank::world_size], device, "sdpa")
+    resumed_optimizer.step()
+    resumed_weights_diff = max(
+        float((p.full_tensor() - final_weights[name]).abs().max()) for name, p in resumed.named_parameters()
+    )
     probe = global_batches[0][0]
     with torch.no_grad():
         fsdp_logits = model(**model_inputs(probe, "sdpa")).logits
@@ -169,6 +189,7 @@ def _fsdp_worker(rank: int, world_size: int, port: int, build: str, out: str) ->
         plain = AutoModelForCausalLM.from_config(model_config(model_cfg), attn_implementation="sdpa")
         plain.load_state_dict(full_state_dict_on_rank0(model_cfg, model_config(model_cfg), seed=0))
         reference = torch.optim.AdamW(plain.parameters(), lr=3e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+        reference_schedule = build_scheduler(reference, schedule_cfg, total_steps=3)
         from training.train import loss_sum, trained_tokens
 
         plain_losses, grad_diff = [], 0.0
@@ -186,11 +207,17 @@ def _fsdp_worker(rank: int, world_size: int, port: int, build: str, out: str) ->
                     for name, p in plain.named_parameters()
                 )
             reference.step()
+            reference_schedule.step()
             reference.zero_grad()
         exported = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa")
         with torch.no_grad():
             exported_logits = exported(**model_inputs(probe, "sdpa")).logits
         result = {
+            "kept_checkpoints": kept,
+            "resumed_step": extra["step"],
+            "resumed_data_state": extra["data"],
+            "resumed_loss": resumed_loss,
+            "resumed_weights_diff": resumed_weights_diff,
             "fsdp_losses": fsdp_losses,
             "plain_losses": plain_losses,
             "grad_relative_diff": grad_diff,
@@ -210,7 +237,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_fsdp_on_two_ranks_equals_one_process_and_export_reloads(small_build, tmp_path):
+def test_fsdp_on_two_ranks_equals_one_process_resumes_and_exports(small_build, tmp_path):
     mp.spawn(_fsdp_worker, args=(2, _free_port(), str(small_build), str(tmp_path)), nprocs=2, join=True)
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["grad_names"]
@@ -219,3 +246,7 @@ def test_fsdp_on_two_ranks_equals_one_process_and_export_reloads(small_build, tm
     assert result["fsdp_losses"] == pytest.approx(result["plain_losses"], rel=1e-5), result
     assert result["fsdp_losses"][-1] < result["fsdp_losses"][0]
     assert result["export_logits_max_diff"] < 1e-5, result
+    assert result["kept_checkpoints"] == ["step-00000002", "step-00000003"]
+    assert result["resumed_step"] == 2 and result["resumed_data_state"] == {"step": 2}
+    assert result["resumed_loss"] == result["fsdp_losses"][2]
+    assert result["resumed_weights_diff"] == 0.0
