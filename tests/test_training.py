@@ -250,3 +250,21 @@ def test_fsdp_on_two_ranks_equals_one_process_resumes_and_exports(small_build, t
     assert result["resumed_step"] == 2 and result["resumed_data_state"] == {"step": 2}
     assert result["resumed_loss"] == result["fsdp_losses"][2]
     assert result["resumed_weights_diff"] == 0.0
+
+
+@pytest.mark.slow
+def test_ray_launcher_gives_the_same_losses_as_torchrun(small_build, tmp_path):
+    common = [f"data.path={small_build}", "training.steps=3", f"training.seq_len={SEQ_LEN}",
+              "logging.progress_bar=false", "checkpoint.folder=", "checkpoint.export_folder="]
+    by_torchrun = torchrun([*common, f"logging.folder={tmp_path}/torchrun"], tmp_path)
+    assert by_torchrun.returncode == 0, by_torchrun.stderr[-3000:]
+    by_ray = subprocess.run(
+        [sys.executable, "-m", "training.ray_launcher", "--workers", "2", "--config", str(TINY), *common,
+         f"logging.folder={tmp_path}/ray"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=600,
+    )
+    assert by_ray.returncode == 0, by_ray.stderr[-3000:]
+    ray_losses, torchrun_losses = read_losses(tmp_path / "ray"), read_losses(tmp_path / "torchrun")
+    assert sorted(ray_losses) == [1, 2, 3]
+    assert ray_losses == pytest.approx(torchrun_losses, rel=1e-6)

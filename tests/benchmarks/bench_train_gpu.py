@@ -9,8 +9,8 @@ Two steps, because the GPU machine has no tokenizer package and no internet:
 
 Without --data it runs on the rows committed next to it (train_rows_llama3_4096.npz, made by --prepare).
 
-The model (hidden 2048, 16 layers, 32 heads, 8 KV heads, MLP 8192, vocab 128256: Llama-3.2-1B's shape, untied
-output) is randomly initialized from its config. Each mode builds it with training.parallelize (meta device,
+The model (training/configs/llama-1b-bench.yaml: hidden 2048, 16 layers, 32 heads, 8 KV heads, MLP 8192,
+vocab 128256: Llama-3.2-1B's shape with an untied output layer, 1.5B parameters) is randomly initialized. Each mode builds it with training.parallelize (meta device,
 fully_shard per layer and root, bf16 parameters, fp32 reduction), then runs --warmup untimed and --steps timed
 optimizer steps with training.train's loss and fused AdamW. MFU is torchtitan's: 6 x non-embedding parameters
 + 12 x layers x heads x head_dim x seq_len FLOPs per token, over real (non-padding) tokens, against the
@@ -33,18 +33,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-MODEL_1B = {
-    "model_type": "llama",
-    "hidden_size": 2048,
-    "intermediate_size": 8192,
-    "num_hidden_layers": 16,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "vocab_size": 128256,
-    "max_position_embeddings": 8192,
-    "rope_theta": 500000.0,
-    "tie_word_embeddings": False,
-}
+# The model section of the 1B training config: one definition of the benchmark model.
+CONFIG_1B = REPO_ROOT / "training" / "configs" / "llama-1b-bench.yaml"
 INSTRUCTIONS = REPO_ROOT.parent / "shared" / "data" / "instructions"
 # 60 sequences of 4096 tokens from the 1,233 rows of shared/data/instructions, written by --prepare (0.6 MiB).
 ROWS = Path(__file__).with_name("train_rows_llama3_4096.npz")
@@ -112,7 +102,7 @@ def run_mode(name: str, data: dict, args, mesh, device, weights: dict) -> dict:
     # "compiled-flex": flex attention with the document mask transformers builds from position_ids when no mask
     # is passed (block-sparse: blocks across rows are skipped); the other modes take training.packing's mask.
     attn = "flex_attention" if name.endswith("flex") else args.attn
-    model_cfg = ModelConfig(config=dict(MODEL_1B), attn_implementation=attn)
+    model_cfg = ModelConfig(config=dict(args.model), attn_implementation=attn)
     started = time.perf_counter()
     model = build_model(
         model_cfg, mesh, device, param_dtype="bfloat16", reduce_dtype="float32",
@@ -202,8 +192,11 @@ def bench(args) -> None:
     device = resolve_device("auto")
     if device.type != "cuda":
         print("warning: no GPU; running on CPU (only useful as a smoke test with --small)", file=sys.stderr)
+    from training.config import load
+
+    args.model = dict(load(CONFIG_1B).model.config)
     if args.small:  # a CPU smoke test of the same code path
-        MODEL_1B.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        args.model.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                         num_key_value_heads=2)
         data = {k: v[:, : args.small] if v.ndim == 2 else v for k, v in data.items()}
         data["real_tokens"] = np.minimum(data["real_tokens"], args.small)
@@ -218,7 +211,7 @@ def bench(args) -> None:
     from training.config import ModelConfig
     from training.parallelize import full_state_dict_on_rank0, model_config
 
-    model_cfg = ModelConfig(config=dict(MODEL_1B))
+    model_cfg = ModelConfig(config=dict(args.model))
     weights = full_state_dict_on_rank0(model_cfg, model_config(model_cfg), seed=0)  # once for all modes
     print(f"random init of {sum(v.numel() for v in weights.values()) / 1e9:.2f}B parameters on the CPU: "
           f"{time.perf_counter() - started:.0f} s since start", flush=True)
