@@ -62,6 +62,36 @@ def test_config_file_errors_name_the_file(tmp_path):
         config_module.load(bad)
 
 
+# -- schedule and MFU ----------------------------------------------------------------------------------------
+def test_warmup_then_cosine():
+    from training.train import lr_factor
+
+    factors = [lr_factor(step, warmup_steps=4, total_steps=14, min_lr_ratio=0.1) for step in range(16)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert factors[4] == 1.0 and factors[9] == pytest.approx(0.55) and factors[14] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:])) and factors[15] == pytest.approx(0.1)
+
+
+def test_mfu_counts_llama_3_2_1b():
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from training.metrics import flops_per_token, parameter_counts
+
+    config = config_module.load(REPO_ROOT / "training" / "configs" / "llama-1b-bench.yaml").model.config
+    config = AutoConfig.for_model(**config)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    total, embedding = parameter_counts(model)
+    # Llama-3.2-1B has 1,235,814,400 parameters with its output layer tied to the 128256 x 2048 embedding.
+    assert (total, embedding) == (1_235_814_400 + 128256 * 2048, 128256 * 2048)
+    attention = 12 * 16 * 32 * 64 * 4096
+    assert flops_per_token(config, total, embedding, 4096) == 6 * 1_235_814_400 + attention
+    config.tie_word_embeddings = True
+    with torch.device("meta"):
+        tied = AutoModelForCausalLM.from_config(config)
+    assert parameter_counts(tied) == (total, embedding)  # the tied output layer still costs its matmul
+
+
 # -- the command line, checkpoints and resume ----------------------------------------------------------------
 def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -106,6 +136,11 @@ def test_torchrun_trains_checkpoints_resumes_and_exports(small_build, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(out / "final")
     assert model.config.num_hidden_layers == 2 and len(tokenizer) == 128256
     assert sorted(p.name for p in (out / "final").glob("*.safetensors")) == ["model.safetensors"]
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
 
 def test_bad_config_exits_with_a_clear_error(tmp_path):
