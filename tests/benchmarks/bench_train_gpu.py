@@ -123,17 +123,19 @@ def run_mode(name: str, data: dict, args, mesh, device, weights: dict) -> dict:
         nonlocal cursor
         index = [(cursor + i) % n_sequences for i in range(b)]
         cursor += b
-        batch = {key: torch.from_numpy(data[key][index].astype(np.int64)).to(device)
+        batch = {key: torch.from_numpy(data[key][index].astype(np.int64))
                  for key in ("input_ids", "labels", "position_ids")}
-        return batch, int(data["real_tokens"][index].sum())
+        # Counted on the CPU copy: no GPU synchronization inside the step.
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}, trained_tokens(batch), \
+            int(data["real_tokens"][index].sum())
 
     def step():
-        batch, real = next_batch()
+        batch, trained, real = next_batch()
         if attn == "flex_attention":
             inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
         else:
             inputs = model_inputs(batch, attn, torch.bfloat16)
-        loss = loss_sum(model, batch, inputs) / max(trained_tokens(batch), 1)
+        loss = loss_sum(model, batch, inputs) / max(trained, 1)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
