@@ -4,18 +4,20 @@ Two steps, because the GPU machine has no tokenizer package and no internet:
 
     # here (CPU): tokenize real instruction rows with the Llama-3 tokenizer, pack them, write a few MB
     python tests/benchmarks/bench_train_gpu.py --prepare bench_rows.npz
-    # on the GPU machine (torch, transformers, numpy, pyyaml only): eager, then compiled
+    # on the GPU machine (torch, transformers, numpy, pyarrow, pyyaml only)
     python tests/benchmarks/bench_train_gpu.py --data bench_rows.npz
 
 Without --data it runs on the rows committed next to it (train_rows_llama3_4096.npz, made by --prepare).
 
-The model (training/configs/llama-1b-bench.yaml: hidden 2048, 16 layers, 32 heads, 8 KV heads, MLP 8192,
-vocab 128256: Llama-3.2-1B's shape with an untied output layer, 1.5B parameters) is randomly initialized. Each mode builds it with training.parallelize (meta device,
-fully_shard per layer and root, bf16 parameters, fp32 reduction), then runs --warmup untimed and --steps timed
-optimizer steps with training.train's loss and fused AdamW. MFU is torchtitan's: 6 x non-embedding parameters
-+ 12 x layers x heads x head_dim x seq_len FLOPs per token, over real (non-padding) tokens, against the
-device's dense bf16 peak. Rows are kept apart by a block-diagonal causal mask (training.packing.model_inputs);
-the attention FLOPs are counted over the whole 4096 as torchtitan does.
+The model (training/configs/llama-1b-bench.yaml: hidden 2048, 16 layers, 32 heads, 8 KV heads, MLP 8192, vocab
+128256: Llama-3.2-1B's shape with an untied output layer, 1.5B parameters) is randomly initialized. Each mode
+builds it with training.parallelize (meta device, fully_shard per layer and root, bf16 parameters, fp32
+reduction), then runs --warmup untimed and --steps timed optimizer steps with training.train's loss and fused
+AdamW. Modes: `eager` and `compiled` (torch.compile per decoder layer) with sdpa and the block-diagonal causal
+mask of training.packing.model_inputs; `compiled-flex` with flex attention and the block-sparse document mask
+transformers builds from position_ids. MFU is torchtitan's: 6 x non-embedding parameters + 12 x layers x heads x
+head_dim x seq_len FLOPs per token, over real (non-padding) tokens, against the device's dense bf16 peak; the
+attention term counts the whole 4096 whatever the rows, as torchtitan does.
 """
 
 from __future__ import annotations
