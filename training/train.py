@@ -212,14 +212,16 @@ def train(config: Config) -> dict:
 
 
 def evaluate(config: Config, model, tokenizer, step: int, logger) -> None:
-    """Translation quality on held-out pairs (training.translation_eval), logged like the training metrics."""
+    """Translation quality on held-out pairs (training.translation_eval), prompted in the chat format the model
+    is trained on, logged like the training metrics. Every rank generates the same prompts: the sharded model's
+    forward is a collective, so all ranks run the same number of them."""
     from training.translation_eval import evaluate_translation
 
     model.eval()
     with torch.no_grad():
         scores = evaluate_translation(
-            model, tokenizer, max_pairs_per_direction=config.eval.max_pairs_per_direction,
-            max_new_tokens=config.eval.max_new_tokens,
+            model, tokenizer, prompt_format=config.data.chat_format,
+            max_pairs_per_direction=config.eval.max_pairs_per_direction, max_new_tokens=config.eval.max_new_tokens,
         )
     model.train()
     logger.log(step, {f"eval/{k}": v for k, v in scores.items() if isinstance(v, (int, float))})
