@@ -211,6 +211,14 @@ def _fsdp_worker(rank: int, world_size: int, port: int, build: str, out: str) ->
     resumed_weights_diff = max(
         float((p.full_tensor() - final_weights[name]).abs().max()) for name, p in resumed.named_parameters()
     )
+    # Activation checkpointing recomputes the layers in the backward: the same gradients.
+    recomputing = build_model(model_cfg, mesh, device, param_dtype="float32", reduce_dtype="float32", seed=0,
+                              activation_checkpointing=True)
+    forward_backward(recomputing, global_batches[0][rank::world_size], device, "sdpa")
+    checkpointing_grad_diff = max(
+        float((p.grad.full_tensor() - fsdp_grads[name.replace("._checkpoint_wrapped_module", "")]).abs().max())
+        for name, p in recomputing.named_parameters()
+    )
     probe = global_batches[0][0]
     with torch.no_grad():
         fsdp_logits = model(**model_inputs(probe, "sdpa")).logits
@@ -253,6 +261,7 @@ def _fsdp_worker(rank: int, world_size: int, port: int, build: str, out: str) ->
             "resumed_data_state": extra["data"],
             "resumed_loss": resumed_loss,
             "resumed_weights_diff": resumed_weights_diff,
+            "checkpointing_grad_diff": checkpointing_grad_diff,
             "fsdp_losses": fsdp_losses,
             "plain_losses": plain_losses,
             "grad_relative_diff": grad_diff,
@@ -285,6 +294,7 @@ def test_fsdp_on_two_ranks_equals_one_process_resumes_and_exports(small_build, t
     assert result["resumed_step"] == 2 and result["resumed_data_state"] == {"step": 2}
     assert result["resumed_loss"] == result["fsdp_losses"][2]
     assert result["resumed_weights_diff"] == 0.0
+    assert result["checkpointing_grad_diff"] < 1e-6, result
 
 
 @pytest.mark.slow
