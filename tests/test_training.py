@@ -313,3 +313,18 @@ def test_ray_launcher_gives_the_same_losses_as_torchrun(small_build, tmp_path):
     ray_losses, torchrun_losses = read_losses(tmp_path / "ray"), read_losses(tmp_path / "torchrun")
     assert sorted(ray_losses) == [1, 2, 3]
     assert ray_losses == pytest.approx(torchrun_losses, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_its_code_path_on_cpu():
+    """The GPU benchmark on the committed rows, shrunk to a 2-layer model and 128 tokens so it runs here."""
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tests" / "benchmarks" / "bench_train_gpu.py"), "--small", "128",
+         "--steps", "2", "--warmup", "1", "--modes", "eager"],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULTS "))
+    (eager,) = json.loads(line.removeprefix("RESULTS "))
+    assert eager["mode"] == "eager" and eager["tokens_per_s"] > 0 and eager["seq_len"] == 128
+    assert 10 < eager["loss_first_last"][0] < 13  # about ln(128256) = 11.8 for a random init
