@@ -143,13 +143,20 @@ def test_torchrun_trains_checkpoints_resumes_and_exports(small_build, tmp_path):
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_bad_config_exits_with_a_clear_error(tmp_path):
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("training.stesp=3", "command line: training.stesp: unknown key; did you mean steps?"),
+        ("data.path=no/such/build", "data.path: no/such/build is not a folder"),
+    ],
+)
+def test_bad_input_exits_with_a_clear_error(tmp_path, override, message):
     result = subprocess.run(
-        [sys.executable, "-m", "training.train", "--config", str(TINY), "training.stesp=3"],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "training.train", "--config", str(TINY), override],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=300,
     )
-    assert result.returncode == 2
-    assert "command line: training.stesp: unknown key; did you mean steps?" in result.stderr
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert message in result.stderr
 
 
 # -- FSDP against one process ----------------------------------------------------------------------------------

@@ -240,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         result = train(config)
         if dist.get_rank() == 0:
             print(f"done: {result} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    except ValueError as error:  # bad input found while starting: a data file, a row, a tokenizer, a checkpoint
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
