@@ -101,8 +101,7 @@ def run_mode(name: str, data: dict, args, mesh, device, weights: dict) -> dict:
 
     torch._dynamo.reset()
     compiled = name.startswith("compiled")
-    # "compiled-flex": flex attention with the document mask transformers builds from position_ids when no mask
-    # is passed (block-sparse: blocks across rows are skipped); the other modes take training.packing's mask.
+    # "compiled-flex": flex attention with the block-sparse document mask (blocks across rows are skipped).
     attn = "flex_attention" if name.endswith("flex") else args.attn
     model_cfg = ModelConfig(config=dict(args.model), attn_implementation=attn)
     started = time.perf_counter()
@@ -133,10 +132,7 @@ def run_mode(name: str, data: dict, args, mesh, device, weights: dict) -> dict:
 
     def step():
         batch, trained, real = next_batch()
-        if attn == "flex_attention":
-            inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
-        else:
-            inputs = model_inputs(batch, attn, torch.bfloat16)
+        inputs = model_inputs(batch, attn, torch.bfloat16)
         loss = loss_sum(model, batch, inputs) / max(trained, 1)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
