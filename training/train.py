@@ -112,6 +112,19 @@ def real_tokens(batch: dict, pad_id: int) -> int:
     return total
 
 
+def global_data_stats(batches, device, seq_len: int) -> dict:
+    """The data counts (rows read, truncated, dropped, tokens...) summed over ranks; every rank calls this."""
+    stats = batches.stats()
+    keys = sorted(k for k, v in stats.items() if isinstance(v, int) and not isinstance(v, bool) and k != "epoch")
+    totals = torch.tensor([stats[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(totals)
+    result = {f"data/{k}": int(v) for k, v in zip(keys, totals.tolist())}
+    slots = result.get("data/sequences", 0) * seq_len
+    if slots:
+        result["data/packing_efficiency"] = result.get("data/real_tokens", 0) / slots
+    return result
+
+
 def train(config: Config) -> dict:
     """Runs the training described by `config` in this process (one rank). Returns the final metrics; the
     per-step ones are in logging.folder/metrics.jsonl."""
@@ -189,8 +202,7 @@ def train(config: Config) -> dict:
                     "loss": loss, "lr": lr, "grad_norm": grad_norm,
                     "trained_tokens": int(global_tokens), **throughput.read(), **metrics.memory_stats(device),
                 }
-                if hasattr(batches, "stats"):
-                    last.update({f"data/{k}": v for k, v in batches.stats().items() if isinstance(v, (int, float))})
+                last.update(global_data_stats(batches, device, tcfg.seq_len))
                 logger.log(step, last)
             if config.checkpoint.folder and config.checkpoint.interval and step % config.checkpoint.interval == 0:
                 checkpoint.save(config.checkpoint.folder, step, model, optimizer, scheduler,
