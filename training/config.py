@@ -293,7 +293,7 @@ def validate(config: Config, source: str) -> None:
 def parse_args(argv: list[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(
         prog="python -m training.train",
-        description="Instruction tuning with FSDP2. Any setting can follow as --section.key value or section.key=value.",
+        description="Instruction tuning with FSDP2. Settings follow as --section.key value or section.key=value.",
     )
     parser.add_argument("--config", required=True, help="YAML file (see training/configs/)")
     args, rest = parser.parse_known_args(argv)

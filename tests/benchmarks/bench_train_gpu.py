@@ -86,7 +86,8 @@ def prepare(out: Path, files: list[Path], seq_len: int, max_sequences: int) -> N
         f"{len(messages)} rows, {stats['rows_read']} read, {stats['truncated']} truncated, "
         f"{stats['dropped_too_long'] + stats['dropped_no_trained_tokens']} dropped; {len(real)} sequences of "
         f"{seq_len} with {sum(real)} real tokens ({sum(real) / (len(real) * seq_len):.1%}), data path "
-        f"{stats['real_tokens'] / seconds:,.0f} tokens/s on this CPU; wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)"
+        f"{stats['real_tokens'] / seconds:,.0f} tokens/s on this CPU; wrote {out} "
+        f"({out.stat().st_size / 2**20:.1f} MiB)"
     )
 
 
@@ -249,7 +250,8 @@ def bench(args) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepare", type=Path, help="write packed real rows to this .npz (CPU, needs llama-models)")
-    parser.add_argument("--rows", type=Path, nargs="*", help="instruction JSONL files (default: shared/data/instructions)")
+    parser.add_argument("--rows", type=Path, nargs="*",
+                        help="instruction JSONL files (default: ../shared/data/instructions)")
     parser.add_argument("--sequences", type=int, default=64, help="packed sequences to write with --prepare")
     parser.add_argument("--seq-len", type=int, default=4096)
     parser.add_argument("--data", type=Path, help=f"the .npz from --prepare to run on (default {ROWS.name})")
@@ -257,7 +259,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per mode")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per mode (compilation happens here)")
     parser.add_argument("--micro-batch-size", type=int, default=2, help="halved and retried on out-of-memory")
-    parser.add_argument("--attn", default="sdpa", help="attention implementation (sdpa; flash_attention_2 if installed)")
+    parser.add_argument("--attn", default="sdpa", help="attention of the eager and compiled modes (sdpa or eager)")
     parser.add_argument("--activation-checkpointing", action="store_true")
     parser.add_argument("--peak-flops", type=float, default=0.0, help="override the device's bf16 peak FLOP/s")
     parser.add_argument("--small", type=int, default=0, help="CPU smoke test: a 2-layer model on the first N tokens")
