@@ -1,0 +1,337 @@
+"""training/: the FSDP2 trainer on the CPU with 2 gloo processes, a tiny random-init Llama, the real Llama-3
+tokenizer and the rows of the embedded build (the small_build fixture)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from training import config as config_module
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY = REPO_ROOT / "training" / "configs" / "tiny-llama-cpu.yaml"
+SEQ_LEN = 128
+
+# The tiny config, made smaller still: tied embeddings halve the 128k-vocabulary matrices that dominate it.
+TINY_MODEL = {
+    "model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 1024, "vocab_size": 128256,
+    "tie_word_embeddings": True,
+}
+
+
+# -- the configuration ----------------------------------------------------------------------------------------
+def test_config_yaml_and_overrides(tmp_path):
+    cfg = config_module.load(TINY, ["--optimizer.lr", "1e-5", "training.steps=7", "--data.shuffle=false",
+                                    "model.config.hidden_size=32", "data.epochs=null"])
+    assert cfg.optimizer.lr == 1e-5 and cfg.training.steps == 7 and cfg.data.shuffle is False
+    assert cfg.model.config["hidden_size"] == 32 and cfg.model.config["num_hidden_layers"] == 2
+    assert cfg.data.epochs is None and cfg.data.chat_format == "bayling-llama3"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["optimizer.lrr=1"], "optimizer.lrr: unknown key; did you mean lr?"),
+        (["optimiser.lr=1"], "'optimiser': unknown section; did you mean optimizer?"),
+        (["training.steps=many"], "training.steps: expected an integer, got 'many'"),
+        (["training.steps=0"], "training.steps: must be at least 1"),
+        (["data.chat_format=llama4"], "data.chat_format: 'llama4' is not one of"),
+        (["data.shuffle_windw=3"], "data.shuffle_windw: unknown key; did you mean shuffle_window"),
+        (["--training.steps"], "--training.steps needs a value"),
+    ],
+)
+def test_config_errors_name_the_key(overrides, message):
+    with pytest.raises(config_module.ConfigError, match=None) as error:
+        config_module.load(TINY, overrides)
+    assert message in str(error.value)
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  name_or_path: x\ntraining:\n  stpes: 3\n")
+    with pytest.raises(config_module.ConfigError, match=r"bad.yaml: training.stpes: unknown key; did you mean steps\?"):
+        config_module.load(bad)
+
+
+# -- schedule and MFU ----------------------------------------------------------------------------------------
+def test_warmup_then_cosine():
+    from training.train import lr_factor
+
+    factors = [lr_factor(step, warmup_steps=4, total_steps=14, min_lr_ratio=0.1) for step in range(16)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert factors[4] == 1.0 and factors[9] == pytest.approx(0.55) and factors[14] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:])) and factors[15] == pytest.approx(0.1)
+
+
+def test_mfu_counts_llama_3_2_1b():
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from training.metrics import flops_per_token, parameter_counts
+
+    config = config_module.load(REPO_ROOT / "training" / "configs" / "llama-1b-bench.yaml").model.config
+    config = AutoConfig.for_model(**config)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    total, embedding = parameter_counts(model)
+    # Llama-3.2-1B has 1,235,814,400 parameters with its output layer tied to the 128256 x 2048 embedding.
+    assert (total, embedding) == (1_235_814_400 + 128256 * 2048, 128256 * 2048)
+    attention = 12 * 16 * 32 * 64 * 4096
+    assert flops_per_token(config, total, embedding, 4096) == 6 * 1_235_814_400 + attention
+    config.tie_word_embeddings = True
+    with torch.device("meta"):
+        tied = AutoModelForCausalLM.from_config(config)
+    assert parameter_counts(tied) == (total, embedding)  # the tied output layer still costs its matmul
+
+
+# -- the command line, checkpoints and resume ----------------------------------------------------------------
+def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "training.train", "--config", str(TINY), *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def read_losses(folder: Path) -> dict[int, float]:
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    return {entry["step"]: entry["loss"] for entry in map(json.loads, lines)}  # a resumed step overwrites
+
+
+@pytest.mark.slow
+def test_torchrun_trains_checkpoints_resumes_and_exports(small_build, tmp_path):
+    out = tmp_path / "run"
+    args = [f"data.path={small_build}", f"logging.folder={out}", f"checkpoint.folder={out}/checkpoints",
+            f"checkpoint.export_folder={out}/final", "checkpoint.interval=3", "checkpoint.keep_last=2",
+            "training.steps=8", f"training.seq_len={SEQ_LEN}", "logging.progress_bar=false"]
+    first = torchrun(args, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    losses = read_losses(out)
+    assert sorted(losses) == list(range(1, 9))
+    # 8 steps at lr 3e-3 on the rows of the build: the model learns the format and the frequent tokens.
+    assert sum(losses[s] for s in (6, 7, 8)) / 3 < losses[1] - 0.5, losses
+    # keep_last=2: steps 3 and 6 saved on the interval, 8 at the end; 3 is gone.
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000006", "step-00000008"]
+
+    # Resume from step 6 (as if the run had died before its last save): steps 7 and 8 give the same losses.
+    shutil.rmtree(out / "checkpoints" / "step-00000008")
+    (out / "metrics.jsonl").rename(out / "first.jsonl")
+    again = torchrun(args, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed from" in again.stderr and "step-00000006" in again.stderr
+    resumed = read_losses(out)
+    assert sorted(resumed) == [7, 8]
+    assert resumed[7] == pytest.approx(losses[7], rel=1e-5) and resumed[8] == pytest.approx(losses[8], rel=1e-5)
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(out / "final")
+    tokenizer = AutoTokenizer.from_pretrained(out / "final")
+    assert model.config.num_hidden_layers == 2 and len(tokenizer) == 128256
+    assert sorted(p.name for p in (out / "final").glob("*.safetensors")) == ["model.safetensors"]
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("training.stesp=3", "command line: training.stesp: unknown key; did you mean steps?"),
+        ("data.path=no/such/build", "data.path: no/such/build is not a folder"),
+    ],
+)
+def test_bad_input_exits_with_a_clear_error(tmp_path, override, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "training.train", "--config", str(TINY), override],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert message in result.stderr
+
+
+# -- FSDP against one process ----------------------------------------------------------------------------------
+def fixed_global_batches(build: Path, steps: int, per_step: int) -> list[list[dict]]:
+    """`steps` global batches of `per_step` packed sequences of real rows, the same in every process."""
+    from training.data import DataConfig, build_batches
+    from training.tokenizers import load_tokenizer
+
+    batches = build_batches(DataConfig(path=str(build), chat_format="bayling-llama3"), load_tokenizer("llama3"),
+                            rank=0, world_size=1, seed=0, seq_len=SEQ_LEN, micro_batch_size=1)
+    return [[next(batches) for _ in range(per_step)] for _ in range(steps)]
+
+
+def _fsdp_worker(rank: int, world_size: int, port: int, build: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
+    import torch.distributed as dist
+
+    from training import checkpoint
+    from training.checkpoint import export_hf
+    from training.config import ModelConfig, OptimizerConfig, ScheduleConfig
+    from training.packing import model_inputs
+    from training.parallelize import build_model, full_state_dict_on_rank0, init_distributed, model_config
+    from training.train import build_optimizer, build_scheduler, forward_backward
+
+    torch.manual_seed(0)
+    device = torch.device("cpu")
+    mesh = init_distributed(device)
+    model_cfg = ModelConfig(config=dict(TINY_MODEL))
+    model = build_model(model_cfg, mesh, device, param_dtype="float32", reduce_dtype="float32", seed=0)
+    optimizer_cfg, schedule_cfg = OptimizerConfig(lr=3e-3, weight_decay=0.1), ScheduleConfig(warmup_steps=1)
+    optimizer = build_optimizer(model, optimizer_cfg, device)
+    scheduler = build_scheduler(optimizer, schedule_cfg, total_steps=3)
+    global_batches = fixed_global_batches(Path(build), steps=3, per_step=4)
+    checkpoints = Path(out) / "checkpoints"
+
+    # Each rank takes its half of every global batch, as two micro-batches (gradient accumulation).
+    fsdp_losses, fsdp_grads = [], None
+    for step, global_batch in enumerate(global_batches):
+        mine = global_batch[rank::world_size]
+        loss, _ = forward_backward(model, mine, device, "sdpa")
+        fsdp_losses.append(loss)
+        if step == 0:
+            fsdp_grads = {name: p.grad.full_tensor() for name, p in model.named_parameters()}
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        checkpoint.save(checkpoints, step + 1, model, optimizer, scheduler, {"step": step + 1}, keep_last=2)
+    final_weights = {name: p.full_tensor() for name, p in model.named_parameters()}
+
+    # Resume from step 2 into a model built from another seed: step 3 gives the same loss and weights.
+    kept = sorted(p.name for p in checkpoints.iterdir())
+    resumed = build_model(model_cfg, mesh, device, param_dtype="float32", reduce_dtype="float32", seed=1)
+    resumed_optimizer = build_optimizer(resumed, optimizer_cfg, device)
+    resumed_scheduler = build_scheduler(resumed_optimizer, schedule_cfg, total_steps=3)
+    extra = checkpoint.load(checkpoints / "step-00000002", resumed, resumed_optimizer, resumed_scheduler)
+    resumed_loss, _ = forward_backward(resumed, global_batches[2][rank::world_size], device, "sdpa")
+    resumed_optimizer.step()
+    resumed_weights_diff = max(
+        float((p.full_tensor() - final_weights[name]).abs().max()) for name, p in resumed.named_parameters()
+    )
+    # Activation checkpointing recomputes the layers in the backward: the same gradients.
+    recomputing = build_model(model_cfg, mesh, device, param_dtype="float32", reduce_dtype="float32", seed=0,
+                              activation_checkpointing=True)
+    forward_backward(recomputing, global_batches[0][rank::world_size], device, "sdpa")
+    checkpointing_grad_diff = max(
+        float((p.grad.full_tensor() - fsdp_grads[name.replace("._checkpoint_wrapped_module", "")]).abs().max())
+        for name, p in recomputing.named_parameters()
+    )
+    probe = global_batches[0][0]
+    with torch.no_grad():
+        fsdp_logits = model(**model_inputs(probe, "sdpa")).logits
+    folder = Path(out) / "export"
+    export_hf(model, folder, dtype=torch.float32)
+
+    if rank == 0:
+        from transformers import AutoModelForCausalLM
+
+        # One process, no FSDP, no process group in the loss: the same steps on the whole global batches.
+        plain = AutoModelForCausalLM.from_config(model_config(model_cfg), attn_implementation="sdpa")
+        plain.load_state_dict(full_state_dict_on_rank0(model_cfg, model_config(model_cfg), seed=0))
+        reference = torch.optim.AdamW(plain.parameters(), lr=3e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+        reference_schedule = build_scheduler(reference, schedule_cfg, total_steps=3)
+        from training.train import loss_sum, trained_tokens
+
+        plain_losses, grad_diff = [], 0.0
+        for step, global_batch in enumerate(global_batches):
+            count = sum(trained_tokens(b) for b in global_batch)
+            total = 0.0
+            for batch in global_batch:
+                local = loss_sum(plain, batch, model_inputs(batch, "sdpa")) / count
+                local.backward()
+                total += float(local)
+            plain_losses.append(total)
+            if step == 0:
+                grad_diff = max(
+                    float((p.grad - fsdp_grads[name]).abs().max() / (p.grad.abs().max() + 1e-12))
+                    for name, p in plain.named_parameters()
+                )
+            reference.step()
+            reference_schedule.step()
+            reference.zero_grad()
+        exported = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa")
+        with torch.no_grad():
+            exported_logits = exported(**model_inputs(probe, "sdpa")).logits
+        result = {
+            "kept_checkpoints": kept,
+            "resumed_step": extra["step"],
+            "resumed_data_state": extra["data"],
+            "resumed_loss": resumed_loss,
+            "resumed_weights_diff": resumed_weights_diff,
+            "checkpointing_grad_diff": checkpointing_grad_diff,
+            "fsdp_losses": fsdp_losses,
+            "plain_losses": plain_losses,
+            "grad_relative_diff": grad_diff,
+            "grad_names": sorted(fsdp_grads) == sorted(n for n, _ in plain.named_parameters()),
+            "export_logits_max_diff": float((exported_logits - fsdp_logits).abs().max()),
+        }
+        (Path(out) / "result.json").write_text(json.dumps(result))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_fsdp_on_two_ranks_equals_one_process_resumes_and_exports(small_build, tmp_path):
+    mp.spawn(_fsdp_worker, args=(2, _free_port(), str(small_build), str(tmp_path)), nprocs=2, join=True)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["grad_names"]
+    # fp32 on both sides; only the order of the sums differs.
+    assert result["grad_relative_diff"] < 1e-4, result
+    assert result["fsdp_losses"] == pytest.approx(result["plain_losses"], rel=1e-5), result
+    assert result["fsdp_losses"][-1] < result["fsdp_losses"][0]
+    assert result["export_logits_max_diff"] < 1e-5, result
+    assert result["kept_checkpoints"] == ["step-00000002", "step-00000003"]
+    assert result["resumed_step"] == 2 and result["resumed_data_state"] == {"step": 2}
+    assert result["resumed_loss"] == result["fsdp_losses"][2]
+    assert result["resumed_weights_diff"] == 0.0
+    assert result["checkpointing_grad_diff"] < 1e-6, result
+
+
+@pytest.mark.slow
+def test_ray_launcher_gives_the_same_losses_as_torchrun(small_build, tmp_path):
+    common = [f"data.path={small_build}", "training.steps=3", f"training.seq_len={SEQ_LEN}",
+              "logging.progress_bar=false", "checkpoint.folder=", "checkpoint.export_folder="]
+    by_torchrun = torchrun([*common, f"logging.folder={tmp_path}/torchrun"], tmp_path)
+    assert by_torchrun.returncode == 0, by_torchrun.stderr[-3000:]
+    by_ray = subprocess.run(
+        [sys.executable, "-m", "training.ray_launcher", "--workers", "2", "--config", str(TINY), *common,
+         f"logging.folder={tmp_path}/ray"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=600,
+    )
+    assert by_ray.returncode == 0, by_ray.stderr[-3000:]
+    ray_losses, torchrun_losses = read_losses(tmp_path / "ray"), read_losses(tmp_path / "torchrun")
+    assert sorted(ray_losses) == [1, 2, 3]
+    assert ray_losses == pytest.approx(torchrun_losses, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_its_code_path_on_cpu():
+    """The GPU benchmark on the committed rows, shrunk to a 2-layer model and 128 tokens so it runs here."""
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tests" / "benchmarks" / "bench_train_gpu.py"), "--small", "128",
+         "--steps", "2", "--warmup", "1", "--modes", "eager"],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULTS "))
+    (eager,) = json.loads(line.removeprefix("RESULTS "))
+    assert eager["mode"] == "eager" and eager["tokens_per_s"] > 0 and eager["seq_len"] == 128
+    assert 10 < eager["loss_first_last"][0] < 13  # about ln(128256) = 11.8 for a random init

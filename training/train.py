@@ -1,0 +1,265 @@
+"""The training loop: `torchrun --nproc_per_node N -m training.train --config x.yaml [section.key=value ...]`.
+
+One optimizer step = `grad_accumulation` micro-batches on every rank. The loss is the sum of token losses over
+all of them, divided by the number of trained tokens over all ranks and micro-batches (counted and all-reduced
+before the first backward), so a step means the same whatever the number of ranks or the packing.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from training.config import Config, parse_args
+
+IGNORE = -100
+
+
+def next_token_targets(labels: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+    """The label each position predicts (the next token's), with no target across the boundary of two packed
+    rows (where the next position restarts at 0) nor after the last position."""
+    targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE)
+    row_starts = F.pad(position_ids[:, 1:] == 0, (0, 1), value=True)
+    return targets.masked_fill(row_starts, IGNORE)
+
+
+def trained_tokens(batch: dict) -> int:
+    return int((next_token_targets(batch["labels"], batch["position_ids"]) != IGNORE).sum())
+
+
+def loss_sum(model, batch: dict, inputs: dict) -> torch.Tensor:
+    """Sum (not mean) of the token cross-entropies of one micro-batch, in fp32."""
+    logits = model(**inputs).logits
+    targets = next_token_targets(batch["labels"], batch["position_ids"]).to(logits.device)
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction="sum"
+    )
+
+
+def forward_backward(model, micro_batches: list[dict], device, attn_implementation: str,
+                     dtype: torch.dtype = torch.float32) -> tuple[float, int]:
+    """Forward and backward of one optimizer step's micro-batches on this rank, the loss normalized by the
+    trained tokens of all ranks and micro-batches. Returns (that loss over all ranks, the token count)."""
+    from training.packing import model_inputs
+
+    world_size = dist.get_world_size()
+    count = torch.tensor(sum(trained_tokens(b) for b in micro_batches), dtype=torch.float64, device=device)
+    dist.all_reduce(count)  # before the first backward: every micro-batch is scaled by the same global count
+    global_tokens = int(count)
+    step_loss = torch.zeros((), dtype=torch.float64, device=device)
+    for batch in micro_batches:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        local = loss_sum(model, batch, model_inputs(batch, attn_implementation, dtype))
+        # FSDP averages gradients over ranks, hence * world_size: the result is sum / global_tokens.
+        (local * (world_size / max(global_tokens, 1))).backward()
+        step_loss += local.detach().double()
+    dist.all_reduce(step_loss)
+    return float(step_loss) / max(global_tokens, 1), global_tokens
+
+
+def build_optimizer(model, cfg, device: torch.device) -> torch.optim.Optimizer:
+    fused = {"auto": device.type == "cuda", "true": True, "false": False}[cfg.fused]
+    return torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+        weight_decay=cfg.weight_decay, fused=fused, foreach=None if fused else True,
+    )
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to min_lr_ratio at total_steps. `step` counts from 0."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_steps = max(total_steps - warmup_steps, 1)
+    progress = min((step - warmup_steps) / decay_steps, 1.0)
+    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer, schedule_cfg, total_steps: int):
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: lr_factor(step, schedule_cfg.warmup_steps, total_steps, schedule_cfg.min_lr_ratio),
+    )
+
+
+def clip_grad_norm(model, max_norm: float) -> float:
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm if max_norm > 0 else float("inf"))
+    if hasattr(norm, "full_tensor"):  # a DTensor: the norm over all shards
+        norm = norm.full_tensor()
+    return float(norm)
+
+
+def load_tokenizer(model_cfg):
+    from training.tokenizers import load_tokenizer as load
+
+    spec = model_cfg.tokenizer or model_cfg.name_or_path
+    if not spec:
+        raise ValueError("model.tokenizer: a random-init model needs a tokenizer (a folder, llama3, gguf:<file>)")
+    return load(spec)
+
+
+def real_tokens(batch: dict, pad_id: int) -> int:
+    """Tokens of real rows: all positions but the padding row that collate puts at the end of a sequence."""
+    total = 0
+    for ids, positions in zip(batch["input_ids"], batch["position_ids"]):
+        last_start = int((positions == 0).nonzero()[-1])
+        padding = bool((ids[last_start:] == pad_id).all())
+        total += last_start if padding else len(ids)
+    return total
+
+
+def global_data_stats(batches, device, seq_len: int) -> dict:
+    """The data counts (rows read, truncated, dropped, tokens...) summed over ranks; every rank calls this."""
+    stats = batches.stats()
+    keys = sorted(k for k, v in stats.items() if isinstance(v, int) and not isinstance(v, bool) and k != "epoch")
+    totals = torch.tensor([stats[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(totals)
+    result = {f"data/{k}": int(v) for k, v in zip(keys, totals.tolist())}
+    slots = result.get("data/sequences", 0) * seq_len
+    if slots:
+        result["data/packing_efficiency"] = result.get("data/real_tokens", 0) / slots
+    return result
+
+
+def train(config: Config) -> dict:
+    """Runs the training described by `config` in this process (one rank). Returns the final metrics; the
+    per-step ones are in logging.folder/metrics.jsonl."""
+    from training import checkpoint, metrics
+    from training.data import build_batches
+    from training.parallelize import DTYPES, build_model, init_distributed, model_config, resolve_device
+
+    device = resolve_device(config.training.device)
+    mesh = init_distributed(device)
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    torch.manual_seed(config.training.seed)
+    tcfg = config.training
+
+    tokenizer = load_tokenizer(config.model)
+    model = build_model(
+        config.model, mesh, device, param_dtype=tcfg.param_dtype, reduce_dtype=tcfg.reduce_dtype,
+        activation_checkpointing=tcfg.activation_checkpointing, compile=tcfg.compile, seed=tcfg.seed,
+    )
+    model.train()
+    optimizer = build_optimizer(model, config.optimizer, device)
+    scheduler = build_scheduler(optimizer, config.schedule, tcfg.steps)
+    batches = build_batches(
+        config.data, tokenizer, rank, world_size, tcfg.seed, tcfg.seq_len, tcfg.micro_batch_size
+    )
+
+    step = 0
+    if config.checkpoint.folder and config.checkpoint.resume:
+        found = checkpoint.latest(config.checkpoint.folder)
+        if found is not None:
+            extra = checkpoint.load(found, model, optimizer, scheduler)
+            batches.load_state_dict(extra["data"])
+            step = extra["step"]
+            if rank == 0:
+                print(f"resumed from {found} at step {step}", file=sys.stderr)
+
+    num_params, embedding_params = metrics.parameter_counts(model)
+    flops = metrics.flops_per_token(model_config(config.model), num_params, embedding_params, tcfg.seq_len)
+    throughput = metrics.Throughput(flops, metrics.peak_flops(device, config.logging.peak_flops), world_size)
+    logger = metrics.MetricsLogger(
+        config.logging.folder, total_steps=tcfg.steps, start_step=step, enabled=rank == 0,
+        tensorboard=config.logging.tensorboard, progress_bar=config.logging.progress_bar,
+    )
+    last: dict = {}
+    try:
+        while step < tcfg.steps:
+            micro_batches = []
+            for _ in range(tcfg.grad_accumulation):
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                micro_batches.append(batch)
+            # "Out of data" in an all-reduce: every rank stops at the same step.
+            flags = torch.tensor([len(micro_batches) < tcfg.grad_accumulation,
+                                  sum(real_tokens(b, batches.pad_id) for b in micro_batches)],
+                                 dtype=torch.float64, device=device)
+            dist.all_reduce(flags)
+            exhausted, global_real_tokens = flags.tolist()
+            if exhausted:
+                if rank == 0:
+                    print(f"data exhausted after {step} steps", file=sys.stderr)
+                break
+            loss, global_tokens = forward_backward(
+                model, micro_batches, device, config.model.attn_implementation, DTYPES[tcfg.param_dtype]
+            )
+            grad_norm = clip_grad_norm(model, tcfg.max_grad_norm)
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            throughput.add(int(global_real_tokens))
+            logger.advance()
+            if step % config.logging.every == 0 or step == tcfg.steps:
+                last = {
+                    "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                    "trained_tokens": int(global_tokens), **throughput.read(), **metrics.memory_stats(device),
+                }
+                last.update(global_data_stats(batches, device, tcfg.seq_len))
+                logger.log(step, last)
+            if config.checkpoint.folder and config.checkpoint.interval and step % config.checkpoint.interval == 0:
+                checkpoint.save(config.checkpoint.folder, step, model, optimizer, scheduler,
+                                batches.state_dict(), config.checkpoint.keep_last)
+            if config.eval.every and step % config.eval.every == 0:
+                evaluate(config, model, tokenizer, step, logger)
+        interval = config.checkpoint.interval
+        if config.checkpoint.folder and step and (not interval or step % interval):
+            checkpoint.save(config.checkpoint.folder, step, model, optimizer, scheduler,
+                            batches.state_dict(), config.checkpoint.keep_last)
+        if config.eval.at_end:
+            evaluate(config, model, tokenizer, step, logger)
+        if config.checkpoint.export_folder:
+            dtype = {"float32": torch.float32}.get(tcfg.param_dtype, torch.bfloat16)
+            checkpoint.export_hf(model, config.checkpoint.export_folder, tokenizer, dtype=dtype)
+    finally:
+        logger.close()
+    return {"step": step, **last}
+
+
+def evaluate(config: Config, model, tokenizer, step: int, logger) -> None:
+    """Translation quality on held-out pairs (training.translation_eval), prompted in the chat format the model
+    is trained on, logged like the training metrics. Every rank generates the same prompts: the sharded model's
+    forward is a collective, so all ranks run the same number of them."""
+    from training.translation_eval import evaluate_translation
+
+    model.eval()
+    with torch.no_grad():
+        scores = evaluate_translation(
+            model, tokenizer, prompt_format=config.data.chat_format,
+            max_pairs_per_direction=config.eval.max_pairs_per_direction, max_new_tokens=config.eval.max_new_tokens,
+        )
+    model.train()
+    logger.log(step, {f"eval/{k}": v for k, v in scores.items() if isinstance(v, (int, float))})
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.config import ConfigError
+
+    try:
+        config = parse_args(argv)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    try:
+        result = train(config)
+        if dist.get_rank() == 0:
+            print(f"done: {result} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    except ValueError as error:  # bad input found while starting: a data file, a row, a tokenizer, a checkpoint
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
