@@ -38,9 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (on a machine shared with other jobs, 1 can be 10x faster than 2: idle threads spin)")  # fmt: skip
     translation = parser.add_argument_group("translation")
     translation.add_argument("--data", default=None, help="udhr (default: held-out articles of the embedded corpus), a FLORES-200-layout folder, or hf://datasets/org/name@rev")
     translation.add_argument("--split", default=None, help="udhr: test|validation; FLORES: dev|devtest (default test / devtest)")
+    translation.add_argument("--pivots", default="eng_Latn,zho_Hans", help="X<->pivot directions for these pivots")
     translation.add_argument("--max-segments", type=int, default=None, help="at most this many segments per direction")
     translation.add_argument("--prompt-format", default="auto", help="auto (the tokenizer's chat template), bayling-llama2, bayling-llama3")
     translation.add_argument("--phrasing", type=int, default=0, help="which instruction phrasing of pipelines/steps/templates.py")
@@ -77,6 +80,8 @@ def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.model)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).to(args.device).eval()
     return model, tokenizer
@@ -86,10 +91,13 @@ def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def run_translation(args, model, tokenizer) -> dict:
+    from schemas.language_codes import PIVOTS
     from training.translation_eval import evaluate_translation, load_segments
 
     langs = resolve_langs(args.langs, "translation")
-    segments = load_segments(langs, args.data, args.split, args.max_segments)
+    pivots = [p for p in args.pivots.replace(" ", "").split(",") if p]
+    langs = [lang for lang in langs if lang not in PIVOTS or lang in pivots]
+    segments = load_segments(langs, args.data, args.split, args.max_segments, pivots)
     leaks = _count(args, {d: [[s.source, s.reference] for s in segments if s.direction == d] for d in _groups(segments)})
     engine = args.engine
     use_path = engine == "vllm" or (engine == "auto" and args.num_beams == 1 and _vllm_installed())

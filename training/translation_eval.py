@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -61,9 +62,12 @@ def directions(langs: Iterable[str], pivots: Sequence[str] = PIVOTS) -> list[tup
 
 
 def load_segments(langs: Iterable[str], data: str | None = None, split: str | None = None,
-                  max_per_direction: int | None = None) -> list[Segment]:  # fmt: skip
-    """The segments of every direction of `langs` (see the module's docstring for `data`)."""
-    pairs = directions(langs)
+                  max_per_direction: int | None = None, pivots: Sequence[str] = PIVOTS) -> list[Segment]:  # fmt: skip
+    """The segments of every direction of `langs` and `pivots` (see the module's docstring for `data`)."""
+    unknown = set(pivots) - set(PIVOTS)
+    if unknown:
+        raise ValueError(f"pivots {sorted(unknown)}: the pivots are {', '.join(PIVOTS)}")
+    pairs = directions(langs, pivots)
     if data in (None, "udhr"):
         segments = _udhr_segments(pairs, split or "test")
     else:
@@ -198,9 +202,12 @@ def generate_transformers(model: Any, tokenizer: Any, prompts: list[list[int]], 
     stops = stop_token_ids(tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     device = next(model.parameters()).device
+    from tqdm import tqdm
+
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     answers: list[str] = [""] * len(prompts)
-    for start in range(0, len(order), batch_size):
+    batches = range(0, len(order), batch_size)
+    for start in tqdm(batches, desc="translating", unit="batch", disable=not sys.stderr.isatty()):
         batch = [prompts[i] for i in order[start : start + batch_size]]
         width = max(len(ids) for ids in batch)
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=device)
