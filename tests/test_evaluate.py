@@ -267,3 +267,19 @@ def test_bad_baseline_is_a_clear_error(tiny_llama, tmp_path):
     (tmp_path / "base.json").write_text("{}", encoding="utf-8")
     with pytest.raises(SystemExit, match="not a results.json"):
         main(["--model", str(tiny_llama), "--output", str(tmp_path / "o"), "--suite", "translation", "--baseline", str(tmp_path / "base.json")])
+
+
+def test_the_trainers_call_scores_a_loaded_model_on_the_default_heldout_pairs(tiny_llama):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.translation_eval import DEFAULT_LANGS, evaluate_translation
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    scores = evaluate_translation(model, AutoTokenizer.from_pretrained(tiny_llama), langs=DEFAULT_LANGS[:1], max_pairs_per_direction=1, max_new_tokens=2)
+    assert isinstance(scores["chrf++"], float) and isinstance(scores["bleu"], float)
+    assert len(scores["directions"]) == 4 and all(d["segments"] == 1 for d in scores["directions"].values())
+
+
+def test_bad_language_code_stops_before_the_model_is_loaded(tmp_path, capsys):
+    assert main(["--model", str(tmp_path / "no-model"), "--output", str(tmp_path / "o"), "--suite", "translation", "--langs", "deu_Latn,xxx_Latn"]) == 2
+    assert "xxx_Latn" in capsys.readouterr().err and not (tmp_path / "o").exists()

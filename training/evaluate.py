@@ -60,20 +60,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def resolve_langs(spec: str, suite: str) -> list[str] | None:
-    """Translation languages from the embedded corpus's list; knowledge languages from the task table. None is
-    every language of the knowledge table."""
-    from pipelines.build import resolve_languages
+def resolve_langs(spec: str, suite: str, data: str | None = None) -> list[str] | None:
+    """Translation languages: checked against the embedded corpus when it is the data (the pivots are added);
+    knowledge languages: any FLORES-200 code, None for every language of the task table."""
+    from schemas.language_codes import PIVOTS, to_flores
 
-    if suite == "translation":
+    if suite == "translation" and data in (None, "udhr"):
+        from pipelines.build import resolve_languages
         from pipelines.corpus import udhr_languages
 
-        return resolve_languages(spec, udhr_languages())
+        try:
+            return resolve_languages(spec, udhr_languages())
+        except ValueError as error:
+            raise ValueError(f"--langs: {error}".replace("the recipe's sources", "the embedded corpus")) from None
     if spec.strip().lower() == "all":
+        if suite == "translation":
+            raise ValueError("--langs all: only with the embedded corpus; list the codes of your --data")
         return None
-    from schemas.language_codes import to_flores
-
-    return sorted({to_flores(code) for code in spec.replace(",", " ").split()})
+    codes = sorted({to_flores(code) for code in spec.replace(",", " ").split()})
+    return sorted(set(codes) | set(PIVOTS)) if suite == "translation" else codes
 
 
 def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -94,7 +99,7 @@ def run_translation(args, model, tokenizer) -> dict:
     from schemas.language_codes import PIVOTS
     from training.translation_eval import evaluate_translation, load_segments
 
-    langs = resolve_langs(args.langs, "translation")
+    langs = resolve_langs(args.langs, "translation", args.data)
     pivots = [p for p in args.pivots.replace(" ", "").split(",") if p]
     langs = [lang for lang in langs if lang not in PIVOTS or lang in pivots]
     segments = load_segments(langs, args.data, args.split, args.max_segments, pivots)
@@ -299,7 +304,12 @@ def evaluate(args: argparse.Namespace) -> dict:
         if "suites" not in baseline:
             raise SystemExit(f"error: --baseline {args.baseline}: not a results.json of training.evaluate (no 'suites' key)")
     suites = SUITES if args.suite == "all" else (args.suite,)
-    model, tokenizer = load_model(args)
+    for suite in suites:  # a bad language code stops the run before the model is loaded
+        resolve_langs(args.langs, suite, args.data)
+    try:
+        model, tokenizer = load_model(args)
+    except OSError as error:
+        raise ValueError(f"--model {args.model}: cannot load it ({error})") from None
     results: dict[str, Any] = {
         "model": args.model, "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "arguments": {k: v for k, v in vars(args).items()}, "baseline": args.baseline, "train_data": args.train_data, "suites": {},
