@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     translation.add_argument("--engine", default="auto", choices=("auto", "transformers", "vllm"), help="auto: vLLM when installed and greedy")
     translation.add_argument("--comet-model", default=None, help="local COMET checkpoint (model.ckpt); needs unbabel-comet")
     harness = parser.add_argument_group("knowledge / english (lm-evaluation-harness)")
-    harness.add_argument("--lm-eval-tasks", default=None, help="instead of the table: <code>:<task>,... e.g. deu_Latn:xnli_de")
+    harness.add_argument("--lm-eval-tasks", default=None, help="instead of the table: <code>:<task>,... e.g. deu_Latn:xnli_de (eng_Latn tasks form the english suite)")
     harness.add_argument("--lm-eval-include", default=None, help="folder of extra task YAML files")
     harness.add_argument("--lm-eval-no-defaults", action="store_true", help="index only --lm-eval-include's tasks (starts in seconds, not tens of seconds)")
     harness.add_argument("--limit", type=int, default=None, help="at most this many documents per task")
@@ -282,6 +282,7 @@ def plot(results: dict, path: Path) -> None:
             axis.bar([p - width / 2 for p in positions], [base.get(lang) or 0 for lang in langs], width, label="baseline", color="#bbbbbb")
         axis.bar([p + (width / 2 if base else 0) for p in positions], [found["by_language"][lang] for lang in langs], width, label="model", color="#3b6ea5")
         axis.set_xticks(list(positions), langs, rotation=60, ha="right", fontsize=8)
+        axis.set_xlim(-0.75, max(len(langs), 4) - 0.25)  # a bar or two stay bar-wide
         axis.set_ylabel("chrF++" if name == "translation" else "score (%)")
         axis.set_title(name)
         if base:
