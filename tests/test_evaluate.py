@@ -239,7 +239,7 @@ def test_knowledge_and_english_suites_run_a_local_harness_task(tiny_llama, tmp_p
     assert deu["error"] is None and deu["metric"] == "acc" and deu["n"] == 3 and deu["score"] in (0.0, 33.3333, 66.6667, 100.0)
     assert deu["leaked"] == 1 and english["tiny_qa_eng"]["leaked"] == 0
     assert english["tiny_qa_eng"]["n"] == 2 and english["tiny_qa_eng"]["score"] in (0.0, 50.0, 100.0)
-    assert "not a task" in knowledge["no_such_task"]["error"]
+    assert "not a task" in knowledge["no_such_task"]["error"] and knowledge["no_such_task"]["leaked"] is None
     assert results["suites"]["knowledge"]["by_language"] == {"deu_Latn": deu["score"]}
     _check_report(tmp_path / "out", "knowledge")
     assert "## English" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")

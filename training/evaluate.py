@@ -129,10 +129,11 @@ def run_harness(args, model, tokenizer, suite: str) -> dict:
     if not tasks:
         return {"metric": "score", "rows": {}, "by_language": {}, "note": "no task for the selected languages"}
     manager = make_task_manager(args.lm_eval_include, include_defaults=not args.lm_eval_no_defaults)
-    leaks = {}
+    leaks = None
     if args.train_data:
         documents = {}
-        for task in (t for ts in tasks.values() for t in ts if t in set(manager.all_tasks)):
+        known = set(manager.all_tasks)
+        for task in (t for ts in tasks.values() for t in ts if t in known):
             try:
                 documents[task] = task_documents(manager, task, args.limit)
             except Exception as error:  # noqa: BLE001 - its data may not be reachable; run_tasks reports that
@@ -158,9 +159,9 @@ def _count(args, items: dict[str, list[list[str]]]) -> dict | None:
 
 
 def _leak_fields(leaks: dict | None, group: str) -> dict:
-    if leaks is None:
+    found = (leaks or {}).get(group)
+    if found is None:  # not counted: no --train-data, or the items could not be read
         return {"leaked": None}
-    found = leaks.get(group, {"items": 0, "leaked": 0})
     return {"leaked": found["leaked"], "leak_examples": found.get("examples", [])}
 
 

@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-segments", type=int, default=4, help="segments per direction (held-out UDHR articles 28-30)")
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--baseline", default=None)
+    parser.add_argument("--train-data", default=None, help="count held-out items found in this training dataset version")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a busy shared machine)")
     args = parser.parse_args(argv)
 
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     command = ["--model", str(folder), "--suite", "translation", "--langs", args.langs, "--pivots", "eng_Latn",
                "--max-segments", str(args.max_segments), "--max-new-tokens", str(args.max_new_tokens), "--batch-size", "8",
                "--output", str(Path(args.output) / "eval-base")]  # fmt: skip
+    if args.train_data:
+        command += ["--train-data", args.train_data]
     if args.threads:
         command += ["--threads", str(args.threads)]
     if args.baseline:
