@@ -138,6 +138,19 @@ def test_flores_layout_folder_is_read_line_aligned_and_a_misaligned_one_is_refus
         load_segments(["fra_Latn"], str(tmp_path))
 
 
+def test_flores_plus_parquet_layout_is_read(tmp_path):
+    from training.translation_eval import load_segments
+
+    for lang, lines in {"yor_Latn": ["Ọ̀kan.", "Èjì."], "eng_Latn": ["One.", "Two."], "zho_Hans": ["一。", "二。"]}.items():
+        (tmp_path / "dev" / "parquet").mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"id": [0, 1], "text": lines}), tmp_path / "dev" / "parquet" / f"{lang}.parquet")
+    segments = load_segments(["yor_Latn"], str(tmp_path), split="dev", pivots=["eng_Latn"])
+    assert [(s.direction, s.source, s.reference) for s in segments] == [
+        ("eng_Latn->yor_Latn", "One.", "Ọ̀kan."), ("eng_Latn->yor_Latn", "Two.", "Èjì."),
+        ("yor_Latn->eng_Latn", "Ọ̀kan.", "One."), ("yor_Latn->eng_Latn", "Èjì.", "Two."),
+    ]  # fmt: skip
+
+
 def test_baseline_adds_the_difference_per_direction_and_language(translation_run, tiny_llama, tmp_path):
     first_output, first = translation_run
     baseline = json.loads(json.dumps(first))
@@ -278,6 +291,9 @@ def test_the_trainers_call_scores_a_loaded_model_on_the_default_heldout_pairs(ti
     scores = evaluate_translation(model, AutoTokenizer.from_pretrained(tiny_llama), langs=DEFAULT_LANGS[:1], max_pairs_per_direction=1, max_new_tokens=2)
     assert isinstance(scores["chrf++"], float) and isinstance(scores["bleu"], float)
     assert len(scores["directions"]) == 4 and all(d["segments"] == 1 for d in scores["directions"].values())
+    beams = evaluate_translation(model, AutoTokenizer.from_pretrained(tiny_llama), langs=DEFAULT_LANGS[:1], max_pairs_per_direction=1,
+                                 max_new_tokens=2, num_beams=2, keep_outputs=True)  # fmt: skip
+    assert beams["settings"]["num_beams"] == 2 and len(beams["outputs"]) == 4
 
 
 def test_bad_language_code_stops_before_the_model_is_loaded(tmp_path, capsys):
