@@ -11,8 +11,8 @@ several).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import pyarrow.parquet as pq
 
@@ -30,7 +30,11 @@ def train_files(spec: str) -> list[Path]:
         repo, _, revision = spec.removeprefix("hf://datasets/").partition("@")
         if not spec.startswith("hf://datasets/") or repo.count("/") != 1:
             raise ValueError(f"--train-data {spec!r} should look like hf://datasets/<org>/<name>@<revision>")
-        folder = Path(snapshot_download(repo, repo_type="dataset", revision=revision or None, allow_patterns=["data/train-*.parquet"]))
+        folder = Path(
+            snapshot_download(
+                repo, repo_type="dataset", revision=revision or None, allow_patterns=["data/train-*.parquet"]
+            )
+        )
     else:
         folder = Path(spec)
         if not folder.is_dir():
@@ -48,7 +52,12 @@ def training_texts(files: Iterable[Path], batch_rows: int = 20_000) -> Iterator[
         if "messages" not in parquet.schema_arrow.names:
             raise ValueError(f"{file}: a training shard needs a messages column; has {parquet.schema_arrow.names}")
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=["messages"]):
-            yield [message["content"] for messages in batch.column(0).to_pylist() for message in messages or () if message.get("content")]
+            yield [
+                message["content"]
+                for messages in batch.column(0).to_pylist()
+                for message in messages or ()
+                if message.get("content")
+            ]
 
 
 def leaked_texts(eval_texts: list[str], train_batches: Iterable[list[str]], ngram: int = DEFAULT_NGRAM) -> set[str]:
@@ -68,12 +77,18 @@ def leaked_texts(eval_texts: list[str], train_batches: Iterable[list[str]], ngra
     canonical_candidates = [f" {' '.join(words)} " for words in word_lists(candidates)["words"].to_list()]
     for text, words, hit in zip(unique, word_lists(unique)["words"].to_list(), reverse.overlaps(unique)):
         canonical = f" {' '.join(words)} "
-        if hit and hit[1] != "quotes":  # "quotes" there means the evaluation text quotes a training text: not a leak
-            found.add(text)
-        elif words and len(words) < ngram and (
-            (len(words) >= MIN_QUOTE_WORDS and any(canonical in c for c in canonical_candidates))
-            or (len(canonical.replace(" ", "")) >= MIN_EXACT_CHARS and canonical in canonical_candidates)
-        ):
+        if (
+            hit
+            and hit[1] != "quotes"
+            or (
+                words
+                and len(words) < ngram
+                and (
+                    (len(words) >= MIN_QUOTE_WORDS and any(canonical in c for c in canonical_candidates))
+                    or (len(canonical.replace(" ", "")) >= MIN_EXACT_CHARS and canonical in canonical_candidates)
+                )
+            )
+        ):  # "quotes" there means the evaluation text quotes a training text: not a leak
             found.add(text)
     return found
 
@@ -86,5 +101,9 @@ def count_leaked(items: dict[str, list[list[str]]], train_data: str, ngram: int 
     report = {}
     for group, group_items in items.items():
         hits = [item for item in group_items if any(text in leaked for text in item)]
-        report[group] = {"items": len(group_items), "leaked": len(hits), "examples": [item[0][:200] for item in hits[:3]]}
+        report[group] = {
+            "items": len(group_items),
+            "leaked": len(hits),
+            "examples": [item[0][:200] for item in hits[:3]],
+        }
     return report

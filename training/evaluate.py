@@ -26,35 +26,73 @@ log = logging.getLogger("training.evaluate")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="a Hugging Face model folder (as training/ exports) or a cached Hub id")
+    parser.add_argument(
+        "--model", required=True, help="a Hugging Face model folder (as training/ exports) or a cached Hub id"
+    )
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder or id (default: the model's)")
     parser.add_argument("--suite", default="all", choices=(*SUITES, "all"))
-    parser.add_argument("--langs", default=",".join(("deu_Latn", "fra_Latn", "swh_Latn", "yor_Latn")),
-                        help="'all' or FLORES-200 codes, comma-separated")  # fmt: skip
+    parser.add_argument(
+        "--langs", default="deu_Latn,fra_Latn,swh_Latn,yor_Latn", help="'all' or FLORES-200 codes, comma-separated"
+    )
     parser.add_argument("--output", required=True, help="folder for results.json, report.md and scores.png")
-    parser.add_argument("--baseline", default=None, help="results.json of an earlier run (the base model) to compare with")
-    parser.add_argument("--train-data", default=None, help="training dataset version to count leaked items in: a local build folder or hf://datasets/org/name@rev")
+    parser.add_argument(
+        "--baseline", default=None, help="results.json of an earlier run (the base model) to compare with"
+    )
+    parser.add_argument(
+        "--train-data",
+        default=None,
+        help="training dataset version to count leaked items in: a local build folder or hf://datasets/org/name@rev",
+    )
     parser.add_argument("--ngram", type=int, default=13, help="contamination: shared word run that counts as overlap")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (on a machine shared with other jobs, 1 can be 10x faster than 2: idle threads spin)")  # fmt: skip
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (on a machine shared with other jobs, 1 can be 10x faster than 2: idle threads spin)",
+    )
     translation = parser.add_argument_group("translation")
-    translation.add_argument("--data", default=None, help="udhr (default: held-out articles of the embedded corpus), a FLORES-200-layout folder, or hf://datasets/org/name@rev")
-    translation.add_argument("--split", default=None, help="udhr: test|validation; FLORES: dev|devtest (default test / devtest)")
+    translation.add_argument(
+        "--data",
+        default=None,
+        help="udhr (default: held-out articles of the embedded corpus), a FLORES-200-layout folder, or hf://datasets/org/name@rev",
+    )
+    translation.add_argument(
+        "--split", default=None, help="udhr: test|validation; FLORES: dev|devtest (default test / devtest)"
+    )
     translation.add_argument("--pivots", default="eng_Latn,zho_Hans", help="X<->pivot directions for these pivots")
     translation.add_argument("--max-segments", type=int, default=None, help="at most this many segments per direction")
-    translation.add_argument("--prompt-format", default="auto", help="auto (the tokenizer's chat template), bayling-llama2, bayling-llama3")
-    translation.add_argument("--phrasing", type=int, default=0, help="which instruction phrasing of pipelines/steps/templates.py")
+    translation.add_argument(
+        "--prompt-format", default="auto", help="auto (the tokenizer's chat template), bayling-llama2, bayling-llama3"
+    )
+    translation.add_argument(
+        "--phrasing", type=int, default=0, help="which instruction phrasing of pipelines/steps/templates.py"
+    )
     translation.add_argument("--max-new-tokens", type=int, default=256)
     translation.add_argument("--num-beams", type=int, default=1, help="1: greedy")
-    translation.add_argument("--engine", default="auto", choices=("auto", "transformers", "vllm"), help="auto: vLLM when installed and greedy")
-    translation.add_argument("--comet-model", default=None, help="local COMET checkpoint (model.ckpt); needs unbabel-comet")
+    translation.add_argument(
+        "--engine",
+        default="auto",
+        choices=("auto", "transformers", "vllm"),
+        help="auto: vLLM when installed and greedy",
+    )
+    translation.add_argument(
+        "--comet-model", default=None, help="local COMET checkpoint (model.ckpt); needs unbabel-comet"
+    )
     harness = parser.add_argument_group("knowledge / english (lm-evaluation-harness)")
-    harness.add_argument("--lm-eval-tasks", default=None, help="instead of the table: <code>:<task>,... e.g. deu_Latn:xnli_de (eng_Latn tasks form the english suite)")
+    harness.add_argument(
+        "--lm-eval-tasks",
+        default=None,
+        help="instead of the table: <code>:<task>,... e.g. deu_Latn:xnli_de (eng_Latn tasks form the english suite)",
+    )
     harness.add_argument("--lm-eval-include", default=None, help="folder of extra task YAML files")
-    harness.add_argument("--lm-eval-no-defaults", action="store_true", help="index only --lm-eval-include's tasks (starts in seconds, not tens of seconds)")
+    harness.add_argument(
+        "--lm-eval-no-defaults",
+        action="store_true",
+        help="index only --lm-eval-include's tasks (starts in seconds, not tens of seconds)",
+    )
     harness.add_argument("--limit", type=int, default=None, help="at most this many documents per task")
     harness.add_argument("--num-fewshot", type=int, default=None)
     return parser.parse_args(argv)
@@ -103,19 +141,34 @@ def run_translation(args, model, tokenizer) -> dict:
     pivots = [p for p in args.pivots.replace(" ", "").split(",") if p]
     langs = [lang for lang in langs if lang not in PIVOTS or lang in pivots]
     segments = load_segments(langs, args.data, args.split, args.max_segments, pivots)
-    leaks = _count(args, {d: [[s.source, s.reference] for s in segments if s.direction == d] for d in _groups(segments)})
+    leaks = _count(
+        args, {d: [[s.source, s.reference] for s in segments if s.direction == d] for d in _groups(segments)}
+    )
     engine = args.engine
     use_path = engine == "vllm" or (engine == "auto" and args.num_beams == 1 and _vllm_installed())
     scores = evaluate_translation(
-        args.model if use_path else model, tokenizer, segments, prompt_format=args.prompt_format, phrasing=args.phrasing,
-        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
-        engine="vllm" if use_path else "transformers", comet_model=args.comet_model, keep_outputs=True,
-    )  # fmt: skip
+        args.model if use_path else model,
+        tokenizer,
+        segments,
+        prompt_format=args.prompt_format,
+        phrasing=args.phrasing,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        num_beams=args.num_beams,
+        engine="vllm" if use_path else "transformers",
+        comet_model=args.comet_model,
+        keep_outputs=True,
+    )
     rows = {}
     for direction, score in scores["directions"].items():
         rows[direction] = {**score, "lang": _x_lang(direction), **_leak_fields(leaks, direction)}
-    return {"metric": "chrf++", "rows": rows, "by_language": _by_language(rows, "chrf++"), "settings": scores["settings"],
-            "outputs": scores["outputs"]}  # fmt: skip
+    return {
+        "metric": "chrf++",
+        "rows": rows,
+        "by_language": _by_language(rows, "chrf++"),
+        "settings": scores["settings"],
+        "outputs": scores["outputs"],
+    }
 
 
 def run_harness(args, model, tokenizer, suite: str) -> dict:
@@ -139,8 +192,16 @@ def run_harness(args, model, tokenizer, suite: str) -> dict:
             except Exception as error:  # noqa: BLE001 - its data may not be reachable; run_tasks reports that
                 log.warning("contamination: cannot read the documents of %s: %s", task, error)
         leaks = _count(args, documents)
-    results = run_tasks(model, tokenizer, tasks, manager, batch_size=args.batch_size, limit=args.limit,
-                        num_fewshot=args.num_fewshot, device=args.device)  # fmt: skip
+    results = run_tasks(
+        model,
+        tokenizer,
+        tasks,
+        manager,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        num_fewshot=args.num_fewshot,
+        device=args.device,
+    )
     rows = {task: {**entry, **_leak_fields(leaks, task)} for task, entry in results.items()}
     return {"metric": "score", "rows": rows, "by_language": _by_language(rows, "score")}
 
@@ -153,8 +214,11 @@ def _count(args, items: dict[str, list[list[str]]]) -> dict | None:
     started = time.perf_counter()
     leaks = count_leaked(items, args.train_data, args.ngram)
     total = sum(v["leaked"] for v in leaks.values())
-    print(f"contamination: {total} of {sum(v['items'] for v in leaks.values())} evaluation items occur in {args.train_data} "
-          f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)  # fmt: skip
+    print(
+        f"contamination: {total} of {sum(v['items'] for v in leaks.values())} evaluation items occur in {args.train_data} "
+        f"({time.perf_counter() - started:.1f} s)",
+        file=sys.stderr,
+    )
     return leaks
 
 
@@ -223,12 +287,18 @@ def _delta(value) -> str:
 
 
 def markdown_report(results: dict) -> str:
-    lines = [f"# Evaluation of `{results['model']}`", "", f"{results['created']}; suites: {', '.join(results['suites'])}."]
+    lines = [
+        f"# Evaluation of `{results['model']}`",
+        "",
+        f"{results['created']}; suites: {', '.join(results['suites'])}.",
+    ]
     has_base = results.get("baseline") is not None
     if has_base:
         lines.append(f"Δ: difference to the baseline `{results['baseline']}`.")
     if results.get("train_data"):
-        lines.append(f"Leaked: evaluation items that occur in the training data `{results['train_data']}` (counted before scoring).")
+        lines.append(
+            f"Leaked: evaluation items that occur in the training data `{results['train_data']}` (counted before scoring)."
+        )
     for suite, found in results["suites"].items():
         lines += ["", f"## {suite.capitalize()}", ""]
         if not found["rows"]:
@@ -236,14 +306,25 @@ def markdown_report(results: dict) -> str:
             continue
         if suite == "translation":
             settings = found["settings"]
-            lines.append(f"chrF++ and BLEU (sacreBLEU), {settings['engine']} generation, prompt format {settings['prompt_format']}, "
-                         f"beams {settings['num_beams']}, data {settings['data']}; COMET: {settings['comet']}.")  # fmt: skip
+            lines.append(
+                f"chrF++ and BLEU (sacreBLEU), {settings['engine']} generation, prompt format {settings['prompt_format']}, "
+                f"beams {settings['num_beams']}, data {settings['data']}; COMET: {settings['comet']}."
+            )
             lines.append("")
-            header = ["direction", "segments", "chrF++", "BLEU", "BLEU tokenizer", "COMET", "leaked"] + (["Δ chrF++"] if has_base else [])
+            header = ["direction", "segments", "chrF++", "BLEU", "BLEU tokenizer", "COMET", "leaked"] + (
+                ["Δ chrF++"] if has_base else []
+            )
             lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             for direction, row in found["rows"].items():
-                cells = [direction, row["segments"], _cell(row["chrf++"]), _cell(row["bleu"]), row["bleu_tokenizer"],
-                         _cell(row["comet"]), _cell(row["leaked"])] + ([_delta(row.get("delta"))] if has_base else [])  # fmt: skip
+                cells = [
+                    direction,
+                    row["segments"],
+                    _cell(row["chrf++"]),
+                    _cell(row["bleu"]),
+                    row["bleu_tokenizer"],
+                    _cell(row["comet"]),
+                    _cell(row["leaked"]),
+                ] + ([_delta(row.get("delta"))] if has_base else [])
                 lines.append("| " + " | ".join(map(str, cells)) + " |")
         else:
             header = ["task", "language", "metric", "score", "documents", "leaked"] + (["Δ"] if has_base else [])
@@ -260,7 +341,14 @@ def markdown_report(results: dict) -> str:
             header = ["language", "score"] + (["baseline", "Δ"] if has_base else [])
             lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             for lang, score in found["by_language"].items():
-                extra = [_cell(found.get("by_language_baseline", {}).get(lang)), _delta(found.get("by_language_delta", {}).get(lang))] if has_base else []
+                extra = (
+                    [
+                        _cell(found.get("by_language_baseline", {}).get(lang)),
+                        _delta(found.get("by_language_delta", {}).get(lang)),
+                    ]
+                    if has_base
+                    else []
+                )
                 lines.append("| " + " | ".join([lang, _cell(score)] + extra) + " |")
     lines += ["", "![per-language scores](scores.png)", ""]
     return "\n".join(lines)
@@ -273,15 +361,35 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     suites = [(name, found) for name, found in results["suites"].items() if found["by_language"]]
-    figure, axes = plt.subplots(len(suites) or 1, 1, figsize=(max(6, 0.5 * max((len(f["by_language"]) for _, f in suites), default=4) + 2), 3.2 * max(len(suites), 1)), squeeze=False)
+    figure, axes = plt.subplots(
+        len(suites) or 1,
+        1,
+        figsize=(
+            max(6, 0.5 * max((len(f["by_language"]) for _, f in suites), default=4) + 2),
+            3.2 * max(len(suites), 1),
+        ),
+        squeeze=False,
+    )
     for axis, (name, found) in zip(axes[:, 0], suites):
         langs = list(found["by_language"])
         positions = range(len(langs))
         base = found.get("by_language_baseline")
         width = 0.4 if base else 0.8
         if base:
-            axis.bar([p - width / 2 for p in positions], [base.get(lang) or 0 for lang in langs], width, label="baseline", color="#bbbbbb")
-        axis.bar([p + (width / 2 if base else 0) for p in positions], [found["by_language"][lang] for lang in langs], width, label="model", color="#3b6ea5")
+            axis.bar(
+                [p - width / 2 for p in positions],
+                [base.get(lang) or 0 for lang in langs],
+                width,
+                label="baseline",
+                color="#bbbbbb",
+            )
+        axis.bar(
+            [p + (width / 2 if base else 0) for p in positions],
+            [found["by_language"][lang] for lang in langs],
+            width,
+            label="model",
+            color="#3b6ea5",
+        )
         axis.set_xticks(list(positions), langs, rotation=60, ha="right", fontsize=8)
         axis.set_xlim(-0.75, max(len(langs), 4) - 0.25)  # a bar or two stay bar-wide
         axis.set_ylabel("chrF++" if name == "translation" else "score (%)")
@@ -304,7 +412,9 @@ def evaluate(args: argparse.Namespace) -> dict:
         except (OSError, json.JSONDecodeError) as error:
             raise SystemExit(f"error: --baseline {args.baseline}: {error}") from None
         if "suites" not in baseline:
-            raise SystemExit(f"error: --baseline {args.baseline}: not a results.json of training.evaluate (no 'suites' key)")
+            raise SystemExit(
+                f"error: --baseline {args.baseline}: not a results.json of training.evaluate (no 'suites' key)"
+            )
     suites = SUITES if args.suite == "all" else (args.suite,)
     for suite in suites:  # a bad language code stops the run before the model is loaded
         resolve_langs(args.langs, suite, args.data)
@@ -313,14 +423,25 @@ def evaluate(args: argparse.Namespace) -> dict:
     except OSError as error:
         raise ValueError(f"--model {args.model}: cannot load it ({error})") from None
     results: dict[str, Any] = {
-        "model": args.model, "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        "arguments": {k: v for k, v in vars(args).items()}, "baseline": args.baseline, "train_data": args.train_data, "suites": {},
-    }  # fmt: skip
+        "model": args.model,
+        "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "arguments": {k: v for k, v in vars(args).items()},
+        "baseline": args.baseline,
+        "train_data": args.train_data,
+        "suites": {},
+    }
     for suite in suites:
         started = time.perf_counter()
-        results["suites"][suite] = run_translation(args, model, tokenizer) if suite == "translation" else run_harness(args, model, tokenizer, suite)
+        results["suites"][suite] = (
+            run_translation(args, model, tokenizer)
+            if suite == "translation"
+            else run_harness(args, model, tokenizer, suite)
+        )
         results["suites"][suite]["seconds"] = round(time.perf_counter() - started, 1)
-        print(f"{suite}: {results['suites'][suite]['by_language']} ({results['suites'][suite]['seconds']} s)", file=sys.stderr)
+        print(
+            f"{suite}: {results['suites'][suite]['by_language']} ({results['suites'][suite]['seconds']} s)",
+            file=sys.stderr,
+        )
     if baseline:
         add_baseline(results, baseline)
     output.mkdir(parents=True, exist_ok=True)

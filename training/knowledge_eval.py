@@ -10,33 +10,73 @@ accuracy where the harness gives it. Tasks of your own (YAML in the harness's ta
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 # Belebele covers these FLORES-200 codes under its own task names (belebele_<code>).
-BELEBELE = """acm_Arab afr_Latn als_Latn amh_Ethi apc_Arab arb_Arab arb_Latn ars_Arab ary_Arab arz_Arab asm_Beng azj_Latn
-bam_Latn ben_Beng ben_Latn bod_Tibt bul_Cyrl cat_Latn ceb_Latn ces_Latn ckb_Arab dan_Latn deu_Latn ell_Grek eng_Latn
-est_Latn eus_Latn fin_Latn fra_Latn fuv_Latn gaz_Latn grn_Latn guj_Gujr hat_Latn hau_Latn heb_Hebr hin_Deva hin_Latn
-hrv_Latn hun_Latn hye_Armn ibo_Latn ilo_Latn ind_Latn isl_Latn ita_Latn jav_Latn jpn_Jpan kac_Latn kan_Knda kat_Geor
-kaz_Cyrl kea_Latn khk_Cyrl khm_Khmr kin_Latn kir_Cyrl kor_Hang lao_Laoo lin_Latn lit_Latn lug_Latn luo_Latn lvs_Latn
-mal_Mlym mar_Deva mkd_Cyrl mlt_Latn mri_Latn mya_Mymr nld_Latn nob_Latn npi_Deva npi_Latn nso_Latn nya_Latn ory_Orya
-pan_Guru pbt_Arab pes_Arab plt_Latn pol_Latn por_Latn ron_Latn rus_Cyrl shn_Mymr sin_Latn sin_Sinh slk_Latn slv_Latn
-sna_Latn snd_Arab som_Latn sot_Latn spa_Latn srp_Cyrl ssw_Latn sun_Latn swe_Latn swh_Latn tam_Taml tel_Telu tgk_Cyrl
-tgl_Latn tha_Thai tir_Ethi tsn_Latn tso_Latn tur_Latn ukr_Cyrl urd_Arab urd_Latn uzn_Latn vie_Latn war_Latn wol_Latn
-xho_Latn yor_Latn zho_Hans zho_Hant zsm_Latn zul_Latn""".split()
+BELEBELE = """
+acm_Arab afr_Latn als_Latn amh_Ethi apc_Arab arb_Arab arb_Latn ars_Arab ary_Arab arz_Arab asm_Beng azj_Latn bam_Latn
+ben_Beng ben_Latn bod_Tibt bul_Cyrl cat_Latn ceb_Latn ces_Latn ckb_Arab dan_Latn deu_Latn ell_Grek eng_Latn est_Latn
+eus_Latn fin_Latn fra_Latn fuv_Latn gaz_Latn grn_Latn guj_Gujr hat_Latn hau_Latn heb_Hebr hin_Deva hin_Latn hrv_Latn
+hun_Latn hye_Armn ibo_Latn ilo_Latn ind_Latn isl_Latn ita_Latn jav_Latn jpn_Jpan kac_Latn kan_Knda kat_Geor kaz_Cyrl
+kea_Latn khk_Cyrl khm_Khmr kin_Latn kir_Cyrl kor_Hang lao_Laoo lin_Latn lit_Latn lug_Latn luo_Latn lvs_Latn mal_Mlym
+mar_Deva mkd_Cyrl mlt_Latn mri_Latn mya_Mymr nld_Latn nob_Latn npi_Deva npi_Latn nso_Latn nya_Latn ory_Orya pan_Guru
+pbt_Arab pes_Arab plt_Latn pol_Latn por_Latn ron_Latn rus_Cyrl shn_Mymr sin_Latn sin_Sinh slk_Latn slv_Latn sna_Latn
+snd_Arab som_Latn sot_Latn spa_Latn srp_Cyrl ssw_Latn sun_Latn swe_Latn swh_Latn tam_Taml tel_Telu tgk_Cyrl tgl_Latn
+tha_Thai tir_Ethi tsn_Latn tso_Latn tur_Latn ukr_Cyrl urd_Arab urd_Latn uzn_Latn vie_Latn war_Latn wol_Latn xho_Latn
+yor_Latn zho_Hans zho_Hant zsm_Latn zul_Latn
+""".split()  # noqa: SIM905 - a table is easier to read as words
 
 # The other families name languages by ISO 639-1 (or their own) codes.
 _ISO = {
-    "arb_Arab": "ar", "ben_Beng": "bn", "bul_Cyrl": "bg", "cat_Latn": "ca", "dan_Latn": "da", "deu_Latn": "de",
-    "ell_Grek": "el", "eng_Latn": "en", "est_Latn": "et", "eus_Latn": "eu", "fra_Latn": "fr", "guj_Gujr": "gu",
-    "hat_Latn": "ht", "hin_Deva": "hi", "hrv_Latn": "hr", "hun_Latn": "hu", "hye_Armn": "hy", "ind_Latn": "id",
-    "isl_Latn": "is", "ita_Latn": "it", "jpn_Jpan": "jp", "kan_Knda": "kn", "mal_Mlym": "ml", "mar_Deva": "mr",
-    "mya_Mymr": "my", "nld_Latn": "nl", "nob_Latn": "nb", "npi_Deva": "ne", "por_Latn": "pt", "quy_Latn": "qu",
-    "ron_Latn": "ro", "rus_Cyrl": "ru", "slk_Latn": "sk", "spa_Latn": "es", "srp_Cyrl": "sr", "swe_Latn": "sv",
-    "swh_Latn": "sw", "tam_Taml": "ta", "tel_Telu": "te", "tha_Thai": "th", "tur_Latn": "tr", "ukr_Cyrl": "uk",
-    "urd_Arab": "ur", "vie_Latn": "vi", "zho_Hans": "zh",
-}  # fmt: skip
+    "arb_Arab": "ar",
+    "ben_Beng": "bn",
+    "bul_Cyrl": "bg",
+    "cat_Latn": "ca",
+    "dan_Latn": "da",
+    "deu_Latn": "de",
+    "ell_Grek": "el",
+    "eng_Latn": "en",
+    "est_Latn": "et",
+    "eus_Latn": "eu",
+    "fra_Latn": "fr",
+    "guj_Gujr": "gu",
+    "hat_Latn": "ht",
+    "hin_Deva": "hi",
+    "hrv_Latn": "hr",
+    "hun_Latn": "hu",
+    "hye_Armn": "hy",
+    "ind_Latn": "id",
+    "isl_Latn": "is",
+    "ita_Latn": "it",
+    "jpn_Jpan": "jp",
+    "kan_Knda": "kn",
+    "mal_Mlym": "ml",
+    "mar_Deva": "mr",
+    "mya_Mymr": "my",
+    "nld_Latn": "nl",
+    "nob_Latn": "nb",
+    "npi_Deva": "ne",
+    "por_Latn": "pt",
+    "quy_Latn": "qu",
+    "ron_Latn": "ro",
+    "rus_Cyrl": "ru",
+    "slk_Latn": "sk",
+    "spa_Latn": "es",
+    "srp_Cyrl": "sr",
+    "swe_Latn": "sv",
+    "swh_Latn": "sw",
+    "tam_Taml": "ta",
+    "tel_Telu": "te",
+    "tha_Thai": "th",
+    "tur_Latn": "tr",
+    "ukr_Cyrl": "uk",
+    "urd_Arab": "ur",
+    "vie_Latn": "vi",
+    "zho_Hans": "zh",
+}
 _FAMILIES = {  # task name template -> the ISO codes the harness has it for
     "xcopa_{}": "et ht id it qu sw ta th tr vi zh",
     "xstorycloze_{}": "ar es eu hi id my ru sw te zh",
@@ -68,7 +108,9 @@ def select_tasks(suite: str, langs: Iterable[str] | None) -> dict[str, list[str]
         return {"eng_Latn": list(ENGLISH_TASKS)}
     if suite != "knowledge":
         raise ValueError(f"suite {suite!r}: knowledge or english")
-    chosen = KNOWLEDGE_TASKS if langs is None else {lang: KNOWLEDGE_TASKS[lang] for lang in langs if lang in KNOWLEDGE_TASKS}
+    chosen = (
+        KNOWLEDGE_TASKS if langs is None else {lang: KNOWLEDGE_TASKS[lang] for lang in langs if lang in KNOWLEDGE_TASKS}
+    )
     return {lang: list(tasks) for lang, tasks in sorted(chosen.items())}
 
 
@@ -89,7 +131,9 @@ def preferred_metric(metrics: dict[str, Any]) -> tuple[str, float] | None:
     for name in ("acc_norm,none", "acc,none", "exact_match,none", "f1,none"):
         if isinstance(metrics.get(name), (int, float)):
             return name.split(",")[0], float(metrics[name])
-    numeric = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and "stderr" not in k and k != "samples"]
+    numeric = [
+        (k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and "stderr" not in k and k != "samples"
+    ]
     return (numeric[0][0].split(",")[0], float(numeric[0][1])) if numeric else None
 
 
@@ -121,8 +165,17 @@ def make_task_manager(include_path: str | None = None, include_defaults: bool = 
     return TaskManager(include_path=include_path, include_defaults=include_defaults)
 
 
-def run_tasks(model: Any, tokenizer: Any, tasks_by_lang: dict[str, list[str]], task_manager: Any, *, batch_size: int = 8,
-              limit: int | None = None, num_fewshot: int | None = None, device: str = "cpu") -> dict[str, dict]:  # fmt: skip
+def run_tasks(
+    model: Any,
+    tokenizer: Any,
+    tasks_by_lang: dict[str, list[str]],
+    task_manager: Any,
+    *,
+    batch_size: int = 8,
+    limit: int | None = None,
+    num_fewshot: int | None = None,
+    device: str = "cpu",
+) -> dict[str, dict]:
     """task -> {lang, metric, score, n, error}; a task that cannot be loaded or run gets its error instead."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
@@ -138,8 +191,16 @@ def run_tasks(model: Any, tokenizer: Any, tasks_by_lang: dict[str, list[str]], t
                 entry["error"] = "not a task of the installed lm-eval (nor of --lm-eval-include)"
                 continue
             try:
-                output = simple_evaluate(model=lm, tasks=[task], task_manager=task_manager, limit=limit, num_fewshot=num_fewshot,
-                                         log_samples=False, bootstrap_iters=0, verbosity="WARNING")  # fmt: skip
+                output = simple_evaluate(
+                    model=lm,
+                    tasks=[task],
+                    task_manager=task_manager,
+                    limit=limit,
+                    num_fewshot=num_fewshot,
+                    log_samples=False,
+                    bootstrap_iters=0,
+                    verbosity="WARNING",
+                )
             except Exception as error:  # noqa: BLE001 - the harness raises many kinds (data not reachable offline, ...)
                 entry["error"] = f"{type(error).__name__}: {str(error)[:300]}"
                 log.warning("lm-eval task %s failed: %s", task, entry["error"])

@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from pipelines.steps.templates import PHRASINGS
 from schemas.language_codes import PIVOTS, language_name
@@ -61,8 +62,13 @@ def directions(langs: Iterable[str], pivots: Sequence[str] = PIVOTS) -> list[tup
 # ---- data ----------------------------------------------------------------------------------------------------
 
 
-def load_segments(langs: Iterable[str], data: str | None = None, split: str | None = None,
-                  max_per_direction: int | None = None, pivots: Sequence[str] = PIVOTS) -> list[Segment]:  # fmt: skip
+def load_segments(
+    langs: Iterable[str],
+    data: str | None = None,
+    split: str | None = None,
+    max_per_direction: int | None = None,
+    pivots: Sequence[str] = PIVOTS,
+) -> list[Segment]:
     """The segments of every direction of `langs` and `pivots` (see the module's docstring for `data`)."""
     unknown = set(pivots) - set(PIVOTS)
     if unknown:
@@ -89,7 +95,9 @@ def _udhr_segments(pairs: list[tuple[str, str]], split: str) -> list[Segment]:
     from pipelines.steps.read_udhr import align
 
     if split not in ("test", "validation"):
-        raise ValueError(f"split {split!r}: the embedded corpus holds out 'test' (articles 28-30) and 'validation' (25-27)")
+        raise ValueError(
+            f"split {split!r}: the embedded corpus holds out 'test' (articles 28-30) and 'validation' (25-27)"
+        )
     corpus = load_udhr().sort("lang", "article", "paragraph")
     by_lang = {lang: group for (lang,), group in corpus.group_by("lang")}
     missing = sorted({lang for pair in pairs for lang in pair} - set(by_lang))
@@ -104,12 +112,20 @@ def _udhr_segments(pairs: list[tuple[str, str]], split: str) -> list[Segment]:
 
 
 def _flores_file(folder: Path, split: str, lang: str) -> Path:
-    for pattern in (f"{split}/{lang}.{split}", f"{split}/{lang}.txt", f"{split}/{lang}.parquet", f"{split}/**/{lang}.parquet",
-                    f"{split}/**/{lang}.{split}", f"{split}/**/{lang}.txt"):  # fmt: skip
+    for pattern in (
+        f"{split}/{lang}.{split}",
+        f"{split}/{lang}.txt",
+        f"{split}/{lang}.parquet",
+        f"{split}/**/{lang}.parquet",
+        f"{split}/**/{lang}.{split}",
+        f"{split}/**/{lang}.txt",
+    ):
         found = sorted(folder.glob(pattern))
         if found:
             return found[0]
-    raise FileNotFoundError(f"{folder}: no {split} file for {lang} (looked for {split}/{lang}.{split}, .txt or .parquet)")
+    raise FileNotFoundError(
+        f"{folder}: no {split} file for {lang} (looked for {split}/{lang}.{split}, .txt or .parquet)"
+    )
 
 
 def _flores_lines(file: Path) -> list[str]:
@@ -126,10 +142,15 @@ def _flores_lines(file: Path) -> list[str]:
 def _flores_segments(folder: Path, pairs: list[tuple[str, str]], split: str) -> list[Segment]:
     if not folder.is_dir():
         raise FileNotFoundError(f"translation data folder not found: {folder}")
-    lines = {lang: _flores_lines(_flores_file(folder, split, lang)) for lang in sorted({lang for pair in pairs for lang in pair})}
+    lines = {
+        lang: _flores_lines(_flores_file(folder, split, lang))
+        for lang in sorted({lang for pair in pairs for lang in pair})
+    }
     counts = {lang: len(text) for lang, text in lines.items()}
     if len(set(counts.values())) > 1:
-        raise ValueError(f"{folder}/{split}: the languages have different line counts, so lines are not aligned: {counts}")
+        raise ValueError(
+            f"{folder}/{split}: the languages have different line counts, so lines are not aligned: {counts}"
+        )
     return [
         Segment(src, tgt, s, t, f"{folder.name}/{split}:{i}")
         for src, tgt in pairs
@@ -161,14 +182,20 @@ def prompt_messages(segment: Segment, phrasing: int = 0) -> list[dict]:
     pivot = instruction_language(segment.src_lang, segment.tgt_lang)
     name_language = "en" if pivot == "eng_Latn" else "zh"
     text = PHRASINGS[pivot][phrasing].format(
-        src=language_name(segment.src_lang, name_language), tgt=language_name(segment.tgt_lang, name_language), text=segment.source
+        src=language_name(segment.src_lang, name_language),
+        tgt=language_name(segment.tgt_lang, name_language),
+        text=segment.source,
     )
     return [{"role": "user", "content": text}]
 
 
-def encode_prompts(segments: Sequence[Segment], tokenizer: Any, prompt_format: str = "auto", phrasing: int = 0) -> list[list[int]]:
+def encode_prompts(
+    segments: Sequence[Segment], tokenizer: Any, prompt_format: str = "auto", phrasing: int = 0
+) -> list[list[int]]:
     try:
-        from training.chat_format import encode_prompt  # the trainer's own formatting, so the model sees what it learned
+        from training.chat_format import (
+            encode_prompt,
+        )  # the trainer's own formatting, so the model sees what it learned
     except ImportError:
         # TODO(eval7): training/chat_format.py comes from the traindata6 branch; drop this fallback once it is
         # merged. Until then only the tokenizer's own chat template ("auto") can be rendered.
@@ -189,12 +216,20 @@ def _template_prompt(messages: list[dict], tokenizer: Any, style: str) -> list[i
 def stop_token_ids(tokenizer: Any) -> list[int]:
     """EOS and the end-of-turn tokens of the chat formats (a chat model ends its answer with them)."""
     vocabulary = tokenizer.get_vocab()
-    ids = [tokenizer.eos_token_id] + [vocabulary[t] for t in ("<|eot_id|>", "<|im_end|>", "<|end_of_text|>") if t in vocabulary]
+    ids = [tokenizer.eos_token_id] + [
+        vocabulary[t] for t in ("<|eot_id|>", "<|im_end|>", "<|end_of_text|>") if t in vocabulary
+    ]
     return list(dict.fromkeys(i for i in ids if i is not None))
 
 
-def generate_transformers(model: Any, tokenizer: Any, prompts: list[list[int]], batch_size: int = 8, max_new_tokens: int = 256,
-                          num_beams: int = 1) -> list[str]:  # fmt: skip
+def generate_transformers(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[int]],
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    num_beams: int = 1,
+) -> list[str]:
     """Greedy (num_beams=1) or beam-search answers, batched with left padding; longest prompts first, so a batch
     holds prompts of similar length. Returned in the order of `prompts`."""
     import torch
@@ -214,9 +249,14 @@ def generate_transformers(model: Any, tokenizer: Any, prompts: list[list[int]], 
         attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=device)
         with torch.no_grad():
             output = model.generate(
-                input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens, do_sample=False,
-                num_beams=num_beams, eos_token_id=stops, pad_token_id=pad,
-            )  # fmt: skip
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=num_beams,
+                eos_token_id=stops,
+                pad_token_id=pad,
+            )
         texts = tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
         for i, text in zip(order[start : start + batch_size], texts):
             answers[i] = text.strip()
@@ -270,7 +310,9 @@ def score_direction(hypotheses: list[str], references: list[str], tgt_lang: str)
     }
 
 
-def comet_scores(segments: Sequence[Segment], hypotheses: list[str], checkpoint: str | None, batch_size: int = 8) -> dict[str, float] | str:
+def comet_scores(
+    segments: Sequence[Segment], hypotheses: list[str], checkpoint: str | None, batch_size: int = 8
+) -> dict[str, float] | str:
     """System COMET per direction, or the reason there is none."""
     if not checkpoint:
         return "no --comet-model checkpoint given"
@@ -292,11 +334,24 @@ def comet_scores(segments: Sequence[Segment], hypotheses: list[str], checkpoint:
 # ---- the whole evaluation ------------------------------------------------------------------------------------
 
 
-def evaluate_translation(model: Any, tokenizer: Any = None, segments: Sequence[Segment] | None = None, *,
-                         langs: Iterable[str] = DEFAULT_LANGS, data: str | None = None, split: str | None = None,
-                         prompt_format: str = "auto", phrasing: int = 0, batch_size: int = 8, max_new_tokens: int = 256,
-                         num_beams: int = 1, max_pairs_per_direction: int | None = None, engine: str = "transformers",
-                         comet_model: str | None = None, keep_outputs: bool = False) -> dict:  # fmt: skip
+def evaluate_translation(
+    model: Any,
+    tokenizer: Any = None,
+    segments: Sequence[Segment] | None = None,
+    *,
+    langs: Iterable[str] = DEFAULT_LANGS,
+    data: str | None = None,
+    split: str | None = None,
+    prompt_format: str = "auto",
+    phrasing: int = 0,
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    num_beams: int = 1,
+    max_pairs_per_direction: int | None = None,
+    engine: str = "transformers",
+    comet_model: str | None = None,
+    keep_outputs: bool = False,
+) -> dict:
     """Translate every segment and score each direction.
 
     `model`: a loaded causal LM (as in the training loop) or the path of a Hugging Face folder (needed for
@@ -335,16 +390,24 @@ def evaluate_translation(model: Any, tokenizer: Any = None, segments: Sequence[S
     for direction, indices in sorted(by_direction.items()):
         tgt_lang = segments[indices[0]].tgt_lang
         scores = score_direction([hypotheses[i] for i in indices], [segments[i].reference for i in indices], tgt_lang)
-        results[direction] = {"segments": len(indices), **scores, "comet": comet.get(direction) if isinstance(comet, dict) else None}
+        results[direction] = {
+            "segments": len(indices),
+            **scores,
+            "comet": comet.get(direction) if isinstance(comet, dict) else None,
+        }
     summary = {
         "chrf++": round(sum(r["chrf++"] for r in results.values()) / len(results), 4),
         "bleu": round(sum(r["bleu"] for r in results.values()) / len(results), 4),
         "directions": results,
         "settings": {
-            "engine": "vllm" if use_vllm else "transformers", "prompt_format": prompt_format, "phrasing": phrasing,
-            "num_beams": num_beams, "max_new_tokens": max_new_tokens, "data": data or "udhr",
+            "engine": "vllm" if use_vllm else "transformers",
+            "prompt_format": prompt_format,
+            "phrasing": phrasing,
+            "num_beams": num_beams,
+            "max_new_tokens": max_new_tokens,
+            "data": data or "udhr",
             "comet": "scored" if isinstance(comet, dict) else comet,
-        },  # fmt: skip
+        },
     }
     if keep_outputs:
         summary["outputs"] = [{**asdict(s), "hypothesis": h} for s, h in zip(segments, hypotheses)]

