@@ -158,19 +158,25 @@ class Publisher:
 
     def differences(self, files: dict[str, LocalFile], tree: dict) -> tuple[list[LocalFile], list[str]]:
         """Files to send and repository files to delete so that the tree holds exactly `files`."""
-        to_send = [f for path, f in sorted(files.items()) if not same_file(f, tree.get(path))]
+        last = ("README.md", MANIFEST_NAME)  # the card (configs) and the manifest land with or after the data they describe
+        to_send = [f for path, f in sorted(files.items(), key=lambda kv: (kv[0] in last, kv[0])) if not same_file(f, tree.get(path))]
         to_delete = sorted(path for path in tree if path not in files and path not in KEEP_REMOTE)
         return to_send, to_delete
 
     def upload(self, files: dict[str, LocalFile], version: str) -> int:
         """Commit what the branch lacks, a batch at a time, until it holds `files`; returns the commits made.
         Each round starts from what the branch holds now, so a retry never sends what already landed."""
-        commits, failures = 0, 0
+        commits, failures, stalled, left = 0, 0, 0, None
         while True:
             try:
                 to_send, to_delete = self.differences(files, self.tree(self.revision))
                 if not to_send and not to_delete:
                     return commits
+                stalled = stalled + 1 if left is not None and len(to_send) + len(to_delete) >= left else 0
+                if stalled == 3:  # commits go through but the files do not show up in the tree
+                    raise PublishError(f"{self.repo_id}@{self.revision}: after 3 commits, the Hub still lacks "
+                                       f"{', '.join(f.path for f in to_send[:3]) or ', '.join(to_delete[:3])}; no tag was created")  # fmt: skip
+                pending = len(to_send) + len(to_delete)
                 batch = next_batch(to_send)
                 operations = [CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(f.local)) for f in batch]
                 operations += [CommitOperationDelete(path_in_repo=path) for path in to_delete]
@@ -179,13 +185,15 @@ class Publisher:
                          f"{len(to_send) - len(batch)} files left after it")  # fmt: skip
                 self.api.create_commit(self.repo_id, operations, commit_message=f"{version}: {len(batch)} files",
                                        revision=self.revision, repo_type=REPO_TYPE)  # fmt: skip
-                commits, failures = commits + 1, 0
+                commits, failures, left = commits + 1, 0, pending  # a stall counts only commits that went through
+            except PublishError:
+                raise
             except Exception as e:
                 if not is_retryable(e) or failures == self.retries:
                     raise PublishError(f"upload to {self.repo_id}@{self.revision} failed: {describe(e)}; "
                                        "nothing was tagged, and a rerun resumes where this one stopped") from None  # fmt: skip
                 self.wait("upload", e, failures)
-                failures += 1
+                failures, left = failures + 1, None
 
     def verify(self, files: dict[str, LocalFile], commit: str) -> list[str]:
         """What is wrong with the tree of `commit` (empty when it holds exactly `files`)."""

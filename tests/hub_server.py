@@ -271,20 +271,17 @@ class HubHandler(BaseHTTPRequestHandler):
         repo_type = request.get("type") or "model"
         repo_id = f"{request['organization']}/{request['name']}" if request.get("organization") else f"tester/{request['name']}"
         store = self.hub.store
+        prefix = "" if repo_type == "model" else f"{repo_type}s/"
+        url = {"url": f"{self.hub.url}/{prefix}{repo_id}", "name": repo_id, "id": repo_id}
         with store.lock:
-            try:
-                store.load(repo_type, repo_id)
-                raise HttpError(409, "You already created this dataset repo")
-            except HttpError as e:
-                if e.status != 404:
-                    raise
+            if store._repo_file(repo_type, repo_id).is_file():  # the Hub's 409 names the repository too
+                return 409, {"error": "You already created this repo", **url}, None, None
             repo = {"private": request.get("visibility") == "private" or bool(request.get("private")), "commits": {}, "branches": {}, "tags": {}}
             sha = store.put_object(GITATTRIBUTES)
             tree = {".gitattributes": {"sha256": sha, "sha1": git_blob_sha1(GITATTRIBUTES), "size": len(GITATTRIBUTES), "lfs": False}}
             repo["branches"]["main"] = store.new_commit(repo, None, tree, "initial commit")
             store.save(repo_type, repo_id, repo)
-        prefix = "" if repo_type == "model" else f"{repo_type}s/"
-        return 200, {"url": f"{self.hub.url}/{prefix}{repo_id}", "name": repo_id, "id": repo_id}, None, None
+        return 200, url, None, None
 
     def validate_yaml(self, request: dict):
         """The checks the Hub makes that a card of ours could fail: YAML mapping, known size categories, language
