@@ -183,6 +183,8 @@ def check_output(output: Path, version: str, build_key: str) -> bool:
         if output.exists() and any(output.iterdir()):
             raise BuildError(f"{output} exists and is not a finished build; choose another --output, or remove it")
         return False
+    if "version" not in manifest:
+        raise BuildError(f"{output} holds a build made before versions existed; choose another --output, or remove it")
     if manifest.get("version") != version:
         raise BuildError(f"{output} holds version {manifest.get('version')}, not {version}: a finished version is never overwritten")
     return manifest.get("build_key") == build_key

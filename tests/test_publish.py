@@ -153,6 +153,22 @@ def test_a_tag_is_never_moved_to_other_content(small_build, hub, tmp_path):
     assert_published(hub, small_build)
 
 
+def test_a_new_version_replaces_the_files_of_the_branch(small_build, hub, tmp_path):
+    first = quiet_publish(hub, small_build)[0]["commit"]
+    newer = tmp_path / "v1.1.0"
+    shutil.copytree(small_build, newer)
+    manifest = read_manifest(newer)
+    dropped = [e for e in manifest["files"] if e["path"].startswith("data/yor_Latn/")]
+    for entry in dropped:
+        (newer / entry["path"]).unlink()
+        manifest["files"].remove(entry)
+    manifest["version"] = "v1.1.0"
+    write_manifest(newer, manifest)
+    result, _ = quiet_publish(hub, newer)
+    assert assert_published(hub, newer) == result["commit"] != first  # the old shards were deleted from the branch
+    assert assert_published(hub, small_build) == first  # and v1.0.0 still has them
+
+
 def test_a_changed_version_folder_is_not_published(small_build, hub, tmp_path):
     changed = tmp_path / "changed"
     shutil.copytree(small_build, changed)

@@ -31,7 +31,7 @@ from pipelines.manifest import FORMAT_VERSION, content_hash, sha256_file, write_
 from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
 
-CHAT_CONFIGS = {"chat-zho_Hans": "zh", "chat-eng_Latn": "en"}  # the mixture's file name -> config
+CHAT_CONFIGS = {"zho_Hans": "zh", "eng_Latn": "en"}  # the language of the mixture's chat-<lang>*.parquet -> config
 ROW_GROUP_BYTES = 16 << 20  # streaming readers (datasets, the Hub viewer) fetch a row group at a time
 REMOVED_ROW_GROUP = 10_000
 REMOVED_ROWS_PER_PASS = 500_000  # removed rows are sorted a range of ids at a time: this bounds the memory
@@ -52,7 +52,9 @@ def shard_name(split: str, index: int, count: int) -> str:
 
 def config_of(name: str) -> str:
     """The config a file of the mixture (`instructions/<split>/<name>.parquet`) belongs to."""
-    return CHAT_CONFIGS.get(name, name)
+    if name.startswith("chat-"):
+        return CHAT_CONFIGS[name.removeprefix("chat-").split("-")[0]]
+    return name
 
 
 def shard_plan(work_dir: Path, shard_bytes: int) -> list[dict]:
