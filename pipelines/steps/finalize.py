@@ -34,7 +34,7 @@ from schemas.records import INSTRUCTION_SCHEMA, SPLITS
 CHAT_CONFIGS = {"zho_Hans": "zh", "eng_Latn": "en"}  # the language of the mixture's chat-<lang>*.parquet -> config
 ROW_GROUP_BYTES = 16 << 20  # streaming readers (datasets, the Hub viewer) fetch a row group at a time
 REMOVED_ROW_GROUP = 10_000
-REMOVED_ROWS_PER_PASS = 500_000  # removed rows are sorted a range of ids at a time: this bounds the memory
+REMOVED_ROWS_PER_PASS = 200_000  # removed rows are sorted a range of ids at a time: this bounds the memory
 
 
 def parse_size(value: str | int, where: str = "shard_size") -> int:
@@ -123,14 +123,14 @@ def merge_removed(step_dir: Path, path: Path) -> dict[str, int]:
         writer.close()
         return {}
     scan = pl.scan_parquet(files)
-    counts = dict(scan.group_by("reason").len().sort("reason").collect().iter_rows())
+    counts = dict(scan.group_by("reason").len().sort("reason").collect(engine="streaming").iter_rows())
     order = [name for name, dtype in scan.collect_schema().items() if dtype == pl.String]  # ties in id: a total order
     passes = -(-total // REMOVED_ROWS_PER_PASS)
     prefix = pl.col("id").str.slice(0, 8).str.to_integer(base=16)
     pending = None
     for i in range(passes):
         low, high = (i << 32) // passes, ((i + 1) << 32) // passes
-        part = scan.filter((prefix >= low) & (prefix < high)).collect().sort(order).to_arrow().cast(writer.schema)
+        part = scan.filter((prefix >= low) & (prefix < high)).collect(engine="streaming").sort(order).to_arrow().cast(writer.schema)
         pending = part if pending is None else pa.concat_tables([pending, part])
         whole = pending.num_rows - pending.num_rows % REMOVED_ROW_GROUP
         if whole:
