@@ -286,6 +286,15 @@ def test_recipe_build_hits_the_shares_exactly(firefox_build):
     assert dict(kinds.iter_rows()) == {"cross_lingual": 1000, "zho_Hans": 600, "eng_Latn": 400}
     manifest = read_manifest(output)
     assert json.loads(manifest["mixture"]["plan"])["zh"] == 600
+    # the task families are configs: zh and en folders, cross_lingual the union of the language folders
+    assert manifest["rows_per_config"]["zh"] == {"train": 600} and manifest["rows_per_config"]["en"] == {"train": 400}
+    zh = pl.read_parquet(output / "data" / "zh" / "*.parquet")
+    assert (zh["src_lang"] == "zho_Hans").all() and (zh["task"] == "instruction").all()
+    import datasets
+
+    cache = str(output.parent / "cache")
+    assert datasets.load_dataset(str(output), "cross_lingual", split="train", cache_dir=cache).num_rows == 1000
+    assert datasets.load_dataset(str(output), "en", split="train", cache_dir=cache).num_rows == 400
 
 
 def test_recipe_build_joins_chinese_through_english(firefox_build):
