@@ -102,6 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.version and args.bump:
         parser.error("give --version or --bump, not both")
+    if args.bump and args.output:
+        parser.error("--bump bumps the latest version of the store; with --output, give --version")
     for name in ("tasks", "workers", "total"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
