@@ -113,7 +113,7 @@ def is_retryable(error: BaseException) -> bool:
 def describe(error: BaseException) -> str:
     """The error in one line: status and server message; huggingface_hub's messages carry no token."""
     status = getattr(getattr(error, "response", None), "status_code", None)
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    text = " ".join(str(error).split())[:500] or type(error).__name__
     return f"{type(error).__name__}" + (f" {status}" if status else "") + f": {text}"
 
 

@@ -169,6 +169,19 @@ def test_a_new_version_replaces_the_files_of_the_branch(small_build, hub, tmp_pa
     assert assert_published(hub, small_build) == first  # and v1.0.0 still has them
 
 
+def test_a_card_the_hub_rejects_stops_the_push_before_any_tag(small_build, hub, tmp_path):
+    bad = tmp_path / "bad-card"
+    shutil.copytree(small_build, bad)
+    card = (bad / "README.md").read_text().replace("- 1K<n<10K", "- lots")
+    (bad / "README.md").write_text(card)
+    manifest = read_manifest(bad)
+    next(e for e in manifest["files"] if e["path"] == "README.md")["sha256"] = hashlib.sha256(card.encode()).hexdigest()
+    write_manifest(bad, manifest)
+    with pytest.raises(PublishError, match="size_categories"):
+        quiet_publish(hub, bad)
+    assert api(hub).list_repo_refs("org/bayling", repo_type="dataset").tags == []
+
+
 def test_a_changed_version_folder_is_not_published(small_build, hub, tmp_path):
     changed = tmp_path / "changed"
     shutil.copytree(small_build, changed)
