@@ -36,7 +36,6 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python pipelines/publish.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
@@ -104,10 +103,17 @@ def is_retryable(error: BaseException) -> bool:
     while seen is not None:
         if isinstance(seen, HfHubHTTPError) and seen.response is not None:
             return seen.response.status_code in RETRY_STATUS
-        if isinstance(seen, (httpx.TransportError, ConnectionError)):
+        if is_transport_error(seen):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def is_transport_error(error: BaseException) -> bool:
+    """A broken or timed-out connection: httpx's TransportError (huggingface_hub 1.x) or httpx2's (2.x)."""
+    return isinstance(error, (ConnectionError, TimeoutError)) or any(
+        cls.__name__ == "TransportError" and cls.__module__.split(".")[0] in ("httpx", "httpx2") for cls in type(error).__mro__
+    )
 
 
 def describe(error: BaseException) -> str:
