@@ -214,13 +214,18 @@ def load_back(hub, repo_id, configs, revision, tmp_path) -> dict:
         f"    loaded = datasets.load_dataset({repo_id!r}, config, revision={revision!r}, cache_dir=sys.argv[1])\n"
         "    for split, rows in loaded.items():\n"
         "        pq.write_table(rows.data.table, f'{sys.argv[2]}/{config}-{split}.parquet')\n"
+        "import hashlib, json, huggingface_hub\n"  # and every file of the tag, as downloaded
+        f"files = huggingface_hub.list_repo_files({repo_id!r}, repo_type='dataset', revision={revision!r})\n"
+        f"got = {{f: hashlib.sha256(open(huggingface_hub.hf_hub_download({repo_id!r}, f, repo_type='dataset', revision={revision!r}), 'rb').read()).hexdigest() for f in files}}\n"
+        "open(f'{sys.argv[2]}/sha256.json', 'w').write(json.dumps(got))\n"
     )
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "hf-home")}
     (tmp_path / "loaded").mkdir()
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cache"), str(tmp_path / "loaded")], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return {config: {split: pq.read_table(tmp_path / "loaded" / f"{config}-{split}.parquet") for split in ("train", "validation", "test")
-                     if (tmp_path / "loaded" / f"{config}-{split}.parquet").exists()} for config in configs}  # fmt: skip
+    tables = {config: {split: pq.read_table(tmp_path / "loaded" / f"{config}-{split}.parquet") for split in ("train", "validation", "test")
+                       if (tmp_path / "loaded" / f"{config}-{split}.parquet").exists()} for config in configs}  # fmt: skip
+    return tables, json.loads((tmp_path / "loaded" / "sha256.json").read_text())
 
 
 def test_publish_cli_then_load_back_the_same_rows(small_build, hub, tmp_path):
@@ -237,14 +242,18 @@ def test_publish_cli_then_load_back_the_same_rows(small_build, hub, tmp_path):
         assert TOKEN not in text and TOKEN[3:] not in text
 
     manifest = read_manifest(small_build)
-    for config, loaded in load_back(hub, "org/bayling", ["all", "deu_Latn", "cross_lingual"], "v1.0.0", tmp_path).items():
+    tables, downloaded = load_back(hub, "org/bayling", ["all", "deu_Latn", "cross_lingual"], "v1.0.0", tmp_path)
+    expected = {e["path"]: e["sha256"] for e in manifest["files"]}
+    expected["manifest.json"] = hashlib.sha256((small_build / "manifest.json").read_bytes()).hexdigest()
+    assert {path: sha for path, sha in downloaded.items() if path != ".gitattributes"} == expected  # the very same bytes
+    for config, loaded in tables.items():
         folder = config if config == "deu_Latn" else "*"  # all and cross_lingual: the same here (no zh/en rows)
         for split, table in loaded.items():
             local = pl.read_parquet(small_build / "data" / folder / f"{split}-*.parquet").sort("id")
             back = pl.from_arrow(table).sort("id")
             assert back.columns == local.columns and back.equals(local), (config, split)  # the very same rows and values
-        expected = manifest["rows_per_config"]["deu_Latn"] if config == "deu_Latn" else manifest["rows_per_split"]
-        assert {split: t.num_rows for split, t in loaded.items()} == expected
+        rows = manifest["rows_per_config"]["deu_Latn"] if config == "deu_Latn" else manifest["rows_per_split"]
+        assert {split: t.num_rows for split, t in loaded.items()} == rows
 
 
 def test_build_push_to_hub(small_build, hub, monkeypatch, capsys):
