@@ -148,10 +148,7 @@ pivots. Every row is stored once, under `data/<config>/`; `all` and `cross_lingu
 ```python
 from datasets import load_dataset
 
-everything = load_dataset("ORG/NAME", revision="{version}")                    # config "all"
-chinese = load_dataset("ORG/NAME", "zh", revision="{version}", split="train")
-cross_lingual = load_dataset("ORG/NAME", "cross_lingual", revision="{version}")
-german = load_dataset("ORG/NAME", "deu_Latn", revision="{version}")            # any language code below
+{_loading_examples(configs, version)}
 ```
 
 Replace `ORG/NAME` with the repository this card is in, or with the path of a local copy (then leave out
@@ -202,6 +199,18 @@ With the code at git commit `{manifest["code_version"]["git_commit"] or "unknown
 
 The result has the same content hash; `python pipelines/publish.py <version folder> --repo-id ORG/NAME` publishes it.
 """
+
+
+def _loading_examples(configs: dict, version: str) -> str:
+    """One load_dataset line per kind of config this version has."""
+    languages = [c for c in configs if c not in (ALL, CROSS_LINGUAL, *FAMILIES)]
+    chosen = [ALL, *(c for c in (*FAMILIES, CROSS_LINGUAL) if c in configs), *languages[:1]]
+    notes = {ALL: "every row (the default config)", "zh": "the Chinese general instructions", "en": "the English general instructions",
+             CROSS_LINGUAL: "every translation instruction"}  # fmt: skip
+    variable = {ALL: "everything"}
+    lines = [f'{variable.get(name, name.split("_")[0])} = load_dataset("ORG/NAME", "{name}", revision="{version}")  # {notes.get(name, "one language: any code below")}'
+             for name in chosen if name in configs]  # fmt: skip
+    return "\n".join(lines)
 
 
 def _in_config(folder: str, config: str) -> bool:
