@@ -3,6 +3,9 @@
     python pipelines/build.py --langs all
     python pipelines/build.py --langs deu_Latn,swh_Latn,yor_Latn --output out/three --executor ray
     python pipelines/build.py --recipe bayling2 --langs all --total 3200000
+    python pipelines/build.py --langs all --bump minor --push-to-hub my-org/bayling-data
+
+Each build is a version: out/<recipe name>/<version>/ (see --store, --version, --bump), never overwritten.
 
 Stages, each a list of datatrove PipelineSteps run by its Local or Ray executor:
 1. pivot: the zho_Hans <-> eng_Latn pairs, cleaned (they feed the pivot join);
@@ -11,7 +14,7 @@ Stages, each a list of datatrove PipelineSteps run by its Local or Ray executor:
 3. chat: the zh/en instruction sources, normalized, deduplicated, decontaminated;
 4. mix: the mixture plan (totals, shares, temperature budgets) sampled by a seeded hash, then templated (sentences,
    documents, dialogues);
-5. shards: data/<split>-NNNNN-of-NNNNN.parquet, a task per shard; 6. manifest, card, removed/.
+5. shards: data/<config>/<split>-NNNNN-of-NNNNN.parquet, a task per shard; 6. manifest, card, removed/.
 """
 
 from __future__ import annotations
@@ -32,14 +35,15 @@ from langid.identify import LanguageIdentifier
 from langid.models import file_sha256
 from pipelines import recipe as recipes
 from pipelines.corpus import UDHR_PATH, udhr_provenance
-from pipelines.manifest import code_version, read_manifest
+from pipelines.manifest import bump, code_version, finished_versions, parse_version, read_manifest
 from pipelines.mixture import MixtureError
+from pipelines.publish import PublishError
 from pipelines.sources import SourceError
 from pipelines.steps.base import RemovedRows
 from pipelines.steps.chat import BuildChat
 from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup, NearDuplicateDedup
-from pipelines.steps.finalize import WriteManifest, WriteShards
+from pipelines.steps.finalize import WriteManifest, WriteShards, parse_size, shard_plan
 from pipelines.steps.language_id import LanguageIdFilter
 from pipelines.steps.mix import MixInstructions, plan, supply
 from pipelines.steps.normalize import NormalizeText
@@ -77,7 +81,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="embedded", help="recipe name (pipelines/recipes/<name>.yaml) or path")
     parser.add_argument("--langs", default=None, help="'all' or FLORES-200 codes, comma-separated (default: the recipe's)")
-    parser.add_argument("--output", type=Path, default=None, help="output folder (default: out/<recipe name>)")
+    parser.add_argument("--store", type=Path, default=Path("out"), help="folder of versions: <store>/<recipe name>/<version>/")
+    parser.add_argument("--version", default=None, help="version id, e.g. v1.0.0 (default: v1.0.0, or the latest if it is this build)")
+    parser.add_argument("--bump", choices=["major", "minor", "patch"], default=None, help="the latest version in the store, bumped")
+    parser.add_argument("--output", type=Path, default=None, help="write the version to this folder instead of the store")
     parser.add_argument("--executor", choices=["local", "ray"], default="local")
     parser.add_argument("--ray-address", default=None, help="address of an existing Ray cluster (default: start a local one)")
     parser.add_argument("--tasks", type=int, default=4, help="datatrove tasks (the rows do not depend on it)")
@@ -90,10 +97,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="score a model must give the expected language where it has no per-language threshold (0.5)")
     parser.add_argument("--min-script-fraction", type=float, default=None, help="minimum share of letters in the expected script")
     parser.add_argument("--max-length-ratio", type=float, default=None, help="maximum length ratio of the two sides")
-    parser.add_argument("--rows-per-shard", type=int, default=None)
-    parser.add_argument("--overwrite", action="store_true", help="replace a finished build made with other arguments")
+    parser.add_argument("--shard-size", default=None, help="uncompressed data per shard, e.g. 256MB (default: the recipe's)")
+    parser.add_argument("--push-to-hub", metavar="ORG/NAME", default=None, help="publish the version to this Hub dataset after the build")
+    parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
     args = parser.parse_args(argv)
-    for name in ("tasks", "workers", "rows_per_shard", "total"):
+    if args.version and args.bump:
+        parser.error("give --version or --bump, not both")
+    if args.bump and args.output:
+        parser.error("--bump bumps the latest version of the store; with --output, give --version")
+    for name in ("tasks", "workers", "total"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
@@ -110,8 +122,9 @@ def apply_overrides(recipe: recipes.Recipe, args: argparse.Namespace) -> recipes
     for option, (section, key) in overrides.items():
         if getattr(args, option) is not None:
             setattr(getattr(recipe, section), key, getattr(args, option))
-    if args.rows_per_shard is not None:
-        recipe.rows_per_shard = args.rows_per_shard
+    if args.shard_size is not None:
+        recipe.shard_size = args.shard_size
+    parse_size(recipe.shard_size, "--shard-size" if args.shard_size is not None else f"{recipe.path}: shard_size")
     if args.total is not None or args.share is not None:
         recipe.mixture = recipe.mixture or recipes.Mixture()
         if args.total is not None:
@@ -140,23 +153,84 @@ def row_arguments(recipe: recipes.Recipe, langs: list[str], identifier: Language
     }
 
 
-def check_output(output: Path, build_key: str, overwrite: bool) -> bool:
-    """True when `output` already holds this very build. Refuses to touch a folder holding anything else."""
+def choose_version(args: argparse.Namespace, name: str, build_key: str) -> tuple[str, Path]:
+    """The version id and its folder: --output, or <store>/<name>/<version>."""
+    if args.output is not None:
+        manifest = read_manifest(args.output)
+        version = args.version or (manifest or {}).get("version") or "v1.0.0"
+        parse_version(version)
+        return version, args.output
+    folder = args.store / name
+    versions = finished_versions(folder)
+    if args.version:
+        parse_version(args.version)
+        return args.version, folder / args.version
+    if args.bump or not versions:
+        version = bump(versions[-1], args.bump) if versions else "v1.0.0"
+        return version, folder / version
+    latest = read_manifest(folder / versions[-1])
+    if latest.get("build_key") == build_key:
+        return versions[-1], folder / versions[-1]
+    raise BuildError(
+        f"the latest version, {folder / versions[-1]}, was built with other arguments (build key {latest.get('build_key')}) "
+        "and a finished version is never overwritten: pass --bump patch|minor|major or --version for a new one"
+    )
+
+
+def check_output(output: Path, version: str, build_key: str) -> bool:
+    """True when `output` already holds this very build. A finished version is never overwritten: this refuses
+    a folder that holds another version or is not a finished build; a build with other arguments under the same
+    version is built aside and compared when done (see `keep_version`)."""
     manifest = read_manifest(output)
-    if manifest is not None:
-        if manifest.get("build_key") == build_key:
-            return True
-        if not overwrite:
-            raise BuildError(
-                f"{output} holds a build made with other arguments (build key {manifest.get('build_key')}); "
-                "pass --overwrite to replace it, or choose another --output"
-            )
-        shutil.rmtree(output)
-    elif output.exists() and any(p.name != ".work" for p in output.iterdir()):
-        if not overwrite:
-            raise BuildError(f"{output} exists and is not a build output; choose another --output or pass --overwrite")
-        shutil.rmtree(output)
-    return False
+    if manifest is None:
+        if output.exists() and any(output.iterdir()):
+            raise BuildError(f"{output} exists and is not a finished build; choose another --output, or remove it")
+        return False
+    if "version" not in manifest:
+        raise BuildError(f"{output} holds a build made before versions existed; choose another --output, or remove it")
+    if manifest.get("version") != version:
+        raise BuildError(f"{output} holds version {manifest.get('version')}, not {version}: a finished version is never overwritten")
+    return manifest.get("build_key") == build_key
+
+
+def keep_version(staging: Path, output: Path) -> dict:
+    """Move a finished build into place as its version, or compare it with the version already there: the same
+    content hash is a no-op, another is refused and the existing version stays as it was."""
+    built = read_manifest(staging)
+    existing = read_manifest(output)
+    if existing is None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, output)
+        return built
+    shutil.rmtree(staging)
+    if existing["content_hash"] != built["content_hash"]:
+        raise BuildError(
+            f"version {existing['version']} already exists in {output} with content hash {existing['content_hash']}; "
+            f"this build gives {built['content_hash']}. A finished version is never overwritten: "
+            "pass --bump patch|minor|major or another --version"
+        )
+    print(f"{output} already holds these rows (content hash {existing['content_hash']}): nothing changed.")
+    return existing
+
+
+def reproduce_command(argv: list[str], recipe: recipes.Recipe, version: str) -> str:
+    """The build command without the options that do not change the rows (executor, tasks, output, Hub)."""
+    skip = {"--output", "--store", "--executor", "--ray-address", "--tasks", "--workers", "--push-to-hub", "--bump", "--version"}
+    kept, i = [], 0
+    while i < len(argv):
+        option = argv[i].split("=")[0]
+        has_value = "=" not in argv[i] and option not in ("--private",)
+        if option in skip or option == "--private":
+            i += 2 if has_value and option != "--private" else 1
+            continue
+        if option == "--recipe":
+            value = argv[i].split("=", 1)[1] if "=" in argv[i] else argv[i + 1]
+            kept += ["--recipe", value if recipe.path.startswith(str(recipes.RECIPES_DIR)) else "recipe.yaml"]
+            i += 1 if "=" in argv[i] else 2
+            continue
+        kept.append(argv[i])
+        i += 1
+    return shlex.join(["python", "pipelines/build.py", *kept, "--version", version])
 
 
 def make_executor(args, pipeline, logging_dir: Path, tasks: int):
@@ -223,7 +297,7 @@ def pair_pipeline(recipe, sources, langs, work: Path, run: str, pivot_join: Pivo
     ]
 
 
-def build(args: argparse.Namespace) -> dict:
+def build(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     recipe = apply_overrides(recipes.load(args.recipe), args)
     sources = recipe.parallel
     available = sorted(set().union(*(s.languages() for s in sources))) if sources else []
@@ -233,22 +307,25 @@ def build(args: argparse.Namespace) -> dict:
     provenance = [s.provenance() for s in sources] + [s.provenance() for s in recipe.instructions]
     arguments = row_arguments(recipe, langs, identifier, provenance)
     build_key = stable_id(json.dumps(arguments, sort_keys=True))
-    output = args.output or Path("out") / recipe.name
-    if check_output(output, build_key, args.overwrite):
+    version, output = choose_version(args, recipe.name, build_key)
+    if check_output(output, version, build_key):
         manifest = read_manifest(output)
-        print(f"{output} already holds this build (build key {build_key}): nothing to do.")
+        print(f"{output} already holds this build (version {version}, build key {build_key}): nothing to do.")
         print_summary(manifest, output, None)
-        return manifest
+        return publish_if_asked(args, output, manifest)
 
-    work = output / ".work" / build_key
-    for stale in (output / ".work").glob("*"):  # an unfinished run with other arguments cannot be resumed
+    staging = output.with_name(f".{output.name}.partial")  # becomes `output` in one rename when finished
+    work = staging / ".work" / build_key
+    for stale in (staging / ".work").glob("*"):  # an unfinished run with other arguments cannot be resumed
         if stale != work:
             shutil.rmtree(stale)
     x_langs = [lang for lang in langs if lang not in PIVOTS or lang == "zho_Hans"]
     manifest_base = {
         "name": recipe.name,
         "build_key": build_key,
+        "version": version,
         "arguments": {**arguments, "recipe_file": recipe.path, "command_line": shlex.join(sys.argv[1:]),
+                      "reproduce": reproduce_command(sys.argv[1:] if argv is None else argv, recipe, version),
                       "executor": args.executor, "tasks": str(args.tasks)},  # fmt: skip
         "code_version": code_version(),
         "sources": provenance,
@@ -284,31 +361,50 @@ def build(args: argparse.Namespace) -> dict:
         plan_path = work / "plan.json"
         plan_path.write_text(json.dumps(budgets, sort_keys=True))
         run_stage("mix", [MixInstructions(work, plan_path, recipe.seed, recipe.templates, recipe.mixture is None)], args.tasks)
-        run_stage("shards", [WriteShards(work, output, recipe.rows_per_shard)], args.tasks)
+        shards_path = work / "shards.json"
+        shards_path.write_text(json.dumps(shard_plan(work, parse_size(recipe.shard_size)), sort_keys=True))
+        run_stage("shards", [WriteShards(shards_path, staging)], args.tasks)
         mixture = {"plan": json.dumps(budgets, sort_keys=True), "recipe": json.dumps(recipe.to_dict()["mixture"])}
-        license_text = udhr_provenance()["license_text"] if multiway else ""
-        finish = [WriteManifest(work, output, {**manifest_base, "mixture": mixture}, license_text)]
+        license_text = license_summary(manifest_base["sources"], udhr_provenance()["license_text"] if multiway else "")
+        recipe_text = Path(recipe.path).read_text(encoding="utf-8") if recipe.path else ""
+        finish = [WriteManifest(work, staging, {**manifest_base, "mixture": mixture}, license_text, recipe_text)]
         run_stage("manifest", finish, 1)
     finally:
         if ray_started:
             import ray
 
             ray.shutdown()
-    manifest = read_manifest(output)
+    manifest = read_manifest(staging)
     if manifest is None or manifest["build_key"] != build_key:
         raise BuildError(f"the build did not finish: see the logs in {work / 'logs'}")
-    shutil.copytree(work / "logs", output / "logs", dirs_exist_ok=True)
-    (output / "logs" / "timings.json").write_text(json.dumps(timings, indent=1))  # when each stage ran
-    shutil.rmtree(output / ".work")
+    shutil.copytree(work / "logs", staging / "logs", dirs_exist_ok=True)
+    (staging / "logs" / "timings.json").write_text(json.dumps(timings, indent=1))  # when each stage ran
+    shutil.rmtree(staging / ".work")
+    manifest = keep_version(staging, output)
     print_summary(manifest, output, time.time() - started)
+    return publish_if_asked(args, output, manifest)
+
+
+def license_summary(sources: list[dict], texts: str) -> str:
+    """LICENSE: the license of every source, then the full texts the sources ship."""
+    lines = [f"- {s['name']} {s['version']} ({s['origin'] or 'local files'}): {s['license'] or 'not stated'}" for s in sources]
+    return "This dataset is made of the following sources; each row's `source` column names its source, whose\n" \
+           "license applies to that row.\n\n" + "\n".join(lines) + "\n" + (f"\n{texts.strip()}\n" if texts.strip() else "")  # fmt: skip
+
+
+def publish_if_asked(args: argparse.Namespace, output: Path, manifest: dict) -> dict:
+    if args.push_to_hub:
+        from pipelines.publish import publish
+
+        publish(output, args.push_to_hub, private=args.private)
     return manifest
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        build(args)
-    except (BuildError, UnknownLanguageCode, FileNotFoundError, recipes.RecipeError, SourceError, MixtureError, ValueError) as e:
+        build(args, argv)
+    except (BuildError, UnknownLanguageCode, FileNotFoundError, recipes.RecipeError, SourceError, MixtureError, PublishError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

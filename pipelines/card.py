@@ -1,4 +1,5 @@
-"""The dataset card (README.md): YAML front matter the Hub and `datasets.load_dataset` read, and a summary."""
+"""The dataset card (README.md) and its chart (rows.png): YAML front matter the Hub and `datasets.load_dataset`
+read (languages, license, size, one config per task family and per language), and a summary for readers."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from pathlib import Path
 import langcodes
 import yaml
 
-from schemas.language_codes import language_name
+from schemas.language_codes import PIVOTS, language_name
 from schemas.records import SPLITS
 
 CARD_NAME = "README.md"
+CHART_NAME = "rows.png"
+ALL, CROSS_LINGUAL = "all", "cross_lingual"
+FAMILIES = {"zh": "zho_Hans", "en": "eng_Latn"}  # the general-instruction configs and their language
+DIRECTIONS = ("{x}->eng_Latn", "eng_Latn->{x}", "{x}->zho_Hans", "zho_Hans->{x}")
 
 
 def size_category(rows: int) -> str:
@@ -25,24 +30,37 @@ def hub_language_codes(flores_codes) -> list[str]:
     return sorted({langcodes.standardize_tag(code.split("_")[0]) for code in flores_codes})
 
 
+def config_files(manifest: dict) -> dict[str, dict[str, str]]:
+    """config -> split -> data_files pattern. Language and family configs are folders; `all` and `cross_lingual`
+    are unions of folders (a FLORES-200 code is the only folder name with an underscore)."""
+    per_config = manifest["rows_per_config"]
+    union = {ALL: list(per_config), CROSS_LINGUAL: [c for c in per_config if c not in FAMILIES]}
+    configs = {}
+    for name, members in union.items():
+        splits = [s for s in SPLITS if any(per_config[c].get(s) for c in members)]
+        folder = "*" if name == ALL else "*_*"
+        if splits:
+            configs[name] = {s: f"data/{folder}/{s}-*.parquet" for s in splits}
+    for name in sorted(per_config, key=lambda c: (c not in FAMILIES, c)):
+        configs[name] = {s: f"data/{name}/{s}-*.parquet" for s in SPLITS if per_config[name].get(s)}
+    return configs
+
+
 def front_matter(manifest: dict) -> dict:
-    splits = [s for s in SPLITS if manifest["rows_per_split"].get(s)]
-    languages = set(manifest["rows_per_language"]) | {"eng_Latn", "zho_Hans"}
+    languages = set(manifest["rows_per_language"]) | set(PIVOTS)
     return {
         "pretty_name": manifest["name"],
         "language": hub_language_codes(languages),
         "license": "other",
-        "license_name": "udhr-and-mit",
+        "license_name": "per-source",
         "license_link": "LICENSE",
         "multilinguality": "multilingual",
         "size_categories": [size_category(sum(manifest["rows_per_split"].values()))],
         "task_categories": ["translation", "text-generation"],
-        "tags": ["bayling", "cross-lingual", "instruction-tuning", "flores-200-codes"],
+        "tags": ["bayling", "cross-lingual", "instruction-tuning", "flores-200-codes", manifest["version"]],
         "configs": [
-            {
-                "config_name": "default",
-                "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in splits],
-            }
+            {"config_name": name, "data_files": [{"split": s, "path": p} for s, p in splits.items()], **({"default": True} if name == ALL else {})}
+            for name, splits in config_files(manifest).items()
         ],
     }
 
@@ -53,63 +71,112 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def card_text(manifest: dict) -> str:
+def write_chart(path: Path, manifest: dict) -> Path:
+    """Two bar charts: instructions per language (sorted, log scale) and per direction kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per_language = sorted(manifest["rows_per_language"].items(), key=lambda kv: (-kv[1], kv[0]))
+    direction = manifest["rows_per_direction"]
+    kinds = {d.format(x="X"): sum(n for key, n in direction.items() if _matches(key, d)) for d in DIRECTIONS}
+    kinds.update({f"{family} instructions": direction.get(f"instruction:{lang}", 0) for family, lang in FAMILIES.items()})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [3, 2]})
+    left.bar(range(len(per_language)), [n for _, n in per_language], width=1.0, color="#4c72b0")
+    left.set_yscale("log")
+    left.set_title(f"Instructions per language ({len(per_language)} languages, most to fewest)")
+    step = max(1, len(per_language) // 12)
+    left.set_xticks(range(0, len(per_language), step), [code for code, _ in per_language][::step], rotation=60, fontsize=7)
+    right.barh(list(kinds), list(kinds.values()), color="#dd8452")
+    right.set_title("Instructions per direction")
+    right.invert_yaxis()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})  # no version stamp: the same bytes each build
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _matches(key: str, pattern: str) -> bool:
+    if ":" in key or "->" not in key:
+        return False
+    src, tgt = key.split("->")
+    want_src, want_tgt = pattern.split("->")
+    return (src == want_src or (want_src == "{x}" and src not in PIVOTS)) and (tgt == want_tgt or (want_tgt == "{x}" and tgt not in PIVOTS))
+
+
+def card_text(manifest: dict, recipe_text: str = "") -> str:
     args = manifest["arguments"]
+    version = manifest["version"]
     per_language = manifest["rows_per_language"]
     direction = manifest["rows_per_direction"]
+    per_config = manifest["rows_per_config"]
     script_only = set(manifest["language_id"]["checked_by_script_only"])
     language_rows = [
-        [code, language_name(code), per_language[code],
-         direction.get(f"{code}->eng_Latn", 0), direction.get(f"eng_Latn->{code}", 0),
-         direction.get(f"{code}->zho_Hans", 0), direction.get(f"zho_Hans->{code}", 0),
+        [code, language_name(code), per_language[code], *[direction.get(d.format(x=code), 0) for d in DIRECTIONS],
          "script only" if code in script_only else "fastText + script"]
         for code in sorted(per_language)
     ]  # fmt: skip
     removed_rows = [[stage, reason, n] for stage, reasons in manifest["removed"].items() for reason, n in reasons.items()]
-    sources = "\n".join(f"- **{s['name']}** {s['version']} ({s['origin']}): {s['license']}" for s in manifest["sources"])
+    sources = [[s["name"], s["version"] or "-", s["origin"] or "-", s["license"] or "not stated"] for s in manifest["sources"]]
+    configs = config_files(manifest)
+    config_rows = [[f"`{name}`", *[sum(per_config[c].get(s, 0) for c in per_config if _in_config(c, name)) for s in SPLITS]] for name in configs]
+    total = sum(manifest["rows_per_split"].values())
     return f"""
-# {manifest["name"]}
+# {manifest["name"]} ({version})
 
 Cross-lingual instructions in the way of BayLing 2: every language X is linked to both pivots, English
-(`eng_Latn`) and Chinese (`zho_Hans`), in both directions (X->pivot, pivot->X). Requests are phrased in English
-for the English pivot and in Chinese for the Chinese pivot. Language codes are FLORES-200 style.
+(`eng_Latn`) and Chinese (`zho_Hans`), in both directions (X->pivot, pivot->X), with general instructions in
+Chinese and English. Requests are phrased in English for the English pivot and in Chinese for the Chinese pivot.
+Language codes are FLORES-200 style.
 
-{len(per_language)} languages besides the pivots, {sum(manifest["rows_per_split"].values())} rows.
+Version **{version}**, content hash `{manifest["content_hash"]}` (a sha256 over every data file's hash, see
+`manifest.json`), {len(per_language)} languages besides the pivots, {total} rows.
 
-## Splits
+## Configs
 
-{_table(["split", "rows"], [[s, n] for s, n in manifest["rows_per_split"].items()])}
+`all` (the default) holds every row; `zh` and `en` the general instructions; `cross_lingual` every translation
+instruction; and one config per language (its FLORES-200 code) its translation instructions to and from both
+pivots. Every row is stored once, under `data/<config>/`; `all` and `cross_lingual` are unions of those folders.
 
-The validation and test splits hold articles 25-27 and 28-30 of the Universal Declaration of Human Rights in
-every language; no text of theirs is in the train split.
+{_table(["config", *SPLITS], config_rows)}
 
 ## Loading
 
 ```python
 from datasets import load_dataset
 
-rows = load_dataset("<this folder or repo id>", split="train")
-print(rows[0]["messages"])
+{_loading_examples(configs, version)}
 ```
 
-Each row has `messages` (a user request and the assistant's translation) and `id`, `task`, `src_lang`,
+Replace `ORG/NAME` with the repository this card is in, or with the path of a local copy (then leave out
+`revision`). Each row has `messages` (a user request and the assistant's answer) and `id`, `task`, `src_lang`,
 `tgt_lang`, `instruction_lang`, `pivot`, `source`, `source_id`, `template_id`, `split`.
 
 ## Sources and licenses
 
-{sources}
+Each row's `source` names where it came from; the license of each source applies to its rows (full texts in
+`LICENSE`).
+
+{_table(["source", "version", "origin", "license"], sources)}
 
 ## Filtering
 
-Every dropped pair is in `removed/<step>.parquet` with its reason.
+Every dropped pair or instruction is in `removed/<step>.parquet` with its reason.
 
-{_table(["step", "reason", "pairs"], removed_rows)}
+{_table(["step", "reason", "rows"], removed_rows)}
 
 Language identification: fastText models {", ".join(f"`{m['name']}`" for m in manifest["language_id"]["models"])}
 (asked in this order, per-language thresholds) and the Unicode script of each side; {len(script_only)} languages
 no model has a label for were checked by their script only.
 
-## Rows per language
+## Rows per language and direction
+
+![rows per language and direction]({CHART_NAME})
+
+{_table(["split", "rows"], [[s, n] for s, n in manifest["rows_per_split"].items()])}
 
 <details><summary>{len(language_rows)} languages</summary>
 
@@ -119,18 +186,42 @@ no model has a label for were checked by their script only.
 
 ## Reproducing
 
+With the code at git commit `{manifest["code_version"]["git_commit"] or "unknown"}` (package
+{manifest["code_version"]["package"]}) and the recipe of this version (`recipe.yaml`, below):
+
 ```bash
-python pipelines/build.py {args.get("command_line", "")}
+{args.get("reproduce", "")}
 ```
 
-Code version {manifest["code_version"]["package"]} (git {manifest["code_version"]["git_commit"] or "unknown"}).
+```yaml
+{recipe_text.strip()}
+```
+
+The result has the same content hash; `python pipelines/publish.py <version folder> --repo-id ORG/NAME` publishes it.
 """
 
 
-def write_card(folder: Path, manifest: dict) -> Path:
+def _loading_examples(configs: dict, version: str) -> str:
+    """One load_dataset line per kind of config this version has."""
+    languages = [c for c in configs if c not in (ALL, CROSS_LINGUAL, *FAMILIES)]
+    chosen = [ALL, *(c for c in (*FAMILIES, CROSS_LINGUAL) if c in configs), *languages[:1]]
+    notes = {ALL: "every row (the default config)", "zh": "the Chinese general instructions", "en": "the English general instructions",
+             CROSS_LINGUAL: "every translation instruction"}  # fmt: skip
+    variable = {ALL: "everything"}
+    lines = [f'{variable.get(name, name.split("_")[0])} = load_dataset("ORG/NAME", "{name}", revision="{version}")  # {notes.get(name, "one language: any code below")}'
+             for name in chosen if name in configs]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _in_config(folder: str, config: str) -> bool:
+    return config == ALL or folder == config or (config == CROSS_LINGUAL and folder not in FAMILIES)
+
+
+def write_card(folder: Path, manifest: dict) -> list[Path]:
+    chart = write_chart(Path(folder) / CHART_NAME, manifest)
     path = Path(folder) / CARD_NAME
-    text = "---\n" + yaml.safe_dump(front_matter(manifest), sort_keys=False, allow_unicode=True) + "---\n" + card_text(manifest)
+    text = "---\n" + yaml.safe_dump(front_matter(manifest), sort_keys=False, allow_unicode=True) + "---\n" + card_text(manifest, (Path(folder) / "recipe.yaml").read_text(encoding="utf-8"))
     tmp = path.with_name(f".{CARD_NAME}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-    return path
+    return [path, chart]

@@ -6,6 +6,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -14,8 +15,10 @@ import pyarrow as pa
 from schemas.records import MANIFEST_SCHEMA
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
-_MAP_FIELDS = {"arguments", "rows_per_split", "rows_per_language", "rows_per_direction", "rows_per_task", "removed", "decontamination", "mixture"}
+FORMAT_VERSION = 2
+_MAP_FIELDS = {"arguments", "rows_per_split", "rows_per_config", "rows_per_language", "rows_per_direction", "rows_per_task", "removed", "decontamination", "mixture"}
+VERSION_PATTERN = re.compile(r"v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
+HASHED_FOLDERS = ("data/", "removed/")  # with LICENSE and recipe.yaml: what a version holds, not how it is described
 
 
 def code_version() -> dict:
@@ -39,6 +42,33 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def content_hash(files: list[dict]) -> str:
+    """The version's identity: a sha256 over the path, sha256 and row count of every data, removed, LICENSE and
+    recipe file. The card, its chart and the manifest are left out: they describe the content (and name the code
+    commit and command line), so a rebuild with the same rows under the same version is recognized as such."""
+    entries = sorted((f["path"], f["sha256"], f["rows"]) for f in files if f["path"].startswith(HASHED_FOLDERS) or f["path"] in ("LICENSE", "recipe.yaml"))
+    return "sha256:" + hashlib.sha256(json.dumps(entries, separators=(",", ":")).encode()).hexdigest()
+
+
+def parse_version(version: str) -> tuple[int, int, int]:
+    match = VERSION_PATTERN.fullmatch(version)
+    if not match:
+        raise ValueError(f"--version: expected a semantic version like v1.0.0, got {version!r}")
+    return tuple(int(part) for part in match.groups())  # type: ignore[return-value]
+
+
+def bump(version: str, part: str) -> str:
+    major, minor, patch = parse_version(version)
+    bumped = {"major": (major + 1, 0, 0), "minor": (major, minor + 1, 0), "patch": (major, minor, patch + 1)}[part]
+    return "v{}.{}.{}".format(*bumped)
+
+
+def finished_versions(folder: Path) -> list[str]:
+    """The finished versions in a store folder `<root>/<name>/`, oldest first."""
+    found = [p.name for p in Path(folder).glob("v*") if VERSION_PATTERN.fullmatch(p.name) and (p / MANIFEST_NAME).is_file()]
+    return sorted(found, key=parse_version)
 
 
 def validate(manifest: dict) -> dict:

@@ -107,7 +107,7 @@ class Recipe:
     decontamination: Decontamination = field(default_factory=Decontamination)
     mixture: Mixture | None = None
     templates: Templates = field(default_factory=Templates)
-    rows_per_shard: int = 100_000  # each shard is sorted in memory by one task: this bounds the memory per task
+    shard_size: str = "256MB"  # uncompressed data per shard; each is sorted in memory by one task (bounds its memory)
     path: str = ""
 
     def to_dict(self) -> dict:

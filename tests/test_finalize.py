@@ -1,0 +1,54 @@
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.steps import finalize
+from pipelines.steps.finalize import merge_removed, parse_size
+from schemas.records import REMOVED_SCHEMA, stable_id
+
+
+def removed_rows(n: int) -> pa.Table:
+    rows = []
+    for i in range(n):
+        pair = i % (n // 2)  # every id twice, with other reasons: ties in id need an order of their own
+        rows.append(dict(id=stable_id("pair", str(pair)), src_lang="deu_Latn", src_text=f"text {pair}", tgt_lang="eng_Latn",
+                         tgt_text=f"text {pair}", source="test", source_id=f"test:{pair}", split="train", stage="step",
+                         reason=["length_ratio", "language_id", "identical"][i % 3], detail=f"detail {i}"))  # fmt: skip
+    return pa.Table.from_pylist(rows, schema=REMOVED_SCHEMA)
+
+
+def write_parts(folder, table: pa.Table, parts: int) -> None:
+    folder.mkdir(parents=True)
+    for rank in range(parts):  # what a build with `parts` tasks leaves: each task's rows, in its own order
+        pq.write_table(table.take(list(range(rank, table.num_rows, parts))[::-1]), folder / f"pairs-{rank:05d}.parquet")
+
+
+def test_merged_removed_rows_do_not_depend_on_tasks_or_passes(tmp_path, monkeypatch):
+    table = removed_rows(2_600)
+    write_parts(tmp_path / "three", table, 3)
+    write_parts(tmp_path / "five", table, 5)
+    monkeypatch.setattr(finalize, "REMOVED_ROW_GROUP", 500)
+    monkeypatch.setattr(finalize, "REMOVED_ROWS_PER_PASS", 1_000_000)
+    counts = merge_removed(tmp_path / "three", tmp_path / "one-pass.parquet")
+    monkeypatch.setattr(finalize, "REMOVED_ROWS_PER_PASS", 300)  # 9 passes over id ranges
+    assert merge_removed(tmp_path / "five", tmp_path / "passes.parquet") == counts
+    assert (tmp_path / "one-pass.parquet").read_bytes() == (tmp_path / "passes.parquet").read_bytes()
+    merged = pq.read_table(tmp_path / "passes.parquet")
+    assert merged.num_rows == table.num_rows
+    assert merged.column("id").to_pylist() == sorted(table.column("id").to_pylist())
+    assert counts == {"identical": 866, "language_id": 867, "length_ratio": 867}
+    assert [pq.ParquetFile(tmp_path / "passes.parquet").metadata.row_group(i).num_rows for i in range(6)] == [500] * 5 + [100]
+
+
+def test_no_removed_rows_still_gives_a_file(tmp_path):
+    (tmp_path / "step").mkdir()
+    pq.write_table(REMOVED_SCHEMA.empty_table(), tmp_path / "step" / "pairs-00000.parquet")
+    assert merge_removed(tmp_path / "step", tmp_path / "out.parquet") == {}
+    assert pq.read_table(tmp_path / "out.parquet").num_rows == 0
+
+
+def test_parse_size():
+    assert parse_size("256MB") == 256_000_000 and parse_size("1GiB") == 1 << 30 and parse_size(1000) == 1000
+    for bad in ("lots", "0MB", "-1", "12 parsecs"):
+        with pytest.raises(ValueError, match="expected a size like 256MB"):
+            parse_size(bad)
