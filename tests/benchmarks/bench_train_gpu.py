@@ -258,7 +258,7 @@ def main(argv=None) -> int:
     parser.add_argument("--modes", default="eager,compiled,compiled-flex", help="any of eager, compiled, compiled-flex")
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per mode")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per mode (compilation happens here)")
-    parser.add_argument("--micro-batch-size", type=int, default=2, help="halved and retried on out-of-memory")
+    parser.add_argument("--micro-batch-size", type=int, default=4, help="halved and retried on out-of-memory")
     parser.add_argument("--attn", default="sdpa", help="attention of the eager and compiled modes (sdpa or eager)")
     parser.add_argument("--activation-checkpointing", action="store_true")
     parser.add_argument("--peak-flops", type=float, default=0.0, help="override the device's bf16 peak FLOP/s")
