@@ -8,7 +8,8 @@ Stages, each a list of datatrove PipelineSteps run by its Local or Ray executor:
 1. pivot: the zho_Hans <-> eng_Latn pairs, cleaned (they feed the pivot join);
 2. pairs: read -> normalize -> pair filters -> decontaminate -> language ID of both sides -> pivot join -> dedup
    -> one Parquet file per language (tasks own whole languages);
-3. chat: the zh/en instruction sources, normalized, deduplicated, decontaminated;
+3. chat: the zh/en instruction sources, normalized and decontaminated, chunks of files spread over the tasks;
+   chat_dedup: instruction-level exact dedup, tasks own buckets of a hash of the normalized instruction;
 4. mix: the mixture plan (totals, shares, temperature budgets) sampled by a seeded hash, then templated;
 5. shards: data/<split>-NNNNN-of-NNNNN.parquet, a task per shard; 6. manifest, card, removed/.
 """
@@ -35,12 +36,12 @@ from pipelines.manifest import code_version, read_manifest
 from pipelines.mixture import MixtureError
 from pipelines.sources import SourceError
 from pipelines.steps.base import RemovedRows
-from pipelines.steps.chat import BuildChat
+from pipelines.steps.chat import DedupChat, PrepareChat, chat_chunks
 from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup
 from pipelines.steps.finalize import WriteManifest, WriteShards
 from pipelines.steps.language_id import LanguageIdFilter
-from pipelines.steps.mix import MixInstructions, plan, supply
+from pipelines.steps.mix import MixInstructions, chat_cutoffs, plan, supply
 from pipelines.steps.normalize import NormalizeText
 from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.pivot_join import PivotJoin
@@ -274,12 +275,14 @@ def build(args: argparse.Namespace) -> dict:
         if others:
             run_stage("pairs", pair_pipeline(recipe, sources, others, work, "pairs", joiner), args.tasks)
         if recipe.instructions:
-            chat = [BuildChat(recipe.instructions, work, recipe.decontamination.eval_sets, recipe.decontamination.ngram)]
-            run_stage("chat", chat, 1)
+            chunks = chat_chunks(recipe.instructions)
+            chat = [PrepareChat(recipe.instructions, chunks, work, recipe.decontamination.eval_sets, recipe.decontamination.ngram)]
+            run_stage("chat", chat, max(1, min(args.tasks, len(chunks))))
+            run_stage("chat_dedup", [DedupChat(work)], args.tasks)
         cross_supply, chat_supply = supply(work / "pairs", work / "chat")
         budgets = plan(recipe.mixture, cross_supply, chat_supply)
         plan_path = work / "plan.json"
-        plan_path.write_text(json.dumps(budgets, sort_keys=True))
+        plan_path.write_text(json.dumps({**budgets, "chat_cutoffs": chat_cutoffs(work / "chat", recipe.seed, budgets)}, sort_keys=True))
         run_stage("mix", [MixInstructions(work, plan_path, recipe.seed)], args.tasks)
         run_stage("shards", [WriteShards(work, output, recipe.rows_per_shard)], args.tasks)
         mixture = {"plan": json.dumps(budgets, sort_keys=True), "recipe": json.dumps(recipe.to_dict()["mixture"])}

@@ -30,6 +30,7 @@ from schemas.language_codes import PIVOTS, to_flores
 from schemas.records import CHAT_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, stable_id
 
 BATCH_ROWS = 50_000
+CHUNK_BYTES = 32 << 20  # instruction files are read in parallel in pieces of about this size
 
 
 class SourceError(ValueError):
@@ -381,24 +382,44 @@ class InstructionSource:
             raise SourceError(f"instruction source {self.name}: no files match {self.path}")
         return found
 
-    def _records(self) -> Iterator[tuple[str, int, dict]]:
+    def chunks(self, size: int | None = None) -> list[tuple[str, int, int, int]]:
+        """Work units for parallel reading: (file, first byte, end byte, number of the first line). A JSONL file is
+        cut at line ends about every `size` bytes; a JSON array file is one unit (end -1: read whole)."""
+        found, size = [], size or CHUNK_BYTES
         for path in self.files():
-            with open(path, encoding="utf-8") as f:
-                head = f.read(4096).lstrip()
-                f.seek(0)
-                if head.startswith("["):  # a JSON array (Alpaca and BELLE are often shipped so): read whole
-                    try:
-                        records = json.load(f)
-                    except json.JSONDecodeError as e:
-                        raise SourceError(f"{path}: not valid JSON (line {e.lineno}): {e.msg}") from None
-                    yield from ((path, i + 1, r) for i, r in enumerate(records))
+            with open(path, "rb") as f:
+                if f.read(4096).lstrip().startswith(b"["):
+                    found.append((path, 0, -1, 1))
                     continue
-                for number, line in enumerate(f, start=1):  # JSONL: line by line, never the whole file in memory
-                    if line.strip():
-                        try:
-                            yield path, number, json.loads(line)
-                        except json.JSONDecodeError as e:
-                            raise SourceError(f"{path}, line {number}: not valid JSON: {e.msg}") from None
+                f.seek(0)
+                start, line = 0, 1
+                while block := f.read(size):
+                    block += f.readline()  # to the end of the line the cut fell in
+                    found.append((path, start, start + len(block), line))
+                    start, line = start + len(block), line + block.count(b"\n")
+        return found
+
+    def _records(self, chunk: tuple[str, int, int, int]) -> Iterator[tuple[str, int, dict]]:
+        path, start, end, first_line = chunk
+        if end == -1:  # a JSON array (Alpaca and BELLE are often shipped so): read whole
+            with open(path, encoding="utf-8") as f:
+                try:
+                    records = json.load(f)
+                except json.JSONDecodeError as e:
+                    raise SourceError(f"{path}: not valid JSON (line {e.lineno}): {e.msg}") from None
+            yield from ((path, i + 1, r) for i, r in enumerate(records))
+            return
+        with open(path, "rb") as f:  # JSONL: a chunk at a time, never the whole file in memory
+            f.seek(start)
+            lines = f.read(end - start).split(b"\n")
+        for number, line in enumerate(lines, start=first_line):
+            if line.strip():
+                try:
+                    yield path, number, json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise SourceError(f"{path}, line {number}: not valid JSON: {e.msg}") from None
+                except UnicodeDecodeError as e:
+                    raise SourceError(f"{path}, line {number}: not UTF-8: {e.reason}") from None
 
     def to_messages(self, record: dict, where: str) -> list[dict]:
         try:
@@ -416,9 +437,11 @@ class InstructionSource:
             raise SourceError(f"{where}: not a {self.format} record: missing or bad key {e}") from None
         raise SourceError(f"instruction source {self.name}: unknown format {self.format!r}")
 
-    def read(self) -> Iterator[pa.Table]:
+    def read(self, chunk: tuple[str, int, int, int] | None = None) -> Iterator[pa.Table]:
+        """Batches of CHAT_SCHEMA rows of one chunk (see `chunks`), or of every file."""
+        records = (r for c in ([chunk] if chunk else self.chunks()) for r in self._records(c))
         messages, langs, ids = [], [], []
-        for path, number, record in self._records():
+        for path, number, record in records:
             where = f"{path}, line {number}"
             messages.append(self.to_messages(record, where))
             lang = self.lang or record.get("lang")

@@ -246,3 +246,32 @@ def test_recipe_build_has_no_eval_text_and_no_duplicates(firefox_build):
     assert turns.is_duplicated().sum() == 0
     assert rows["id"].n_unique() == rows.height
     assert manifest["removed"]["exact_dedup"]["duplicate"] > 0
+
+
+def test_chat_dedup_is_global_and_does_not_depend_on_the_task_count(tmp_path, monkeypatch):
+    """Copies of instructions (other spacing and letter case) far from their originals, in a file read in many
+    small chunks: the first copy in file order is kept, the others are removed naming it, whatever the tasks."""
+    import pipelines.sources
+
+    monkeypatch.setattr(pipelines.sources, "CHUNK_BYTES", 4096)  # the driver cuts the files: many chunks
+    rows = [json.loads(line) for f in sorted(INSTRUCTIONS.glob("*_en.jsonl")) for line in f.read_text().splitlines() if line]
+    copies = {i + 60: {"id": f"copy-of-{rows[i]['id']}", "messages": [{"role": m["role"], "content": m["content"].replace(" ", "  ").upper()}
+                                                                    for m in rows[i]["messages"]]} for i in range(0, 300, 7)}  # fmt: skip
+    lines = [json.dumps(r) for i, row in enumerate(rows) for r in ([row, copies[i]] if i in copies else [row])]
+    (tmp_path / "chat.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "recipe.yaml").write_text(f"name: chat-only\ninstructions:\n  - {{format: messages, path: '{tmp_path}/chat.jsonl', lang: eng_Latn, name: c}}\n")
+    outputs = {}
+    for tasks in (1, 3):
+        outputs[tasks] = tmp_path / f"out-{tasks}"
+        assert main(["--recipe", str(tmp_path / "recipe.yaml"), "--output", str(outputs[tasks]), "--tasks", str(tasks), "--workers", "2"]) == 0
+    assert data_hashes(outputs[1]) == data_hashes(outputs[3])
+    assert (outputs[1] / "removed" / "chat.parquet").read_bytes() == (outputs[3] / "removed" / "chat.parquet").read_bytes()
+    removed = pl.read_parquet(outputs[3] / "removed" / "chat.parquet")
+    kept = pl.read_parquet(outputs[3] / "data" / "*.parquet")
+    assert kept.height + removed.height == len(lines)
+    duplicates = removed.filter(pl.col("reason") == "duplicate")
+    assert sorted(duplicates["source_id"]) == sorted(c["id"] for c in copies.values())
+    from schemas.records import stable_id
+
+    expected = {c["id"]: f"same instruction as {stable_id('c', rows[i - 60]['id'])}" for i, c in copies.items()}
+    assert dict(zip(duplicates["source_id"], duplicates["detail"])) == expected
