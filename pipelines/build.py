@@ -207,10 +207,10 @@ def print_summary(manifest: dict, output: Path, seconds: float | None) -> None:
     print("\n".join(lines))
 
 
-def pair_pipeline(recipe, sources, langs, work: Path, run: str, pivot_join: PivotJoin | None):
+def pair_pipeline(recipe, sources, source_languages, langs, work: Path, run: str, pivot_join: PivotJoin | None, report_unpaired: bool):
     removed = RemovedRows(work / "removed", run)
     return [
-        PairReader(sources, langs, progress=sys.stderr.isatty()),
+        PairReader(sources, langs, source_languages, removed if report_unpaired else None, progress=sys.stderr.isatty()),
         NormalizeText(),
         PairFilter(removed, recipe.filters.min_chars, recipe.filters.max_chars, recipe.filters.max_length_ratio),
         Decontaminate(removed, recipe.decontamination.eval_sets, recipe.decontamination.ngram),
@@ -224,7 +224,8 @@ def pair_pipeline(recipe, sources, langs, work: Path, run: str, pivot_join: Pivo
 def build(args: argparse.Namespace) -> dict:
     recipe = apply_overrides(recipes.load(args.recipe), args)
     sources = recipe.parallel
-    available = sorted(set().union(*(s.languages() for s in sources))) if sources else []
+    source_languages = [s.languages() for s in sources]  # once: each reads the language columns of every file
+    available = sorted(set().union(*source_languages)) if sources else []
     spec = recipe.languages if isinstance(recipe.languages, str) else ",".join(recipe.languages)
     langs = resolve_languages(spec, available)
     identifier = LanguageIdentifier.load(recipe.langid.models, recipe.langid.threshold, recipe.langid.min_script_fraction)
@@ -268,12 +269,12 @@ def build(args: argparse.Namespace) -> dict:
 
     try:
         multiway = {s.name for s in sources if getattr(s, "multiway", False)}
-        if "zho_Hans" in x_langs:
-            run_stage("pivot", pair_pipeline(recipe, sources, ["zho_Hans"], work, "pivot", None), 1)
-        joiner = PivotJoin(work / "pairs" / "zho_Hans.parquet", multiway) if recipe.pivot_join else None
         others = [lang for lang in x_langs if lang != "zho_Hans"]
+        if "zho_Hans" in x_langs:  # pairs without a pivot side are reported once: by the pairs stage if there is one
+            run_stage("pivot", pair_pipeline(recipe, sources, source_languages, ["zho_Hans"], work, "pivot", None, not others), 1)
+        joiner = PivotJoin(work / "pairs" / "zho_Hans.parquet", multiway) if recipe.pivot_join else None
         if others:
-            run_stage("pairs", pair_pipeline(recipe, sources, others, work, "pairs", joiner), args.tasks)
+            run_stage("pairs", pair_pipeline(recipe, sources, source_languages, others, work, "pairs", joiner, True), args.tasks)
         if recipe.instructions:
             chunks = chat_chunks(recipe.instructions)
             chat = [PrepareChat(recipe.instructions, chunks, work, recipe.decontamination.eval_sets, recipe.decontamination.ngram)]

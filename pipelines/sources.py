@@ -47,15 +47,23 @@ def _pairs_table(frame: pl.DataFrame, source: str) -> pa.Table:
     return frame.with_columns(id=pl.Series(ids, dtype=pl.String)).select(PAIR_SCHEMA.names).to_arrow().cast(PAIR_SCHEMA)
 
 
-def orient(frame: pl.DataFrame) -> pl.DataFrame:
-    """Put the pivot on the target side (X -> pivot); a pivot-pivot pair becomes zho_Hans -> eng_Latn."""
+HAS_PIVOT = pl.col("tgt_lang").is_in(PIVOTS) & (pl.col("src_lang") != pl.col("tgt_lang"))  # of an oriented pair
+
+
+def orient(frame: pl.DataFrame, keep_unpaired: bool = False) -> pl.DataFrame:
+    """Put the pivot on the target side (X -> pivot); a pivot-pivot pair becomes zho_Hans -> eng_Latn. Pairs with
+    no pivot side or the same language on both are dropped unless `keep_unpaired` (the reader reports them)."""
     src_is_pivot = pl.col("src_lang").is_in(PIVOTS) & (
         ~pl.col("tgt_lang").is_in(PIVOTS) | (pl.col("src_lang") == "eng_Latn")
     )
     swapped = {"src_lang": "tgt_lang", "tgt_lang": "src_lang", "src_text": "tgt_text", "tgt_text": "src_text"}
-    return frame.with_columns(
-        [pl.when(src_is_pivot).then(pl.col(b)).otherwise(pl.col(a)).alias(a) for a, b in swapped.items()]
-    ).filter(pl.col("tgt_lang").is_in(PIVOTS) & (pl.col("src_lang") != pl.col("tgt_lang")))
+    frame = frame.with_columns([pl.when(src_is_pivot).then(pl.col(b)).otherwise(pl.col(a)).alias(a) for a, b in swapped.items()])
+    return frame if keep_unpaired else frame.filter(HAS_PIVOT)
+
+
+def _selected(frame: pl.DataFrame, langs, unpaired: bool) -> pl.DataFrame:
+    """The pairs of `langs`, and with `unpaired` also the rows that have no pivot side (see orient)."""
+    return frame.filter((HAS_PIVOT & pl.col("src_lang").is_in(list(langs))) | (pl.lit(unpaired) & ~HAS_PIVOT))
 
 
 @dataclass
@@ -69,8 +77,9 @@ class PairSource:
         """Non-pivot languages this source has pairs for (the pivot pair counts as zho_Hans)."""
         raise NotImplementedError
 
-    def read(self, langs: set[str]) -> Iterator[pa.Table]:
-        """Batches of X -> pivot pairs whose X is in `langs`."""
+    def read(self, langs: set[str], unpaired: bool = False) -> Iterator[pa.Table]:
+        """Batches of X -> pivot pairs whose X is in `langs`; with `unpaired`, also every pair without a pivot side
+        (HAS_PIVOT false), which the reader sends to removed/."""
         raise NotImplementedError
 
     def provenance(self) -> dict:
@@ -93,7 +102,7 @@ class UdhrSource(PairSource):
 
         return set(udhr_languages()) - {"eng_Latn"}
 
-    def read(self, langs):
+    def read(self, langs, unpaired=False):  # multiway: every pair has a pivot
         from pipelines.steps.read_udhr import language_pairs, udhr_pairs
 
         wanted = sorted(set(langs) | {"eng_Latn", "zho_Hans"})
@@ -156,7 +165,7 @@ class TableSource(PairSource):
         for path in self.files():
             frame = self._scan(path).collect()
             codes = {c: to_flores(c) for c in set(frame["src_lang"]) | set(frame["tgt_lang"])}
-            yield orient(frame.with_columns(pl.col("src_lang", "tgt_lang").replace_strict(codes)))
+            yield orient(frame.with_columns(pl.col("src_lang", "tgt_lang").replace_strict(codes)), keep_unpaired=True)
 
     def languages(self):
         langs = set()
@@ -167,9 +176,9 @@ class TableSource(PairSource):
             langs |= set(orient(frame)["src_lang"])
         return langs
 
-    def read(self, langs):
+    def read(self, langs, unpaired=False):
         for frame in self._frames():
-            frame = frame.filter(pl.col("src_lang").is_in(list(langs)))
+            frame = _selected(frame, langs, unpaired)
             for chunk in frame.iter_slices(BATCH_ROWS):
                 yield _pairs_table(chunk.with_columns(split=pl.lit(self.split)), self.name)
 
@@ -193,7 +202,7 @@ class MosesSource(PairSource):
         a, b = self._langs()
         return {x for x in (a, b) if x not in PIVOTS} or {"zho_Hans"}
 
-    def read(self, langs):
+    def read(self, langs, unpaired=False):
         (code_a, path_a), (code_b, path_b) = self.files.items()
         lines = []
         for path in (path_a, path_b):
@@ -209,7 +218,7 @@ class MosesSource(PairSource):
             src_lang=pl.lit(to_flores(code_a)), tgt_lang=pl.lit(to_flores(code_b)),
             source_id=pl.lit(f"{Path(path_a).name}:") + (pl.int_range(pl.len()) + 1).cast(pl.String),
         )  # fmt: skip
-        frame = orient(frame).filter(pl.col("src_lang").is_in(list(langs)))
+        frame = _selected(orient(frame, keep_unpaired=True), langs, unpaired)
         for chunk in frame.iter_slices(BATCH_ROWS):
             yield _pairs_table(chunk.with_columns(split=pl.lit(self.split)), self.name)
 
@@ -252,7 +261,7 @@ class TmxSource(PairSource):
     def languages(self):
         return set(self._pairs()["src_lang"])
 
-    def read(self, langs):
+    def read(self, langs, unpaired=False):  # only <tu>s with a pivot make pairs
         frame = self._pairs().filter(pl.col("src_lang").is_in(list(langs)))
         for chunk in frame.iter_slices(BATCH_ROWS):
             yield _pairs_table(chunk.with_columns(split=pl.lit(self.split)), self.name)
@@ -272,7 +281,7 @@ class GettextSource(PairSource):
     def languages(self):
         return {to_flores(self.lang)}
 
-    def read(self, langs):
+    def read(self, langs, unpaired=False):  # always -> eng_Latn
         import polib
 
         lang = to_flores(self.lang)
@@ -313,7 +322,7 @@ class HubSource(PairSource):
     def languages(self):
         return {x for x in (to_flores(self.src_lang), to_flores(self.tgt_lang)) if x not in PIVOTS} or {"zho_Hans"}
 
-    def read(self, langs):
+    def read(self, langs, unpaired=False):
         import datasets
 
         rows = datasets.load_dataset(self.repo, self.config, split=self.hub_split, revision=self.revision, streaming=True)
@@ -327,17 +336,17 @@ class HubSource(PairSource):
         for i, row in enumerate(rows):
             batch.append((get(row, self.columns["src_text"]), get(row, self.columns["tgt_text"]), f"{self.repo}@{self.revision}:{i}"))
             if len(batch) == BATCH_ROWS:
-                yield from self._emit(batch, langs)
+                yield from self._emit(batch, langs, unpaired)
                 batch = []
-        yield from self._emit(batch, langs)
+        yield from self._emit(batch, langs, unpaired)
 
-    def _emit(self, batch, langs):
+    def _emit(self, batch, langs, unpaired):
         if not batch:
             return
         frame = pl.DataFrame(batch, schema=["src_text", "tgt_text", "source_id"], orient="row").with_columns(
             src_lang=pl.lit(to_flores(self.src_lang)), tgt_lang=pl.lit(to_flores(self.tgt_lang))
         )
-        frame = orient(frame).filter(pl.col("src_lang").is_in(list(langs)))
+        frame = _selected(orient(frame, keep_unpaired=True), langs, unpaired)
         if frame.height:
             yield _pairs_table(frame.with_columns(split=pl.lit(self.split)), self.name)
 

@@ -189,7 +189,7 @@ def firefox_build(tmp_path_factory):
     """A mixture from real data: three Firefox locales (with zh-CN for the pivot join) and the zh/en instruction
     files, with an evaluation set made of some of the German strings."""
     folder = tmp_path_factory.mktemp("firefox")
-    for name in ("deu_Latn-eng_Latn", "fra_Latn-eng_Latn", "zho_Hans-eng_Latn", "xho_Latn-eng_Latn"):
+    for name in ("deu_Latn-eng_Latn", "fra_Latn-eng_Latn", "zho_Hans-eng_Latn", "xho_Latn-eng_Latn", "eng_Latn.en-CA-eng_Latn"):
         pl.read_parquet(FIREFOX / f"{name}.parquet").head(1500).write_parquet(folder / f"{name}.parquet")
     german = pl.read_parquet(folder / "deu_Latn-eng_Latn.parquet")["src_text"]
     eval_texts = [t for t in german.to_list() if len(t.split()) >= 4][:40]
@@ -275,3 +275,13 @@ def test_chat_dedup_is_global_and_does_not_depend_on_the_task_count(tmp_path, mo
 
     expected = {c["id"]: f"same instruction as {stable_id('c', rows[i - 60]['id'])}" for i, c in copies.items()}
     assert dict(zip(duplicates["source_id"], duplicates["detail"])) == expected
+
+
+def test_pairs_without_a_pivot_side_are_reported_once(firefox_build):
+    folder, output, _ = firefox_build
+    removed = pl.read_parquet(output / "removed" / "read_pairs.parquet")
+    en_ca = pl.read_parquet(folder / "eng_Latn.en-CA-eng_Latn.parquet")  # en-CA -> en-GB: both eng_Latn
+    assert removed.height == en_ca.height > 0
+    assert set(removed["reason"]) == {"no_pivot"} and set(removed["detail"]) == {"both sides are eng_Latn"}
+    assert set(removed["source_id"]) == {f"eng_Latn.en-CA-eng_Latn.parquet:{i}" for i in en_ca["id"]}
+    assert read_manifest(output)["removed"]["read_pairs"] == {"no_pivot": en_ca.height}
