@@ -21,6 +21,7 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from langid.identify import LanguageIdentifier
 from langid.models import file_sha256
 from pipelines import recipe as recipes
 from pipelines.corpus import UDHR_PATH, udhr_provenance
-from pipelines.manifest import code_version, read_manifest
+from pipelines.manifest import code_version, read_manifest, sha256_file
 from pipelines.mixture import MixtureError
 from pipelines.sources import SourceError
 from pipelines.steps.base import RemovedRows
@@ -137,7 +138,28 @@ def row_arguments(recipe: recipes.Recipe, langs: list[str], identifier: Language
         "langid_models": ",".join(f"{c.model.name}:{c.model.sha256}" for c in identifier.checks),
         "corpus_sha256": file_sha256(UDHR_PATH),
         "code_package": code_version()["package"],
+        "code": code_fingerprint(),
     }
+
+
+CODE_FOLDERS = ("pipelines", "langid", "schemas")  # the code the rows depend on
+
+
+def code_fingerprint() -> str:
+    """What identifies the code, so that a rerun after a code change rebuilds: in a git checkout whose code folders
+    have no changes, their git tree ids (a commit touching only docs or training/ keeps the build); otherwise a hash
+    of their .py files."""
+    try:
+        status = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", *CODE_FOLDERS],
+                                capture_output=True, text=True, check=True).stdout  # fmt: skip
+        if not status.strip():
+            trees = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", *(f"HEAD:{folder}" for folder in CODE_FOLDERS)],
+                                   capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+            return "git:" + stable_id(*trees)
+    except (OSError, subprocess.CalledProcessError):
+        pass  # not a git checkout (an installed package, an unpacked archive)
+    files = sorted(p for folder in CODE_FOLDERS for p in (REPO_ROOT / folder).rglob("*.py"))
+    return "files:" + stable_id(*(f"{p.relative_to(REPO_ROOT).as_posix()}:{sha256_file(p)}" for p in files))
 
 
 def check_output(output: Path, build_key: str, overwrite: bool) -> bool:

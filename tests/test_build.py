@@ -285,3 +285,36 @@ def test_pairs_without_a_pivot_side_are_reported_once(firefox_build):
     assert set(removed["reason"]) == {"no_pivot"} and set(removed["detail"]) == {"both sides are eng_Latn"}
     assert set(removed["source_id"]) == {f"eng_Latn.en-CA-eng_Latn.parquet:{i}" for i in en_ca["id"]}
     assert read_manifest(output)["removed"]["read_pairs"] == {"no_pivot": en_ca.height}
+
+
+def test_the_build_key_follows_the_code(small_build, tmp_path, monkeypatch, capsys):
+    import pipelines.build as build
+
+    repo = tmp_path / "repo"
+    for folder in build.CODE_FOLDERS:
+        (repo / folder).mkdir(parents=True)
+        (repo / folder / "step.py").write_text("x = 1\n")
+    monkeypatch.setattr(build, "REPO_ROOT", repo)
+    unpacked = build.code_fingerprint()  # not a git checkout: the .py files
+    assert unpacked.startswith("files:")
+    (repo / "pipelines" / "step.py").write_text("x = 2\n")
+    assert build.code_fingerprint() not in (unpacked, "")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    clean = build.code_fingerprint()
+    assert clean.startswith("git:")
+    (repo / "NOTES.md").write_text("docs only\n")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "docs"], check=True)
+    assert build.code_fingerprint() == clean  # a commit that changes no code keeps the build
+    (repo / "langid" / "step.py").write_text("x = 3\n")
+    assert build.code_fingerprint().startswith("files:")  # uncommitted code change
+    subprocess.run([*git, "commit", "-qam", "code"], check=True)
+    assert build.code_fingerprint() not in (clean, "")
+
+    # a build made by other code is not "this build": the rerun is refused without --overwrite
+    monkeypatch.setattr(build, "code_fingerprint", lambda: "files:other-code")
+    assert main(["--langs", SMALL_LANGS, "--output", str(small_build), "--tasks", "2"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
