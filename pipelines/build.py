@@ -11,7 +11,8 @@ Stages, each a list of datatrove PipelineSteps run by its Local or Ray executor:
 3. chat: the zh/en instruction sources, normalized and decontaminated, chunks of files spread over the tasks;
    chat_dedup: instruction-level exact dedup, tasks own buckets of a hash of the normalized instruction;
 4. mix: the mixture plan (totals, shares, temperature budgets) sampled by a seeded hash, then templated;
-5. shards: data/<split>-NNNNN-of-NNNNN.parquet, a task per shard; 6. manifest, card, removed/.
+5. split_shards: each instruction file split by shard, a task per file; shards: data/<split>-NNNNN-of-NNNNN.parquet,
+   a task per shard; 6. manifest, card, removed/.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from pipelines.steps.base import RemovedRows
 from pipelines.steps.chat import DedupChat, PrepareChat, chat_chunks
 from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup
-from pipelines.steps.finalize import WriteManifest, WriteShards
+from pipelines.steps.finalize import SplitShards, WriteManifest, WriteShards
 from pipelines.steps.language_id import LanguageIdFilter
 from pipelines.steps.mix import MixInstructions, chat_cutoffs, plan, supply
 from pipelines.steps.normalize import NormalizeText
@@ -307,6 +308,7 @@ def build(args: argparse.Namespace) -> dict:
         plan_path = work / "plan.json"
         plan_path.write_text(json.dumps({**budgets, "chat_cutoffs": chat_cutoffs(work / "chat", recipe.seed, budgets)}, sort_keys=True))
         run_stage("mix", [MixInstructions(work, plan_path, recipe.seed)], args.tasks)
+        run_stage("split_shards", [SplitShards(work, recipe.rows_per_shard)], args.tasks)
         run_stage("shards", [WriteShards(work, output, recipe.rows_per_shard)], args.tasks)
         mixture = {"plan": json.dumps(budgets, sort_keys=True), "recipe": json.dumps(recipe.to_dict()["mixture"])}
         license_text = udhr_provenance()["license_text"] if multiway else ""

@@ -5,7 +5,8 @@
     <output>/removed/<step>.parquet                 every dropped row with the step and reason
     <output>/manifest.json, README.md, LICENSE      provenance and counts; the dataset card
 
-Each shard is built by one task, reading only the rows of its shard, so memory is bounded by the shard size.
+Each instruction file is split by shard once (SplitShards), then each shard is built by one task from its parts,
+so memory is bounded by the shard size.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from pipelines.card import write_card
 from pipelines.manifest import FORMAT_VERSION, sha256_file, write_manifest
-from pipelines.steps.base import write_parquet_atomic
+from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
 
 
@@ -40,6 +41,37 @@ def shard_of(ids: pl.Expr, count: int) -> pl.Expr:
     return ids.str.slice(0, 12).str.to_integer(base=16) % count
 
 
+class SplitShards(PipelineStep):
+    """Each instruction file is read once, by one task, and its rows split by shard into
+    `shard_parts/<split>/<shard>/<file>.parquet`: WriteShards then reads only its shard's rows (a shard that
+    filtered every input file read all rows once per shard)."""
+
+    name = "split_shards"
+    type = "💽 - WRITER"
+
+    def __init__(self, work_dir: Path, rows_per_shard: int):
+        super().__init__()
+        self.work_dir = Path(work_dir)
+        self.rows_per_shard = rows_per_shard
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        counts = shard_counts(self.work_dir, self.rows_per_shard)
+        inputs = [(split, path) for split in SPLITS for path in sorted((self.work_dir / "instructions" / split).glob("*.parquet"))]
+        for split, path in inputs[rank::world_size]:
+            writers: dict[int, AtomicParquetWriter] = {}
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
+                shards = pl.from_arrow(batch.column("id")).to_frame().select(shard_of(pl.col("id"), counts[split])).to_series()
+                for shard in shards.unique().sort().to_list():
+                    if shard not in writers:
+                        part = self.work_dir / "shard_parts" / split / f"{shard:05d}" / f"{path.stem}.parquet"
+                        writers[shard] = AtomicParquetWriter(part, batch.schema)
+                    writers[shard].write(pa.Table.from_batches([batch.filter((shards == shard).to_arrow())]))
+            for writer in writers.values():
+                writer.close()
+        return
+        yield
+
+
 class WriteShards(PipelineStep):
     name = "write_shards"
     type = "💽 - WRITER"
@@ -54,15 +86,8 @@ class WriteShards(PipelineStep):
         counts = shard_counts(self.work_dir, self.rows_per_shard)
         jobs = [(split, i) for split in SPLITS for i in range(counts[split])]
         for split, index in jobs[rank::world_size]:
-            parts = []
-            for path in sorted((self.work_dir / "instructions" / split).glob("*.parquet")):
-                # batch by batch: a whole input file (the zh part is over a million rows) never sits in memory
-                # (pyarrow's filter copies the kept rows; a polars filter of a list column kept the whole batch alive)
-                for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
-                    ids = pl.from_arrow(batch.column("id"))
-                    mine = ids.to_frame().select(shard_of(pl.col("id"), counts[split]) == index).to_series()
-                    parts.append(batch.filter(mine.to_arrow()))
-            rows = pa.Table.from_batches(parts, schema=parts[0].schema).sort_by("id") if parts else INSTRUCTION_SCHEMA.empty_table()
+            paths = sorted((self.work_dir / "shard_parts" / split / f"{index:05d}").glob("*.parquet"))
+            rows = pa.concat_tables([pq.read_table(p) for p in paths]).sort_by("id") if paths else INSTRUCTION_SCHEMA.empty_table()
             write_parquet_atomic(self.output_dir / "data" / shard_name(split, index, counts[split]), rows.cast(INSTRUCTION_SCHEMA), row_group_size=10_000)
             self.stat_update(split, value=rows.num_rows)
         return
