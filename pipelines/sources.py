@@ -17,6 +17,7 @@ Every source reports the languages it has without reading everything, so that a 
 from __future__ import annotations
 
 import glob
+import io
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.json as pa_json
 
 from schemas.language_codes import PIVOTS, to_flores
 from schemas.records import CHAT_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, stable_id
@@ -448,9 +450,49 @@ class InstructionSource:
 
     def read(self, chunk: tuple[str, int, int, int] | None = None) -> Iterator[pa.Table]:
         """Batches of CHAT_SCHEMA rows of one chunk (see `chunks`), or of every file."""
-        records = (r for c in ([chunk] if chunk else self.chunks()) for r in self._records(c))
+        for part in [chunk] if chunk else self.chunks():
+            parsed = self._parse_messages(part) if self.format == "messages" and part[2] != -1 else None
+            if parsed is None:
+                yield from self._read_records(part)
+            else:
+                yield from (parsed.slice(first, BATCH_ROWS) for first in range(0, parsed.num_rows, BATCH_ROWS))
+
+    def _parse_messages(self, chunk: tuple[str, int, int, int]) -> pa.Table | None:
+        """A JSONL chunk of `messages` records parsed by Arrow's JSON reader (5x faster than json.loads per line);
+        None when a record does not fit the expected shape: the line-by-line path then names the bad line."""
+        path, start, end, first_line = chunk
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read(end - start)
+        schema = pa.schema([("id", pa.string()), ("lang", pa.string()), ("messages", pa.list_(MESSAGE_TYPE))])
+        try:
+            table = pa_json.read_json(io.BytesIO(data), read_options=pa_json.ReadOptions(block_size=max(len(data), 1 << 20)),
+                                      parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))  # fmt: skip
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None
+        numbers = [first_line + i for i, line in enumerate(data.split(b"\n")) if line.strip()]
+        frame = pl.from_arrow(table)
+        lang = pl.lit(self.lang) if self.lang else pl.col("lang")
+        turns = frame["messages"].explode().struct.unnest()
+        if (len(numbers) != frame.height or frame["messages"].is_null().any() or turns.null_count().row(0) != (0, 0)
+                or frame.select((lang.is_null() | (lang == "")).any()).item()):  # fmt: skip
+            return None
+        name = Path(path).name
+        source_ids = frame.select(
+            pl.when(pl.col("id").is_null() | (pl.col("id") == "")).then(pl.lit(f"{name}:") + pl.Series(numbers).cast(pl.String)).otherwise("id")
+        ).to_series()  # fmt: skip
+        langs = frame.with_columns(lang=lang)["lang"]
+        codes = {code: to_flores(code) for code in langs.unique().to_list()}
+        return pa.table(
+            {"id": [stable_id(self.name, sid) for sid in source_ids], "messages": table.column("messages"),
+             "lang": langs.replace_strict(codes).to_arrow(), "source": [self.name] * table.num_rows,
+             "source_id": source_ids.to_arrow()},
+            schema=CHAT_SCHEMA,
+        )  # fmt: skip
+
+    def _read_records(self, chunk: tuple[str, int, int, int]) -> Iterator[pa.Table]:
         messages, langs, ids = [], [], []
-        for path, number, record in records:
+        for path, number, record in self._records(chunk):
             where = f"{path}, line {number}"
             messages.append(self.to_messages(record, where))
             lang = self.lang or record.get("lang")
