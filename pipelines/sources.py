@@ -68,6 +68,11 @@ def _selected(frame: pl.DataFrame, langs, unpaired: bool) -> pl.DataFrame:
     return frame.filter((HAS_PIVOT & pl.col("src_lang").is_in(list(langs))) | (pl.lit(unpaired) & ~HAS_PIVOT))
 
 
+def _unpaired_languages(a: str, b: str) -> bool:
+    """Whether pairs of languages a and b have no pivot side (see HAS_PIVOT)."""
+    return a == b or not {a, b} & set(PIVOTS)
+
+
 @dataclass
 class PairSource:
     """Base of the parallel-text adapters. `name` tags every row's `source` column."""
@@ -83,6 +88,11 @@ class PairSource:
         """Batches of X -> pivot pairs whose X is in `langs`; with `unpaired`, also every pair without a pivot side
         (HAS_PIVOT false), which the reader sends to removed/."""
         raise NotImplementedError
+
+    def has_unpaired(self) -> bool:
+        """Whether `read(..., unpaired=True)` can give any pair without a pivot side: asked so that nothing is read
+        (or streamed from the Hub) only to find none."""
+        return True
 
     def provenance(self) -> dict:
         return {"name": self.name, "version": "", "origin": "", "license": "", "sha256": "", "details": {}}
@@ -109,6 +119,9 @@ class UdhrSource(PairSource):
 
         wanted = sorted(set(langs) | {"eng_Latn", "zho_Hans"})
         yield from udhr_pairs([p for p in language_pairs(wanted) if p[0] in langs])
+
+    def has_unpaired(self):
+        return False
 
     def provenance(self):
         from pipelines.corpus import UDHR_PATH, udhr_provenance
@@ -204,6 +217,9 @@ class MosesSource(PairSource):
         a, b = self._langs()
         return {x for x in (a, b) if x not in PIVOTS} or {"zho_Hans"}
 
+    def has_unpaired(self):
+        return _unpaired_languages(*self._langs())
+
     def read(self, langs, unpaired=False):
         (code_a, path_a), (code_b, path_b) = self.files.items()
         lines = []
@@ -263,7 +279,10 @@ class TmxSource(PairSource):
     def languages(self):
         return set(self._pairs()["src_lang"])
 
-    def read(self, langs, unpaired=False):  # only <tu>s with a pivot make pairs
+    def has_unpaired(self):  # only <tu>s with a pivot make pairs
+        return False
+
+    def read(self, langs, unpaired=False):
         frame = self._pairs().filter(pl.col("src_lang").is_in(list(langs)))
         for chunk in frame.iter_slices(BATCH_ROWS):
             yield _pairs_table(chunk.with_columns(split=pl.lit(self.split)), self.name)
@@ -283,11 +302,14 @@ class GettextSource(PairSource):
     def languages(self):
         return {to_flores(self.lang)}
 
+    def has_unpaired(self):
+        return _unpaired_languages(to_flores(self.lang), "eng_Latn")
+
     def read(self, langs, unpaired=False):  # always -> eng_Latn
         import polib
 
         lang = to_flores(self.lang)
-        if lang not in langs:
+        if lang not in langs and not (unpaired and self.has_unpaired()):
             return
         try:
             catalog = polib.mofile(self.path) if self.path.endswith(".mo") else polib.pofile(self.path)
@@ -323,6 +345,9 @@ class HubSource(PairSource):
 
     def languages(self):
         return {x for x in (to_flores(self.src_lang), to_flores(self.tgt_lang)) if x not in PIVOTS} or {"zho_Hans"}
+
+    def has_unpaired(self):
+        return _unpaired_languages(to_flores(self.src_lang), to_flores(self.tgt_lang))
 
     def read(self, langs, unpaired=False):
         import datasets

@@ -7,7 +7,7 @@ import polib
 import pyarrow as pa
 import pytest
 
-from pipelines.sources import GettextSource, InstructionSource, MosesSource, SourceError, TableSource, TmxSource, orient
+from pipelines.sources import GettextSource, InstructionSource, MosesSource, SourceError, TableSource, TmxSource, UdhrSource, orient
 
 DE = ["Alle Menschen sind frei.", "Jeder hat das Recht auf Leben."]
 EN = ["All human beings are free.", "Everyone has the right to life."]
@@ -139,3 +139,15 @@ def test_messages_chunks_parsed_by_arrow_match_the_line_by_line_reading(tmp_path
     assert source._parse_messages(source.chunks()[0]) is None  # a turn without content: the line path names it
     with pytest.raises(SourceError, match=r"rows.jsonl, line 2: .*'content'"):
         list(source.read())
+
+
+def test_sources_say_whether_they_can_have_pairs_without_a_pivot(tmp_path):
+    de, fr, en = (tmp_path / n for n in ("c.de", "c.fr", "c.en"))
+    for path in (de, fr, en):
+        path.write_text("a\nb\n")
+    assert MosesSource(name="m", files={"de": str(de), "fr": str(fr)}).has_unpaired()
+    assert not MosesSource(name="m", files={"de": str(de), "en": str(en)}).has_unpaired()
+    rows = pa.concat_tables(MosesSource(name="m", files={"de": str(de), "fr": str(fr)}).read(set(), unpaired=True))
+    assert rows.num_rows == 2 and set(rows["tgt_lang"].to_pylist()) == {"fra_Latn"}
+    assert not list(MosesSource(name="m", files={"de": str(de), "fr": str(fr)}).read({"deu_Latn"}))  # no pivot: no pair
+    assert not UdhrSource().has_unpaired()

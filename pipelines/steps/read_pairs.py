@@ -44,11 +44,11 @@ class PairReader(PipelineStep):
             sources = tqdm(sources, desc=f"task {rank}: sources", unit="source", position=rank, leave=False)
         try:
             for source, languages in sources:
-                wanted = mine & languages
-                if not wanted and not report:
+                wanted, unpaired = mine & languages, report and source.has_unpaired()
+                if not wanted and not unpaired:
                     continue
-                for table in source.read(wanted, unpaired=report):
-                    if report:
+                for table in source.read(wanted, unpaired=unpaired):
+                    if unpaired:
                         table = self.report_unpaired(table, writer)
                     self.stat_update("pairs", value=table.num_rows)
                     if table.num_rows:
