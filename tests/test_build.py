@@ -248,9 +248,9 @@ def test_recipe_build_has_no_eval_text_and_no_duplicates(firefox_build):
     assert manifest["removed"]["exact_dedup"]["duplicate"] > 0
 
 
-def test_chat_dedup_is_global_and_does_not_depend_on_the_task_count(tmp_path, monkeypatch):
+def chat_recipe(tmp_path, monkeypatch) -> tuple[Path, list[dict], dict[int, dict], list[str]]:
     """Copies of instructions (other spacing and letter case) far from their originals, in a file read in many
-    small chunks: the first copy in file order is kept, the others are removed naming it, whatever the tasks."""
+    small chunks."""
     import pipelines.sources
 
     monkeypatch.setattr(pipelines.sources, "CHUNK_BYTES", 4096)  # the driver cuts the files: many chunks
@@ -260,10 +260,16 @@ def test_chat_dedup_is_global_and_does_not_depend_on_the_task_count(tmp_path, mo
     lines = [json.dumps(r) for i, row in enumerate(rows) for r in ([row, copies[i]] if i in copies else [row])]
     (tmp_path / "chat.jsonl").write_text("\n".join(lines) + "\n")
     (tmp_path / "recipe.yaml").write_text(f"name: chat-only\ninstructions:\n  - {{format: messages, path: '{tmp_path}/chat.jsonl', lang: eng_Latn, name: c}}\n")
+    return tmp_path / "recipe.yaml", rows, copies, lines
+
+
+def test_chat_dedup_is_global_and_does_not_depend_on_the_task_count(tmp_path, monkeypatch):
+    """The first copy in file order is kept, the others are removed naming it, whatever the tasks."""
+    recipe, rows, copies, lines = chat_recipe(tmp_path, monkeypatch)
     outputs = {}
     for tasks in (1, 3):
         outputs[tasks] = tmp_path / f"out-{tasks}"
-        assert main(["--recipe", str(tmp_path / "recipe.yaml"), "--output", str(outputs[tasks]), "--tasks", str(tasks), "--workers", "2"]) == 0
+        assert main(["--recipe", str(recipe), "--output", str(outputs[tasks]), "--tasks", str(tasks), "--workers", "2"]) == 0
     assert data_hashes(outputs[1]) == data_hashes(outputs[3])
     assert (outputs[1] / "removed" / "chat.parquet").read_bytes() == (outputs[3] / "removed" / "chat.parquet").read_bytes()
     removed = pl.read_parquet(outputs[3] / "removed" / "chat.parquet")
@@ -318,3 +324,12 @@ def test_the_build_key_follows_the_code(small_build, tmp_path, monkeypatch, caps
     monkeypatch.setattr(build, "code_fingerprint", lambda: "files:other-code")
     assert main(["--langs", SMALL_LANGS, "--output", str(small_build), "--tasks", "2"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_chat_part_is_the_same_on_ray(tmp_path, monkeypatch):
+    recipe, *_ = chat_recipe(tmp_path, monkeypatch)
+    for executor, tasks in (("local", 1), ("ray", 3)):
+        assert main(["--recipe", str(recipe), "--output", str(tmp_path / executor), "--executor", executor, "--tasks", str(tasks), "--workers", "2"]) == 0
+    assert data_hashes(tmp_path / "local") == data_hashes(tmp_path / "ray")
+    assert (tmp_path / "local" / "removed" / "chat.parquet").read_bytes() == (tmp_path / "ray" / "removed" / "chat.parquet").read_bytes()
