@@ -11,7 +11,8 @@ Stages, each a list of datatrove PipelineSteps run by its Local or Ray executor:
 1. pivot: the zho_Hans <-> eng_Latn pairs, cleaned (they feed the pivot join);
 2. pairs: read -> normalize -> pair filters -> decontaminate -> language ID of both sides -> pivot join -> dedup
    -> near-duplicate removal (MinHash) -> one Parquet file per language (tasks own whole languages);
-3. chat: the zh/en instruction sources, normalized, deduplicated, decontaminated;
+3. chat: the zh/en instruction sources, normalized and decontaminated, chunks of files spread over the tasks;
+   chat_dedup: instruction-level exact dedup, tasks own buckets of a hash of the normalized instruction;
 4. mix: the mixture plan (totals, shares, temperature budgets) sampled by a seeded hash, then templated (sentences,
    documents, dialogues);
 5. shards: data/<config>/<split>-NNNNN-of-NNNNN.parquet, a task per shard; 6. manifest, card, removed/.
@@ -24,6 +25,7 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,17 +37,17 @@ from langid.identify import LanguageIdentifier
 from langid.models import file_sha256
 from pipelines import recipe as recipes
 from pipelines.corpus import UDHR_PATH, udhr_provenance
-from pipelines.manifest import bump, code_version, finished_versions, parse_version, read_manifest
+from pipelines.manifest import bump, code_version, finished_versions, parse_version, read_manifest, sha256_file
 from pipelines.mixture import MixtureError
 from pipelines.publish import PublishError
 from pipelines.sources import SourceError
 from pipelines.steps.base import RemovedRows
-from pipelines.steps.chat import BuildChat
+from pipelines.steps.chat import DedupChat, PrepareChat, chat_chunks
 from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup, NearDuplicateDedup
 from pipelines.steps.finalize import WriteManifest, WriteShards, parse_size, shard_plan
 from pipelines.steps.language_id import LanguageIdFilter
-from pipelines.steps.mix import MixInstructions, plan, supply
+from pipelines.steps.mix import MixInstructions, chat_cutoffs, plan, supply
 from pipelines.steps.normalize import NormalizeText
 from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.pivot_join import PivotJoin
@@ -150,7 +152,28 @@ def row_arguments(recipe: recipes.Recipe, langs: list[str], identifier: Language
         "langid_models": ",".join(f"{c.model.name}:{c.model.sha256}" for c in identifier.checks),
         "corpus_sha256": file_sha256(UDHR_PATH),
         "code_package": code_version()["package"],
+        "code": code_fingerprint(),
     }
+
+
+CODE_FOLDERS = ("pipelines", "langid", "schemas")  # the code the rows depend on
+
+
+def code_fingerprint() -> str:
+    """What identifies the code, so that a rerun after a code change rebuilds: in a git checkout whose code folders
+    have no changes, their git tree ids (a commit touching only docs or training/ keeps the build); otherwise a hash
+    of their .py files."""
+    try:
+        status = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", *CODE_FOLDERS],
+                                capture_output=True, text=True, check=True).stdout  # fmt: skip
+        if not status.strip():
+            trees = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", *(f"HEAD:{folder}" for folder in CODE_FOLDERS)],
+                                   capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+            return "git:" + stable_id(*trees)
+    except (OSError, subprocess.CalledProcessError):
+        pass  # not a git checkout (an installed package, an unpacked archive)
+    files = sorted(p for folder in CODE_FOLDERS for p in (REPO_ROOT / folder).rglob("*.py"))
+    return "files:" + stable_id(*(f"{p.relative_to(REPO_ROOT).as_posix()}:{sha256_file(p)}" for p in files))
 
 
 def choose_version(args: argparse.Namespace, name: str, build_key: str) -> tuple[str, Path]:
@@ -281,11 +304,11 @@ def print_summary(manifest: dict, output: Path, seconds: float | None) -> None:
     print("\n".join(lines))
 
 
-def pair_pipeline(recipe, sources, langs, work: Path, run: str, pivot_join: PivotJoin | None):
+def pair_pipeline(recipe, sources, source_languages, langs, work: Path, run: str, pivot_join: PivotJoin | None, report_unpaired: bool):
     removed = RemovedRows(work / "removed", run)
     near = recipe.dedup.near
     return [
-        PairReader(sources, langs, progress=sys.stderr.isatty()),
+        PairReader(sources, langs, source_languages, removed if report_unpaired else None, progress=sys.stderr.isatty()),
         NormalizeText(),
         PairFilter(removed, recipe.filters.min_chars, recipe.filters.max_chars, recipe.filters.max_length_ratio),
         Decontaminate(removed, recipe.decontamination.eval_sets, recipe.decontamination.ngram),
@@ -300,7 +323,8 @@ def pair_pipeline(recipe, sources, langs, work: Path, run: str, pivot_join: Pivo
 def build(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     recipe = apply_overrides(recipes.load(args.recipe), args)
     sources = recipe.parallel
-    available = sorted(set().union(*(s.languages() for s in sources))) if sources else []
+    source_languages = [s.languages() for s in sources]  # once: each reads the language columns of every file
+    available = sorted(set().union(*source_languages)) if sources else []
     spec = recipe.languages if isinstance(recipe.languages, str) else ",".join(recipe.languages)
     langs = resolve_languages(spec, available)
     identifier = LanguageIdentifier.load(recipe.langid.models, recipe.langid.threshold, recipe.langid.min_script_fraction)
@@ -347,19 +371,21 @@ def build(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
 
     try:
         multiway = {s.name for s in sources if getattr(s, "multiway", False)}
-        if "zho_Hans" in x_langs:
-            run_stage("pivot", pair_pipeline(recipe, sources, ["zho_Hans"], work, "pivot", None), 1)
-        joiner = PivotJoin(work / "pairs" / "zho_Hans.parquet", multiway) if recipe.pivot_join else None
         others = [lang for lang in x_langs if lang != "zho_Hans"]
+        if "zho_Hans" in x_langs:  # pairs without a pivot side are reported once: by the pairs stage if there is one
+            run_stage("pivot", pair_pipeline(recipe, sources, source_languages, ["zho_Hans"], work, "pivot", None, not others), 1)
+        joiner = PivotJoin(work / "pairs" / "zho_Hans.parquet", multiway) if recipe.pivot_join else None
         if others:
-            run_stage("pairs", pair_pipeline(recipe, sources, others, work, "pairs", joiner), args.tasks)
+            run_stage("pairs", pair_pipeline(recipe, sources, source_languages, others, work, "pairs", joiner, True), args.tasks)
         if recipe.instructions:
-            chat = [BuildChat(recipe.instructions, work, recipe.decontamination.eval_sets, recipe.decontamination.ngram)]
-            run_stage("chat", chat, 1)
+            chunks = chat_chunks(recipe.instructions)
+            chat = [PrepareChat(recipe.instructions, chunks, work, recipe.decontamination.eval_sets, recipe.decontamination.ngram)]
+            run_stage("chat", chat, max(1, min(args.tasks, len(chunks))))
+            run_stage("chat_dedup", [DedupChat(work)], args.tasks)
         cross_supply, chat_supply = supply(work / "pairs", work / "chat")
         budgets = plan(recipe.mixture, cross_supply, chat_supply)
         plan_path = work / "plan.json"
-        plan_path.write_text(json.dumps(budgets, sort_keys=True))
+        plan_path.write_text(json.dumps({**budgets, "chat_cutoffs": chat_cutoffs(work / "chat", recipe.seed, budgets)}, sort_keys=True))
         run_stage("mix", [MixInstructions(work, plan_path, recipe.seed, recipe.templates, recipe.mixture is None)], args.tasks)
         shards_path = work / "shards.json"
         shards_path.write_text(json.dumps(shard_plan(work, parse_size(recipe.shard_size)), sort_keys=True))

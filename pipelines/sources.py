@@ -17,6 +17,7 @@ Every source reports the languages it has without reading everything, so that a 
 from __future__ import annotations
 
 import glob
+import io
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -25,11 +26,13 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.json as pa_json
 
 from schemas.language_codes import PIVOTS, to_flores
 from schemas.records import CHAT_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, stable_id
 
 BATCH_ROWS = 50_000
+CHUNK_BYTES = 32 << 20  # instruction files are read in parallel in pieces of about this size
 
 
 class SourceError(ValueError):
@@ -46,15 +49,28 @@ def _pairs_table(frame: pl.DataFrame, source: str) -> pa.Table:
     return frame.with_columns(id=pl.Series(ids, dtype=pl.String)).select(PAIR_SCHEMA.names).to_arrow().cast(PAIR_SCHEMA)
 
 
-def orient(frame: pl.DataFrame) -> pl.DataFrame:
-    """Put the pivot on the target side (X -> pivot); a pivot-pivot pair becomes zho_Hans -> eng_Latn."""
+HAS_PIVOT = pl.col("tgt_lang").is_in(PIVOTS) & (pl.col("src_lang") != pl.col("tgt_lang"))  # of an oriented pair
+
+
+def orient(frame: pl.DataFrame, keep_unpaired: bool = False) -> pl.DataFrame:
+    """Put the pivot on the target side (X -> pivot); a pivot-pivot pair becomes zho_Hans -> eng_Latn. Pairs with
+    no pivot side or the same language on both are dropped unless `keep_unpaired` (the reader reports them)."""
     src_is_pivot = pl.col("src_lang").is_in(PIVOTS) & (
         ~pl.col("tgt_lang").is_in(PIVOTS) | (pl.col("src_lang") == "eng_Latn")
     )
     swapped = {"src_lang": "tgt_lang", "tgt_lang": "src_lang", "src_text": "tgt_text", "tgt_text": "src_text"}
-    return frame.with_columns(
-        [pl.when(src_is_pivot).then(pl.col(b)).otherwise(pl.col(a)).alias(a) for a, b in swapped.items()]
-    ).filter(pl.col("tgt_lang").is_in(PIVOTS) & (pl.col("src_lang") != pl.col("tgt_lang")))
+    frame = frame.with_columns([pl.when(src_is_pivot).then(pl.col(b)).otherwise(pl.col(a)).alias(a) for a, b in swapped.items()])
+    return frame if keep_unpaired else frame.filter(HAS_PIVOT)
+
+
+def _selected(frame: pl.DataFrame, langs, unpaired: bool) -> pl.DataFrame:
+    """The pairs of `langs`, and with `unpaired` also the rows that have no pivot side (see orient)."""
+    return frame.filter((HAS_PIVOT & pl.col("src_lang").is_in(list(langs))) | (pl.lit(unpaired) & ~HAS_PIVOT))
+
+
+def _unpaired_languages(a: str, b: str) -> bool:
+    """Whether pairs of languages a and b have no pivot side (see HAS_PIVOT)."""
+    return a == b or not {a, b} & set(PIVOTS)
 
 
 @dataclass
@@ -68,9 +84,15 @@ class PairSource:
         """Non-pivot languages this source has pairs for (the pivot pair counts as zho_Hans)."""
         raise NotImplementedError
 
-    def read(self, langs: set[str]) -> Iterator[pa.Table]:
-        """Batches of X -> pivot pairs whose X is in `langs`."""
+    def read(self, langs: set[str], unpaired: bool = False) -> Iterator[pa.Table]:
+        """Batches of X -> pivot pairs whose X is in `langs`; with `unpaired`, also every pair without a pivot side
+        (HAS_PIVOT false), which the reader sends to removed/."""
         raise NotImplementedError
+
+    def has_unpaired(self) -> bool:
+        """Whether `read(..., unpaired=True)` can give any pair without a pivot side: asked so that nothing is read
+        (or streamed from the Hub) only to find none."""
+        return True
 
     def provenance(self) -> dict:
         return {"name": self.name, "version": "", "origin": "", "license": "", "sha256": "", "details": {}}
@@ -92,11 +114,14 @@ class UdhrSource(PairSource):
 
         return set(udhr_languages()) - {"eng_Latn"}
 
-    def read(self, langs):
+    def read(self, langs, unpaired=False):  # multiway: every pair has a pivot
         from pipelines.steps.read_udhr import language_pairs, udhr_pairs
 
         wanted = sorted(set(langs) | {"eng_Latn", "zho_Hans"})
         yield from udhr_pairs([p for p in language_pairs(wanted) if p[0] in langs])
+
+    def has_unpaired(self):
+        return False
 
     def provenance(self):
         from pipelines.corpus import UDHR_PATH, udhr_provenance
@@ -155,7 +180,7 @@ class TableSource(PairSource):
         for path in self.files():
             frame = self._scan(path).collect()
             codes = {c: to_flores(c) for c in set(frame["src_lang"]) | set(frame["tgt_lang"])}
-            yield orient(frame.with_columns(pl.col("src_lang", "tgt_lang").replace_strict(codes)))
+            yield orient(frame.with_columns(pl.col("src_lang", "tgt_lang").replace_strict(codes)), keep_unpaired=True)
 
     def languages(self):
         langs = set()
@@ -166,9 +191,9 @@ class TableSource(PairSource):
             langs |= set(orient(frame)["src_lang"])
         return langs
 
-    def read(self, langs):
+    def read(self, langs, unpaired=False):
         for frame in self._frames():
-            frame = frame.filter(pl.col("src_lang").is_in(list(langs)))
+            frame = _selected(frame, langs, unpaired)
             for chunk in frame.iter_slices(BATCH_ROWS):
                 yield _pairs_table(chunk.with_columns(split=pl.lit(self.split)), self.name)
 
@@ -192,7 +217,10 @@ class MosesSource(PairSource):
         a, b = self._langs()
         return {x for x in (a, b) if x not in PIVOTS} or {"zho_Hans"}
 
-    def read(self, langs):
+    def has_unpaired(self):
+        return _unpaired_languages(*self._langs())
+
+    def read(self, langs, unpaired=False):
         (code_a, path_a), (code_b, path_b) = self.files.items()
         lines = []
         for path in (path_a, path_b):
@@ -208,7 +236,7 @@ class MosesSource(PairSource):
             src_lang=pl.lit(to_flores(code_a)), tgt_lang=pl.lit(to_flores(code_b)),
             source_id=pl.lit(f"{Path(path_a).name}:") + (pl.int_range(pl.len()) + 1).cast(pl.String),
         )  # fmt: skip
-        frame = orient(frame).filter(pl.col("src_lang").is_in(list(langs)))
+        frame = _selected(orient(frame, keep_unpaired=True), langs, unpaired)
         for chunk in frame.iter_slices(BATCH_ROWS):
             yield _pairs_table(chunk.with_columns(split=pl.lit(self.split)), self.name)
 
@@ -251,7 +279,10 @@ class TmxSource(PairSource):
     def languages(self):
         return set(self._pairs()["src_lang"])
 
-    def read(self, langs):
+    def has_unpaired(self):  # only <tu>s with a pivot make pairs
+        return False
+
+    def read(self, langs, unpaired=False):
         frame = self._pairs().filter(pl.col("src_lang").is_in(list(langs)))
         for chunk in frame.iter_slices(BATCH_ROWS):
             yield _pairs_table(chunk.with_columns(split=pl.lit(self.split)), self.name)
@@ -271,11 +302,14 @@ class GettextSource(PairSource):
     def languages(self):
         return {to_flores(self.lang)}
 
-    def read(self, langs):
+    def has_unpaired(self):
+        return _unpaired_languages(to_flores(self.lang), "eng_Latn")
+
+    def read(self, langs, unpaired=False):  # always -> eng_Latn
         import polib
 
         lang = to_flores(self.lang)
-        if lang not in langs:
+        if lang not in langs and not (unpaired and self.has_unpaired()):
             return
         try:
             catalog = polib.mofile(self.path) if self.path.endswith(".mo") else polib.pofile(self.path)
@@ -312,7 +346,10 @@ class HubSource(PairSource):
     def languages(self):
         return {x for x in (to_flores(self.src_lang), to_flores(self.tgt_lang)) if x not in PIVOTS} or {"zho_Hans"}
 
-    def read(self, langs):
+    def has_unpaired(self):
+        return _unpaired_languages(to_flores(self.src_lang), to_flores(self.tgt_lang))
+
+    def read(self, langs, unpaired=False):
         import datasets
 
         rows = datasets.load_dataset(self.repo, self.config, split=self.hub_split, revision=self.revision, streaming=True)
@@ -326,17 +363,17 @@ class HubSource(PairSource):
         for i, row in enumerate(rows):
             batch.append((get(row, self.columns["src_text"]), get(row, self.columns["tgt_text"]), f"{self.repo}@{self.revision}:{i}"))
             if len(batch) == BATCH_ROWS:
-                yield from self._emit(batch, langs)
+                yield from self._emit(batch, langs, unpaired)
                 batch = []
-        yield from self._emit(batch, langs)
+        yield from self._emit(batch, langs, unpaired)
 
-    def _emit(self, batch, langs):
+    def _emit(self, batch, langs, unpaired):
         if not batch:
             return
         frame = pl.DataFrame(batch, schema=["src_text", "tgt_text", "source_id"], orient="row").with_columns(
             src_lang=pl.lit(to_flores(self.src_lang)), tgt_lang=pl.lit(to_flores(self.tgt_lang))
         )
-        frame = orient(frame).filter(pl.col("src_lang").is_in(list(langs)))
+        frame = _selected(orient(frame, keep_unpaired=True), langs, unpaired)
         if frame.height:
             yield _pairs_table(frame.with_columns(split=pl.lit(self.split)), self.name)
 
@@ -381,24 +418,44 @@ class InstructionSource:
             raise SourceError(f"instruction source {self.name}: no files match {self.path}")
         return found
 
-    def _records(self) -> Iterator[tuple[str, int, dict]]:
+    def chunks(self, size: int | None = None) -> list[tuple[str, int, int, int]]:
+        """Work units for parallel reading: (file, first byte, end byte, number of the first line). A JSONL file is
+        cut at line ends about every `size` bytes; a JSON array file is one unit (end -1: read whole)."""
+        found, size = [], size or CHUNK_BYTES
         for path in self.files():
-            with open(path, encoding="utf-8") as f:
-                head = f.read(4096).lstrip()
-                f.seek(0)
-                if head.startswith("["):  # a JSON array (Alpaca and BELLE are often shipped so): read whole
-                    try:
-                        records = json.load(f)
-                    except json.JSONDecodeError as e:
-                        raise SourceError(f"{path}: not valid JSON (line {e.lineno}): {e.msg}") from None
-                    yield from ((path, i + 1, r) for i, r in enumerate(records))
+            with open(path, "rb") as f:
+                if f.read(4096).lstrip().startswith(b"["):
+                    found.append((path, 0, -1, 1))
                     continue
-                for number, line in enumerate(f, start=1):  # JSONL: line by line, never the whole file in memory
-                    if line.strip():
-                        try:
-                            yield path, number, json.loads(line)
-                        except json.JSONDecodeError as e:
-                            raise SourceError(f"{path}, line {number}: not valid JSON: {e.msg}") from None
+                f.seek(0)
+                start, line = 0, 1
+                while block := f.read(size):
+                    block += f.readline()  # to the end of the line the cut fell in
+                    found.append((path, start, start + len(block), line))
+                    start, line = start + len(block), line + block.count(b"\n")
+        return found
+
+    def _records(self, chunk: tuple[str, int, int, int]) -> Iterator[tuple[str, int, dict]]:
+        path, start, end, first_line = chunk
+        if end == -1:  # a JSON array (Alpaca and BELLE are often shipped so): read whole
+            with open(path, encoding="utf-8") as f:
+                try:
+                    records = json.load(f)
+                except json.JSONDecodeError as e:
+                    raise SourceError(f"{path}: not valid JSON (line {e.lineno}): {e.msg}") from None
+            yield from ((path, i + 1, r) for i, r in enumerate(records))
+            return
+        with open(path, "rb") as f:  # JSONL: a chunk at a time, never the whole file in memory
+            f.seek(start)
+            lines = f.read(end - start).split(b"\n")
+        for number, line in enumerate(lines, start=first_line):
+            if line.strip():
+                try:
+                    yield path, number, json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise SourceError(f"{path}, line {number}: not valid JSON: {e.msg}") from None
+                except UnicodeDecodeError as e:
+                    raise SourceError(f"{path}, line {number}: not UTF-8: {e.reason}") from None
 
     def to_messages(self, record: dict, where: str) -> list[dict]:
         try:
@@ -416,9 +473,51 @@ class InstructionSource:
             raise SourceError(f"{where}: not a {self.format} record: missing or bad key {e}") from None
         raise SourceError(f"instruction source {self.name}: unknown format {self.format!r}")
 
-    def read(self) -> Iterator[pa.Table]:
+    def read(self, chunk: tuple[str, int, int, int] | None = None) -> Iterator[pa.Table]:
+        """Batches of CHAT_SCHEMA rows of one chunk (see `chunks`), or of every file."""
+        for part in [chunk] if chunk else self.chunks():
+            parsed = self._parse_messages(part) if self.format == "messages" and part[2] != -1 else None
+            if parsed is None:
+                yield from self._read_records(part)
+            else:
+                yield from (parsed.slice(first, BATCH_ROWS) for first in range(0, parsed.num_rows, BATCH_ROWS))
+
+    def _parse_messages(self, chunk: tuple[str, int, int, int]) -> pa.Table | None:
+        """A JSONL chunk of `messages` records parsed by Arrow's JSON reader (5x faster than json.loads per line);
+        None when a record does not fit the expected shape: the line-by-line path then names the bad line."""
+        path, start, end, first_line = chunk
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read(end - start)
+        schema = pa.schema([("id", pa.string()), ("lang", pa.string()), ("messages", pa.list_(MESSAGE_TYPE))])
+        try:
+            table = pa_json.read_json(io.BytesIO(data), read_options=pa_json.ReadOptions(block_size=max(len(data), 1 << 20)),
+                                      parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))  # fmt: skip
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None
+        numbers = [first_line + i for i, line in enumerate(data.split(b"\n")) if line.strip()]
+        frame = pl.from_arrow(table)
+        lang = pl.lit(self.lang) if self.lang else pl.col("lang")
+        turns = frame["messages"].explode().struct.unnest()
+        if (len(numbers) != frame.height or frame["messages"].is_null().any() or turns.null_count().row(0) != (0, 0)
+                or frame.select((lang.is_null() | (lang == "")).any()).item()):  # fmt: skip
+            return None
+        name = Path(path).name
+        source_ids = frame.select(
+            pl.when(pl.col("id").is_null() | (pl.col("id") == "")).then(pl.lit(f"{name}:") + pl.Series(numbers).cast(pl.String)).otherwise("id")
+        ).to_series()  # fmt: skip
+        langs = frame.with_columns(lang=lang)["lang"]
+        codes = {code: to_flores(code) for code in langs.unique().to_list()}
+        return pa.table(
+            {"id": [stable_id(self.name, sid) for sid in source_ids], "messages": table.column("messages"),
+             "lang": langs.replace_strict(codes).to_arrow(), "source": [self.name] * table.num_rows,
+             "source_id": source_ids.to_arrow()},
+            schema=CHAT_SCHEMA,
+        )  # fmt: skip
+
+    def _read_records(self, chunk: tuple[str, int, int, int]) -> Iterator[pa.Table]:
         messages, langs, ids = [], [], []
-        for path, number, record in self._records():
+        for path, number, record in self._records(chunk):
             where = f"{path}, line {number}"
             messages.append(self.to_messages(record, where))
             lang = self.lang or record.get("lang")

@@ -253,7 +253,7 @@ def firefox_build(tmp_path_factory):
     """A mixture from real data: three Firefox locales (with zh-CN for the pivot join) and the zh/en instruction
     files, with an evaluation set made of some of the German strings."""
     folder = tmp_path_factory.mktemp("firefox")
-    for name in ("deu_Latn-eng_Latn", "fra_Latn-eng_Latn", "zho_Hans-eng_Latn", "xho_Latn-eng_Latn"):
+    for name in ("deu_Latn-eng_Latn", "fra_Latn-eng_Latn", "zho_Hans-eng_Latn", "xho_Latn-eng_Latn", "eng_Latn.en-CA-eng_Latn"):
         pl.read_parquet(FIREFOX / f"{name}.parquet").head(1500).write_parquet(folder / f"{name}.parquet")
     german = pl.read_parquet(folder / "deu_Latn-eng_Latn.parquet")["src_text"]
     eval_texts = [t for t in german.to_list() if len(t.split()) >= 4][:40]
@@ -370,3 +370,93 @@ def test_documents_dialogues_and_near_duplicates_in_a_build(tmp_path):
     kept = removed["detail"].str.extract(r"^near-duplicate of ([0-9a-f]{32})$")
     assert kept.n_unique() == 1 and kept[0] is not None and kept[0] not in removed["id"].to_list()
     assert manifest["removed"]["near_dedup"] == {"near_duplicate": 2}
+
+
+def chat_recipe(tmp_path, monkeypatch) -> tuple[Path, list[dict], dict[int, dict], list[str]]:
+    """Copies of instructions (other spacing and letter case) far from their originals, in a file read in many
+    small chunks."""
+    import pipelines.sources
+
+    monkeypatch.setattr(pipelines.sources, "CHUNK_BYTES", 4096)  # the driver cuts the files: many chunks
+    rows = [json.loads(line) for f in sorted(INSTRUCTIONS.glob("*_en.jsonl")) for line in f.read_text().splitlines() if line]
+    copies = {i + 60: {"id": f"copy-of-{rows[i]['id']}", "messages": [{"role": m["role"], "content": m["content"].replace(" ", "  ").upper()}
+                                                                    for m in rows[i]["messages"]]} for i in range(0, 300, 7)}  # fmt: skip
+    lines = [json.dumps(r) for i, row in enumerate(rows) for r in ([row, copies[i]] if i in copies else [row])]
+    (tmp_path / "chat.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "recipe.yaml").write_text(f"name: chat-only\ninstructions:\n  - {{format: messages, path: '{tmp_path}/chat.jsonl', lang: eng_Latn, name: c}}\n")
+    return tmp_path / "recipe.yaml", rows, copies, lines
+
+
+def test_chat_dedup_is_global_and_does_not_depend_on_the_task_count(tmp_path, monkeypatch):
+    """The first copy in file order is kept, the others are removed naming it, whatever the tasks."""
+    recipe, rows, copies, lines = chat_recipe(tmp_path, monkeypatch)
+    outputs = {}
+    for tasks in (1, 3):
+        outputs[tasks] = tmp_path / f"out-{tasks}"
+        assert main(["--recipe", str(recipe), "--output", str(outputs[tasks]), "--tasks", str(tasks), "--workers", "2"]) == 0
+    assert data_hashes(outputs[1]) == data_hashes(outputs[3])
+    assert (outputs[1] / "removed" / "chat.parquet").read_bytes() == (outputs[3] / "removed" / "chat.parquet").read_bytes()
+    removed = pl.read_parquet(outputs[3] / "removed" / "chat.parquet")
+    kept = pl.read_parquet(outputs[3] / "data" / "*" / "*.parquet")
+    assert kept.height + removed.height == len(lines)
+    duplicates = removed.filter(pl.col("reason") == "duplicate")
+    assert sorted(duplicates["source_id"]) == sorted(c["id"] for c in copies.values())
+    from schemas.records import stable_id
+
+    expected = {c["id"]: f"same instruction as {stable_id('c', rows[i - 60]['id'])}" for i, c in copies.items()}
+    assert dict(zip(duplicates["source_id"], duplicates["detail"])) == expected
+
+
+def test_pairs_without_a_pivot_side_are_reported_once(firefox_build):
+    folder, output, _ = firefox_build
+    removed = pl.read_parquet(output / "removed" / "read_pairs.parquet")
+    en_ca = pl.read_parquet(folder / "eng_Latn.en-CA-eng_Latn.parquet")  # en-CA -> en-GB: both eng_Latn
+    assert removed.height == en_ca.height > 0
+    assert set(removed["reason"]) == {"no_pivot"} and set(removed["detail"]) == {"both sides are eng_Latn"}
+    assert set(removed["source_id"]) == {f"eng_Latn.en-CA-eng_Latn.parquet:{i}" for i in en_ca["id"]}
+    assert read_manifest(output)["removed"]["read_pairs"] == {"no_pivot": en_ca.height}
+
+
+def test_the_build_key_follows_the_code(small_build, tmp_path, monkeypatch, capsys):
+    import pipelines.build as build
+
+    repo = tmp_path / "repo"
+    for folder in build.CODE_FOLDERS:
+        (repo / folder).mkdir(parents=True)
+        (repo / folder / "step.py").write_text("x = 1\n")
+    monkeypatch.setattr(build, "REPO_ROOT", repo)
+    unpacked = build.code_fingerprint()  # not a git checkout: the .py files
+    assert unpacked.startswith("files:")
+    (repo / "pipelines" / "step.py").write_text("x = 2\n")
+    assert build.code_fingerprint() not in (unpacked, "")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    clean = build.code_fingerprint()
+    assert clean.startswith("git:")
+    (repo / "NOTES.md").write_text("docs only\n")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "docs"], check=True)
+    assert build.code_fingerprint() == clean  # a commit that changes no code keeps the build
+    (repo / "langid" / "step.py").write_text("x = 3\n")
+    assert build.code_fingerprint().startswith("files:")  # uncommitted code change
+    subprocess.run([*git, "commit", "-qam", "code"], check=True)
+    assert build.code_fingerprint() not in (clean, "")
+
+    # a build made by other code is not "this build": the rerun builds again, then finds the same rows (a version
+    # is never overwritten; other rows under the same version would be refused)
+    monkeypatch.setattr(build, "code_fingerprint", lambda: "files:other-code")
+    capsys.readouterr()
+    assert main(["--langs", SMALL_LANGS, "--output", str(small_build), "--tasks", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "already holds these rows" in out and "nothing to do" not in out
+
+
+@pytest.mark.slow
+def test_chat_part_is_the_same_on_ray(tmp_path, monkeypatch):
+    recipe, *_ = chat_recipe(tmp_path, monkeypatch)
+    for executor, tasks in (("local", 1), ("ray", 3)):
+        assert main(["--recipe", str(recipe), "--output", str(tmp_path / executor), "--executor", executor, "--tasks", str(tasks), "--workers", "2"]) == 0
+    assert data_hashes(tmp_path / "local") == data_hashes(tmp_path / "ray")
+    assert (tmp_path / "local" / "removed" / "chat.parquet").read_bytes() == (tmp_path / "ray" / "removed" / "chat.parquet").read_bytes()

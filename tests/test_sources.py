@@ -7,7 +7,7 @@ import polib
 import pyarrow as pa
 import pytest
 
-from pipelines.sources import GettextSource, InstructionSource, MosesSource, SourceError, TableSource, TmxSource, orient
+from pipelines.sources import GettextSource, InstructionSource, MosesSource, SourceError, TableSource, TmxSource, UdhrSource, orient
 
 DE = ["Alle Menschen sind frei.", "Jeder hat das Recht auf Leben."]
 EN = ["All human beings are free.", "Everyone has the right to life."]
@@ -117,3 +117,37 @@ def test_instruction_errors_name_the_line(tmp_path):
     path.write_text('{"instruction": "x"}\n')
     with pytest.raises(SourceError, match=r"rows.jsonl, line 1: not a alpaca record: missing or bad key 'output'"):
         list(InstructionSource(format="alpaca", path=str(path), lang="en").read())
+
+
+def test_messages_chunks_parsed_by_arrow_match_the_line_by_line_reading(tmp_path):
+    """JSONL `messages` chunks go through Arrow's JSON reader; any record it cannot take whole sends the chunk
+    to the line-by-line path. Both give the same rows: ids from the record or file:line (blank lines count)."""
+    records = [
+        {"id": "a", "lang": "de", "messages": [{"role": "user", "content": "Hallo ä"}, {"role": "assistant", "content": "Hi", "name": "x"}]},
+        {"lang": "zh", "messages": [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "好"}], "extra": 1},
+        {"id": "", "lang": "en", "messages": [{"role": "user", "content": "Hi"}]},
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records[:2]) + "\n\n" + json.dumps(records[2]) + "\n")
+    source = InstructionSource(format="messages", path=str(path), name="m")
+    (chunk,) = source.chunks()
+    parsed = source._parse_messages(chunk)
+    assert parsed is not None and parsed.equals(pa.concat_tables(source._read_records(chunk)))
+    assert parsed["source_id"].to_pylist() == ["a", "rows.jsonl:2", "rows.jsonl:4"]
+    assert parsed["lang"].to_pylist() == ["deu_Latn", "zho_Hans", "eng_Latn"]
+    path.write_text(json.dumps(records[0]) + "\n" + json.dumps({"lang": "en", "messages": [{"role": "user"}]}) + "\n")
+    assert source._parse_messages(source.chunks()[0]) is None  # a turn without content: the line path names it
+    with pytest.raises(SourceError, match=r"rows.jsonl, line 2: .*'content'"):
+        list(source.read())
+
+
+def test_sources_say_whether_they_can_have_pairs_without_a_pivot(tmp_path):
+    de, fr, en = (tmp_path / n for n in ("c.de", "c.fr", "c.en"))
+    for path in (de, fr, en):
+        path.write_text("a\nb\n")
+    assert MosesSource(name="m", files={"de": str(de), "fr": str(fr)}).has_unpaired()
+    assert not MosesSource(name="m", files={"de": str(de), "en": str(en)}).has_unpaired()
+    rows = pa.concat_tables(MosesSource(name="m", files={"de": str(de), "fr": str(fr)}).read(set(), unpaired=True))
+    assert rows.num_rows == 2 and set(rows["tgt_lang"].to_pylist()) == {"fra_Latn"}
+    assert not list(MosesSource(name="m", files={"de": str(de), "fr": str(fr)}).read({"deu_Latn"}))  # no pivot: no pair
+    assert not UdhrSource().has_unpaired()

@@ -1,8 +1,13 @@
-"""The zh/en instruction part: read the recipe's instruction sources, normalize, deduplicate, decontaminate, and
-write `chat/<lang>.parquet` for the mixture. Dropped rows go to `removed/chat/` with their reason.
+"""The zh/en instruction part: read the recipe's instruction sources, normalize, decontaminate, deduplicate, and
+write `chat/<lang>/<bucket>.parquet` for the mixture. Dropped rows go to `removed/chat/` with their reason.
 
-Batch by batch, whole columns at a time (polars): this part is most of the rows of a BayLing-2 mixture (69%);
-only the dedup keys (16 bytes each) are kept across batches.
+Two stages, so that both scale with the number of tasks (this part is most of the rows of a BayLing-2 mixture):
+1. `PrepareChat`: each task reads its chunks of the instruction files (see `InstructionSource.chunks`), drops
+   rows without an answer and rows that overlap an evaluation set, and writes the rest into CHAT_BUCKETS buckets
+   by a hash of the normalized instruction, with its place in the sources (`order`);
+2. `DedupChat`: each task owns whole buckets, so all copies of an instruction meet in one task; the first copy in
+   source order is kept. Neither the buckets nor the order depend on the task count, so neither do the rows.
+Whole columns at a time (polars): only the 16-byte dedup key of a row is hashed in Python.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import polars as pl
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
-from pipelines.steps.base import AtomicParquetWriter
+from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
 from pipelines.steps.decontaminate import eval_index
 from schemas.records import CHAT_SCHEMA
 
 REMOVED_CHAT_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("stage", pa.string()), pa.field("reason", pa.string()), pa.field("detail", pa.string())])
+CHAT_BUCKETS = 32  # divides 256 (a bucket is the key's first byte mod this); fixed: a duplicate always lands in the bucket of its first copy, whatever the task count
+BUCKETED_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("key", pa.binary(16)), pa.field("order", pa.uint64())])
 
 
 def _clean(content: pl.Expr) -> pl.Expr:
@@ -34,7 +41,7 @@ def clean_messages(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def dedup_keys(frame: pl.DataFrame) -> list[str]:
+def dedup_keys(frame: pl.DataFrame) -> list[bytes]:
     """Instructions that differ only in letter case or spacing are the same instruction."""
     folded = frame.select(
         pl.concat_str(
@@ -52,73 +59,111 @@ def dedup_keys(frame: pl.DataFrame) -> list[str]:
     return [hashlib.blake2b(k.encode("utf-8"), digest_size=16).digest() for k in folded]
 
 
-class BuildChat(PipelineStep):
+def chat_chunks(sources: list) -> list[tuple[int, tuple]]:
+    """Every instruction source's chunks, in source order: (source index, chunk). Computed once, by the driver."""
+    return [(number, chunk) for number, source in enumerate(sources) for chunk in source.chunks()]
+
+
+class PrepareChat(PipelineStep):
     name = "chat"
     type = "💬 - CHAT"
 
-    def __init__(self, sources: list, work_dir: Path, eval_sets: list[str], ngram: int):
+    def __init__(self, sources: list, chunks: list[tuple[int, tuple]], work_dir: Path, eval_sets: list[str], ngram: int):
         super().__init__()
         self.sources = sources
+        self.chunks = chunks
         self.work_dir = Path(work_dir)
         self.eval_sets = tuple(eval_sets)
         self.ngram = ngram
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        if rank != 0:
-            return
         index = eval_index(self.eval_sets, self.ngram)
-        first_id: dict[bytes, str] = {}  # dedup key -> id of the first copy, across all batches and sources
-        writers: dict[str, AtomicParquetWriter] = {}
-        removed = AtomicParquetWriter(self.work_dir / "removed" / "chat" / "00000.parquet", REMOVED_CHAT_SCHEMA)
-        try:
-            for source in self.sources:
-                for table in source.read():
-                    kept, dropped = self.process(clean_messages(pl.from_arrow(table)), index, first_id)
-                    if dropped.height:
-                        removed.write(dropped.with_columns(stage=pl.lit("chat")).select(REMOVED_CHAT_SCHEMA.names).to_arrow())
-                        for reason, count in dropped.group_by("reason").len().iter_rows():
-                            self.stat_update(reason, value=count)
-                    for (lang,), rows in kept.group_by("lang", maintain_order=True):
-                        if lang not in writers:
-                            writers[lang] = AtomicParquetWriter(self.work_dir / "chat" / f"{lang}.parquet", CHAT_SCHEMA)
-                        writers[lang].write(rows.select(CHAT_SCHEMA.names).to_arrow())
-                        self.stat_update(lang, value=rows.height)
-        except BaseException:
-            for writer in [removed, *writers.values()]:
-                writer.abort()
-            raise
-        for writer in [removed, *writers.values()]:
-            writer.close()
+        for number in range(rank, len(self.chunks), world_size):
+            source, chunk = self.chunks[number]
+            self.prepare_chunk(number, self.sources[source].read(chunk), index)
         return
         yield
 
+    def prepare_chunk(self, number: int, tables, index) -> None:
+        """Rows of chunk `number`, cleaned and checked, into `chat_parts/<bucket>/<number>.parquet`."""
+        removed = AtomicParquetWriter(self.work_dir / "removed" / "chat" / f"chunk-{number:05d}.parquet", REMOVED_CHAT_SCHEMA)
+        kept, first_row = [], 0
+        try:
+            for table in tables:
+                frame = clean_messages(pl.from_arrow(table)).with_columns(
+                    order=pl.int_range(first_row, first_row + table.num_rows, dtype=pl.UInt64) + (number << 32)
+                )
+                first_row += table.num_rows
+                verdict = self.reasons(frame, index)
+                dropped = frame.hstack(verdict).filter(pl.col("reason").is_not_null())
+                if dropped.height:
+                    removed.write(dropped.with_columns(stage=pl.lit("chat")).select(REMOVED_CHAT_SCHEMA.names).to_arrow())
+                    for reason, count in dropped.group_by("reason").len().iter_rows():
+                        self.stat_update(reason, value=count)
+                frame = frame.filter(verdict["reason"].is_null())
+                keys = dedup_keys(frame)
+                kept.append(frame.with_columns(key=pl.Series(keys, dtype=pl.Binary), bucket=pl.Series([k[0] % CHAT_BUCKETS for k in keys], dtype=pl.UInt32)))
+        except BaseException:
+            removed.abort()
+            raise
+        removed.close()
+        for (b,), part in pl.concat(kept).group_by("bucket") if kept else []:
+            write_parquet_atomic(self.work_dir / "chat_parts" / f"{b:03d}" / f"{number:05d}.parquet",
+                                 part.select(BUCKETED_SCHEMA.names).to_arrow().cast(BUCKETED_SCHEMA))  # fmt: skip
+
     @staticmethod
-    def process(frame: pl.DataFrame, index, first_id: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Kept and dropped rows of one batch (dropped with reason and detail)."""
+    def reasons(frame: pl.DataFrame, index) -> pl.DataFrame:
+        """Columns `reason` and `detail` for each row (null where it is kept): no answer, or overlap with an
+        evaluation set. Copies of an instruction get the same verdict (the overlap check folds case and spacing
+        as the dedup key does), so checking them before dedup drops the same rows."""
         turns = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "messages").explode("messages").select(
             "row", content=pl.col("messages").struct.field("content"), role=pl.col("messages").struct.field("role")
         )
         hits = index.overlaps(turns["content"].fill_null("").to_list())
-        turns = turns.with_columns(hit=pl.Series([f"{h[0]}\x1f{h[1]}" if h else None for h in hits], dtype=pl.String))
-        per_row = turns.group_by("row").agg(
-            pl.col("hit").drop_nulls().first(), answered=((pl.col("role") == "assistant") & (pl.col("content").str.len_chars() > 0)).any()
+        turns = turns.with_columns(
+            name=pl.Series([h[0] if h else None for h in hits], dtype=pl.String),
+            how=pl.Series([h[1] if h else None for h in hits], dtype=pl.String),
         )
-        frame = frame.with_row_index("row").join(per_row, on="row", how="left").sort("row")
-        reason, detail = [], []
-        for key, row_id, answered, hit in zip(dedup_keys(frame), frame["id"], frame["answered"], frame["hit"]):
-            if not answered:
-                reason.append("no_answer")
-                detail.append("no non-empty assistant turn")
-            elif key in first_id:
-                reason.append("duplicate")
-                detail.append(f"same instruction as {first_id[key]}")
-            elif hit:
-                name, how = hit.split("\x1f")
-                reason.append(f"overlap:{name}")
-                detail.append(f"a turn {how} an evaluation text of {name}")
-            else:
-                first_id[key] = row_id
-                reason.append(None)
-                detail.append(None)
-        frame = frame.with_columns(reason=pl.Series(reason, dtype=pl.String), detail=pl.Series(detail, dtype=pl.String))
-        return frame.filter(pl.col("reason").is_null()), frame.filter(pl.col("reason").is_not_null())
+        per_row = turns.group_by("row").agg(
+            pl.col("name").drop_nulls().first(),
+            pl.col("how").drop_nulls().first(),
+            answered=((pl.col("role") == "assistant") & (pl.col("content").str.len_chars() > 0)).any(),
+        )
+        per_row = pl.DataFrame({"row": pl.int_range(frame.height, dtype=pl.UInt32, eager=True)}).join(per_row, on="row", how="left")
+        answered = per_row["answered"].fill_null(False)
+        return per_row.select(
+            reason=pl.when(~answered).then(pl.lit("no_answer")).when(pl.col("name").is_not_null()).then("overlap:" + pl.col("name")),
+            detail=pl.when(~answered).then(pl.lit("no non-empty assistant turn"))
+            .when(pl.col("name").is_not_null()).then("a turn " + pl.col("how") + " an evaluation text of " + pl.col("name")),
+        )  # fmt: skip
+
+
+class DedupChat(PipelineStep):
+    name = "chat_dedup"
+    type = "💬 - CHAT"
+
+    def __init__(self, work_dir: Path):
+        super().__init__()
+        self.work_dir = Path(work_dir)
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        for bucket in range(rank, CHAT_BUCKETS, world_size):
+            self.dedup_bucket(bucket)
+        return
+        yield
+
+    def dedup_bucket(self, bucket: int) -> None:
+        """The first copy of each instruction (in source order) to `chat/<lang>/<bucket>.parquet`, the others to
+        removed/ with the id of the copy kept."""
+        files = sorted((self.work_dir / "chat_parts" / f"{bucket:03d}").glob("*.parquet"))
+        rows = pl.read_parquet(files) if files else pl.from_arrow(BUCKETED_SCHEMA.empty_table())
+        rows = rows.sort("order").with_columns(first_id=pl.col("id").first().over("key"), first=pl.col("key").is_first_distinct())
+        duplicates = rows.filter(~pl.col("first")).select(
+            *CHAT_SCHEMA.names, stage=pl.lit("chat"), reason=pl.lit("duplicate"), detail="same instruction as " + pl.col("first_id")
+        )
+        write_parquet_atomic(self.work_dir / "removed" / "chat" / f"dedup-{bucket:03d}.parquet", duplicates.to_arrow().cast(REMOVED_CHAT_SCHEMA))
+        self.stat_update("duplicate", value=duplicates.height)
+        kept = rows.filter(pl.col("first"))
+        for (lang,), part in kept.group_by("lang"):
+            write_parquet_atomic(self.work_dir / "chat" / lang / f"{bucket:03d}.parquet", part.select(CHAT_SCHEMA.names).to_arrow().cast(CHAT_SCHEMA))
+            self.stat_update(lang, value=part.height)

@@ -128,8 +128,9 @@ class EvalIndex:
     def _hashes(self, words: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Run hashes of texts given as a frame with one list of words per row (column `words`)."""
         ends = np.cumsum(words["words"].list.len().fill_null(0).to_numpy().astype(np.int64))
-        flat = words.select(pl.col("words").explode().alias("word")).with_row_index("position")
-        ids = flat.join(self._vocabulary_frame, on="word", how="left").sort("position")["id"].fill_null(0).to_numpy().astype(np.uint64)
+        vocabulary = self._vocabulary_frame
+        ids = words.select(pl.col("words").explode().replace_strict(vocabulary["word"], vocabulary["id"], default=0, return_dtype=pl.UInt64))
+        ids = ids.to_series().to_numpy().astype(np.uint64)  # a lookup in place: a join had to be sorted back
         return _window_hashes(ids, ends, self.n)
 
     def overlaps(self, texts: list[str], chunk: int = 20_000) -> list[tuple[str, str] | None]:
@@ -151,11 +152,18 @@ class EvalIndex:
             hit = self.gram_hashes[position] == hashes
             for text, where in zip(text_of[hit][::-1], position[hit][::-1]):  # reversed: the first run wins
                 found[text] = (self.set_names[self.gram_sets[where]], f"shares a {self.n}-gram with")
+        quoting = [i for i, text in enumerate(canon) if found[i] is None and lengths[i] >= MIN_QUOTE_WORDS and text not in self.exact]
+        if self.has_quotes and quoting:
+            # one scan over all texts joined (a key starts and ends with a space, so none spans two texts)
+            joined = "\n".join(canon[i] for i in quoting)
+            starts = np.cumsum([0] + [len(canon[i]) + 1 for i in quoting])
+            for end, value in self.automaton.iter(joined):
+                i = quoting[np.searchsorted(starts, end, side="right") - 1]
+                if found[i] is None:  # the first quote found in a text is the one reported
+                    found[i] = value
         for i, text in enumerate(canon):
             if text in self.exact:
                 found[i] = (self.exact[text], "equals")
-            elif self.has_quotes and lengths[i] >= MIN_QUOTE_WORDS and found[i] is None:
-                found[i] = next((value for _, value in self.automaton.iter(text)), None)
         return found
 
 

@@ -28,9 +28,25 @@ def supply(pairs_dir: Path, chat_dir: Path) -> tuple[dict[str, int], dict[str, i
     for path in sorted(Path(pairs_dir).glob("*.parquet")):
         train = pl.scan_parquet(path).filter(pl.col("split") == "train").select(pl.len()).collect().item()
         cross[path.stem] = 2 * train
-    chat = {name: pq.read_metadata(chat_dir / f"{lang}.parquet").num_rows if (chat_dir / f"{lang}.parquet").is_file() else 0
-            for name, lang in CHAT_NAMES.items()}  # fmt: skip
+    chat = {name: sum(pq.read_metadata(f).num_rows for f in chat_files(chat_dir, lang)) for name, lang in CHAT_NAMES.items()}
     return cross, chat
+
+
+def chat_files(chat_dir: Path, lang: str) -> list[Path]:
+    """The zh/en part of one language: a file per dedup bucket (see pipelines.steps.chat)."""
+    return sorted((Path(chat_dir) / lang).glob("*.parquet"))
+
+
+def chat_cutoffs(chat_dir: Path, seed: int, budgets: dict) -> dict[str, str]:
+    """For zh and en, the largest selection key among the rows the budget takes (empty: none), computed once so
+    that the mix tasks can each select from their own files."""
+    cutoffs = {}
+    for name, lang in CHAT_NAMES.items():
+        files = chat_files(chat_dir, lang)
+        ids = pl.read_parquet(files, columns=["id"])["id"] if files and budgets[name] else pl.Series([], dtype=pl.String)
+        keys = pl.Series([selection_key(seed, i, "chat") for i in ids], dtype=pl.String).sort()
+        cutoffs[name] = keys[min(budgets[name], len(keys)) - 1] if len(keys) else ""
+    return cutoffs
 
 
 def plan(mixture, cross_supply: dict[str, int], chat_supply: dict[str, int]) -> dict:
@@ -75,11 +91,10 @@ class MixInstructions(PipelineStep):
             for task, n in pl.from_arrow(rows.select(["task"]))["task"].value_counts().iter_rows():
                 self.stat_update(task, value=n)
             _write_splits(out_dir, lang, rows)
-        if rank == 0:  # the zh/en part: one task, streamed from file to file (it is most of the rows)
-            for name, lang in CHAT_NAMES.items():
-                path = self.work_dir / "chat" / f"{lang}.parquet"
-                if path.is_file():
-                    self.stat_update(name, value=self.select_chat(path, out_dir, lang, budgets[name]))
+        # the zh/en part (most of the rows): its files are spread over the tasks, the cutoff is global
+        chat = [(name, lang, path) for name, lang in CHAT_NAMES.items() for path in chat_files(self.work_dir / "chat", lang)]
+        for name, lang, path in chat[rank::world_size]:
+            self.stat_update(name, value=self.select_chat(path, out_dir / "train" / f"chat-{lang}-{path.stem}.parquet", budgets["chat_cutoffs"][name]))
         return
         yield
 
@@ -116,23 +131,18 @@ class MixInstructions(PipelineStep):
             dialogue_rows([run for run, _ in documents["dialogue"]], [r for _, r in documents["dialogue"]], self.seed),
         ])  # fmt: skip
 
-    def select_chat(self, path: Path, out_dir: Path, lang: str, budget: int) -> int:
-        """The `budget` rows of `path` with the smallest selection keys, as instructions of the train split;
-        streamed batch by batch (the zh part is over a million rows)."""
-        ids = pl.read_parquet(path, columns=["id"])["id"]
-        keys = sorted(selection_key(self.seed, i, "chat") for i in ids)
-        cutoff = keys[budget - 1] if budget else ""
-        writer = AtomicParquetWriter(out_dir / "train" / f"chat-{lang}.parquet", INSTRUCTION_SCHEMA)
+    def select_chat(self, path: Path, out_path: Path, cutoff: str) -> int:
+        """The rows of `path` whose selection key is at most `cutoff`, as instructions of the train split;
+        batch by batch."""
+        writer = AtomicParquetWriter(out_path, INSTRUCTION_SCHEMA)
         for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
             frame = pl.from_arrow(batch)
             chosen = pl.Series([selection_key(self.seed, i, "chat") <= cutoff for i in frame["id"]], dtype=pl.Boolean)
-            rows = frame.filter(chosen & pl.lit(budget > 0)).select(
+            rows = frame.filter(chosen).select(
                 "id", "messages", task=pl.lit("instruction"), src_lang="lang", tgt_lang="lang", instruction_lang="lang",
                 pivot="lang", source="source", source_id="source_id", template_id=pl.lit("none"), split=pl.lit("train"),
             )  # fmt: skip
             if rows.height:
                 writer.write(rows.to_arrow())
         writer.close()
-        for split in ("validation", "test"):
-            write_parquet_atomic(out_dir / split / f"chat-{lang}.parquet", INSTRUCTION_SCHEMA.empty_table())
-        return min(budget, len(keys))
+        return writer.rows

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import polars as pl
+import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
+
+from pipelines.sources import HAS_PIVOT
+from pipelines.steps.base import RemovedRows
 
 
 def languages_of_task(langs: list[str], rank: int, world_size: int) -> list[str]:
@@ -12,26 +17,60 @@ def languages_of_task(langs: list[str], rank: int, world_size: int) -> list[str]
 
 
 class PairReader(PipelineStep):
+    """`source_languages[i]` is `sources[i].languages()`, computed once by the driver (it reads every file's
+    language columns). With `removed`, task 0 also sends the pairs that have no pivot side (en-CA <-> en-GB) there:
+    no build can use them, and they must not disappear silently."""
+
     name = "read_pairs"
     type = "📖 - READER"
 
-    def __init__(self, sources: list, langs: list[str], progress: bool = False):
+    def __init__(self, sources: list, langs: list[str], source_languages: list[set[str]], removed: RemovedRows | None = None,
+                 progress: bool = False):  # fmt: skip
         super().__init__()
         self.sources = sources
         self.langs = langs
+        self.source_languages = source_languages
+        self.removed = removed
         self.progress = progress
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         mine = set(languages_of_task(self.langs, rank, world_size))
-        sources = self.sources
+        report = self.removed is not None and rank == 0
+        writer = self.removed.writer(self.name, rank) if report else None
+        sources = list(zip(self.sources, self.source_languages))
         if self.progress:
             from tqdm import tqdm
 
             sources = tqdm(sources, desc=f"task {rank}: sources", unit="source", position=rank, leave=False)
-        for source in sources:
-            wanted = mine & source.languages()
-            if not wanted:
-                continue
-            for table in source.read(wanted):
-                self.stat_update("pairs", value=table.num_rows)
-                yield table
+        try:
+            for source, languages in sources:
+                wanted, unpaired = mine & languages, report and source.has_unpaired()
+                if not wanted and not unpaired:
+                    continue
+                for table in source.read(wanted, unpaired=unpaired):
+                    if unpaired:
+                        table = self.report_unpaired(table, writer)
+                    self.stat_update("pairs", value=table.num_rows)
+                    if table.num_rows:
+                        yield table
+        except BaseException:
+            if writer:
+                writer.abort()
+            raise
+        if writer:
+            writer.close()
+
+    def report_unpaired(self, table: pa.Table, writer) -> pa.Table:
+        frame = pl.from_arrow(table)
+        paired = frame.select(HAS_PIVOT).to_series()
+        if paired.all():
+            return table
+        unpaired = frame.filter(~paired).with_columns(
+            stage=pl.lit(self.name),
+            reason=pl.lit("no_pivot"),
+            detail=pl.when(pl.col("src_lang") == pl.col("tgt_lang")).then("both sides are " + pl.col("src_lang"))
+            .otherwise("neither side is eng_Latn or zho_Hans: " + pl.col("src_lang") + " <-> " + pl.col("tgt_lang")),
+        )  # fmt: skip
+        writer.write(unpaired.to_arrow())
+        self.stat_update("no_pivot", value=unpaired.height)
+        return table.filter(paired.to_arrow())
