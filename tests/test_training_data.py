@@ -93,9 +93,9 @@ def test_configs_select_folders(tmp_path, instruction_version):
 
 
 def test_a_single_file_is_split_by_row(small_build, tokenizer):
-    config = DataConfig(path=str(small_build))
+    config = DataConfig(path=str(small_build), config="deu_Latn")  # one language's config: one file
     files = resolve_files(config)
-    assert [f.name for f in files] == ["train-00000-of-00001.parquet"]
+    assert [f.relative_to(small_build).as_posix() for f in files] == ["data/deu_Latn/train-00000-of-00001.parquet"]
     parts = [list(build_batches(config, tokenizer, r, 4, 0, 512, 1).row_order(0)) for r in range(4)]
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
     assert len(set().union(*map(set, parts))) == sum(map(len, parts)) == pq.ParquetFile(files[0]).metadata.num_rows
