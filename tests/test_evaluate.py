@@ -231,6 +231,29 @@ def test_contamination_count_finds_a_planted_leaked_item(tiny_llama, tmp_path):
     assert "| 1 |" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
 
 
+def test_contamination_reads_the_train_shards_of_both_version_layouts(tmp_path):
+    from training.contamination import count_leaked, train_files
+
+    french = (
+        "Toute personne a droit à ce que règne, sur le plan social et sur le plan international, un ordre tel que "
+        "les droits et libertés énoncés dans la présente Déclaration puissent y trouver plein effet."
+    )
+    flat = _training_version(tmp_path / "flat", ["Alle Menschen sind frei und gleich an Würde und Rechten geboren."])
+    per_config = tmp_path / "per-config"  # data/<config>/train-*.parquet, as builds write now
+    for config, text in (("deu_Latn", "Alle Menschen sind frei."), ("fra_Latn", french)):
+        (per_config / "data" / config).mkdir(parents=True)
+        pq.write_table(
+            pa.Table.from_pylist([{"messages": [{"role": "user", "content": f"Translate this:\n{text}"},
+                                                {"role": "assistant", "content": "ok"}]}]),
+            per_config / "data" / config / "train-00000-of-00001.parquet",
+        )  # fmt: skip
+    assert [f.name for f in train_files(str(flat))] == ["train-00000-of-00001.parquet"]
+    assert [f.parent.name for f in train_files(str(per_config))] == ["deu_Latn", "fra_Latn"]
+    assert count_leaked({"x": [[french]], "y": [["Nothing here."]]}, str(per_config))["x"]["leaked"] == 1
+    with pytest.raises(FileNotFoundError, match=r"data/\*/train-"):
+        train_files(str(tmp_path / "flat" / "data"))
+
+
 def test_contamination_second_pass_attributes_every_item_of_one_training_text():
     from training.contamination import leaked_texts
 

@@ -19,11 +19,13 @@ import pyarrow.parquet as pq
 from pipelines.steps.decontaminate import MIN_EXACT_CHARS, MIN_QUOTE_WORDS, EvalIndex, word_lists
 
 DEFAULT_NGRAM = 13  # the build's default (recipe decontamination.ngram)
+TRAIN_GLOBS = ("data/train-*.parquet", "data/*/train-*.parquet")
 
 
 def train_files(spec: str) -> list[Path]:
     """The train shards of a local dataset version (the folder with data/ and manifest.json) or of
-    `hf://datasets/<org>/<name>@<revision>` (fetched into the Hub cache)."""
+    `hf://datasets/<org>/<name>@<revision>` (fetched into the Hub cache), in either layout a version has:
+    data/train-*.parquet, or data/<config>/train-*.parquet (one folder per config, as builds write now)."""
     if spec.startswith("hf://"):
         from huggingface_hub import snapshot_download
 
@@ -32,16 +34,16 @@ def train_files(spec: str) -> list[Path]:
             raise ValueError(f"--train-data {spec!r} should look like hf://datasets/<org>/<name>@<revision>")
         folder = Path(
             snapshot_download(
-                repo, repo_type="dataset", revision=revision or None, allow_patterns=["data/train-*.parquet"]
+                repo, repo_type="dataset", revision=revision or None, allow_patterns=list(TRAIN_GLOBS)
             )
         )
     else:
         folder = Path(spec)
         if not folder.is_dir():
             raise FileNotFoundError(f"--train-data: no such folder: {spec}")
-    files = sorted((folder / "data").glob("train-*.parquet"))
+    files = sorted({file for pattern in TRAIN_GLOBS for file in folder.glob(pattern)})
     if not files:
-        raise FileNotFoundError(f"--train-data {spec}: no data/train-*.parquet shards in {folder}")
+        raise FileNotFoundError(f"--train-data {spec}: no {' or '.join(TRAIN_GLOBS)} shards in {folder}")
     return files
 
 
