@@ -119,7 +119,7 @@ class PrepareChat(PipelineStep):
         turns = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "messages").explode("messages").select(
             "row", content=pl.col("messages").struct.field("content"), role=pl.col("messages").struct.field("role")
         )
-        hits = index.overlaps(turns["content"].fill_null("").to_list())
+        hits = index.overlaps(turns["content"].fill_null(""))
         turns = turns.with_columns(
             name=pl.Series([h[0] if h else None for h in hits], dtype=pl.String),
             how=pl.Series([h[1] if h else None for h in hits], dtype=pl.String),
