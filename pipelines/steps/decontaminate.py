@@ -7,8 +7,10 @@ compared as lower-cased words (Han, kana and Hangul characters count as words, p
 it, quotes it whole, or shares a run of `ngram` words with it. Train rows only: the held-out splits are the
 evaluation text. The removed row's reason names the evaluation set.
 
-All evaluation texts and their n-grams go into one Aho-Corasick automaton, so checking a text is one linear
-scan in C, whatever the number of evaluation texts (a set of hashed n-grams per text cost 10x more here).
+Every word of a match is a word of some evaluation text, so a text is first cut into runs of such words (numpy,
+over a whole batch): only runs of `ngram` words are hashed and looked up among the evaluation n-grams, only runs of
+MIN_QUOTE_WORDS go through the Aho-Corasick automaton of the short evaluation texts, and only texts all of whose
+words are known are compared whole. Most training text has no such run.
 """
 
 from __future__ import annotations
