@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from schemas.language_codes import PIVOTS, to_flores
-from schemas.records import CHAT_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, stable_id
+from schemas.records import CHAT_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, stable_id, stable_ids
 
 BATCH_ROWS = 50_000
 CHUNK_BYTES = 32 << 20  # instruction files are read in parallel in pieces of about this size
@@ -45,8 +45,7 @@ def _pairs_table(frame: pl.DataFrame, source: str) -> pa.Table:
         id=pl.concat_str([pl.lit(source), "source_id", "src_lang", "tgt_lang"], separator="\x1f"),
         source=pl.lit(source),
     )
-    ids = [stable_id(*key.split("\x1f")) for key in frame["id"]]
-    return frame.with_columns(id=pl.Series(ids, dtype=pl.String)).select(PAIR_SCHEMA.names).to_arrow().cast(PAIR_SCHEMA)
+    return frame.with_columns(id=pl.Series(stable_ids(frame["id"]), dtype=pl.String)).select(PAIR_SCHEMA.names).to_arrow().cast(PAIR_SCHEMA)
 
 
 HAS_PIVOT = pl.col("tgt_lang").is_in(PIVOTS) & (pl.col("src_lang") != pl.col("tgt_lang"))  # of an oriented pair
@@ -509,7 +508,8 @@ class InstructionSource:
         langs = frame.with_columns(lang=lang)["lang"]
         codes = {code: to_flores(code) for code in langs.unique().to_list()}
         return pa.table(
-            {"id": [stable_id(self.name, sid) for sid in source_ids], "messages": table.column("messages"),
+            {"id": stable_ids(pl.select(pl.concat_str(pl.lit(self.name), pl.lit(source_ids), separator="\x1f")).to_series()),
+             "messages": table.column("messages"),
              "lang": langs.replace_strict(codes).to_arrow(), "source": [self.name] * table.num_rows,
              "source_id": source_ids.to_arrow()},
             schema=CHAT_SCHEMA,

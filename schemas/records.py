@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
+import polars as pl
 import pyarrow as pa
 
 SPLITS = ("train", "validation", "test")
@@ -132,3 +133,9 @@ MANIFEST_SCHEMA = pa.schema(
 def stable_id(*parts: str) -> str:
     """The id contract: a 128-bit hex digest of the parts (content and provenance), the same on every machine."""
     return hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=16).hexdigest()
+
+
+def stable_ids(joined) -> list[str]:
+    """`stable_id` of every row of a polars string Series whose rows are the parts already joined with "\x1f"
+    (`pl.concat_str(parts, separator="\x1f")`): the UTF-8 bytes straight from the column, no str per row."""
+    return [hashlib.blake2b(key, digest_size=16).hexdigest() for key in joined.cast(pl.Binary).to_list()]

@@ -5,7 +5,7 @@ import pytest
 
 from pipelines.corpus import load_udhr
 from pipelines.steps.base import AtomicParquetWriter, RemovedRows
-from pipelines.steps.decontaminate import Decontaminate
+from pipelines.steps.decontaminate import Decontaminate, EvalIndex
 from pipelines.steps.dedup import ExactPairDedup, MinhashSigner, NearDuplicateDedup, minhash_config
 from pipelines.steps.language_id import LanguageIdFilter
 from pipelines.steps.normalize import NormalizeText
@@ -109,6 +109,20 @@ def test_decontamination_drops_train_rows_that_overlap_heldout_text(tmp_path):
     validation = pairs([("deu_Latn", DE, "eng_Latn", heldout)], split="validation")
     kept, removed = run_filter(Decontaminate(RemovedRows(tmp_path / "v")), validation)
     assert kept.num_rows == 1 and removed.num_rows == 0
+
+
+def test_overlaps_after_a_text_without_words_and_across_texts():
+    """Only runs of evaluation words are hashed and scanned: a missing text (which once shifted the word positions
+    of the texts after it), texts without words and runs cut by a text boundary must not move or invent a match."""
+    heldout = load_udhr().filter((pl.col("lang") == "eng_Latn") & (pl.col("article") == 26))["text"][0]
+    words = heldout.split()
+    index = EvalIndex({"udhr": [heldout], "quotes.txt": ["one two three four five six seven"]}, 13)
+    texts = [None, "", "...", "Ends with: " + " ".join(words[-13:]), " ".join(words[:7]), " ".join(words[7:13]),
+             "one two three four five six seven eight", "x one two three four five six seven", heldout.lower() + "!"]  # fmt: skip
+    found = [hit and hit[1].split()[0] for hit in index.overlaps(texts)]
+    assert found == [None, None, None, "shares", None, None, "quotes", "quotes", "equals"]
+    assert index.overlaps(pl.Series(texts, dtype=pl.String)) == index.overlaps(texts)
+    assert index.overlaps(texts[3:4])[0][0] == "udhr" and index.overlaps(texts[6:7])[0][0] == "quotes.txt"
 
 
 def test_decontamination_against_an_eval_set_file(tmp_path):

@@ -56,7 +56,7 @@ def dedup_keys(frame: pl.DataFrame) -> list[bytes]:
             separator="\x1f",
         )
     ).to_series()
-    return [hashlib.blake2b(k.encode("utf-8"), digest_size=16).digest() for k in folded]
+    return [hashlib.blake2b(k, digest_size=16).digest() for k in folded.cast(pl.Binary).to_list()]  # UTF-8 bytes
 
 
 def chat_chunks(sources: list) -> list[tuple[int, tuple]]:
@@ -101,8 +101,8 @@ class PrepareChat(PipelineStep):
                     for reason, count in dropped.group_by("reason").len().iter_rows():
                         self.stat_update(reason, value=count)
                 frame = frame.filter(verdict["reason"].is_null())
-                keys = dedup_keys(frame)
-                kept.append(frame.with_columns(key=pl.Series(keys, dtype=pl.Binary), bucket=pl.Series([k[0] % CHAT_BUCKETS for k in keys], dtype=pl.UInt32)))
+                keys = pl.Series(dedup_keys(frame), dtype=pl.Binary)
+                kept.append(frame.with_columns(key=keys, bucket=keys.bin.slice(0, 1).bin.reinterpret(dtype=pl.UInt8).cast(pl.UInt32) % CHAT_BUCKETS))
         except BaseException:
             removed.abort()
             raise
@@ -119,7 +119,7 @@ class PrepareChat(PipelineStep):
         turns = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "messages").explode("messages").select(
             "row", content=pl.col("messages").struct.field("content"), role=pl.col("messages").struct.field("role")
         )
-        hits = index.overlaps(turns["content"].fill_null("").to_list())
+        hits = index.overlaps(turns["content"].fill_null(""))
         turns = turns.with_columns(
             name=pl.Series([h[0] if h else None for h in hits], dtype=pl.String),
             how=pl.Series([h[1] if h else None for h in hits], dtype=pl.String),

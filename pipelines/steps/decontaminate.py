@@ -7,8 +7,10 @@ compared as lower-cased words (Han, kana and Hangul characters count as words, p
 it, quotes it whole, or shares a run of `ngram` words with it. Train rows only: the held-out splits are the
 evaluation text. The removed row's reason names the evaluation set.
 
-All evaluation texts and their n-grams go into one Aho-Corasick automaton, so checking a text is one linear
-scan in C, whatever the number of evaluation texts (a set of hashed n-grams per text cost 10x more here).
+Every word of a match is a word of some evaluation text, so a text is first cut into runs of such words (numpy,
+over a whole batch): only runs of `ngram` words are hashed and looked up among the evaluation n-grams, only runs of
+MIN_QUOTE_WORDS go through the Aho-Corasick automaton of the short evaluation texts, and only texts all of whose
+words are known are compared whole. Most training text has no such run.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ MIN_EXACT_CHARS = 12  # nor that when it is shorter than this ("1", "Article 3" 
 _WORD = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]|[\p{L}\p{N}\p{M}]+"
 
 
-def word_lists(texts: list[str]) -> pl.DataFrame:
+def word_lists(texts: list[str] | pl.Series) -> pl.DataFrame:
     """One row per text, column `words`: its lower-cased words. A text compares as ' w1 w2 ... wn '."""
     return pl.DataFrame({"t": texts}, schema={"t": pl.String}).select(words=pl.col("t").str.to_lowercase().str.extract_all(_WORD))
 
@@ -75,24 +77,45 @@ def _geometric(ratio: np.uint64, size: int) -> np.ndarray:
 _POWERS: tuple[np.ndarray, np.ndarray] = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64))
 
 
-def _window_hashes(ids: np.ndarray, ends: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Polynomial hashes (mod 2**64) of every run of n word ids that lies inside one text and has no unknown word
-    (id 0), with the text each run is in. `ids` holds all texts' word ids back to back; text t ends at ends[t]."""
-    first = np.arange(max(len(ids) - n + 1, 0))
-    text_of = np.searchsorted(ends, first, side="right")
-    unknown = np.concatenate(([0], np.cumsum(ids == 0)))
-    keep = (first + n <= ends[np.minimum(text_of, len(ends) - 1)]) & (unknown[first + n] == unknown[first]) if len(ends) else first < 0
-    first, text_of = first[keep], text_of[keep]
+def _known_runs(known: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop positions of every maximal run of known words that lies inside one text. `known` holds all
+    texts' words back to back; text t ends at ends[t]."""
+    edge = np.zeros(len(known) + 1, dtype=bool)
+    edge[0] = True
+    edge[ends] = True  # a run never spans two texts
+    previous = np.concatenate(([False], known[:-1]))
+    following = np.concatenate((known[1:], [False]))
+    starts = np.flatnonzero(known & (edge[:-1] | ~previous))
+    stops = np.flatnonzero(known & (edge[1:] | ~following)) + 1
+    return starts, stops
+
+
+def _spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """starts[0], starts[0]+1, ..., starts[0]+lengths[0]-1, starts[1], ...: the positions of the spans, in order."""
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())
+
+
+def _window_hashes(ids: np.ndarray, lengths: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Polynomial hashes (mod 2**64) of every n consecutive ids inside one run, with the run each window is in.
+    `ids` holds the runs back to back; run r has lengths[r] ids (runs shorter than n have no window). A window's
+    hash depends only on its ids, not on where it lies."""
+    windows = np.maximum(lengths - n + 1, 0)
+    first = _spans(np.cumsum(lengths) - lengths, windows)
     powers, inverse = _powers(len(ids) + 1)
     with np.errstate(over="ignore"):
         prefix = np.concatenate((np.zeros(1, dtype=np.uint64), np.cumsum(ids * powers[1:], dtype=np.uint64)))
         hashes = (prefix[first + n] - prefix[first]) * inverse[first + 1]
-    return hashes, text_of
+    return hashes, np.repeat(np.arange(len(lengths)), windows)
 
 
 class EvalIndex:
     """Every evaluation set's texts (for equality), short ones (for quotes, in an Aho-Corasick automaton) and word
-    n-grams (as hashes over word ids, matched with numpy: a trie of all n-grams took gigabytes)."""
+    n-grams (as hashes over word ids, matched with numpy: a trie of all n-grams took gigabytes).
+
+    Every word of a match is a word of some evaluation text: a text can only quote one in a run of at least
+    MIN_QUOTE_WORDS such words, share an n-gram in a run of n, or equal one if all its words are. Such runs are
+    rare in training text (about 1% of its words are in runs of 13), so only they are hashed and scanned."""
 
     def __init__(self, sets: dict[str, list[str]], n: int):
         self.n = n
@@ -114,7 +137,8 @@ class EvalIndex:
                     self.vocabulary.setdefault(word, len(self.vocabulary) + 1)
             self._vocabulary_frame = pl.DataFrame({"word": list(self.vocabulary), "id": list(self.vocabulary.values())},
                                                   schema={"word": pl.String, "id": pl.UInt64})  # fmt: skip
-            hashes, _ = self._hashes(words_frame)
+            lengths = words_frame["words"].list.len().fill_null(0).to_numpy().astype(np.int64)
+            hashes, _ = _window_hashes(self._ids(_flat(words_frame["words"])), lengths, n)
             gram_hashes.append(hashes)
             gram_sets.append(np.full(len(hashes), set_number))
         self.set_names = list(sets)
@@ -125,15 +149,13 @@ class EvalIndex:
         if self.has_quotes:
             self.automaton.make_automaton()
 
-    def _hashes(self, words: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Run hashes of texts given as a frame with one list of words per row (column `words`)."""
-        ends = np.cumsum(words["words"].list.len().fill_null(0).to_numpy().astype(np.int64))
+    def _ids(self, words: pl.Series) -> np.ndarray:
+        """Each word's id in the vocabulary, 0 for a word no evaluation text has."""
         vocabulary = self._vocabulary_frame
-        ids = words.select(pl.col("words").explode().replace_strict(vocabulary["word"], vocabulary["id"], default=0, return_dtype=pl.UInt64))
-        ids = ids.to_series().to_numpy().astype(np.uint64)  # a lookup in place: a join had to be sorted back
-        return _window_hashes(ids, ends, self.n)
+        ids = words.replace_strict(vocabulary["word"], vocabulary["id"], default=0, return_dtype=pl.UInt64)
+        return ids.to_numpy().astype(np.uint64)
 
-    def overlaps(self, texts: list[str], chunk: int = 20_000) -> list[tuple[str, str] | None]:
+    def overlaps(self, texts: list[str] | pl.Series, chunk: int = 20_000) -> list[tuple[str, str] | None]:
         """For each text: (evaluation set, how) of its first overlap, or None. In chunks: the hashing arrays
         hold several numbers per word."""
         found = []
@@ -141,30 +163,64 @@ class EvalIndex:
             found += self._overlaps(texts[start : start + chunk])
         return found
 
-    def _overlaps(self, texts: list[str]) -> list[tuple[str, str] | None]:
-        words = word_lists(texts)
-        canon = _canonical(words)
-        lengths = words["words"].list.len().fill_null(0).to_list()
+    def _overlaps(self, texts: list[str] | pl.Series) -> list[tuple[str, str] | None]:
+        if not len(texts):
+            return []
+        words = word_lists(texts)["words"]
+        counts = words.list.len().fill_null(0).to_numpy().astype(np.int64)
+        ends = np.cumsum(counts)
+        flat = _flat(words)
+        known = flat.is_in(self._vocabulary_frame["word"].implode()).to_numpy()
+        starts, stops = _known_runs(known, ends)
+        run_text = np.searchsorted(ends, starts, side="right")
         found: list[tuple[str, str] | None] = [None] * len(texts)
-        if len(self.gram_hashes):
-            hashes, text_of = self._hashes(words)
-            position = np.minimum(np.searchsorted(self.gram_hashes, hashes), len(self.gram_hashes) - 1)
-            hit = self.gram_hashes[position] == hashes
-            for text, where in zip(text_of[hit][::-1], position[hit][::-1]):  # reversed: the first run wins
-                found[text] = (self.set_names[self.gram_sets[where]], f"shares a {self.n}-gram with")
-        quoting = [i for i, text in enumerate(canon) if found[i] is None and lengths[i] >= MIN_QUOTE_WORDS and text not in self.exact]
-        if self.has_quotes and quoting:
-            # one scan over all texts joined (a key starts and ends with a space, so none spans two texts)
-            joined = "\n".join(canon[i] for i in quoting)
-            starts = np.cumsum([0] + [len(canon[i]) + 1 for i in quoting])
-            for end, value in self.automaton.iter(joined):
-                i = quoting[np.searchsorted(starts, end, side="right") - 1]
-                if found[i] is None:  # the first quote found in a text is the one reported
-                    found[i] = value
-        for i, text in enumerate(canon):
-            if text in self.exact:
-                found[i] = (self.exact[text], "equals")
+        shares_gram = np.zeros(len(texts), dtype=bool)
+        long = stops - starts >= self.n
+        if len(self.gram_hashes) and long.any():
+            positions = _spans(starts[long], (stops - starts)[long])
+            hashes, run_of = _window_hashes(self._ids(flat.gather(positions)), (stops - starts)[long], self.n)
+            where = np.minimum(np.searchsorted(self.gram_hashes, hashes), len(self.gram_hashes) - 1)
+            hit = self.gram_hashes[where] == hashes
+            texts_hit, first_hit = np.unique(run_text[long][run_of[hit]], return_index=True)  # windows are in text order: the first run wins
+            shares_gram[texts_hit] = True
+            for text, gram in zip(texts_hit.tolist(), where[hit][first_hit].tolist()):
+                found[text] = (self.set_names[self.gram_sets[gram]], f"shares a {self.n}-gram with")
+        quoting = (stops - starts >= MIN_QUOTE_WORDS) & ~shares_gram[run_text]
+        if self.has_quotes and quoting.any():
+            self._quotes(flat, starts[quoting], stops[quoting], run_text[quoting], found)
+        whole = (stops - starts == counts[run_text]) & (counts[run_text] > 0)  # texts all of whose words are known
+        if whole.any():
+            candidates = run_text[whole]
+            canonical = _canonical(pl.DataFrame({"words": words.gather(candidates)}))
+            for text, form in zip(candidates.tolist(), canonical):
+                if form in self.exact:
+                    found[text] = (self.exact[form], "equals")
         return found
+
+    def _quotes(self, flat: pl.Series, starts: np.ndarray, stops: np.ndarray, run_text: np.ndarray, found: list) -> None:
+        """The first quote in each run's text, for texts without a finding yet: one Aho-Corasick scan over the runs
+        written as ' w1 w2 ... wn ' and joined with newlines (a key starts and ends with a space, so none spans two
+        runs; a key's words are all known, so its every match in a text lies inside one run)."""
+        lengths = stops - starts
+        words = flat.gather(_spans(starts, lengths))
+        last = np.zeros(len(words), dtype=bool)
+        last[np.cumsum(lengths) - 1] = True
+        pieces = pl.DataFrame({"word": words, "last": last}).select(
+            piece=pl.col("word") + pl.when("last").then(pl.lit(" \n ")).otherwise(pl.lit(" "))
+        )["piece"]
+        joined = " " + pieces.str.join("").item()
+        # the space after word k is at this place in `joined`: a match ends at the space after its last word
+        after = 1 + np.cumsum(pieces.str.len_chars().to_numpy().astype(np.int64)) - np.where(last, 3, 1)
+        word_text = np.repeat(run_text, lengths)
+        for end, value in self.automaton.iter(joined):
+            text = int(word_text[np.searchsorted(after, end)])
+            if found[text] is None:  # the first quote found in a text is the one reported
+                found[text] = value
+
+
+def _flat(words: pl.Series) -> pl.Series:
+    """All texts' words back to back (a text without words adds none)."""
+    return words.explode(empty_as_null=False, keep_nulls=False)
 
 
 @functools.cache

@@ -19,7 +19,7 @@ from datatrove.utils.word_tokenizers import WordTokenizer
 
 from pipelines.steps.base import BatchFilter, RemovedRows
 from pipelines.steps.decontaminate import word_lists
-from schemas.records import stable_id
+from schemas.records import stable_ids
 
 
 def _folded(column: str) -> pl.Expr:
@@ -33,7 +33,7 @@ def dedup_keys(frame: pl.DataFrame) -> tuple[list[str], list[str], list[str]]:
         src=pl.concat_str(["src_lang", "tgt_lang", _folded("src_text")], separator="\x1f"),
         tgt=pl.concat_str(["src_lang", "tgt_lang", _folded("tgt_text")], separator="\x1f"),
     )
-    return tuple([stable_id(k) for k in keys[column]] for column in ("pair", "src", "tgt"))
+    return tuple(stable_ids(keys[column]) for column in ("pair", "src", "tgt"))
 
 
 class ExactPairDedup(BatchFilter):

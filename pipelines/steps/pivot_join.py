@@ -14,7 +14,7 @@ import polars as pl
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
-from schemas.records import PAIR_SCHEMA, stable_id
+from schemas.records import PAIR_SCHEMA, stable_ids
 
 
 def english_key(texts: pl.Expr) -> pl.Expr:
@@ -62,7 +62,7 @@ class PivotJoin(PipelineStep):
                 source_id=pl.concat_str([pl.col("source_id"), pl.col("zh_source_id")], separator="|"),
                 split="split",
             )
-            ids = [stable_id(s, sid, x, "zho_Hans") for s, sid, x in zip(joined["source"], joined["source_id"], joined["src_lang"])]
+            ids = stable_ids(joined.select(pl.concat_str("source", "source_id", "src_lang", pl.lit("zho_Hans"), separator="\x1f")).to_series())
             out = joined.with_columns(id=pl.Series(ids, dtype=pl.String)).select(PAIR_SCHEMA.names).to_arrow().cast(PAIR_SCHEMA)
             self.stat_update("joined", value=out.num_rows)
             yield out
