@@ -121,7 +121,7 @@ class EvalIndex:
         self.n = n
         self.exact: dict[str, str] = {}
         self.automaton = ahocorasick.Automaton()
-        self.vocabulary: dict[str, int] = {}
+        self.vocabulary: set[str] = set()  # every word of an evaluation text
         gram_hashes, gram_sets = [], []
         for set_number, (name, texts) in enumerate(sets.items()):
             words_frame = word_lists(texts)
@@ -133,15 +133,13 @@ class EvalIndex:
                     self.exact.setdefault(text, name)
                 if MIN_QUOTE_WORDS <= len(words) < n and text not in self.automaton:
                     self.automaton.add_word(text, (name, "quotes"))
-                for word in words:
-                    self.vocabulary.setdefault(word, len(self.vocabulary) + 1)
-            self._vocabulary_frame = pl.DataFrame({"word": list(self.vocabulary), "id": list(self.vocabulary.values())},
-                                                  schema={"word": pl.String, "id": pl.UInt64})  # fmt: skip
+                self.vocabulary.update(words)
             lengths = words_frame["words"].list.len().fill_null(0).to_numpy().astype(np.int64)
             hashes, _ = _window_hashes(self._ids(_flat(words_frame["words"])), lengths, n)
             gram_hashes.append(hashes)
             gram_sets.append(np.full(len(hashes), set_number))
         self.set_names = list(sets)
+        self._vocabulary_hashes = np.unique(self._ids(pl.Series(sorted(self.vocabulary), dtype=pl.String)))
         order = np.argsort(np.concatenate(gram_hashes)) if gram_hashes else np.zeros(0, dtype=np.int64)
         self.gram_hashes = np.concatenate(gram_hashes)[order] if gram_hashes else np.zeros(0, dtype=np.uint64)
         self.gram_sets = np.concatenate(gram_sets)[order] if gram_sets else np.zeros(0, dtype=np.int64)
@@ -149,11 +147,18 @@ class EvalIndex:
         if self.has_quotes:
             self.automaton.make_automaton()
 
-    def _ids(self, words: pl.Series) -> np.ndarray:
-        """Each word's id in the vocabulary, 0 for a word no evaluation text has."""
-        vocabulary = self._vocabulary_frame
-        ids = words.replace_strict(vocabulary["word"], vocabulary["id"], default=0, return_dtype=pl.UInt64)
-        return ids.to_numpy().astype(np.uint64)
+    @staticmethod
+    def _ids(words: pl.Series) -> np.ndarray:
+        """Each word's id: its 64-bit hash (polars', fixed seed). A lookup table from words to numbers was rebuilt
+        on every call and cost more than the matching on batches of a few hundred texts; a hash needs no table."""
+        return words.hash(seed=0).to_numpy().astype(np.uint64)
+
+    def _known(self, words: pl.Series) -> np.ndarray:
+        """Whether each word occurs in some evaluation text (by its hash: a 64-bit collision only lengthens a run)."""
+        ids, vocabulary = self._ids(words), self._vocabulary_hashes
+        if not len(vocabulary):
+            return np.zeros(len(ids), dtype=bool)
+        return vocabulary[np.minimum(np.searchsorted(vocabulary, ids), len(vocabulary) - 1)] == ids
 
     def overlaps(self, texts: list[str] | pl.Series, chunk: int = 20_000) -> list[tuple[str, str] | None]:
         """For each text: (evaluation set, how) of its first overlap, or None. In chunks: the hashing arrays
@@ -170,7 +175,7 @@ class EvalIndex:
         counts = words.list.len().fill_null(0).to_numpy().astype(np.int64)
         ends = np.cumsum(counts)
         flat = _flat(words)
-        known = flat.is_in(self._vocabulary_frame["word"].implode()).to_numpy()
+        known = self._known(flat)
         starts, stops = _known_runs(known, ends)
         run_text = np.searchsorted(ends, starts, side="right")
         found: list[tuple[str, str] | None] = [None] * len(texts)
