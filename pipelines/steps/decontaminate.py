@@ -135,11 +135,11 @@ class EvalIndex:
                     self.automaton.add_word(text, (name, "quotes"))
                 self.vocabulary.update(words)
             lengths = words_frame["words"].list.len().fill_null(0).to_numpy().astype(np.int64)
-            hashes, _ = _window_hashes(self._ids(_flat(words_frame["words"])), lengths, n)
+            hashes, _ = _window_hashes(self._ids(_flat(words_frame["words"])).to_numpy(), lengths, n)
             gram_hashes.append(hashes)
             gram_sets.append(np.full(len(hashes), set_number))
         self.set_names = list(sets)
-        self._vocabulary_hashes = pl.Series(np.unique(self._ids(pl.Series(sorted(self.vocabulary), dtype=pl.String))))
+        self._vocabulary_hashes = self._ids(pl.Series(sorted(self.vocabulary), dtype=pl.String)).unique().sort()
         order = np.argsort(np.concatenate(gram_hashes)) if gram_hashes else np.zeros(0, dtype=np.int64)
         self.gram_hashes = np.concatenate(gram_hashes)[order] if gram_hashes else np.zeros(0, dtype=np.uint64)
         self.gram_sets = np.concatenate(gram_sets)[order] if gram_sets else np.zeros(0, dtype=np.int64)
@@ -148,16 +148,10 @@ class EvalIndex:
             self.automaton.make_automaton()
 
     @staticmethod
-    def _ids(words: pl.Series) -> np.ndarray:
+    def _ids(words: pl.Series) -> pl.Series:
         """Each word's id: its 64-bit hash (polars', fixed seed). A lookup table from words to numbers was rebuilt
         on every call and cost more than the matching on batches of a few hundred texts; a hash needs no table."""
-        return words.hash(seed=0).to_numpy().astype(np.uint64)
-
-    def _known(self, words: pl.Series) -> np.ndarray:
-        """Whether each word occurs in some evaluation text (by its hash: a 64-bit collision only lengthens a run).
-        polars' is_in on the hashes: faster than a binary search of the sorted hashes on big batches, and than
-        is_in on the words themselves on small ones."""
-        return words.hash(seed=0).is_in(self._vocabulary_hashes.implode()).to_numpy()
+        return words.hash(seed=0)
 
     def overlaps(self, texts: list[str] | pl.Series, chunk: int = 20_000) -> list[tuple[str, str] | None]:
         """For each text: (evaluation set, how) of its first overlap, or None. In chunks: the hashing arrays
@@ -174,7 +168,11 @@ class EvalIndex:
         counts = words.list.len().fill_null(0).to_numpy().astype(np.int64)
         ends = np.cumsum(counts)
         flat = _flat(words)
-        known = self._known(flat)
+        ids = self._ids(flat)  # once: whether a word is known, and the n-gram hashes of the runs, both use it
+        # a word is known when an evaluation text has it (by its hash: a 64-bit collision only lengthens a run);
+        # polars' is_in on the hashes beat a binary search of the sorted hashes on big batches, and is_in on the
+        # words themselves on small ones
+        known = ids.is_in(self._vocabulary_hashes.implode()).to_numpy()
         starts, stops = _known_runs(known, ends)
         run_text = np.searchsorted(ends, starts, side="right")
         found: list[tuple[str, str] | None] = [None] * len(texts)
@@ -182,7 +180,7 @@ class EvalIndex:
         long = stops - starts >= self.n
         if len(self.gram_hashes) and long.any():
             positions = _spans(starts[long], (stops - starts)[long])
-            hashes, run_of = _window_hashes(self._ids(flat.gather(positions)), (stops - starts)[long], self.n)
+            hashes, run_of = _window_hashes(ids.gather(positions).to_numpy(), (stops - starts)[long], self.n)
             where = np.minimum(np.searchsorted(self.gram_hashes, hashes), len(self.gram_hashes) - 1)
             hit = self.gram_hashes[where] == hashes
             texts_hit, first_hit = np.unique(run_text[long][run_of[hit]], return_index=True)  # windows are in text order: the first run wins
