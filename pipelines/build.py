@@ -285,11 +285,18 @@ def start_ray(args) -> bool:
         return False
     # Workers must import this repository's packages even when it is not installed.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    runtime_env = {"env_vars": thread_limits(RAY_CPUS_PER_TASK)}  # every task and actor of this job
-    if args.ray_address:
-        ray.init(address=args.ray_address, log_to_driver=False, runtime_env=runtime_env)
+    if args.ray_address:  # the cluster's workers get the limits through the job's runtime environment
+        ray.init(address=args.ray_address, log_to_driver=False, runtime_env={"env_vars": thread_limits(RAY_CPUS_PER_TASK)})
         return False
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
+    # a local Ray's workers inherit the environment its processes start with (a runtime environment would start
+    # each worker through a setup process); this process keeps its own
+    saved = dict(os.environ)
+    os.environ.update(thread_limits(RAY_CPUS_PER_TASK))
+    try:
+        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     return True
 
 
