@@ -256,12 +256,22 @@ def reproduce_command(argv: list[str], recipe: recipes.Recipe, version: str) -> 
     return shlex.join(["python", "pipelines/build.py", *kept, "--version", version])
 
 
+RAY_CPUS_PER_TASK = 1
+
+
+def thread_limits(cpus: int) -> dict[str, str]:
+    """Environment that holds a task's thread pools to the CPUs Ray reserved for it. Ray caps OpenMP (and with it
+    Arrow's pool) but not polars, whose pool otherwise spans every core: a 1-CPU task then used both cores of a
+    2-core machine, and 2 workers oversubscribed them."""
+    return {name: str(cpus) for name in ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "RAYON_NUM_THREADS")}
+
+
 def make_executor(args, pipeline, logging_dir: Path, tasks: int):
     if args.executor == "ray":
         from datatrove.executor import RayPipelineExecutor
 
         return RayPipelineExecutor(pipeline, tasks=tasks, workers=min(args.workers, tasks), logging_dir=str(logging_dir),
-                                   cpus_per_task=1, mem_per_cpu_gb=1)  # fmt: skip
+                                   cpus_per_task=RAY_CPUS_PER_TASK, mem_per_cpu_gb=1)  # fmt: skip
     from datatrove.executor import LocalPipelineExecutor
 
     return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(args.workers, tasks), logging_dir=str(logging_dir))
@@ -275,10 +285,18 @@ def start_ray(args) -> bool:
         return False
     # Workers must import this repository's packages even when it is not installed.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    if args.ray_address:
-        ray.init(address=args.ray_address, log_to_driver=False)
+    if args.ray_address:  # the cluster's workers get the limits through the job's runtime environment
+        ray.init(address=args.ray_address, log_to_driver=False, runtime_env={"env_vars": thread_limits(RAY_CPUS_PER_TASK)})
         return False
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+    # a local Ray's workers inherit the environment its processes start with (a runtime environment would start
+    # each worker through a setup process); this process keeps its own
+    saved = dict(os.environ)
+    os.environ.update(thread_limits(RAY_CPUS_PER_TASK))
+    try:
+        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     return True
 
 

@@ -218,6 +218,27 @@ def test_ray_executor_gives_the_same_rows(small_build, tmp_path):
     assert data_hashes(output) == data_hashes(small_build)
 
 
+def test_ray_tasks_use_only_the_cpus_they_reserve():
+    import ray
+
+    from pipelines.build import parse_args, start_ray
+
+    started = start_ray(parse_args(["--executor", "ray", "--workers", "2"]))
+    try:
+
+        @ray.remote(num_cpus=1)
+        def thread_pools():
+            import polars
+            import pyarrow
+
+            return polars.thread_pool_size(), pyarrow.cpu_count()
+
+        assert ray.get(thread_pools.remote()) == (1, 1)  # not both cores of this machine: the task reserved one
+    finally:
+        if started:
+            ray.shutdown()
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_output(tmp_path):
     langs = "deu_Latn,fra_Latn,swh_Latn,arb_Arab,cri_Latn,chr_Cher,yor_Latn,rus_Cyrl,hin_Deva,jpn_Jpan,kor_Hang,tur_Latn"

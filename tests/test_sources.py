@@ -151,3 +151,21 @@ def test_sources_say_whether_they_can_have_pairs_without_a_pivot(tmp_path):
     assert rows.num_rows == 2 and set(rows["tgt_lang"].to_pylist()) == {"fra_Latn"}
     assert not list(MosesSource(name="m", files={"de": str(de), "fr": str(fr)}).read({"deu_Latn"}))  # no pivot: no pair
     assert not UdhrSource().has_unpaired()
+
+
+def test_table_source_reads_only_the_files_that_hold_the_languages_asked(tmp_path):
+    for lang, texts in (("de", DE), ("fr", ["Tous sont libres.", "Chacun a droit à la vie."])):
+        pl.DataFrame({"src_text": texts, "tgt_text": EN, "src_lang": [lang] * 2, "tgt_lang": ["en"] * 2}).write_parquet(tmp_path / f"{lang}-en.parquet")
+    pl.DataFrame({"src_text": ["Colour"], "tgt_text": ["Color"], "src_lang": ["en-GB"], "tgt_lang": ["en-US"]}).write_parquet(tmp_path / "en-en.parquet")
+    source = TableSource(name="t", path=str(tmp_path / "*.parquet"))
+    assert source.languages() == {"deu_Latn", "fra_Latn"}
+    assert source.has_unpaired()
+    (tmp_path / "fr-en.parquet").write_bytes(b"not parquet any more")  # so reading it fails
+    assert read_all(source, ["deu_Latn"])["src_text"].to_list() == DE  # the French file is not opened
+    unpaired = pl.from_arrow(pa.concat_tables(source.read(set(), unpaired=True)))
+    assert unpaired.height == 1 and {unpaired["src_text"][0], unpaired["tgt_text"][0]} == {"Colour", "Color"}
+    with pytest.raises(SourceError, match="fr-en.parquet"):
+        read_all(source, ["fra_Latn"])
+    only_paired = TableSource(name="t", path=str(tmp_path / "de-en.parquet"))
+    only_paired.languages()
+    assert not only_paired.has_unpaired()

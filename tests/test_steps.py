@@ -157,6 +157,27 @@ def test_language_id_filter_rejects_a_wrong_language_side(tmp_path):
     assert "lid176: eng_Latn" in removed["detail"][0].as_py()
 
 
+def test_language_id_filter_identifies_a_repeated_pivot_text_once_with_the_same_verdicts(tmp_path, monkeypatch):
+    english = [EN, "Everyone has the right to life, liberty and security of person.", "Alle Menschen sind frei und gleich."]
+    table = pairs([(lang, text, "eng_Latn", english[i % 3]) for i, (lang, text) in
+                   enumerate([("deu_Latn", DE), ("deu_Latn", DE + " Wirklich."), ("deu_Latn", EN), ("fra_Latn", "Tous les êtres humains naissent libres.")] * 2)])  # fmt: skip
+    fresh = LanguageIdFilter(RemovedRows(tmp_path / "fresh"))
+    expected = [fresh.identifier.check([t], lang) for t, lang in zip(table["tgt_text"].to_pylist(), table["tgt_lang"].to_pylist())]
+    step = LanguageIdFilter(RemovedRows(tmp_path / "cached"))
+    asked = []
+    check = step.identifier.check
+    monkeypatch.setattr(step.identifier, "check", lambda texts, lang: asked.append((lang, list(texts))) or check(texts, lang))
+    for offset in (0, 4):  # the second batch repeats the first one's English texts
+        failed, detail = step.verdicts(table["tgt_text"].slice(offset, 4).to_pylist(), "eng_Latn")
+        assert failed == [v.failed_check[0] for v in expected[offset : offset + 4]]
+        assert detail == [v.detail[0] for v in expected[offset : offset + 4]]
+    assert failed.count("language_id") == 1  # the German sentence labelled English
+    english_asked = [t for lang, texts in asked if lang == "eng_Latn" for t in texts]
+    assert sorted(english_asked) == sorted(english)  # each distinct English text once, over both batches
+    assert step.verdicts([DE], "deu_Latn")[0] == [None] and asked[-1] == ("deu_Latn", [DE])  # other languages: not kept
+    assert LanguageIdFilter.__getstate__(step)["_pivot_verdicts"] == {}  # not shipped to the tasks
+
+
 def test_language_id_filter_checks_script_where_no_model_knows_the_language(tmp_path):
     table = pairs([("sat_Olck", "ᱡᱷᱚᱛᱚ ᱦᱚᱲ ᱠᱚ", "eng_Latn", EN), ("sat_Olck", "All of us are equal in rights", "eng_Latn", EN)])
     kept, removed = run_filter(LanguageIdFilter(RemovedRows(tmp_path)), table)

@@ -7,6 +7,7 @@ copy in reading order is kept, whatever the number of tasks.
 from __future__ import annotations
 
 import collections
+import hashlib
 import tempfile
 
 import numpy as np
@@ -19,21 +20,21 @@ from datatrove.utils.word_tokenizers import WordTokenizer
 
 from pipelines.steps.base import BatchFilter, RemovedRows
 from pipelines.steps.decontaminate import word_lists
-from schemas.records import stable_ids
 
 
 def _folded(column: str) -> pl.Expr:
     return pl.col(column).str.to_lowercase().str.replace_all(r"\s+", " ")
 
 
-def dedup_keys(frame: pl.DataFrame) -> tuple[list[str], list[str], list[str]]:
-    """Keys of the pair and of each side: texts that differ only in letter case or spacing are the same."""
+def dedup_keys(frame: pl.DataFrame) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """Keys of the pair and of each side: texts that differ only in letter case or spacing are the same. 16-byte
+    blake2b digests: they never leave the task, so no hex form (a third of the hashing time)."""
     keys = frame.select(
         pair=pl.concat_str(["src_lang", "tgt_lang", _folded("src_text"), _folded("tgt_text")], separator="\x1f"),
         src=pl.concat_str(["src_lang", "tgt_lang", _folded("src_text")], separator="\x1f"),
         tgt=pl.concat_str(["src_lang", "tgt_lang", _folded("tgt_text")], separator="\x1f"),
     )
-    return tuple(stable_ids(keys[column]) for column in ("pair", "src", "tgt"))
+    return tuple([hashlib.blake2b(k, digest_size=16).digest() for k in keys[column].cast(pl.Binary).to_list()] for column in ("pair", "src", "tgt"))
 
 
 class ExactPairDedup(BatchFilter):

@@ -2,8 +2,10 @@
 
     python tests/benchmarks/bench_build.py                       # 1x input, local executor, 2 workers
     python tests/benchmarks/bench_build.py --input-scale 4       # 4x input: does memory grow?
-    python tests/benchmarks/bench_build.py --executor ray --workers 1
+    python tests/benchmarks/bench_build.py --executor ray --workers 1,2 --tasks 4   # both, one after the other: the speedup
     python tests/benchmarks/bench_build.py --lid-only            # language ID of both sides alone, same pairs
+    python tests/benchmarks/bench_build.py --pairs-only --lid-only   # the parallel-text path alone (its 979,200
+                                                                     # cross-lingual rows, no zh/en part) against LID
 
 Input: ../shared/data/bench/firefox_l10n (851k real pairs, 100 locales) as the parallel source, and
 ../shared/data/instructions (806 zh + 427 en real rows) as the instruction source. The recipe asks for the
@@ -38,7 +40,7 @@ FIREFOX = SHARED / "bench" / "firefox_l10n"
 SHARES = {"zh": 0.432, "en": 0.262, "cross_lingual": 0.306}
 
 
-def prepare(workdir: Path, total: int, input_scale: int) -> Path:
+def prepare(workdir: Path, total: int, input_scale: int, pairs_only: bool = False) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     for lang, pattern, share in (("zho_Hans", "*_zh.jsonl", "zh"), ("eng_Latn", "*_en.jsonl", "en")):
         rows = [json.loads(line) for f in sorted((SHARED / "instructions").glob(pattern)) for line in f.read_text().splitlines() if line]
@@ -77,7 +79,10 @@ def prepare(workdir: Path, total: int, input_scale: int) -> Path:
         "dedup": {"max_targets_per_source": 3},
         "mixture": {"total": total, "shares": SHARES, "temperature": 5.0},
     }
-    path = workdir / f"recipe-x{input_scale}.yaml"
+    if pairs_only:  # where language ID of both sides is the floor: the same cross-lingual rows, no zh/en part
+        recipe.update(name=f"bench-pairs-x{input_scale}", instructions=[],
+                      mixture={"total": round(total * SHARES["cross_lingual"]), "shares": {"cross_lingual": 1.0}, "temperature": 5.0})
+    path = workdir / f"recipe-x{input_scale}{'-pairs' if pairs_only else ''}.yaml"
     path.write_text(json.dumps(recipe, indent=1))  # JSON is YAML
     return path
 
@@ -152,38 +157,53 @@ def main(argv=None):
     parser.add_argument("--total", type=int, default=3_200_000)
     parser.add_argument("--input-scale", type=int, default=1)
     parser.add_argument("--executor", choices=["local", "ray"], default="local")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", default="2", help="workers, or several comma-separated (1,2): a build for each, then the speedups")
     parser.add_argument("--tasks", type=int, default=8)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bayling-bench"))
     parser.add_argument("--lid-only", action="store_true", help="also measure language ID alone on the same pairs")
+    parser.add_argument("--pairs-only", action="store_true", help="build the cross-lingual part alone (no zh/en instructions)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
 
-    recipe = prepare(args.workdir, args.total, args.input_scale)
-    output = args.workdir / f"out-x{args.input_scale}-{args.executor}-w{args.workers}"
+    recipe = prepare(args.workdir, args.total, args.input_scale, args.pairs_only)
+    walls = {}
+    for workers in [int(w) for w in args.workers.split(",")]:
+        walls[workers] = report(args, recipe, workers)
+    for workers, wall in list(walls.items())[1:]:
+        first = next(iter(walls))
+        print(f"{args.executor}: {workers} workers vs {first}: {walls[first] / wall:.2f}x ({walls[first]:.0f} s -> {wall:.0f} s)")
+
+
+def report(args, recipe: Path, workers: int) -> float:
+    """Build with `workers`, print what the build did and took; the wall time."""
+    output = args.workdir / f"out-x{args.input_scale}{'-pairs' if args.pairs_only else ''}-{args.executor}-w{workers}"
     for folder in (output, output.with_name(f".{output.name}.partial")):  # a rerun of the same build would be a no-op
         shutil.rmtree(folder, ignore_errors=True)
-    result = run_build(recipe, output, args.executor, args.workers, args.tasks)
+    result = run_build(recipe, output, args.executor, workers, args.tasks)
     manifest = result["manifest"]
     input_pairs = sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in FIREFOX.glob("*.parquet")) * args.input_scale
     rows = sum(manifest["rows_per_split"].values())
+    print(f"--- {args.executor}, {workers} workers, {args.tasks} tasks")
     print(result["summary"])
-    print(f"input pairs {input_pairs:,}; output rows {rows:,} (train {manifest['rows_per_split']['train']:,})")
+    print(f"input pairs {input_pairs:,}; output rows {rows:,} (train {manifest['rows_per_split']['train']:,}); content hash {manifest['content_hash']}")
     train = pl.read_parquet(output / "data" / "*" / "train-*.parquet", columns=["task", "src_lang", "tgt_lang", "pivot"])
-    kinds = train.select(kind=pl.when(pl.col("task") == "translation").then(pl.lit("cross_lingual"))
+    from pipelines.steps.templates import CROSS_LINGUAL_TASKS
+
+    shares = {"cross_lingual": 1.0} if args.pairs_only else SHARES
+    kinds = train.select(kind=pl.when(pl.col("task").is_in(CROSS_LINGUAL_TASKS)).then(pl.lit("cross_lingual"))
                          .when(pl.col("src_lang") == "zho_Hans").then(pl.lit("zh")).otherwise(pl.lit("en")))  # fmt: skip
     for kind, n in sorted(kinds.group_by("kind").len().iter_rows()):
-        print(f"  {kind:<14}{n:>10,}  {n / train.height:.4%} (recipe {SHARES[kind]:.1%})")
+        print(f"  {kind:<14}{n:>10,}  {n / train.height:.4%} (recipe {shares[kind]:.1%})")
     print(f"wall {result['wall']:.0f} s; peak memory {result['peak_rss'] / 2**30:.2f} GiB; "
           f"{input_pairs / result['wall']:,.0f} input pairs/s; {rows / result['wall']:,.0f} output rows/s")  # fmt: skip
     stages = {stage: end - start for stage, (start, end) in result["timings"].items()}
     for stage, seconds in stages.items():
         print(f"  stage {stage:<10}{seconds:>8.1f} s  {seconds / sum(stages.values()):>6.1%}   peak {result['stage_peaks'][stage] / 2**30:.2f} GiB")
     if args.lid_only:
-        lid = lid_only(args.workers)  # after the build: the two never share the cores
-        e2e = input_pairs / args.input_scale / result["wall"] if args.input_scale == 1 else input_pairs / result["wall"]
-        print(f"language ID alone, both sides, {args.workers} processes: {lid:,.0f} pairs/s; end-to-end / LID alone = {e2e / lid:.2f}")
-
+        lid = lid_only(workers)  # after the build: the two never share the cores
+        e2e = input_pairs / result["wall"]
+        print(f"language ID alone, both sides, {workers} processes: {lid:,.0f} pairs/s; end-to-end / LID alone = {e2e / lid:.2f}")
+    return result["wall"]
 
 if __name__ == "__main__":
     main()
