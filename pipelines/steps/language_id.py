@@ -9,7 +9,7 @@ from langid.identify import LanguageIdentifier
 from pipelines.steps.base import BatchFilter, RemovedRows
 from schemas.language_codes import PIVOTS
 
-PIVOT_VERDICTS_KEPT = 1_000_000  # per task and pivot language: about 150 MB of short sentences at most
+PIVOT_VERDICTS_KEPT = 250_000  # per task and pivot language: some 50 MB of sentences; later ones are checked every time
 
 
 class LanguageIdFilter(BatchFilter):
