@@ -381,11 +381,11 @@ def build(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
             chunks = chat_chunks(recipe.instructions)
             chat = [PrepareChat(recipe.instructions, chunks, work, recipe.decontamination.eval_sets, recipe.decontamination.ngram)]
             run_stage("chat", chat, max(1, min(args.tasks, len(chunks))))
-            run_stage("chat_dedup", [DedupChat(work)], args.tasks)
+            run_stage("chat_dedup", [DedupChat(work, recipe.seed)], args.tasks)
         cross_supply, chat_supply = supply(work / "pairs", work / "chat")
         budgets = plan(recipe.mixture, cross_supply, chat_supply)
         plan_path = work / "plan.json"
-        plan_path.write_text(json.dumps({**budgets, "chat_cutoffs": chat_cutoffs(work / "chat", recipe.seed, budgets)}, sort_keys=True))
+        plan_path.write_text(json.dumps({**budgets, "chat_cutoffs": chat_cutoffs(work / "chat", budgets)}, sort_keys=True))
         run_stage("mix", [MixInstructions(work, plan_path, recipe.seed, recipe.templates, recipe.mixture is None)], args.tasks)
         shards_path = work / "shards.json"
         shards_path.write_text(json.dumps(shard_plan(work, parse_size(recipe.shard_size)), sort_keys=True))

@@ -6,7 +6,9 @@ Two stages, so that both scale with the number of tasks (this part is most of th
    rows without an answer and rows that overlap an evaluation set, and writes the rest into CHAT_BUCKETS buckets
    by a hash of the normalized instruction, with its place in the sources (`order`);
 2. `DedupChat`: each task owns whole buckets, so all copies of an instruction meet in one task; the first copy in
-   source order is kept. Neither the buckets nor the order depend on the task count, so neither do the rows.
+   source order is kept, with its mixture selection key (`pipelines.mixture.selection_key`, computed once here: the
+   driver's cutoff and the mix tasks both read it). Neither the buckets nor the order depend on the task count, so
+   neither do the rows.
 Whole columns at a time (polars): only the 16-byte dedup key of a row is hashed in Python.
 """
 
@@ -19,6 +21,7 @@ import polars as pl
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
+from pipelines.mixture import selection_keys
 from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
 from pipelines.steps.decontaminate import eval_index
 from schemas.records import CHAT_SCHEMA
@@ -26,6 +29,7 @@ from schemas.records import CHAT_SCHEMA
 REMOVED_CHAT_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("stage", pa.string()), pa.field("reason", pa.string()), pa.field("detail", pa.string())])
 CHAT_BUCKETS = 32  # divides 256 (a bucket is the key's first byte mod this); fixed: a duplicate always lands in the bucket of its first copy, whatever the task count
 BUCKETED_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("key", pa.binary(16)), pa.field("order", pa.uint64())])
+SELECTABLE_CHAT_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("selection_key", pa.string(), nullable=False)])  # chat/<lang>/<bucket>.parquet
 
 
 def _clean(content: pl.Expr) -> pl.Expr:
@@ -142,9 +146,10 @@ class DedupChat(PipelineStep):
     name = "chat_dedup"
     type = "💬 - CHAT"
 
-    def __init__(self, work_dir: Path):
+    def __init__(self, work_dir: Path, seed: int):
         super().__init__()
         self.work_dir = Path(work_dir)
+        self.seed = seed  # of the mixture's selection keys
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         for bucket in range(rank, CHAT_BUCKETS, world_size):
@@ -153,8 +158,8 @@ class DedupChat(PipelineStep):
         yield
 
     def dedup_bucket(self, bucket: int) -> None:
-        """The first copy of each instruction (in source order) to `chat/<lang>/<bucket>.parquet`, the others to
-        removed/ with the id of the copy kept."""
+        """The first copy of each instruction (in source order) to `chat/<lang>/<bucket>.parquet` with its selection
+        key, the others to removed/ with the id of the copy kept."""
         files = sorted((self.work_dir / "chat_parts" / f"{bucket:03d}").glob("*.parquet"))
         rows = pl.read_parquet(files) if files else pl.from_arrow(BUCKETED_SCHEMA.empty_table())
         rows = rows.sort("order").with_columns(first_id=pl.col("id").first().over("key"), first=pl.col("key").is_first_distinct())
@@ -164,6 +169,8 @@ class DedupChat(PipelineStep):
         write_parquet_atomic(self.work_dir / "removed" / "chat" / f"dedup-{bucket:03d}.parquet", duplicates.to_arrow().cast(REMOVED_CHAT_SCHEMA))
         self.stat_update("duplicate", value=duplicates.height)
         kept = rows.filter(pl.col("first"))
+        kept = kept.with_columns(selection_key=selection_keys(self.seed, kept["id"], "chat"))
         for (lang,), part in kept.group_by("lang"):
-            write_parquet_atomic(self.work_dir / "chat" / lang / f"{bucket:03d}.parquet", part.select(CHAT_SCHEMA.names).to_arrow().cast(CHAT_SCHEMA))
+            write_parquet_atomic(self.work_dir / "chat" / lang / f"{bucket:03d}.parquet",
+                                 part.select(SELECTABLE_CHAT_SCHEMA.names).to_arrow().cast(SELECTABLE_CHAT_SCHEMA))  # fmt: skip
             self.stat_update(lang, value=part.height)
