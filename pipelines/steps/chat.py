@@ -45,16 +45,20 @@ def clean_messages(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def lowered_messages(messages: pl.Expr) -> pl.Expr:
+    """The messages with their content lower-cased: done once per row, for the overlap check and the dedup key."""
+    return messages.list.eval(pl.struct(role=pl.element().struct.field("role"), content=pl.element().struct.field("content").str.to_lowercase()))
+
+
 def dedup_keys(frame: pl.DataFrame) -> list[bytes]:
-    """Instructions that differ only in letter case or spacing are the same instruction."""
+    """Instructions that differ only in letter case or spacing are the same instruction. `frame` has the messages
+    lower-cased in column `lowered` (see `lowered_messages`)."""
     folded = frame.select(
         pl.concat_str(
             [
                 pl.col("lang"),
-                pl.col("messages").list.eval(
-                    pl.element().struct.field("role")
-                    + "\x1e"
-                    + pl.element().struct.field("content").str.to_lowercase().str.replace_all(r"\s+", " ")
+                pl.col("lowered").list.eval(
+                    pl.element().struct.field("role") + "\x1e" + pl.element().struct.field("content").str.replace_all(r"\s+", " ")
                 ).list.join("\x1d"),
             ],
             separator="\x1f",
@@ -97,6 +101,7 @@ class PrepareChat(PipelineStep):
                 frame = clean_messages(pl.from_arrow(table)).with_columns(
                     order=pl.int_range(first_row, first_row + table.num_rows, dtype=pl.UInt64) + (number << 32)
                 )
+                frame = frame.with_columns(lowered=lowered_messages(pl.col("messages")))
                 first_row += table.num_rows
                 verdict = self.reasons(frame, index)
                 dropped = frame.hstack(verdict).filter(pl.col("reason").is_not_null())
@@ -119,11 +124,12 @@ class PrepareChat(PipelineStep):
     def reasons(frame: pl.DataFrame, index) -> pl.DataFrame:
         """Columns `reason` and `detail` for each row (null where it is kept): no answer, or overlap with an
         evaluation set. Copies of an instruction get the same verdict (the overlap check folds case and spacing
-        as the dedup key does), so checking them before dedup drops the same rows."""
-        turns = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "messages").explode("messages").select(
-            "row", content=pl.col("messages").struct.field("content"), role=pl.col("messages").struct.field("role")
+        as the dedup key does), so checking them before dedup drops the same rows. `frame` has the messages
+        lower-cased in column `lowered` (a turn's content is empty exactly when its lower-cased one is)."""
+        turns = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "lowered").explode("lowered").select(
+            "row", content=pl.col("lowered").struct.field("content"), role=pl.col("lowered").struct.field("role")
         )
-        hits = index.overlaps(turns["content"].fill_null(""))
+        hits = index.overlaps(turns["content"].fill_null(""), lowered=True)
         turns = turns.with_columns(
             name=pl.Series([h[0] if h else None for h in hits], dtype=pl.String),
             how=pl.Series([h[1] if h else None for h in hits], dtype=pl.String),
