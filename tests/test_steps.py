@@ -124,6 +124,8 @@ def test_overlaps_after_a_text_without_words_and_across_texts():
     assert found == [None, None, None, "shares", None, None, "quotes", "quotes", "equals"]
     assert index.overlaps(pl.Series(texts, dtype=pl.String)) == index.overlaps(texts)
     assert index.overlaps(texts[3:4])[0][0] == "udhr" and index.overlaps(texts[6:7])[0][0] == "quotes.txt"
+    lowered = pl.Series(texts + ["İSTANBUL ΣΊΣΥΦΟΣ " + heldout.upper()], dtype=pl.String)  # the chat stage lower-cases once itself
+    assert index.overlaps(lowered.str.to_lowercase(), lowered=True) == index.overlaps(lowered)
 
 
 def test_decontamination_against_an_eval_set_file(tmp_path):
