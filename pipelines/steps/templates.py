@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import string
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -212,9 +213,15 @@ def translation_rows(pairs: pl.DataFrame, reverse: list[bool] | pl.Series, seed:
                                        template_id=pl.lit(f"translate.{_NAME_LANGUAGE[pivot]}.{k:02d}")))  # fmt: skip
     frame = pl.concat(parts).sort("row")
     ids = pl.concat_str("source", "source_id", "direction", "template_id", "prompt", "tgt_text", separator="\x1f")
+    # each row's [user: prompt, assistant: answer], built as one column of turns cut in twos (concat_list of two
+    # structs was most of the time here)
+    turns = pl.DataFrame({"role": pl.Series(["user", "assistant"]).gather(np.tile([0, 1], frame.height)),
+                          "content": pl.concat([frame["prompt"], frame["tgt_text"]]).gather(np.arange(2 * frame.height).reshape(2, -1).T.ravel())})  # fmt: skip
+    messages = turns.select(pl.struct("role", "content")).to_series()
+    messages = messages.reshape((frame.height, 2)).cast(pl.List(messages.dtype))
     return frame.select(
         id=pl.Series(stable_ids(frame.select(ids).to_series()), dtype=pl.String),
-        messages=pl.concat_list(pl.struct(role=pl.lit("user"), content="prompt"), pl.struct(role=pl.lit("assistant"), content="tgt_text")),
+        messages=messages,
         task=pl.lit("translation"), src_lang="src_lang", tgt_lang="tgt_lang", instruction_lang="pivot", pivot="pivot",
         source="source", source_id="source_id", template_id="template_id", split="split",
     ).to_arrow().cast(INSTRUCTION_SCHEMA)  # fmt: skip
