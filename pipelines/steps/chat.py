@@ -9,7 +9,7 @@ Two stages, so that both scale with the number of tasks (this part is most of th
    source order is kept, with its mixture selection key (`pipelines.mixture.selection_key`, computed once here: the
    driver's cutoff and the mix tasks both read it). Neither the buckets nor the order depend on the task count, so
    neither do the rows.
-Whole columns at a time (polars): only the 16-byte dedup key of a row is hashed in Python.
+Whole columns at a time (polars): only a row's 16-byte dedup key and its selection key are hashed in Python.
 """
 
 from __future__ import annotations

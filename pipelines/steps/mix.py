@@ -134,7 +134,7 @@ class MixInstructions(PipelineStep):
     def select_chat(self, path: Path, out_path: Path, cutoff: str) -> int:
         """The rows of `path` whose selection key (see DedupChat) is at most `cutoff`, as instructions of the train
         split; batch by batch."""
-        writer = AtomicParquetWriter(out_path, INSTRUCTION_SCHEMA)  # zstd: the shard plan reads its sizes (see shard_plan)
+        writer = AtomicParquetWriter(out_path, INSTRUCTION_SCHEMA)  # zstd, not WORK_COMPRESSION: shard_plan uses its sizes
         for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
             frame = pl.from_arrow(batch)
             rows = frame.filter(pl.col("selection_key") <= cutoff).select(
