@@ -15,7 +15,8 @@ Stages, each a list of datatrove PipelineSteps run by its Local or Ray executor:
    chat_dedup: instruction-level exact dedup, tasks own buckets of a hash of the normalized instruction;
 4. mix: the mixture plan (totals, shares, temperature budgets) sampled by a seeded hash, then templated (sentences,
    documents, dialogues);
-5. shards: data/<config>/<split>-NNNNN-of-NNNNN.parquet, a task per shard; 6. manifest, card, removed/.
+5. shards: data/<config>/<split>-NNNNN-of-NNNNN.parquet, a task per shard (a config of several shards is split by
+   shard first, a task per input file: shard_parts); 6. manifest, card, removed/.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from pipelines.steps.base import RemovedRows
 from pipelines.steps.chat import DedupChat, PrepareChat, chat_chunks
 from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup, NearDuplicateDedup
-from pipelines.steps.finalize import WriteManifest, WriteShards, parse_size, shard_plan
+from pipelines.steps.finalize import PartitionShards, WriteManifest, WriteShards, parse_size, shard_plan
 from pipelines.steps.language_id import LanguageIdFilter
 from pipelines.steps.mix import MixInstructions, chat_cutoffs, plan, supply
 from pipelines.steps.normalize import NormalizeText
@@ -399,15 +400,18 @@ def build(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
             chunks = chat_chunks(recipe.instructions)
             chat = [PrepareChat(recipe.instructions, chunks, work, recipe.decontamination.eval_sets, recipe.decontamination.ngram)]
             run_stage("chat", chat, max(1, min(args.tasks, len(chunks))))
-            run_stage("chat_dedup", [DedupChat(work)], args.tasks)
+            run_stage("chat_dedup", [DedupChat(work, recipe.seed)], args.tasks)
         cross_supply, chat_supply = supply(work / "pairs", work / "chat")
         budgets = plan(recipe.mixture, cross_supply, chat_supply)
         plan_path = work / "plan.json"
-        plan_path.write_text(json.dumps({**budgets, "chat_cutoffs": chat_cutoffs(work / "chat", recipe.seed, budgets)}, sort_keys=True))
+        plan_path.write_text(json.dumps({**budgets, "chat_cutoffs": chat_cutoffs(work / "chat", budgets)}, sort_keys=True))
         run_stage("mix", [MixInstructions(work, plan_path, recipe.seed, recipe.templates, recipe.mixture is None)], args.tasks)
         shards_path = work / "shards.json"
-        shards_path.write_text(json.dumps(shard_plan(work, parse_size(recipe.shard_size)), sort_keys=True))
-        run_stage("shards", [WriteShards(shards_path, staging)], args.tasks)
+        shards = shard_plan(work, parse_size(recipe.shard_size))
+        shards_path.write_text(json.dumps(shards, sort_keys=True))
+        if any(job["shards"] > 1 for job in shards):
+            run_stage("shard_parts", [PartitionShards(shards_path, work / "shard_parts")], args.tasks)
+        run_stage("shards", [WriteShards(shards_path, staging, work / "shard_parts")], args.tasks)
         mixture = {"plan": json.dumps(budgets, sort_keys=True), "recipe": json.dumps(recipe.to_dict()["mixture"])}
         license_text = license_summary(manifest_base["sources"], udhr_provenance()["license_text"] if multiway else "")
         recipe_text = Path(recipe.path).read_text(encoding="utf-8") if recipe.path else ""

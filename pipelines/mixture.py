@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 
-from schemas.records import stable_id
+import polars as pl
+
+from schemas.records import stable_id, stable_ids
 
 
 class MixtureError(ValueError):
@@ -50,3 +52,10 @@ def temperature_budgets(supply: dict[str, int], total: int, temperature: float, 
 
 def selection_key(seed: int, row_id: str, direction: str) -> str:
     return stable_id(str(seed), row_id, direction)
+
+
+def selection_keys(seed: int, row_ids: pl.Series, directions: str | pl.Series) -> pl.Series:
+    """`selection_key` of every row of a column, the same values: the parts are joined by polars, so only blake2b
+    runs per row (the per-row join and encode doubled the cost on millions of rows)."""
+    joined = pl.select(pl.concat_str(pl.lit(str(seed)), pl.lit(row_ids), pl.lit(directions), separator="\x1f")).to_series()
+    return pl.Series(stable_ids(joined), dtype=pl.String)

@@ -19,11 +19,14 @@ from __future__ import annotations
 import glob
 import io
 import json
+import mmap
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
@@ -441,12 +444,19 @@ class InstructionSource:
                 if f.read(4096).lstrip().startswith(b"["):
                     found.append((path, 0, -1, 1))
                     continue
-                f.seek(0)
-                start, line = 0, 1
-                while block := f.read(size):
-                    block += f.readline()  # to the end of the line the cut fell in
-                    found.append((path, start, start + len(block), line))
-                    start, line = start + len(block), line + block.count(b"\n")
+                if not os.fstat(f.fileno()).st_size:
+                    continue
+                # mapped, not read: the driver does this for every file before the chat stage, and reading and
+                # counting lines block by block cost 3 s on the 1.9 GB of a BayLing-2-sized build's instructions
+                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                    data = np.frombuffer(mapped, dtype=np.uint8)
+                    start, line = 0, 1
+                    while start < len(data):
+                        cut = mapped.find(b"\n", start + size) if start + size < len(data) else -1  # the end of the line the cut fell in
+                        end = len(data) if cut == -1 else cut + 1
+                        found.append((path, start, end, line))
+                        start, line = end, line + int(np.count_nonzero(data[start:end] == ord("\n")))
+                    del data  # a view of the mapping: it must go before the mapping closes
         return found
 
     def _records(self, chunk: tuple[str, int, int, int]) -> Iterator[tuple[str, int, dict]]:

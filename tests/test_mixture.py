@@ -1,6 +1,7 @@
+import polars as pl
 import pytest
 
-from pipelines.mixture import MixtureError, split_total, temperature_budgets
+from pipelines.mixture import MixtureError, selection_key, selection_keys, split_total, temperature_budgets
 from pipelines.recipe import Mixture
 from pipelines.steps.mix import plan
 
@@ -42,3 +43,11 @@ def test_plan_refuses_a_chat_shortage_with_numbers():
     budgets = plan(mixture, {"deu_Latn": 10_000, "fra_Latn": 100}, {"zh": 600, "en": 1000})
     assert budgets["zh"] == 500 and budgets["en"] == 200 and sum(budgets["cross_lingual"].values()) == 300
     assert plan(None, {"deu_Latn": 10}, {"zh": 3, "en": 4}) == {"cross_lingual": {"deu_Latn": 10}, "zh": 3, "en": 4}
+
+
+def test_selection_keys_of_a_column_are_the_per_row_keys():
+    ids = ["", "abc", "人人生而自由", "a\x1fb", "é" * 300]
+    assert selection_keys(3, pl.Series(ids), "chat").to_list() == [selection_key(3, i, "chat") for i in ids]
+    directions = pl.Series(["forth", "back", "", "中", "x"])
+    assert selection_keys(0, pl.Series(ids), directions).to_list() == [selection_key(0, i, d) for i, d in zip(ids, directions)]
+    assert selection_keys(3, pl.Series([], dtype=pl.String), "chat").to_list() == []

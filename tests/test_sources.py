@@ -119,6 +119,25 @@ def test_instruction_errors_name_the_line(tmp_path):
         list(InstructionSource(format="alpaca", path=str(path), lang="en").read())
 
 
+def test_instruction_chunks_cut_at_line_ends_and_number_their_first_line(tmp_path):
+    """A chunk runs from its start to the end of the line in which `size` bytes fall (a cut right after a newline
+    still takes the next line); together the chunks cover the file once; an empty file has none."""
+    path = tmp_path / "rows.jsonl"
+    data = "a\n\nbé\nccc\r\n\nlast".encode()
+    path.write_bytes(data)
+    for size in (1, 2, 3, 4, 6, 100):
+        expected, start = [], 0
+        while start < len(data):
+            cut = data.find(b"\n", start + size) if start + size < len(data) else -1
+            end = len(data) if cut == -1 else cut + 1
+            expected.append((str(path), start, end, data[:start].count(b"\n") + 1))
+            start = end
+        assert InstructionSource(path=str(path)).chunks(size) == expected, size
+    assert [c[1:3] for c in InstructionSource(path=str(path)).chunks(2)][:2] == [(0, 3), (3, 7)]  # 2 bytes end a line: the next joins
+    path.write_bytes(b"")
+    assert InstructionSource(path=str(path)).chunks(4) == []
+
+
 def test_messages_chunks_parsed_by_arrow_match_the_line_by_line_reading(tmp_path):
     """JSONL `messages` chunks go through Arrow's JSON reader; any record it cannot take whole sends the chunk
     to the line-by-line path. Both give the same rows: ids from the record or file:line (blank lines count)."""

@@ -13,10 +13,11 @@ from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.steps.read_udhr import align, language_pairs, udhr_pairs
 from pipelines.steps.mix import MixInstructions
-from pipelines.steps.templates import PHRASINGS, dialogue_rows, document_rows, ordered_runs, translation_rows
+from pipelines.steps.templates import PHRASINGS, choose_phrasing, dialogue_rows, document_rows, ordered_runs, translation_rows
 from pipelines.recipe import Templates
 from pipelines.steps.write import PairWriter
-from schemas.records import INSTRUCTION_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA
+from schemas.language_codes import language_name
+from schemas.records import INSTRUCTION_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA, stable_id
 from tests.helpers import pairs
 
 EN = "All human beings are born free and equal in dignity and rights."
@@ -123,6 +124,8 @@ def test_overlaps_after_a_text_without_words_and_across_texts():
     assert found == [None, None, None, "shares", None, None, "quotes", "quotes", "equals"]
     assert index.overlaps(pl.Series(texts, dtype=pl.String)) == index.overlaps(texts)
     assert index.overlaps(texts[3:4])[0][0] == "udhr" and index.overlaps(texts[6:7])[0][0] == "quotes.txt"
+    lowered = pl.Series(texts + ["İSTANBUL ΣΊΣΥΦΟΣ " + heldout.upper()], dtype=pl.String)  # the chat stage lower-cases once itself
+    assert index.overlaps(lowered.str.to_lowercase(), lowered=True) == index.overlaps(lowered)
 
 
 def test_decontamination_against_an_eval_set_file(tmp_path):
@@ -247,8 +250,8 @@ def test_minhash_signatures_are_datatroves():
 
 
 def both_directions(table, seed):
-    rows = table.to_pylist()
-    return translation_rows([r for r in rows for _ in (0, 1)], [False, True] * len(rows), seed)
+    frame = pl.from_arrow(table)
+    return translation_rows(frame.select(pl.all().repeat_by(2).explode()), [False, True] * frame.height, seed)
 
 
 def test_templates_make_both_directions_in_the_pivot_language():
@@ -268,6 +271,28 @@ def test_templates_make_both_directions_in_the_pivot_language():
     assert "German" in messages[0][0]["content"] and "English" in messages[0][0]["content"]
     assert "德语" in messages[2][0]["content"] and messages[3][1]["content"] == DE
     assert frame["id"].n_unique() == 4
+
+
+def test_translation_rows_are_one_format_and_stable_id_per_row():
+    """The column-wise rows equal the per-row contract, on texts with braces, empty and non-ASCII parts."""
+    texts = ["", "{src} {text} {}", "人人生而自由。", "Ünïcödé\n\ttext", "a\x1fb", DE]
+    rows = [{"id": f"p{i}" if i % 5 else "", "src_lang": ("deu_Latn", "yor_Latn", "zho_Hant")[i % 3], "src_text": texts[i % 6],
+             "tgt_lang": ("eng_Latn", "zho_Hans")[i % 2], "tgt_text": texts[(i + 1) % 6] + str(i), "source": ("s", "源")[i % 2],
+             "source_id": f"sid{i}", "split": ("train", "test")[i % 2]} for i in range(60)]  # fmt: skip
+    reverse = [i % 3 == 0 for i in range(60)]
+    table = translation_rows(pl.DataFrame(rows), reverse, 5)
+    assert table.schema.equals(INSTRUCTION_SCHEMA)
+    for row, backwards, got in zip(rows, reverse, table.to_pylist()):
+        pivot = row["tgt_lang"]
+        (src, text), (tgt, answer) = ((row["src_lang"], row["src_text"]), (pivot, row["tgt_text"]))[:: -1 if backwards else 1]
+        k = choose_phrasing(5, row["id"], f"{src}->{tgt}", len(PHRASINGS[pivot]))
+        names = {"eng_Latn": "en", "zho_Hans": "zh"}
+        prompt = PHRASINGS[pivot][k].format(src=language_name(src, names[pivot]), tgt=language_name(tgt, names[pivot]), text=text)
+        template_id = f"translate.{names[pivot]}.{k:02d}"
+        assert got["messages"] == [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+        assert got["id"] == stable_id(row["source"], row["source_id"], f"{src}->{tgt}", template_id, prompt, answer)
+        assert (got["template_id"], got["src_lang"], got["tgt_lang"], got["pivot"], got["split"]) == (template_id, src, tgt, pivot, row["split"])
+    assert translation_rows(pl.DataFrame(rows).head(0), [], 5).num_rows == 0
 
 
 def test_templates_have_ten_phrasings_each_and_choice_follows_the_seed():

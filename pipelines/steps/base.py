@@ -20,16 +20,21 @@ from datatrove.pipeline.base import PipelineStep
 from schemas.records import REMOVED_SCHEMA
 
 Batches = Iterator[pa.Table]
+# Files that only a later stage of the same build reads and whose sizes nothing depends on (the zh/en instruction
+# parts): zstd cost more than it saved, once to write and once to read. Not the mixture's files: the shard plan uses
+# their sizes, in which the codec shows (page headers), so another codec would change the published shards.
+WORK_COMPRESSION = "none"
 
 
 class AtomicParquetWriter:
     """Writes one Parquet file under a temporary name and moves it into place only on `close()`, so a killed run
     never leaves a partial file where a finished one is expected."""
 
-    def __init__(self, path: str | os.PathLike, schema: pa.Schema, row_group_size: int = 65536):
+    def __init__(self, path: str | os.PathLike, schema: pa.Schema, row_group_size: int = 65536, compression: str = "zstd"):
         self.path = Path(path)
         self.schema = schema
         self.row_group_size = row_group_size
+        self.compression = compression
         self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
         self._writer: pq.ParquetWriter | None = None
         self.rows = 0
@@ -37,14 +42,14 @@ class AtomicParquetWriter:
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=self.compression)
         self._writer.write_table(table.select(self.schema.names).cast(self.schema), row_group_size=self.row_group_size)
         self.rows += table.num_rows
 
     def close(self) -> None:
         if self._writer is None:  # nothing written: still leave a valid empty file
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=self.compression)
         self._writer.close()
         os.replace(self._tmp, self.path)
 
@@ -54,8 +59,8 @@ class AtomicParquetWriter:
         self._tmp.unlink(missing_ok=True)
 
 
-def write_parquet_atomic(path: str | os.PathLike, table: pa.Table, row_group_size: int = 65536) -> None:
-    writer = AtomicParquetWriter(path, table.schema, row_group_size)
+def write_parquet_atomic(path: str | os.PathLike, table: pa.Table, row_group_size: int = 65536, compression: str = "zstd") -> None:
+    writer = AtomicParquetWriter(path, table.schema, row_group_size, compression)
     writer.write(table)
     writer.close()
 

@@ -6,8 +6,10 @@ Two stages, so that both scale with the number of tasks (this part is most of th
    rows without an answer and rows that overlap an evaluation set, and writes the rest into CHAT_BUCKETS buckets
    by a hash of the normalized instruction, with its place in the sources (`order`);
 2. `DedupChat`: each task owns whole buckets, so all copies of an instruction meet in one task; the first copy in
-   source order is kept. Neither the buckets nor the order depend on the task count, so neither do the rows.
-Whole columns at a time (polars): only the 16-byte dedup key of a row is hashed in Python.
+   source order is kept, with its mixture selection key (`pipelines.mixture.selection_key`, computed once here: the
+   driver's cutoff and the mix tasks both read it). Neither the buckets nor the order depend on the task count, so
+   neither do the rows.
+Whole columns at a time (polars): only a row's 16-byte dedup key and its selection key are hashed in Python.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import polars as pl
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
-from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
+from pipelines.mixture import selection_keys
+from pipelines.steps.base import WORK_COMPRESSION, AtomicParquetWriter, write_parquet_atomic
 from pipelines.steps.decontaminate import eval_index
 from schemas.records import CHAT_SCHEMA
 
 REMOVED_CHAT_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("stage", pa.string()), pa.field("reason", pa.string()), pa.field("detail", pa.string())])
 CHAT_BUCKETS = 32  # divides 256 (a bucket is the key's first byte mod this); fixed: a duplicate always lands in the bucket of its first copy, whatever the task count
 BUCKETED_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("key", pa.binary(16)), pa.field("order", pa.uint64())])
+SELECTABLE_CHAT_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("selection_key", pa.string(), nullable=False)])  # chat/<lang>/<bucket>.parquet
 
 
 def _clean(content: pl.Expr) -> pl.Expr:
@@ -41,16 +45,20 @@ def clean_messages(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def lowered_messages(messages: pl.Expr) -> pl.Expr:
+    """The messages with their content lower-cased: done once per row, for the overlap check and the dedup key."""
+    return messages.list.eval(pl.struct(role=pl.element().struct.field("role"), content=pl.element().struct.field("content").str.to_lowercase()))
+
+
 def dedup_keys(frame: pl.DataFrame) -> list[bytes]:
-    """Instructions that differ only in letter case or spacing are the same instruction."""
+    """Instructions that differ only in letter case or spacing are the same instruction. `frame` has the messages
+    lower-cased in column `lowered` (see `lowered_messages`)."""
     folded = frame.select(
         pl.concat_str(
             [
                 pl.col("lang"),
-                pl.col("messages").list.eval(
-                    pl.element().struct.field("role")
-                    + "\x1e"
-                    + pl.element().struct.field("content").str.to_lowercase().str.replace_all(r"\s+", " ")
+                pl.col("lowered").list.eval(
+                    pl.element().struct.field("role") + "\x1e" + pl.element().struct.field("content").str.replace_all(r"\s+", " ")
                 ).list.join("\x1d"),
             ],
             separator="\x1f",
@@ -93,6 +101,7 @@ class PrepareChat(PipelineStep):
                 frame = clean_messages(pl.from_arrow(table)).with_columns(
                     order=pl.int_range(first_row, first_row + table.num_rows, dtype=pl.UInt64) + (number << 32)
                 )
+                frame = frame.with_columns(lowered=lowered_messages(pl.col("messages")))
                 first_row += table.num_rows
                 verdict = self.reasons(frame, index)
                 dropped = frame.hstack(verdict).filter(pl.col("reason").is_not_null())
@@ -109,17 +118,18 @@ class PrepareChat(PipelineStep):
         removed.close()
         for (b,), part in pl.concat(kept).group_by("bucket") if kept else []:
             write_parquet_atomic(self.work_dir / "chat_parts" / f"{b:03d}" / f"{number:05d}.parquet",
-                                 part.select(BUCKETED_SCHEMA.names).to_arrow().cast(BUCKETED_SCHEMA))  # fmt: skip
+                                 part.select(BUCKETED_SCHEMA.names).to_arrow().cast(BUCKETED_SCHEMA), compression=WORK_COMPRESSION)  # fmt: skip
 
     @staticmethod
     def reasons(frame: pl.DataFrame, index) -> pl.DataFrame:
         """Columns `reason` and `detail` for each row (null where it is kept): no answer, or overlap with an
         evaluation set. Copies of an instruction get the same verdict (the overlap check folds case and spacing
-        as the dedup key does), so checking them before dedup drops the same rows."""
-        turns = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "messages").explode("messages").select(
-            "row", content=pl.col("messages").struct.field("content"), role=pl.col("messages").struct.field("role")
+        as the dedup key does), so checking them before dedup drops the same rows. `frame` has the messages
+        lower-cased in column `lowered` (a turn's content is empty exactly when its lower-cased one is)."""
+        turns = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "lowered").explode("lowered").select(
+            "row", content=pl.col("lowered").struct.field("content"), role=pl.col("lowered").struct.field("role")
         )
-        hits = index.overlaps(turns["content"].fill_null(""))
+        hits = index.overlaps(turns["content"].fill_null(""), lowered=True)
         turns = turns.with_columns(
             name=pl.Series([h[0] if h else None for h in hits], dtype=pl.String),
             how=pl.Series([h[1] if h else None for h in hits], dtype=pl.String),
@@ -142,9 +152,10 @@ class DedupChat(PipelineStep):
     name = "chat_dedup"
     type = "💬 - CHAT"
 
-    def __init__(self, work_dir: Path):
+    def __init__(self, work_dir: Path, seed: int):
         super().__init__()
         self.work_dir = Path(work_dir)
+        self.seed = seed  # of the mixture's selection keys
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         for bucket in range(rank, CHAT_BUCKETS, world_size):
@@ -153,8 +164,8 @@ class DedupChat(PipelineStep):
         yield
 
     def dedup_bucket(self, bucket: int) -> None:
-        """The first copy of each instruction (in source order) to `chat/<lang>/<bucket>.parquet`, the others to
-        removed/ with the id of the copy kept."""
+        """The first copy of each instruction (in source order) to `chat/<lang>/<bucket>.parquet` with its selection
+        key, the others to removed/ with the id of the copy kept."""
         files = sorted((self.work_dir / "chat_parts" / f"{bucket:03d}").glob("*.parquet"))
         rows = pl.read_parquet(files) if files else pl.from_arrow(BUCKETED_SCHEMA.empty_table())
         rows = rows.sort("order").with_columns(first_id=pl.col("id").first().over("key"), first=pl.col("key").is_first_distinct())
@@ -164,6 +175,8 @@ class DedupChat(PipelineStep):
         write_parquet_atomic(self.work_dir / "removed" / "chat" / f"dedup-{bucket:03d}.parquet", duplicates.to_arrow().cast(REMOVED_CHAT_SCHEMA))
         self.stat_update("duplicate", value=duplicates.height)
         kept = rows.filter(pl.col("first"))
+        kept = kept.with_columns(selection_key=selection_keys(self.seed, kept["id"], "chat"))
         for (lang,), part in kept.group_by("lang"):
-            write_parquet_atomic(self.work_dir / "chat" / lang / f"{bucket:03d}.parquet", part.select(CHAT_SCHEMA.names).to_arrow().cast(CHAT_SCHEMA))
+            write_parquet_atomic(self.work_dir / "chat" / lang / f"{bucket:03d}.parquet",
+                                 part.select(SELECTABLE_CHAT_SCHEMA.names).to_arrow().cast(SELECTABLE_CHAT_SCHEMA), compression=WORK_COMPRESSION)  # fmt: skip
             self.stat_update(lang, value=part.height)

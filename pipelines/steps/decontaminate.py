@@ -31,9 +31,11 @@ MIN_EXACT_CHARS = 12  # nor that when it is shorter than this ("1", "Article 3" 
 _WORD = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]|[\p{L}\p{N}\p{M}]+"
 
 
-def word_lists(texts: list[str] | pl.Series) -> pl.DataFrame:
-    """One row per text, column `words`: its lower-cased words. A text compares as ' w1 w2 ... wn '."""
-    return pl.DataFrame({"t": texts}, schema={"t": pl.String}).select(words=pl.col("t").str.to_lowercase().str.extract_all(_WORD))
+def word_lists(texts: list[str] | pl.Series, lowered: bool = False) -> pl.DataFrame:
+    """One row per text, column `words`: its lower-cased words. A text compares as ' w1 w2 ... wn '. `lowered`: the
+    texts are already `str.to_lowercase`d (the chat stage lower-cases them once for this and its dedup key)."""
+    text = pl.col("t") if lowered else pl.col("t").str.to_lowercase()
+    return pl.DataFrame({"t": texts}, schema={"t": pl.String}).select(words=text.str.extract_all(_WORD))
 
 
 def _canonical(words: pl.DataFrame) -> list[str]:
@@ -153,18 +155,18 @@ class EvalIndex:
         on every call and cost more than the matching on batches of a few hundred texts; a hash needs no table."""
         return words.hash(seed=0)
 
-    def overlaps(self, texts: list[str] | pl.Series, chunk: int = 20_000) -> list[tuple[str, str] | None]:
+    def overlaps(self, texts: list[str] | pl.Series, chunk: int = 20_000, lowered: bool = False) -> list[tuple[str, str] | None]:
         """For each text: (evaluation set, how) of its first overlap, or None. In chunks: the hashing arrays
-        hold several numbers per word."""
+        hold several numbers per word. `lowered`: see `word_lists`."""
         found = []
         for start in range(0, len(texts), chunk):
-            found += self._overlaps(texts[start : start + chunk])
+            found += self._overlaps(texts[start : start + chunk], lowered)
         return found
 
-    def _overlaps(self, texts: list[str] | pl.Series) -> list[tuple[str, str] | None]:
+    def _overlaps(self, texts: list[str] | pl.Series, lowered: bool = False) -> list[tuple[str, str] | None]:
         if not len(texts):
             return []
-        words = word_lists(texts)["words"]
+        words = word_lists(texts, lowered)["words"]
         counts = words.list.len().fill_null(0).to_numpy().astype(np.int64)
         ends = np.cumsum(counts)
         flat = _flat(words)

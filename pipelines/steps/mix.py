@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
-from pipelines.mixture import selection_key, split_total, temperature_budgets
+from pipelines.mixture import selection_key, selection_keys, split_total, temperature_budgets
 from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.recipe import Templates
@@ -37,14 +37,14 @@ def chat_files(chat_dir: Path, lang: str) -> list[Path]:
     return sorted((Path(chat_dir) / lang).glob("*.parquet"))
 
 
-def chat_cutoffs(chat_dir: Path, seed: int, budgets: dict) -> dict[str, str]:
+def chat_cutoffs(chat_dir: Path, budgets: dict) -> dict[str, str]:
     """For zh and en, the largest selection key among the rows the budget takes (empty: none), computed once so
-    that the mix tasks can each select from their own files."""
+    that the mix tasks can each select from their own files. The keys were computed by the chat_dedup tasks: here,
+    in the driver, hashing every row's id cost seconds on the 2.2M rows of a BayLing-2-sized build."""
     cutoffs = {}
     for name, lang in CHAT_NAMES.items():
         files = chat_files(chat_dir, lang)
-        ids = pl.read_parquet(files, columns=["id"])["id"] if files and budgets[name] else pl.Series([], dtype=pl.String)
-        keys = pl.Series([selection_key(seed, i, "chat") for i in ids], dtype=pl.String).sort()
+        keys = pl.read_parquet(files, columns=["selection_key"])["selection_key"].sort() if files and budgets[name] else pl.Series([], dtype=pl.String)
         cutoffs[name] = keys[min(budgets[name], len(keys)) - 1] if len(keys) else ""
     return cutoffs
 
@@ -105,8 +105,8 @@ class MixInstructions(PipelineStep):
         weights = {kind: getattr(self.templates, kind) for kind in ("sentence", "document", "dialogue")}
         fewest, most = self.templates.segments
         sentences = pl.concat([pairs.with_columns(reverse=pl.lit(False)), pairs.with_columns(reverse=pl.lit(True))])
-        keys = [selection_key(self.seed, i, "back" if r else "forth") for i, r in zip(sentences["id"], sentences["reverse"])]
-        sentences = sentences.with_columns(key=pl.Series(keys, dtype=pl.String)).sort("key")
+        directions = sentences.select(pl.when("reverse").then(pl.lit("back")).otherwise(pl.lit("forth"))).to_series()
+        sentences = sentences.with_columns(key=selection_keys(self.seed, sentences["id"], directions)).sort("key")
         train = {"sentence": sentences.filter(pl.col("split") == "train").height}
         documents = {}
         for kind in ("document", "dialogue"):
@@ -126,19 +126,18 @@ class MixInstructions(PipelineStep):
             in_train = [c for c in documents[kind] if c[0][0]["split"] == "train"]
             documents[kind] = in_train[: take[kind]] + [c for c in documents[kind] if c[0][0]["split"] != "train"]
         return pa.concat_tables([
-            translation_rows(chosen.drop("reverse", "key").to_dicts(), chosen["reverse"].to_list(), self.seed),
+            translation_rows(chosen.drop("reverse", "key"), chosen["reverse"], self.seed),
             document_rows([run for run, _ in documents["document"]], [r for _, r in documents["document"]], self.seed),
             dialogue_rows([run for run, _ in documents["dialogue"]], [r for _, r in documents["dialogue"]], self.seed),
         ])  # fmt: skip
 
     def select_chat(self, path: Path, out_path: Path, cutoff: str) -> int:
-        """The rows of `path` whose selection key is at most `cutoff`, as instructions of the train split;
-        batch by batch."""
-        writer = AtomicParquetWriter(out_path, INSTRUCTION_SCHEMA)
+        """The rows of `path` whose selection key (see DedupChat) is at most `cutoff`, as instructions of the train
+        split; batch by batch."""
+        writer = AtomicParquetWriter(out_path, INSTRUCTION_SCHEMA)  # zstd, not WORK_COMPRESSION: shard_plan uses its sizes
         for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
             frame = pl.from_arrow(batch)
-            chosen = pl.Series([selection_key(self.seed, i, "chat") <= cutoff for i in frame["id"]], dtype=pl.Boolean)
-            rows = frame.filter(chosen).select(
+            rows = frame.filter(pl.col("selection_key") <= cutoff).select(
                 "id", "messages", task=pl.lit("instruction"), src_lang="lang", tgt_lang="lang", instruction_lang="lang",
                 pivot="lang", source="source", source_id="source_id", template_id=pl.lit("none"), split=pl.lit("train"),
             )  # fmt: skip
