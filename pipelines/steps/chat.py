@@ -76,12 +76,12 @@ class PrepareChat(PipelineStep):
     name = "chat"
     type = "💬 - CHAT"
 
-    def __init__(self, sources: list, chunks: list[tuple[int, tuple]], work_dir: Path, eval_sets: list[str], ngram: int):
+    def __init__(self, sources: list, chunks: list[tuple[int, tuple]], work_dir: Path, eval_sets: list, ngram: int):
         super().__init__()
         self.sources = sources
         self.chunks = chunks
         self.work_dir = Path(work_dir)
-        self.eval_sets = tuple(eval_sets)
+        self.eval_sets = tuple(e if isinstance(e, str) else tuple(e) for e in eval_sets)  # paths or (name, path)
         self.ngram = ngram
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):

@@ -227,18 +227,23 @@ def _flat(words: pl.Series) -> pl.Series:
     return words.explode(empty_as_null=False, keep_nulls=False)
 
 
+def named_eval_set(entry: str | tuple[str, str]) -> tuple[str, str]:
+    """(name, path) of an evaluation set: a path is named by its file name; the build names what it fetched."""
+    return (Path(entry).name, entry) if isinstance(entry, str) else tuple(entry)
+
+
 @functools.cache
-def eval_index(eval_sets: tuple[str, ...], n: int, corpus_path=UDHR_PATH) -> EvalIndex:
+def eval_index(eval_sets: tuple, n: int, corpus_path=UDHR_PATH) -> EvalIndex:
     heldout = load_udhr(corpus_path).filter(pl.col("split") != "train")["text"].to_list()
-    return EvalIndex({"udhr-heldout": heldout, **{Path(p).name: read_eval_texts(p) for p in eval_sets}}, n)
+    return EvalIndex({"udhr-heldout": heldout, **{name: read_eval_texts(path) for name, path in map(named_eval_set, eval_sets)}}, n)
 
 
 class Decontaminate(BatchFilter):
     name = "decontaminate"
 
-    def __init__(self, removed: RemovedRows, eval_sets: list[str] = (), ngram: int = 13, corpus_path=UDHR_PATH):
+    def __init__(self, removed: RemovedRows, eval_sets: list = (), ngram: int = 13, corpus_path=UDHR_PATH):
         super().__init__(removed)
-        self.eval_sets = tuple(eval_sets)
+        self.eval_sets = tuple(e if isinstance(e, str) else tuple(e) for e in eval_sets)  # paths or (name, path)
         self.ngram = ngram
         self.corpus_path = corpus_path
 
