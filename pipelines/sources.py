@@ -7,7 +7,8 @@ Parallel text (`type:` in a recipe's `parallel:` list):
 - `moses`: one plain-text file per language, the same number of lines (a mismatch names both files);
 - `tmx`: translation memories (<tu> with one <tuv xml:lang> per language);
 - `gettext`: .po or .mo catalogs (msgid is the English source, msgstr the translation);
-- `hub`: a Hugging Face Hub dataset, streamed at a pinned revision, with a column mapping.
+- `hub`: a Hugging Face Hub dataset streamed at a revision resolved to a commit, with a column mapping, or a
+  ready-made preset (opus-100, nllb, tatoeba_mt) over many configs.
 Instructions (`instructions:` list): `alpaca` (instruction/input/output), `sharegpt` (conversations with
 from/value), `belle` (instruction/input/output or question/std_answer), `messages` (a `messages` list).
 
@@ -25,6 +26,7 @@ import re
 import typing
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -489,7 +491,28 @@ class HubSource(PairSource):
     # --- the PairSource interface ---------------------------------------------------------------------------------
     def languages(self):
         self.commit()
+        if self.preset and not getattr(self, "_splits_checked", False):
+            self._keep_configs_with_split()
         return set().union(*(_x_side(src, tgt) for src, tgt, _ in self.plan().values()))
+
+    def _keep_configs_with_split(self) -> None:
+        """Configs without `hub_split` (opus-100's de-zh and the like are test sets only): left out of `all`; an error
+        when the recipe names one."""
+        import datasets
+
+        commit, configs = self.commit(), list(self.plan())
+
+        def split_names(config):
+            return self._hub_call(lambda: datasets.get_dataset_split_names(self.repo, config, revision=commit), commit)
+
+        with ThreadPoolExecutor(8) as pool:  # a request or two per config; opus-100 has about a hundred
+            splits = dict(zip(configs, pool.map(split_names, configs)))
+        lacking = [c for c in configs if self.hub_split not in splits[c]]
+        if lacking and self.configs != "all":
+            raise SourceError(f"source {self.name}.configs: {lacking[0]} has no split {self.hub_split!r} (it has {', '.join(splits[lacking[0]])}); "
+                              "set hub_split")  # fmt: skip
+        self._plan = {c: sides for c, sides in self.plan().items() if c not in lacking}
+        self._splits_checked = True
 
     def has_unpaired(self):
         return any(_unpaired_languages(src, tgt) for src, tgt, _ in self.plan().values())
@@ -643,7 +666,7 @@ class InstructionSource:
     def files(self) -> list[str]:
         found = sorted(glob.glob(self.path))
         if not found:
-            raise SourceError(f"instruction source {self.name}: no files match {self.path}")
+            raise SourceError(f"instruction source {self.name}: no files match {self.path} (a recipe names your own instruction files in `instructions[].path`)")
         return found
 
     def chunks(self, size: int | None = None) -> list[tuple[str, int, int, int]]:

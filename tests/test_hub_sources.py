@@ -22,7 +22,8 @@ from tests.hub_server import HubServer
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hf_loopbackSECRETtoken0123456789"
 OPUS_LANGS = {"de": "deu_Latn", "fr": "fra_Latn", "en": "eng_Latn", "zh": "zho_Hans"}
-CONFIGS = {"de-en": ("de", "en"), "en-fr": ("en", "fr"), "en-zh": ("en", "zh"), "de-fr": ("de", "fr")}
+CONFIGS = {"de-en": ("de", "en"), "en-fr": ("en", "fr"), "en-zh": ("en", "zh"), "de-fr": ("de", "fr"), "de-zh": ("de", "zh")}
+TEST_ONLY = {"de-zh"}  # as opus-100's zero-shot pairs: a test split only
 
 
 def udhr_paragraphs() -> dict[str, list[str]]:
@@ -34,13 +35,14 @@ def udhr_paragraphs() -> dict[str, list[str]]:
 
 def opus_like(folder: Path, texts: dict[str, list[str]]) -> None:
     """Helsinki-NLP/opus-100's layout: a folder per config, rows {"translation": {"de": ..., "en": ...}}, configs
-    declared in the card. de-fr has no pivot side: the preset does not read it."""
+    declared in the card. de-fr has no pivot side and de-zh no train split: `configs: all` reads neither."""
     card = ["---", "configs:"]
     for config, (a, b) in CONFIGS.items():
         (folder / config).mkdir(parents=True)
+        split = "test" if config in TEST_ONLY else "train"
         rows = [{"translation": {a: x, b: y}} for x, y in zip(texts[a], texts[b])]
-        pq.write_table(pa.Table.from_pylist(rows), folder / config / "train-00000-of-00001.parquet")
-        card += [f"- config_name: {config}", "  data_files:", "  - split: train", f"    path: {config}/train-*"]
+        pq.write_table(pa.Table.from_pylist(rows), folder / config / f"{split}-00000-of-00001.parquet")
+        card += [f"- config_name: {config}", "  data_files:", f"  - split: {split}", f"    path: {config}/{split}-*"]
     (folder / "README.md").write_text("\n".join(card + ["---", "# an opus-100 look-alike", ""]))
 
 
@@ -91,7 +93,7 @@ def test_a_build_streams_a_hub_preset_at_a_resolved_commit_and_decontaminates_ag
 
     source = manifest["sources"][0]
     assert source["origin"] == "hf://datasets/Helsinki-NLP/opus-100" and source["version"] == first  # main, pinned to its commit
-    assert source["details"]["configs"] == "de-en,en-fr,en-zh"  # de-fr has no English or Chinese side
+    assert source["details"]["configs"] == "de-en,en-fr,en-zh"  # de-fr has no English or Chinese side, de-zh no train split
     used, skipped = manifest["eval_sets"]
     assert (used["name"], used["version"], used["texts"]) == ("flores_plus", flores, 3)  # dev + devtest, not train
     assert skipped["name"] == "unreachable-eval" and skipped["skipped"]
@@ -116,10 +118,16 @@ def test_a_build_streams_a_hub_preset_at_a_resolved_commit_and_decontaminates_ag
 
 
 def test_an_unreachable_hub_source_stops_the_build_before_anything_is_written(hub, tmp_path):
-    recipe = {"name": "hub-missing", "parallel": [{"type": "hub", "preset": "opus-100", "configs": ["de-en"], "revision": "main"}]}
+    texts = udhr_paragraphs()
+    opus_like(tmp_path / "opus", texts)
+    upload(hub, "Helsinki-NLP/opus-100", tmp_path / "opus")
+    recipe = {"name": "hub-test-only", "parallel": [{"type": "hub", "preset": "opus-100", "configs": ["de-en", "de-zh"]}]}
+    done = build(hub, tmp_path, recipe, tmp_path / "out")
+    assert done.returncode == 2 and "source hub:opus-100.configs: de-zh has no split 'train' (it has test)" in done.stderr, done.stderr[-2000:]
+    recipe = {"name": "hub-missing", "parallel": [{"type": "hub", "preset": "opus-100", "repo": "org/missing", "configs": ["de-en"]}]}
     done = build(hub, tmp_path, recipe, tmp_path / "out")
     assert done.returncode == 2
-    assert "source hub:opus-100: cannot read Hub dataset Helsinki-NLP/opus-100@main" in done.stderr
+    assert "source hub:missing: cannot read Hub dataset org/missing@main" in done.stderr
     assert TOKEN not in done.stderr
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
     recipe = {"name": "eval-missing", "parallel": [{"type": "udhr"}], "languages": ["deu_Latn"],
