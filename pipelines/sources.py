@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
@@ -527,27 +528,34 @@ class HubSource(PairSource):
     def _read_config(self, config, src_lang, tgt_lang, columns, commit, langs, unpaired):
         import datasets
 
+        # Arrow batches, not Python rows: a Python dict per row streamed 49k rows/s here, Arrow 3.4M (300k-row
+        # opus-100-shaped config on the loopback Hub); on real corpora row iteration would cost as much as LID
         rows = self._hub_call(lambda: datasets.load_dataset(self.repo, config, split=self.hub_split, revision=commit, streaming=True), commit)
         where = f"{self.repo}@{commit}" + (f"/{config}" if config else "")
+        offset = 0
+        for table in self._stream(rows.with_format("arrow").iter(batch_size=BATCH_ROWS), commit):
+            frame = pl.DataFrame({
+                "src_text": self._texts(table, columns["src_text"], where),
+                "tgt_text": self._texts(table, columns["tgt_text"], where),
+                "source_id": pl.select(pl.lit(f"{where}:{self.hub_split}:") + pl.int_range(offset, offset + table.num_rows).cast(pl.String)).to_series(),
+            }).with_columns(src_lang=pl.lit(src_lang), tgt_lang=pl.lit(tgt_lang))  # fmt: skip
+            offset += table.num_rows
+            yield from self._emit(frame, langs, unpaired)
 
-        def get(row, path, i):
-            value = row
-            for key in path.split("."):
-                if not isinstance(value, dict) or key not in value:
-                    raise SourceError(f"source {self.name}: {where} row {i} has no {path} (columns: {self.name} maps to {path})")
-                value = value[key]
-            return value
-
-        batch = []
-        for i, row in enumerate(self._stream(rows, commit)):
-            batch.append((get(row, columns["src_text"], i), get(row, columns["tgt_text"], i), f"{where}:{self.hub_split}:{i}"))
-            if len(batch) == BATCH_ROWS:
-                yield from self._emit(batch, src_lang, tgt_lang, langs, unpaired)
-                batch = []
-        yield from self._emit(batch, src_lang, tgt_lang, langs, unpaired)
+    def _texts(self, table: pa.Table, path: str, where: str) -> pl.Series:
+        """The strings at a dotted path (a column, then struct fields); a missing text is empty (pair_filter drops it)."""
+        column, *fields = path.split(".")
+        if column not in table.column_names:
+            raise SourceError(f"source {self.name}: {where} has no column {column!r} for {path} (it has {', '.join(table.column_names)})")
+        values = table.column(column)
+        for depth, key in enumerate(fields):
+            if not pa.types.is_struct(values.type) or values.type.get_field_index(key) < 0:
+                raise SourceError(f"source {self.name}: {where} has no {'.'.join([column, *fields[:depth + 1]])} for {path} (its type is {table.column(column).type})")
+            values = pc.struct_field(values, key)
+        return pl.Series(values).cast(pl.String).fill_null("")
 
     def _stream(self, rows, commit: str):
-        """The rows, with a failure while streaming (a dropped connection, a gated file) named like any other."""
+        """The batches, with a failure while streaming (a dropped connection, a gated file) named like any other."""
         iterator = iter(rows)
         while True:
             try:
@@ -558,12 +566,7 @@ class HubSource(PairSource):
                 self._hub_call(lambda error=e: _raise(error), commit)
             yield row
 
-    def _emit(self, batch, src_lang, tgt_lang, langs, unpaired):
-        if not batch:
-            return
-        frame = pl.DataFrame(batch, schema=["src_text", "tgt_text", "source_id"], orient="row").with_columns(
-            src_lang=pl.lit(src_lang), tgt_lang=pl.lit(tgt_lang)
-        )
+    def _emit(self, frame: pl.DataFrame, langs, unpaired):
         frame = _selected(orient(frame, keep_unpaired=True), langs, unpaired)
         if frame.height:
             yield _pairs_table(frame.with_columns(split=pl.lit(self.split)), self.name)

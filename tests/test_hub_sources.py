@@ -124,6 +124,11 @@ def test_an_unreachable_hub_source_stops_the_build_before_anything_is_written(hu
     recipe = {"name": "hub-test-only", "parallel": [{"type": "hub", "preset": "opus-100", "configs": ["de-en", "de-zh"]}]}
     done = build(hub, tmp_path, recipe, tmp_path / "out")
     assert done.returncode == 2 and "source hub:opus-100.configs: de-zh has no split 'train' (it has test)" in done.stderr, done.stderr[-2000:]
+    recipe = {"name": "hub-columns", "languages": ["deu_Latn"], "parallel": [{"type": "hub", "repo": "Helsinki-NLP/opus-100", "config": "de-en",
+              "src_lang": "de", "tgt_lang": "en", "columns": {"src_text": "translation.deu", "tgt_text": "translation.en"}}]}  # fmt: skip
+    done = build(hub, tmp_path, recipe, tmp_path / "columns")  # found by the task that reads it: the build stops
+    assert done.returncode != 0 and "has no translation.deu for translation.deu" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "columns").exists()
     recipe = {"name": "hub-missing", "parallel": [{"type": "hub", "preset": "opus-100", "repo": "org/missing", "configs": ["de-en"]}]}
     done = build(hub, tmp_path, recipe, tmp_path / "out")
     assert done.returncode == 2
