@@ -528,8 +528,9 @@ class HubSource(PairSource):
     def _read_config(self, config, src_lang, tgt_lang, columns, commit, langs, unpaired):
         import datasets
 
-        # Arrow batches, not Python rows: a Python dict per row streamed 49k rows/s here, Arrow 3.4M (300k-row
-        # opus-100-shaped config on the loopback Hub); on real corpora row iteration would cost as much as LID
+        # Arrow batches, not a Python dict per row: read() gives 158k pairs/s instead of 47k (a 300k-row
+        # opus-100-shaped config on the loopback Hub, tests/benchmarks/bench_hub_read.py); row by row, reading
+        # cost about as much as language ID of both sides
         rows = self._hub_call(lambda: datasets.load_dataset(self.repo, config, split=self.hub_split, revision=commit, streaming=True), commit)
         where = f"{self.repo}@{commit}" + (f"/{config}" if config else "")
         offset = 0
