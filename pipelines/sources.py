@@ -451,12 +451,13 @@ class HubSource(PairSource):
                     import datasets
 
                     names = self._hub_call(lambda: datasets.get_dataset_config_names(self.repo, revision=self.commit()), self.commit())
-                plan = {}
+                plan, self._skipped = {}, {}
                 for name in names:
                     sides = self._config_sides(name)
                     if sides is None:
-                        if self.configs == "all":
-                            continue  # not a pair with English or Chinese: not ours to read
+                        if self.configs == "all":  # not a pair with English or Chinese: not ours to read
+                            self._skipped[name] = "no English or Chinese side"
+                            continue
                         raise SourceError(f"source {self.name}.configs: {name!r} is not a language pair with English or Chinese")
                     plan[name] = sides
                 self._plan = plan
@@ -513,6 +514,7 @@ class HubSource(PairSource):
             raise SourceError(f"source {self.name}.configs: {lacking[0]} has no split {self.hub_split!r} (it has {', '.join(splits[lacking[0]])}); "
                               "set hub_split")  # fmt: skip
         self._plan = {c: sides for c, sides in self.plan().items() if c not in lacking}
+        self._skipped = {**getattr(self, "_skipped", {}), **{c: f"no {self.hub_split} split" for c in lacking}}
         self._splits_checked = True
 
     def has_unpaired(self):
@@ -574,7 +576,12 @@ class HubSource(PairSource):
 
     def provenance(self):
         details = {"split": self.hub_split, "revision": self.revision}
-        details.update({"preset": self.preset, "configs": ",".join(sorted(c for c in self.plan() if c))} if self.preset else {"config": self.config or ""})
+        if self.preset:
+            skipped = getattr(self, "_skipped", {})
+            details.update(preset=self.preset, configs=",".join(sorted(c for c in self.plan() if c)),
+                           skipped_configs=", ".join(f"{c} ({why})" for c, why in sorted(skipped.items())))  # fmt: skip
+        else:
+            details["config"] = self.config or ""
         return {**super().provenance(), "origin": f"hf://datasets/{self.repo}", "version": self.commit(), "license": self.license, "details": details}
 
 

@@ -93,7 +93,8 @@ def test_a_build_streams_a_hub_preset_at_a_resolved_commit_and_decontaminates_ag
 
     source = manifest["sources"][0]
     assert source["origin"] == "hf://datasets/Helsinki-NLP/opus-100" and source["version"] == first  # main, pinned to its commit
-    assert source["details"]["configs"] == "de-en,en-fr,en-zh"  # de-fr has no English or Chinese side, de-zh no train split
+    assert source["details"]["configs"] == "de-en,en-fr,en-zh"
+    assert source["details"]["skipped_configs"] == "de-fr (no English or Chinese side), de-zh (no train split)"
     used, skipped = manifest["eval_sets"]
     assert (used["name"], used["version"], used["texts"]) == ("flores_plus", flores, 3)  # dev + devtest, not train
     assert skipped["name"] == "unreachable-eval" and skipped["skipped"]
