@@ -3,6 +3,8 @@ read (languages, license, size, one config per task family and per language), an
 
 from __future__ import annotations
 
+import json
+
 import os
 from pathlib import Path
 
@@ -121,6 +123,10 @@ def card_text(manifest: dict, recipe_text: str = "") -> str:
     ]  # fmt: skip
     removed_rows = [[stage, reason, n] for stage, reasons in manifest["removed"].items() for reason, n in reasons.items()]
     sources = [[s["name"], s["version"] or "-", s["origin"] or "-", s["license"] or "not stated"] for s in manifest["sources"]]
+    removed_by_set = manifest["decontamination"]
+    eval_rows = [["udhr-heldout", "UDHR articles 25-30 of every language (this corpus's validation and test text)", "-", removed_by_set.get("udhr-heldout", 0)]]
+    eval_rows += [[e["name"], e["origin"], e.get("version") or e.get("sha256") or "-",
+                   f"not used: {e['skipped']}" if e.get("skipped") else removed_by_set.get(e["name"], 0)] for e in manifest["eval_sets"]]  # fmt: skip
     configs = config_files(manifest)
     config_rows = [[f"`{name}`", *[sum(per_config[c].get(s, 0) for c in per_config if _in_config(c, name)) for s in SPLITS]] for name in configs]
     total = sum(manifest["rows_per_split"].values())
@@ -168,6 +174,11 @@ Every dropped pair or instruction is in `removed/<step>.parquet` with its reason
 
 {_table(["step", "reason", "rows"], removed_rows)}
 
+Decontamination: a train row is dropped when a side equals, quotes whole, or shares a run of {_ngram(args)} words with a
+text of an evaluation set:
+
+{_table(["evaluation set", "origin", "version", "rows removed"], eval_rows)}
+
 Language identification: fastText models {", ".join(f"`{m['name']}`" for m in manifest["language_id"]["models"])}
 (asked in this order, per-language thresholds) and the Unicode script of each side; {len(script_only)} languages
 no model has a label for were checked by their script only.
@@ -199,6 +210,13 @@ With the code at git commit `{manifest["code_version"]["git_commit"] or "unknown
 
 The result has the same content hash; `python pipelines/publish.py <version folder> --repo-id ORG/NAME` publishes it.
 """
+
+
+def _ngram(arguments: dict) -> int:
+    try:
+        return json.loads(arguments["settings"])["decontamination"]["ngram"]
+    except (KeyError, ValueError, TypeError):
+        return 13  # the default, for a manifest whose arguments do not say
 
 
 def _loading_examples(configs: dict, version: str) -> str:

@@ -99,6 +99,9 @@ def test_a_build_streams_a_hub_preset_at_a_resolved_commit_and_decontaminates_ag
     assert (used["name"], used["version"], used["texts"]) == ("flores_plus", flores, 3)  # dev + devtest, not train
     assert skipped["name"] == "unreachable-eval" and skipped["skipped"]
     assert manifest["decontamination"]["flores_plus"] >= 1
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert f"| flores_plus | hf://datasets/openlanguagedata/flores_plus | {flores} | {manifest['decontamination']['flores_plus']} |" in card
+    assert "| unreachable-eval | hf://datasets/org/unreachable-eval | - | not used: eval set unreachable-eval" in card
 
     rows = pl.read_parquet(tmp_path / "out" / "data" / "*" / "*.parquet")
     assert set(rows["src_lang"]) == {"deu_Latn", "fra_Latn", "eng_Latn", "zho_Hans"}
