@@ -79,6 +79,19 @@ def test_a_neighbouring_language_is_rejected(pipeline_identifier):
     assert pipeline_identifier.check([nob], "swe_Latn").passed.tolist() == [False]
 
 
+def test_two_models_that_both_put_a_language_first_confirm_it_below_their_thresholds(lid176):
+    udhr_lid = FastTextModel.load("udhr-lid")
+    strict = Thresholds(1.01)  # no score clears it: only agreement can confirm
+    both = LanguageIdentifier([ModelCheck(udhr_lid, strict), ModelCheck(lid176, strict)])
+    verdict = both.check([DE, EN], "deu_Latn")
+    assert verdict.passed.tolist() == [True, False]  # both say German for DE; for EN both say English
+    assert "lid176: eng_Latn" in verdict.detail[1]
+    one = LanguageIdentifier([ModelCheck(lid176, strict)])  # one model's top-1 alone is not enough
+    assert one.check([DE], "deu_Latn").passed.tolist() == [False]
+    both.agreement = False  # thresholds alone, as langid.evaluate --verify compares
+    assert both.check([DE], "deu_Latn").passed.tolist() == [False]
+
+
 def test_traditional_text_is_not_simplified_chinese(pipeline_identifier):
     verdict = pipeline_identifier.check([ZH_HANT], "zho_Hans")
     assert verdict.failed_check == ["script"] and "Hant" in verdict.detail[0]

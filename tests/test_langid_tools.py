@@ -78,3 +78,15 @@ def test_evaluate_on_pair_parquet_and_bad_input(tmp_path):
     pl.DataFrame({"sentence": ["x"]}).write_parquet(tmp_path / "bad.parquet")
     with pytest.raises(ValueError, match="bad.parquet.*text and lang"):
         load_texts(str(tmp_path / "bad.parquet"))
+
+
+def test_verify_accepts_true_labels_and_rejects_neighbouring_ones():
+    from langid.identify import LanguageIdentifier
+
+    heldout = load_texts("udhr:heldout").filter(pl.col("lang").is_in(["deu_Latn", "nld_Latn", "swe_Latn", "rus_Cyrl", "ukr_Cyrl"]))
+    short = evaluate.clauses(heldout)
+    assert short.height > 5 and short["text"].str.len_chars().is_between(20, 60).all()
+    assert not short["text"].str.contains(r"[.;:!?]").any()
+    found = evaluate.verify(LanguageIdentifier.load(), heldout)
+    assert found["languages"] == 5 and found["texts"] == heldout.height  # every language has a same-script neighbour here
+    assert found["true_label_accepted"] > 0.5 > 0.1 > found["wrong_label_accepted"]
