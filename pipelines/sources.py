@@ -354,25 +354,25 @@ class GettextSource(PairSource):
 
 @dataclass(frozen=True)
 class HubPreset:
-    """A ready-made Hub entry: where a dataset lives, how its configs are named, and where the two texts are."""
+    """A ready-made Hub entry: where a dataset lives, and where a row of config "{a}-{b}" keeps its two texts."""
 
     repo: str
     license: str
-    sides: str  # how a config name gives its two languages: "a-b" (codes separated by "-")
-    columns: str  # the column of language `{lang}` (as written in the config name), a dotted path into a row
+    src_column: str  # dotted path into a row; {a} and {b} are the config name's two codes, as written there
+    tgt_column: str
     split: str = "train"
     note: str = ""
 
 
+_SCRIPT_ONLY = "published with a loading script: give `revision: refs/convert/parquet` if the Hub has a Parquet conversion"
 HUB_PRESETS = {
     # configs "de-en", "en-zh" (ISO 639-1, in alphabetical order); rows {"translation": {"de": ..., "en": ...}}
-    "opus-100": HubPreset("Helsinki-NLP/opus-100", "unknown (OPUS collections; see the dataset card)", "a-b", "translation.{lang}"),
+    "opus-100": HubPreset("Helsinki-NLP/opus-100", "unknown (OPUS collections; see the dataset card)", "translation.{a}", "translation.{b}"),
     # configs "deu_Latn-eng_Latn" (FLORES-200 codes); rows {"translation": {"deu_Latn": ..., "eng_Latn": ...}, ...}
-    "nllb": HubPreset("allenai/nllb", "ODC-By 1.0 (see the dataset card)", "a-b", "translation.{lang}",
-                      note="published with a loading script: give `revision: refs/convert/parquet` if the Hub has a Parquet conversion"),  # fmt: skip
-    # configs "deu-eng" (ISO 639-3); rows {"sourceString": ..., "targetString": ...}; test and validation only
-    "tatoeba_mt": HubPreset("Helsinki-NLP/tatoeba_mt", "CC-BY 2.0 FR (see the dataset card)", "a-b", "",
-                            split="test", note="published with a loading script: give `revision: refs/convert/parquet` if the Hub has a Parquet conversion"),  # fmt: skip
+    "nllb": HubPreset("allenai/nllb", "ODC-By 1.0 (see the dataset card)", "translation.{a}", "translation.{b}", note=_SCRIPT_ONLY),
+    # configs "deu-eng" (ISO 639-3, the source language first); rows {"sourceString": ..., "targetString": ...}
+    "tatoeba_mt": HubPreset("Helsinki-NLP/tatoeba_mt", "CC-BY 2.0 FR (see the dataset card)", "sourceString", "targetString",
+                            split="test", note=_SCRIPT_ONLY),  # fmt: skip
 }
 COMMIT = re.compile(r"[0-9a-f]{40}")
 
@@ -474,11 +474,8 @@ class HubSource(PairSource):
             return None
         if not set(langs) & set(PIVOTS) or langs[0] == langs[1]:
             return None
-        if preset.columns:
-            columns = {"src_text": preset.columns.format(lang=parts[0]), "tgt_text": preset.columns.format(lang=parts[1])}
-        else:  # tatoeba_mt: the source is the config's first language
-            columns = {"src_text": "sourceString", "tgt_text": "targetString"}
-        return langs[0], langs[1], columns
+        a, b = parts
+        return langs[0], langs[1], {"src_text": preset.src_column.format(a=a, b=b), "tgt_text": preset.tgt_column.format(a=a, b=b)}
 
     def _hub_call(self, call, revision: str):
         try:
