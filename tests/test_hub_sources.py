@@ -180,3 +180,31 @@ def test_an_eval_set_reads_only_the_files_of_its_splits():
     flores = HubEvalSet(hub="openlanguagedata/flores_plus", splits=["dev"])
     assert [f for f in ["dev/eng_Latn.parquet", "devtest/eng_Latn.parquet", "data/dev-00000-of-00001.parquet", "data/devtest-0.parquet", "dev.parquet"]
             if flores._in_splits(f)] == ["dev/eng_Latn.parquet", "data/dev-00000-of-00001.parquet", "dev.parquet"]  # fmt: skip
+
+
+def test_an_eval_set_at_a_commit_is_read_again_without_the_hub(hub, tmp_path):
+    (tmp_path / "flores" / "devtest").mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["Ein Satz aus einer Evaluation.", "A sentence of an evaluation."]}), tmp_path / "flores" / "devtest" / "x.parquet")
+    commit = upload(hub, "openlanguagedata/flores_plus", tmp_path / "flores")
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(REPO_ROOT)!r})\n"
+        "from pipelines.sources import HubEvalSet, SourceError\n"
+        "try:\n"
+        "    local, record = HubEvalSet(hub='openlanguagedata/flores_plus', revision=sys.argv[1], splits=['devtest']).fetch()\n"
+        "    print(json.dumps({'local': str(local), **record}))\n"
+        "except SourceError as e:\n"
+        "    print(json.dumps({'error': str(e)}))\n"
+    )
+
+    def fetch(endpoint, revision):  # in a fresh process: HF_ENDPOINT is read at import
+        env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "hf-home")}
+        done = subprocess.run([sys.executable, "-c", code, revision], env=env, capture_output=True, text=True, timeout=120)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first = fetch(hub.url, "main")
+    assert first["version"] == commit and first["texts"] == 2
+    assert pq.read_table(first["local"])["text"].to_pylist() == ["Ein Satz aus einer Evaluation.", "A sentence of an evaluation."]
+    offline = fetch("http://127.0.0.1:9", commit)  # nothing listens there: the kept file is read
+    assert offline["local"] == first["local"] and offline["sha256"] == first["sha256"]
+    assert "cannot fetch" in fetch("http://127.0.0.1:9", "main")["error"]  # a branch needs the Hub to resolve it
