@@ -15,7 +15,7 @@ import pyarrow as pa
 from schemas.records import MANIFEST_SCHEMA
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: eval_sets (decontamination's evaluation sets, Hub ones with their commit)
 _MAP_FIELDS = {"arguments", "rows_per_split", "rows_per_config", "rows_per_language", "rows_per_direction", "rows_per_task", "removed", "decontamination", "mixture"}
 VERSION_PATTERN = re.compile(r"v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
 HASHED_FOLDERS = ("data/", "removed/")  # with LICENSE and recipe.yaml: what a version holds, not how it is described
