@@ -17,7 +17,7 @@ from pipelines.steps.templates import PHRASINGS, choose_phrasing, dialogue_rows,
 from pipelines.recipe import Templates
 from pipelines.steps.write import PairWriter
 from schemas.language_codes import language_name
-from schemas.records import INSTRUCTION_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA, stable_id
+from schemas.records import INSTRUCTION_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, REMOVED_SCHEMA, stable_id
 from tests.helpers import pairs
 
 EN = "All human beings are born free and equal in dignity and rights."
@@ -415,3 +415,49 @@ def test_a_failing_step_leaves_no_partial_file(tmp_path):
     with pytest.raises(RuntimeError):
         list(step.run(broken()))
     assert not any(p.suffix == ".parquet" for p in tmp_path.rglob("*"))
+
+
+# The chat stage's shortcuts, each against the plain formulation it replaces (on inputs where they could part).
+CHAT_TEXTS = [
+    "plain ASCII", "", "tab\tand\nnewline", "bell\x07 and nul\x00", "  padded  ", "caf\u00e9", "cafe\u0301", "A\u030a and \u212b",
+    "\u1100\u1161\u11a8 jamo", "\uf900 compatibility ideograph", "q\u0307\u0323 marks out of order", ZH, "ascii then e\u0301",
+    "\u00a0no-break\u3000ideographic\u2028line", "\r\n\r\n", "x \t \n y", "\u0085next line",
+]
+
+
+def _old_clean(messages: pl.Series) -> pl.Series:
+    """The per-list formulation the chat stage used before it worked on the flat column of contents."""
+    clean = pl.element().struct.field("content").str.normalize("NFC").str.replace_all(r"[\p{Cc}--[\n\t]]", "").str.strip_chars()
+    return pl.select(pl.lit(messages).list.eval(pl.struct(role=pl.element().struct.field("role"), content=clean))).to_series()
+
+
+def test_chat_nfc_of_the_non_ascii_strings_alone_equals_nfc_of_all():
+    from pipelines.steps.chat import nfc
+
+    texts = pl.Series(CHAT_TEXTS + [None, "only ascii again"], dtype=pl.String)
+    assert nfc(texts).to_list() == texts.str.normalize("NFC").to_list()
+    assert nfc(texts).to_list() != texts.to_list()  # some of them do change
+
+
+def test_chat_contents_cleaned_on_the_flat_column_equal_the_per_list_cleaning():
+    from pipelines.steps.chat import as_messages, clean_contents, turns_of
+
+    rows = [[{"role": "user", "content": a}, {"role": "assistant", "content": b}] for a, b in zip(CHAT_TEXTS, reversed(CHAT_TEXTS))]
+    rows += [[], [{"role": "system", "content": "\x1b[0m"}], [{"role": "user", "content": "e\u0301"}] * 3]
+    messages = pl.Series("messages", rows, dtype=pl.from_arrow(pa.array([], pa.list_(MESSAGE_TYPE))).dtype)
+    lengths, role, content = turns_of(messages)
+    assert lengths.tolist() == messages.list.len().to_list()
+    rebuilt = as_messages(lengths, role, clean_contents(content))
+    assert rebuilt.to_list() == _old_clean(messages).to_list()
+    assert as_messages(lengths, role, content).to_list() == messages.to_list()
+
+
+def test_chat_spacing_rewrite_equals_replacing_every_whitespace_run():
+    import random
+
+    from pipelines.steps.chat import _SPACING
+
+    alphabet = ["a", "\u4eba", " ", " ", "\n", "\t", "\r", "\u00a0", "\u3000", "\u2028", "\u0085", "\x0b", "\u200b"]
+    generator = random.Random(0)
+    texts = pl.Series(CHAT_TEXTS + ["".join(generator.choices(alphabet, k=generator.randint(0, 12))) for _ in range(3000)])
+    assert texts.str.replace_all(_SPACING, " ").to_list() == texts.str.replace_all(r"\s+", " ").to_list()
