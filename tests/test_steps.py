@@ -461,3 +461,46 @@ def test_chat_spacing_rewrite_equals_replacing_every_whitespace_run():
     generator = random.Random(0)
     texts = pl.Series(CHAT_TEXTS + ["".join(generator.choices(alphabet, k=generator.randint(0, 12))) for _ in range(3000)])
     assert texts.str.replace_all(_SPACING, " ").to_list() == texts.str.replace_all(r"\s+", " ").to_list()
+
+
+def _old_reasons(messages: pl.Series, index) -> pl.DataFrame:
+    """The group_by formulation of the chat stage's verdicts, before they were gathered per row in numpy."""
+    role, content = pl.element().struct.field("role"), pl.element().struct.field("content")
+    lowered = messages.list.eval(pl.struct(role=role, content=content.str.to_lowercase()))
+    turns = pl.DataFrame({"lowered": lowered}).select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "lowered").explode("lowered")
+    turns = turns.select("row", content=pl.col("lowered").struct.field("content"), role=pl.col("lowered").struct.field("role"))
+    hits = index.overlaps(turns["content"].fill_null(""), lowered=True)
+    turns = turns.with_columns(
+        name=pl.Series([h and h[0] for h in hits], dtype=pl.String), how=pl.Series([h and h[1] for h in hits], dtype=pl.String)
+    )
+    per_row = turns.group_by("row").agg(
+        pl.col("name").drop_nulls().first(), pl.col("how").drop_nulls().first(),
+        answered=((pl.col("role") == "assistant") & (pl.col("content").str.len_chars() > 0)).any(),
+    )  # fmt: skip
+    every_row = pl.DataFrame({"row": pl.int_range(len(messages), dtype=pl.UInt32, eager=True)})
+    per_row = every_row.join(per_row, on="row", how="left")
+    answered = per_row["answered"].fill_null(False)
+    return per_row.select(
+        reason=pl.when(~answered).then(pl.lit("no_answer")).when(pl.col("name").is_not_null()).then("overlap:" + pl.col("name")),
+        detail=pl.when(~answered).then(pl.lit("no non-empty assistant turn"))
+        .when(pl.col("name").is_not_null()).then("a turn " + pl.col("how") + " an evaluation text of " + pl.col("name")),
+    )  # fmt: skip
+
+
+def test_chat_verdicts_per_row_equal_the_group_by_formulation():
+    from pipelines.steps.chat import PrepareChat, turns_of
+
+    heldout = load_udhr().filter((pl.col("lang") == "eng_Latn") & (pl.col("article") == 26))["text"][0]
+    index = EvalIndex({"udhr": [heldout], "quotes.txt": ["one two three four five six seven"]}, 13)
+    user, answer = {"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi there."}
+    rows = [
+        [user, answer], [], [user], [user, {"role": "assistant", "content": ""}], [{"role": "assistant", "content": "Ok"}],
+        [{"role": "user", "content": heldout.upper()}, answer], [user, {"role": "assistant", "content": "So: one two three four five six seven"}],
+        [user, answer, {"role": "user", "content": "x one two three four five six seven"}, {"role": "assistant", "content": heldout}],
+        [{"role": "user", "content": heldout}], [{"role": "system", "content": "be brief"}, user, answer],
+    ]  # fmt: skip
+    messages = pl.Series("messages", rows * 3, dtype=pl.from_arrow(pa.array([], pa.list_(MESSAGE_TYPE))).dtype)
+    lengths, role, content = turns_of(messages)
+    verdict = PrepareChat.reasons(lengths, role, content.str.to_lowercase(), index)
+    assert verdict.to_dicts() == _old_reasons(messages, index).to_dicts()
+    assert set(verdict["reason"].drop_nulls()) == {"no_answer", "overlap:udhr", "overlap:quotes.txt"}

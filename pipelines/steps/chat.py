@@ -141,22 +141,21 @@ class PrepareChat(PipelineStep):
         evaluation set. Copies of an instruction get the same verdict (the overlap check folds case and spacing
         as the dedup key does), so checking them before dedup drops the same rows. The rows' turns are given back
         to back (see `turns_of`), their contents lower-cased (a content is empty exactly when its lower-cased one is)."""
-        hits = index.overlaps(lowered.fill_null(""), lowered=True)
-        turns = pl.DataFrame({
-            "row": np.repeat(np.arange(len(lengths), dtype=np.uint32), lengths), "role": role, "content": lowered,
-            "name": pl.Series([h[0] if h else None for h in hits], dtype=pl.String),
-            "how": pl.Series([h[1] if h else None for h in hits], dtype=pl.String),
-        })  # fmt: skip
-        per_row = turns.group_by("row").agg(
-            pl.col("name").drop_nulls().first(),
-            pl.col("how").drop_nulls().first(),
-            answered=((pl.col("role") == "assistant") & (pl.col("content").str.len_chars() > 0)).any(),
+        rows = len(lengths)
+        row_of_turn = np.repeat(np.arange(rows), lengths)
+        answer = ((role == "assistant") & (lowered.str.len_bytes() > 0)).fill_null(False).to_numpy()
+        answered = np.bincount(row_of_turn[answer], minlength=rows) > 0  # per row, in numpy: a group_by cost 10x more
+        name, how = [None] * rows, [None] * rows
+        for turn, hit in enumerate(index.overlaps(lowered.fill_null(""), lowered=True)):
+            if hit and name[row_of_turn[turn]] is None:  # a row's first turn with a finding names it
+                name[row_of_turn[turn]], how[row_of_turn[turn]] = hit
+        per_row = pl.DataFrame(
+            {"unanswered": ~answered, "name": name, "how": how}, schema={"unanswered": pl.Boolean, "name": pl.String, "how": pl.String}
         )
-        per_row = pl.DataFrame({"row": pl.int_range(len(lengths), dtype=pl.UInt32, eager=True)}).join(per_row, on="row", how="left")
-        answered = per_row["answered"].fill_null(False)
+        unanswered = pl.col("unanswered")
         return per_row.select(
-            reason=pl.when(~answered).then(pl.lit("no_answer")).when(pl.col("name").is_not_null()).then("overlap:" + pl.col("name")),
-            detail=pl.when(~answered).then(pl.lit("no non-empty assistant turn"))
+            reason=pl.when(unanswered).then(pl.lit("no_answer")).when(pl.col("name").is_not_null()).then("overlap:" + pl.col("name")),
+            detail=pl.when(unanswered).then(pl.lit("no non-empty assistant turn"))
             .when(pl.col("name").is_not_null()).then("a turn " + pl.col("how") + " an evaluation text of " + pl.col("name")),
         )  # fmt: skip
 
