@@ -504,3 +504,39 @@ def test_chat_verdicts_per_row_equal_the_group_by_formulation():
     verdict = PrepareChat.reasons(lengths, role, content.str.to_lowercase(), index)
     assert verdict.to_dicts() == _old_reasons(messages, index).to_dicts()
     assert set(verdict["reason"].drop_nulls()) == {"no_answer", "overlap:udhr", "overlap:quotes.txt"}
+
+
+def test_quotes_are_found_where_a_short_evaluation_text_lies_inside_a_run_of_known_words():
+    """Against the definition, on random texts: only runs that start a quote's first words are scanned (by hash), and
+    that must not lose a quote, move the first one found in a text, or change its evaluation set."""
+    import random
+
+    from pipelines.steps.decontaminate import MIN_EXACT_CHARS, word_lists
+
+    generator = random.Random(1)
+    vocabulary = ["alpha", "beta", "gamma", "delta", "épée", "中", "文", "한", "x1", "ok"]  # one word each
+    keys = {name: [" ".join(generator.choices(vocabulary, k=generator.randint(6, 12))) for _ in range(8)] for name in ("a.txt", "b.txt")}
+    texts = []
+    for _ in range(600):
+        tokens = generator.choices(vocabulary + ["unknown", "未", ",", "!!"], k=generator.randint(0, 40))
+        if generator.random() < 0.4:  # plant a quote, maybe cut short by a word no evaluation text has
+            at = generator.randint(0, len(tokens))
+            tokens[at:at] = generator.choice(keys[generator.choice(list(keys))]).split()
+            if generator.random() < 0.3:
+                tokens.insert(generator.randint(at + 1, at + 5), "unknown")
+        texts.append(" ".join(tokens))
+    expected = []
+    for text in texts:
+        form, first = f" {' '.join(word_lists([text])['words'][0].to_list())} ", None
+        for name, short in keys.items():
+            for key in short:
+                if (at := form.find(f" {key} ")) != -1:
+                    first = min(first or ((at + len(key), -len(key)), name), ((at + len(key), -len(key)), name))  # earliest end, longest
+        equal = next((name for name, short in keys.items() if form in {f" {k} " for k in short}), None)
+        if equal and len(form.replace(" ", "")) >= MIN_EXACT_CHARS:
+            expected.append((equal, "equals"))
+        else:
+            expected.append(first and (first[1], "quotes"))
+    found = EvalIndex(keys, 13).overlaps(texts)
+    assert sum(h is not None and h[1] == "quotes" for h in found) > 100
+    assert found == expected
