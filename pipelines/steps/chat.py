@@ -58,14 +58,19 @@ def turns_of(messages: pl.Series) -> tuple[np.ndarray, pl.Series, pl.Series]:
 
 
 def as_lists(lengths: np.ndarray, values: pa.Array) -> pl.Series:
-    """`values` back into one list per row, row r taking the next lengths[r] of them."""
+    """`values` back into one list per row, row r taking the next lengths[r] of them. Strings in `values` should be
+    Arrow string views (see `as_arrow`): polars takes those as they are, and copied other strings one by one."""
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return pl.Series(pa.LargeListArray.from_arrays(pa.array(offsets), values))
 
 
+def as_arrow(strings: pl.Series) -> pa.Array:
+    return strings.to_arrow(compat_level=pl.CompatLevel.newest())  # string views: no copy either way
+
+
 def as_messages(lengths: np.ndarray, role: pl.Series, content: pl.Series) -> pl.Series:
-    return as_lists(lengths, pa.StructArray.from_arrays([role.to_arrow(), content.to_arrow()], names=["role", "content"]))
+    return as_lists(lengths, pa.StructArray.from_arrays([as_arrow(role), as_arrow(content)], names=["role", "content"]))
 
 
 def dedup_keys(lang: pl.Series, lengths: np.ndarray, role: pl.Series, lowered: pl.Series) -> list[bytes]:
@@ -73,7 +78,7 @@ def dedup_keys(lang: pl.Series, lengths: np.ndarray, role: pl.Series, lowered: p
     content, lower-cased (see `turns_of`)."""
     folded_turns = pl.select(pl.lit(role) + "\x1e" + pl.lit(lowered).str.replace_all(_SPACING, " ")).to_series()
     folded = pl.select(
-        pl.concat_str([pl.lit(lang), as_lists(lengths, folded_turns.to_arrow()).list.join("\x1d")], separator="\x1f")
+        pl.concat_str([pl.lit(lang), as_lists(lengths, as_arrow(folded_turns)).list.join("\x1d")], separator="\x1f")
     ).to_series()
     return [hashlib.blake2b(k, digest_size=16).digest() for k in folded.cast(pl.Binary).to_list()]  # UTF-8 bytes
 
