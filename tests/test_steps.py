@@ -17,7 +17,7 @@ from pipelines.steps.templates import PHRASINGS, choose_phrasing, dialogue_rows,
 from pipelines.recipe import Templates
 from pipelines.steps.write import PairWriter
 from schemas.language_codes import language_name
-from schemas.records import INSTRUCTION_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA, stable_id
+from schemas.records import INSTRUCTION_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, REMOVED_SCHEMA, stable_id
 from tests.helpers import pairs
 
 EN = "All human beings are born free and equal in dignity and rights."
@@ -415,3 +415,128 @@ def test_a_failing_step_leaves_no_partial_file(tmp_path):
     with pytest.raises(RuntimeError):
         list(step.run(broken()))
     assert not any(p.suffix == ".parquet" for p in tmp_path.rglob("*"))
+
+
+# The chat stage's shortcuts, each against the plain formulation it replaces (on inputs where they could part).
+CHAT_TEXTS = [
+    "plain ASCII", "", "tab\tand\nnewline", "bell\x07 and nul\x00", "  padded  ", "caf\u00e9", "cafe\u0301", "A\u030a and \u212b",
+    "\u1100\u1161\u11a8 jamo", "\uf900 compatibility ideograph", "q\u0307\u0323 marks out of order", ZH, "ascii then e\u0301",
+    "\u00a0no-break\u3000ideographic\u2028line", "\r\n\r\n", "x \t \n y", "\u0085next line",
+]
+
+
+def _old_clean(messages: pl.Series) -> pl.Series:
+    """The per-list formulation the chat stage used before it worked on the flat column of contents."""
+    clean = pl.element().struct.field("content").str.normalize("NFC").str.replace_all(r"[\p{Cc}--[\n\t]]", "").str.strip_chars()
+    return pl.select(pl.lit(messages).list.eval(pl.struct(role=pl.element().struct.field("role"), content=clean))).to_series()
+
+
+def test_chat_nfc_of_the_non_ascii_strings_alone_equals_nfc_of_all():
+    from pipelines.steps.chat import nfc
+
+    texts = pl.Series(CHAT_TEXTS + [None, "only ascii again"], dtype=pl.String)
+    assert nfc(texts).to_list() == texts.str.normalize("NFC").to_list()
+    assert nfc(texts).to_list() != texts.to_list()  # some of them do change
+
+
+def test_chat_contents_cleaned_on_the_flat_column_equal_the_per_list_cleaning():
+    from pipelines.steps.chat import as_messages, clean_contents, turns_of
+
+    rows = [[{"role": "user", "content": a}, {"role": "assistant", "content": b}] for a, b in zip(CHAT_TEXTS, reversed(CHAT_TEXTS))]
+    rows += [[], [{"role": "system", "content": "\x1b[0m"}], [{"role": "user", "content": "e\u0301"}] * 3]
+    messages = pl.Series("messages", rows, dtype=pl.from_arrow(pa.array([], pa.list_(MESSAGE_TYPE))).dtype)
+    lengths, role, content = turns_of(messages)
+    assert lengths.tolist() == messages.list.len().to_list()
+    rebuilt = as_messages(lengths, role, clean_contents(content))
+    assert rebuilt.to_list() == _old_clean(messages).to_list()
+    assert as_messages(lengths, role, content).to_list() == messages.to_list()
+
+
+def test_chat_spacing_rewrite_equals_replacing_every_whitespace_run():
+    import random
+
+    from pipelines.steps.chat import _SPACING
+
+    alphabet = ["a", "\u4eba", " ", " ", "\n", "\t", "\r", "\u00a0", "\u3000", "\u2028", "\u0085", "\x0b", "\u200b"]
+    generator = random.Random(0)
+    texts = pl.Series(CHAT_TEXTS + ["".join(generator.choices(alphabet, k=generator.randint(0, 12))) for _ in range(3000)])
+    assert texts.str.replace_all(_SPACING, " ").to_list() == texts.str.replace_all(r"\s+", " ").to_list()
+
+
+def _old_reasons(messages: pl.Series, index) -> pl.DataFrame:
+    """The group_by formulation of the chat stage's verdicts, before they were gathered per row in numpy."""
+    role, content = pl.element().struct.field("role"), pl.element().struct.field("content")
+    lowered = messages.list.eval(pl.struct(role=role, content=content.str.to_lowercase()))
+    turns = pl.DataFrame({"lowered": lowered}).select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "lowered").explode("lowered")
+    turns = turns.select("row", content=pl.col("lowered").struct.field("content"), role=pl.col("lowered").struct.field("role"))
+    hits = index.overlaps(turns["content"].fill_null(""), lowered=True)
+    turns = turns.with_columns(
+        name=pl.Series([h and h[0] for h in hits], dtype=pl.String), how=pl.Series([h and h[1] for h in hits], dtype=pl.String)
+    )
+    per_row = turns.group_by("row").agg(
+        pl.col("name").drop_nulls().first(), pl.col("how").drop_nulls().first(),
+        answered=((pl.col("role") == "assistant") & (pl.col("content").str.len_chars() > 0)).any(),
+    )  # fmt: skip
+    every_row = pl.DataFrame({"row": pl.int_range(len(messages), dtype=pl.UInt32, eager=True)})
+    per_row = every_row.join(per_row, on="row", how="left")
+    answered = per_row["answered"].fill_null(False)
+    return per_row.select(
+        reason=pl.when(~answered).then(pl.lit("no_answer")).when(pl.col("name").is_not_null()).then("overlap:" + pl.col("name")),
+        detail=pl.when(~answered).then(pl.lit("no non-empty assistant turn"))
+        .when(pl.col("name").is_not_null()).then("a turn " + pl.col("how") + " an evaluation text of " + pl.col("name")),
+    )  # fmt: skip
+
+
+def test_chat_verdicts_per_row_equal_the_group_by_formulation():
+    from pipelines.steps.chat import PrepareChat, turns_of
+
+    heldout = load_udhr().filter((pl.col("lang") == "eng_Latn") & (pl.col("article") == 26))["text"][0]
+    index = EvalIndex({"udhr": [heldout], "quotes.txt": ["one two three four five six seven"]}, 13)
+    user, answer = {"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi there."}
+    rows = [
+        [user, answer], [], [user], [user, {"role": "assistant", "content": ""}], [{"role": "assistant", "content": "Ok"}],
+        [{"role": "user", "content": heldout.upper()}, answer], [user, {"role": "assistant", "content": "So: one two three four five six seven"}],
+        [user, answer, {"role": "user", "content": "x one two three four five six seven"}, {"role": "assistant", "content": heldout}],
+        [{"role": "user", "content": heldout}], [{"role": "system", "content": "be brief"}, user, answer],
+    ]  # fmt: skip
+    messages = pl.Series("messages", rows * 3, dtype=pl.from_arrow(pa.array([], pa.list_(MESSAGE_TYPE))).dtype)
+    lengths, role, content = turns_of(messages)
+    verdict = PrepareChat.reasons(lengths, role, content.str.to_lowercase(), index)
+    assert verdict.to_dicts() == _old_reasons(messages, index).to_dicts()
+    assert set(verdict["reason"].drop_nulls()) == {"no_answer", "overlap:udhr", "overlap:quotes.txt"}
+
+
+def test_quotes_are_found_where_a_short_evaluation_text_lies_inside_a_run_of_known_words():
+    """Against the definition, on random texts: only runs that start a quote's first words are scanned (by hash), and
+    that must not lose a quote, move the first one found in a text, or change its evaluation set."""
+    import random
+
+    from pipelines.steps.decontaminate import MIN_EXACT_CHARS, word_lists
+
+    generator = random.Random(1)
+    vocabulary = ["alpha", "beta", "gamma", "delta", "épée", "中", "文", "한", "x1", "ok"]  # one word each
+    keys = {name: [" ".join(generator.choices(vocabulary, k=generator.randint(6, 12))) for _ in range(8)] for name in ("a.txt", "b.txt")}
+    texts = []
+    for _ in range(600):
+        tokens = generator.choices(vocabulary + ["unknown", "未", ",", "!!"], k=generator.randint(0, 40))
+        if generator.random() < 0.4:  # plant a quote, maybe cut short by a word no evaluation text has
+            at = generator.randint(0, len(tokens))
+            tokens[at:at] = generator.choice(keys[generator.choice(list(keys))]).split()
+            if generator.random() < 0.3:
+                tokens.insert(generator.randint(at + 1, at + 5), "unknown")
+        texts.append(" ".join(tokens))
+    expected = []
+    for text in texts:
+        form, first = f" {' '.join(word_lists([text])['words'][0].to_list())} ", None
+        for name, short in keys.items():
+            for key in short:
+                if (at := form.find(f" {key} ")) != -1:
+                    first = min(first or ((at + len(key), -len(key)), name), ((at + len(key), -len(key)), name))  # earliest end, longest
+        equal = next((name for name, short in keys.items() if form in {f" {k} " for k in short}), None)
+        if equal and len(form.replace(" ", "")) >= MIN_EXACT_CHARS:
+            expected.append((equal, "equals"))
+        else:
+            expected.append(first and (first[1], "quotes"))
+    found = EvalIndex(keys, 13).overlaps(texts)
+    assert sum(h is not None and h[1] == "quotes" for h in found) > 100
+    assert found == expected

@@ -124,7 +124,7 @@ class EvalIndex:
         self.exact: dict[str, str] = {}
         self.automaton = ahocorasick.Automaton()
         self.vocabulary: set[str] = set()  # every word of an evaluation text
-        gram_hashes, gram_sets = [], []
+        gram_hashes, gram_sets, quote_starts = [], [], []
         for set_number, (name, texts) in enumerate(sets.items()):
             words_frame = word_lists(texts)
             words_of = words_frame["words"].to_list()
@@ -137,14 +137,20 @@ class EvalIndex:
                     self.automaton.add_word(text, (name, "quotes"))
                 self.vocabulary.update(words)
             lengths = words_frame["words"].list.len().fill_null(0).to_numpy().astype(np.int64)
-            hashes, _ = _window_hashes(self._ids(_flat(words_frame["words"])).to_numpy(), lengths, n)
+            ids = self._ids(_flat(words_frame["words"])).to_numpy()
+            hashes, _ = _window_hashes(ids, lengths, n)
             gram_hashes.append(hashes)
             gram_sets.append(np.full(len(hashes), set_number))
+            quoted = (MIN_QUOTE_WORDS <= lengths) & (lengths < n)  # the texts in the automaton: their first words
+            first_words = np.full(quoted.sum(), MIN_QUOTE_WORDS)
+            positions = _spans((np.cumsum(lengths) - lengths)[quoted], first_words)
+            quote_starts.append(_window_hashes(ids[positions], first_words, MIN_QUOTE_WORDS)[0])
         self.set_names = list(sets)
         self._vocabulary_hashes = self._ids(pl.Series(sorted(self.vocabulary), dtype=pl.String)).unique().sort()
         order = np.argsort(np.concatenate(gram_hashes)) if gram_hashes else np.zeros(0, dtype=np.int64)
         self.gram_hashes = np.concatenate(gram_hashes)[order] if gram_hashes else np.zeros(0, dtype=np.uint64)
         self.gram_sets = np.concatenate(gram_sets)[order] if gram_sets else np.zeros(0, dtype=np.int64)
+        self.quote_starts = np.unique(np.concatenate(quote_starts)) if quote_starts else np.zeros(0, dtype=np.uint64)
         self.has_quotes = len(self.automaton) > 0
         if self.has_quotes:
             self.automaton.make_automaton()
@@ -191,6 +197,8 @@ class EvalIndex:
                 found[text] = (self.set_names[self.gram_sets[gram]], f"shares a {self.n}-gram with")
         quoting = (stops - starts >= MIN_QUOTE_WORDS) & ~shares_gram[run_text]
         if self.has_quotes and quoting.any():
+            quoting[quoting] = self._may_quote(ids, starts[quoting], stops[quoting])
+        if self.has_quotes and quoting.any():
             self._quotes(flat, starts[quoting], stops[quoting], run_text[quoting], found)
         whole = (stops - starts == counts[run_text]) & (counts[run_text] > 0)  # texts all of whose words are known
         if whole.any():
@@ -200,6 +208,17 @@ class EvalIndex:
                 if form in self.exact:
                     found[text] = (self.exact[form], "equals")
         return found
+
+    def _may_quote(self, ids: pl.Series, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+        """For each run: whether some MIN_QUOTE_WORDS of its words in a row are how a quote in the automaton starts
+        (by their hash, as the n-grams are found). A run without that quotes nothing, and it is most runs: building
+        the text of every run for the automaton cost more than the rest of the check but the word finding."""
+        lengths = stops - starts
+        hashes, run_of = _window_hashes(ids.gather(_spans(starts, lengths)).to_numpy(), lengths, MIN_QUOTE_WORDS)
+        where = np.minimum(np.searchsorted(self.quote_starts, hashes), len(self.quote_starts) - 1)
+        may = np.zeros(len(starts), dtype=bool)
+        may[run_of[self.quote_starts[where] == hashes]] = True
+        return may
 
     def _quotes(self, flat: pl.Series, starts: np.ndarray, stops: np.ndarray, run_text: np.ndarray, found: list) -> None:
         """The first quote in each run's text, for texts without a finding yet: one Aho-Corasick scan over the runs
