@@ -44,7 +44,7 @@ from pipelines.publish import PublishError
 from pipelines.sources import SourceError
 from pipelines.steps.base import RemovedRows
 from pipelines.steps.chat import DedupChat, PrepareChat, chat_chunks
-from pipelines.steps.decontaminate import Decontaminate
+from pipelines.steps.decontaminate import Decontaminate, named_eval_set
 from pipelines.steps.dedup import ExactPairDedup, NearDuplicateDedup
 from pipelines.steps.finalize import PartitionShards, WriteManifest, WriteShards, parse_size, shard_plan
 from pipelines.steps.language_id import LanguageIdFilter
@@ -332,8 +332,9 @@ def gather_eval_sets(entries: list) -> tuple[list[tuple[str, str]], list[dict]]:
         if isinstance(entry, str):
             if not Path(entry).is_file():
                 raise FileNotFoundError(f"decontamination.eval_sets: evaluation set not found: {entry}")
-            found.append((Path(entry).name, entry))
-            records.append({"name": Path(entry).name, "origin": entry, "sha256": file_sha256(entry)})
+            name, path = named_eval_set(entry)
+            found.append((name, path))
+            records.append({"name": name, "origin": path, "sha256": file_sha256(path)})
             continue
         try:
             local, record = entry.fetch()

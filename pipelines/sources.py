@@ -382,6 +382,12 @@ def _x_side(src_lang: str, tgt_lang: str) -> set[str]:
     return ({src_lang, tgt_lang} - set(PIVOTS)) or {"zho_Hans"}
 
 
+def _named(error: Exception) -> str:
+    """An error of the Hub or of `datasets` in one line: its type and the first line of its message."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
 def _raise(error: Exception):
     raise error
 
@@ -484,8 +490,7 @@ class HubSource(PairSource):
             raise
         except Exception as e:  # the Hub's and datasets' errors differ by version; all of them stop the build here
             hint = f" ({HUB_PRESETS[self.preset].note})" if self.preset and HUB_PRESETS[self.preset].note else ""
-            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise SourceError(f"source {self.name}: cannot read Hub dataset {self.repo}@{revision}: {type(e).__name__}: {message}{hint}") from None
+            raise SourceError(f"source {self.name}: cannot read Hub dataset {self.repo}@{revision}: {_named(e)}{hint}") from None
 
     # --- the PairSource interface ---------------------------------------------------------------------------------
     def languages(self):
@@ -630,8 +635,7 @@ class HubEvalSet:
         except SourceError:
             raise
         except Exception as e:  # the Hub's errors differ by version: offline, gated, not found
-            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise SourceError(f"{where}: cannot fetch: {type(e).__name__}: {message}") from None
+            raise SourceError(f"{where}: cannot fetch: {_named(e)}") from None
         texts = pq.read_metadata(local).num_rows
         return local, {"name": self.name, "origin": f"hf://datasets/{self.hub}", "revision": self.revision, "version": commit,
                        "splits": list(self.splits), "column": self.column, "texts": texts, "sha256": _file_sha256([str(local)])}  # fmt: skip
