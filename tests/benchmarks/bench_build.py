@@ -8,8 +8,9 @@
                                                                      # cross-lingual rows, no zh/en part) against LID
 
 Input: ../shared/data/bench/firefox_l10n (851k real pairs, 100 locales) as the parallel source, and
-../shared/data/instructions (806 zh + 427 en real rows) as the instruction source. The recipe asks for the
-BayLing-2 shares of 3.2M (43.2% zh = 1,382,400; 26.2% en = 838,400; 30.6% cross-lingual = 979,200), more zh/en
+../shared/data/instructions (806 zh + 427 en real rows) as the instruction source, with every other setting of
+pipelines/recipes/bayling2.yaml (near-duplicate removal included; its FLORES+ evaluation set is on the Hub and is
+left out). The recipe asks for the BayLing-2 shares of 3.2M (43.2% zh = 1,382,400; 26.2% en = 838,400; 30.6% cross-lingual = 979,200), more zh/en
 rows than exist: for this benchmark only, the instruction files are scaled up synthetically, each row copied with
 a numbered note appended to its request ("(variant 12)") so that the copies are distinct instructions. With
 --input-scale k the Firefox pairs are copied k times the same way (" [copy 2]" on both sides). None of this is
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import polars as pl
 import psutil
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
@@ -67,21 +69,24 @@ def prepare(workdir: Path, total: int, input_scale: int, pairs_only: bool = Fals
             )
             scaled.write_parquet(copies / f.name)
         pairs_glob = str(copies / "*.parquet")
-    recipe = {
-        "name": f"bench-bayling2-x{input_scale}",
-        "description": "benchmark only: synthetic copies of the zh/en rows",
-        "seed": 0,
-        "parallel": [{"type": "parquet", "name": "firefox-l10n", "path": pairs_glob, "columns": {"source_id": "id"}, "license": "MPL-2.0"}],
-        "instructions": [
+    # the shipped bayling2 recipe's settings (filters, language ID, exact and near dedup, templates, mixture), with
+    # this benchmark's sources; its FLORES+ evaluation set is on the Hub, which cannot be reached here: left out
+    # (the held-out UDHR text is always an evaluation set)
+    recipe = yaml.safe_load((REPO / "pipelines" / "recipes" / "bayling2.yaml").read_text(encoding="utf-8"))
+    recipe.update(
+        name=f"bench-bayling2-x{input_scale}",
+        description="benchmark only: synthetic copies of the zh/en rows",
+        parallel=[{"type": "parquet", "name": "firefox-l10n", "path": pairs_glob, "columns": {"source_id": "id"}, "license": "MPL-2.0"}],
+        instructions=[
             {"format": "messages", "path": str(workdir / "synthetic-zho_Hans.jsonl"), "lang": "zho_Hans", "name": "synthetic-zh"},
             {"format": "messages", "path": str(workdir / "synthetic-eng_Latn.jsonl"), "lang": "eng_Latn", "name": "synthetic-en"},
         ],
-        "dedup": {"max_targets_per_source": 3},
-        "mixture": {"total": total, "shares": SHARES, "temperature": 5.0},
-    }
+        decontamination={**recipe["decontamination"], "eval_sets": []},
+        mixture={**recipe["mixture"], "total": total, "shares": SHARES},
+    )
     if pairs_only:  # where language ID of both sides is the floor: the same cross-lingual rows, no zh/en part
         recipe.update(name=f"bench-pairs-x{input_scale}", instructions=[],
-                      mixture={"total": round(total * SHARES["cross_lingual"]), "shares": {"cross_lingual": 1.0}, "temperature": 5.0})
+                      mixture={**recipe["mixture"], "total": round(total * SHARES["cross_lingual"]), "shares": {"cross_lingual": 1.0}})
     path = workdir / f"recipe-x{input_scale}{'-pairs' if pairs_only else ''}.yaml"
     path.write_text(json.dumps(recipe, indent=1))  # JSON is YAML
     return path
