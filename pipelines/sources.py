@@ -388,8 +388,13 @@ def _named(error: Exception) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
-def _raise(error: Exception):
-    raise error
+def _commit_of(repo: str, revision: str) -> str:
+    """The commit a dataset's branch, tag or commit names (a commit without asking the Hub)."""
+    if COMMIT.fullmatch(revision):
+        return revision
+    from huggingface_hub import HfApi
+
+    return HfApi().dataset_info(repo, revision=revision).sha
 
 
 @dataclass
@@ -438,12 +443,7 @@ class HubSource(PairSource):
     # --- what the driver resolves once ---------------------------------------------------------------------------
     def commit(self) -> str:
         if getattr(self, "_commit", None) is None:
-            if COMMIT.fullmatch(self.revision):
-                self._commit = self.revision
-            else:
-                from huggingface_hub import HfApi
-
-                self._commit = self._hub_call(lambda: HfApi().dataset_info(self.repo, revision=self.revision).sha, self.revision)
+            self._commit = self._hub_call(lambda: _commit_of(self.repo, self.revision), self.revision)
         return self._commit
 
     def plan(self) -> dict[str | None, tuple[str, str, dict]]:
@@ -489,8 +489,11 @@ class HubSource(PairSource):
         except SourceError:
             raise
         except Exception as e:  # the Hub's and datasets' errors differ by version; all of them stop the build here
-            hint = f" ({HUB_PRESETS[self.preset].note})" if self.preset and HUB_PRESETS[self.preset].note else ""
-            raise SourceError(f"source {self.name}: cannot read Hub dataset {self.repo}@{revision}: {_named(e)}{hint}") from None
+            raise self._hub_error(e, revision) from None
+
+    def _hub_error(self, error: Exception, revision: str) -> SourceError:
+        hint = f" ({HUB_PRESETS[self.preset].note})" if self.preset and HUB_PRESETS[self.preset].note else ""
+        return SourceError(f"source {self.name}: cannot read Hub dataset {self.repo}@{revision}: {_named(error)}{hint}")
 
     # --- the PairSource interface ---------------------------------------------------------------------------------
     def languages(self):
@@ -568,7 +571,7 @@ class HubSource(PairSource):
             except StopIteration:
                 return
             except Exception as e:
-                self._hub_call(lambda error=e: _raise(error), commit)
+                raise self._hub_error(e, commit) from None
             yield row
 
     def _emit(self, frame: pl.DataFrame, langs, unpaired):
@@ -619,7 +622,7 @@ class HubEvalSet:
 
         where = f"eval set {self.name} ({self.hub}@{self.revision})"
         try:
-            commit = self.revision if COMMIT.fullmatch(self.revision) else HfApi().dataset_info(self.hub, revision=self.revision).sha
+            commit = _commit_of(self.hub, self.revision)
             local = Path(hub_constants.HF_HOME) / "bayling" / "eval" / f"{self.hub.replace('/', '--')}@{commit}-{'+'.join(self.splits)}-{self.column}.parquet"
             if not local.is_file():
                 files = [f for f in HfApi().list_repo_files(self.hub, repo_type="dataset", revision=commit) if f.endswith(".parquet") and self._in_splits(f)]
