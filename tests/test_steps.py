@@ -177,8 +177,22 @@ def test_language_id_filter_identifies_a_repeated_pivot_text_once_with_the_same_
     assert failed.count("language_id") == 1  # the German sentence labelled English
     english_asked = [t for lang, texts in asked if lang == "eng_Latn" for t in texts]
     assert sorted(english_asked) == sorted(english)  # each distinct English text once, over both batches
-    assert step.verdicts([DE], "deu_Latn")[0] == [None] and asked[-1] == ("deu_Latn", [DE])  # other languages: not kept
-    assert LanguageIdFilter.__getstate__(step)["_pivot_verdicts"] == {}  # not shipped to the tasks
+    assert step.verdicts([DE, DE], "deu_Latn")[0] == [None, None] and asked[-1] == ("deu_Latn", [DE])
+    assert step.verdicts([DE], "deu_Latn")[0] == [None] and asked[-1] == ("deu_Latn", [DE])  # kept for other languages too
+    assert LanguageIdFilter.__getstate__(step)["_verdicts"] == {}  # not shipped to the tasks
+
+
+def test_language_id_filter_asks_about_a_side_only_where_the_pivot_side_passed(tmp_path, monkeypatch):
+    table = pairs([("deu_Latn", DE, "eng_Latn", EN), ("deu_Latn", DE + " Wirklich.", "eng_Latn", DE),  # "English" is German
+                   ("fra_Latn", EN, "eng_Latn", "Alle Menschen sind frei und gleich geboren.")])  # both sides wrong  # fmt: skip
+    step = LanguageIdFilter(RemovedRows(tmp_path))
+    asked = []
+    check = step.identifier.check
+    monkeypatch.setattr(step.identifier, "check", lambda texts, lang: asked.append((lang, list(texts))) or check(texts, lang))
+    kept, removed = run_filter(step, table)
+    assert kept["src_text"].to_pylist() == [DE]
+    assert [d.split(":")[0] for d in removed["detail"].to_pylist()] == ["tgt", "tgt"]  # the pivot side's verdict
+    assert [t for lang, texts in asked if lang != "eng_Latn" for t in texts] == [DE]  # the rest never reached the model
 
 
 def test_language_id_filter_checks_script_where_no_model_knows_the_language(tmp_path):
@@ -406,6 +420,20 @@ def test_exact_dedup_caps_pairs_per_sentence(tmp_path):
     assert removed["reason"].to_pylist() == ["too_many_translations"] * 2
 
 
+def test_exact_dedup_finds_copies_across_batches_and_counts_each_side_apart(tmp_path):
+    first = pairs([("deu_Latn", "OK", "eng_Latn", "Okay"), ("deu_Latn", DE, "eng_Latn", EN)])
+    second = pairs([("deu_Latn", "Gut", "eng_Latn", "ok"),  # "ok" was a source sentence, never a target: no cap
+                    ("deu_Latn", DE, "eng_Latn", EN.upper()),  # a copy of the first batch's pair
+                    ("deu_Latn", DE, "eng_Latn", "Another translation.")])  # DE has its one pair  # fmt: skip
+    step = ExactPairDedup(RemovedRows(tmp_path), max_pairs_per_sentence=1)
+    kept = pa.concat_tables(step.run(iter([first, second])))
+    removed = pq.read_table(tmp_path / "exact_dedup" / "run-00000.parquet")
+    assert kept["src_text"].to_pylist() == ["OK", DE, "Gut"]
+    assert removed["reason"].to_pylist() == ["duplicate", "too_many_translations"]
+    assert removed["detail"][0].as_py() == f"same pair as {first['id'][1].as_py()}"
+    assert removed["detail"][1].as_py() == "the source sentence already has 1 pairs"
+
+
 def test_a_failing_step_leaves_no_partial_file(tmp_path):
     def broken():
         yield pairs([("deu_Latn", DE, "eng_Latn", EN)])
@@ -432,7 +460,7 @@ def _old_clean(messages: pl.Series) -> pl.Series:
 
 
 def test_chat_nfc_of_the_non_ascii_strings_alone_equals_nfc_of_all():
-    from pipelines.steps.chat import nfc
+    from pipelines.steps.normalize import nfc
 
     texts = pl.Series(CHAT_TEXTS + [None, "only ascii again"], dtype=pl.String)
     assert nfc(texts).to_list() == texts.str.normalize("NFC").to_list()
@@ -455,12 +483,12 @@ def test_chat_contents_cleaned_on_the_flat_column_equal_the_per_list_cleaning():
 def test_chat_spacing_rewrite_equals_replacing_every_whitespace_run():
     import random
 
-    from pipelines.steps.chat import _SPACING
+    from pipelines.steps.normalize import SPACING
 
     alphabet = ["a", "\u4eba", " ", " ", "\n", "\t", "\r", "\u00a0", "\u3000", "\u2028", "\u0085", "\x0b", "\u200b"]
     generator = random.Random(0)
     texts = pl.Series(CHAT_TEXTS + ["".join(generator.choices(alphabet, k=generator.randint(0, 12))) for _ in range(3000)])
-    assert texts.str.replace_all(_SPACING, " ").to_list() == texts.str.replace_all(r"\s+", " ").to_list()
+    assert texts.str.replace_all(SPACING, " ").to_list() == texts.str.replace_all(r"\s+", " ").to_list()
 
 
 def _old_reasons(messages: pl.Series, index) -> pl.DataFrame:
