@@ -55,5 +55,5 @@ def load_texts(spec: str) -> pl.DataFrame:
             )
         else:
             raise ValueError(f"{path}: needs columns text and lang, or src_text, src_lang, tgt_text, tgt_lang; has {sorted(columns)}")
-    frame = frame.with_columns(normalize_text(pl.col("text")).alias("text"))
+    frame = frame.with_columns(normalize_text(frame["text"]))
     return frame.filter(pl.col("text").str.len_chars() > 0)

@@ -25,23 +25,13 @@ from datatrove.pipeline.base import PipelineStep
 from pipelines.mixture import selection_keys
 from pipelines.steps.base import WORK_COMPRESSION, AtomicParquetWriter, write_parquet_atomic
 from pipelines.steps.decontaminate import eval_index
+from pipelines.steps.normalize import SPACING, nfc
 from schemas.records import CHAT_SCHEMA
 
 REMOVED_CHAT_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("stage", pa.string()), pa.field("reason", pa.string()), pa.field("detail", pa.string())])
 CHAT_BUCKETS = 32  # divides 256 (a bucket is the key's first byte mod this); fixed: a duplicate always lands in the bucket of its first copy, whatever the task count
 BUCKETED_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("key", pa.binary(16)), pa.field("order", pa.uint64())])
 SELECTABLE_CHAT_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("selection_key", pa.string(), nullable=False)])  # chat/<lang>/<bucket>.parquet
-
-
-_SPACING = r"\s{2,}|[\s--\x20]"  # the runs of `\s+` that are not already one space: rewriting only those gives the
-# same text as replacing every `\s+` by a space, and most turns of real text have none, which makes it 4x cheaper
-
-
-def nfc(content: pl.Series) -> pl.Series:
-    """`str.normalize("NFC")` of every string, done only on the non-ASCII ones: an ASCII string is its own NFC, and
-    polars' normalize costs as much on ASCII text as on any other (most English turns are ASCII)."""
-    non_ascii = (content.str.len_bytes() != content.str.len_chars()).arg_true()
-    return content.clone().scatter(non_ascii, content.gather(non_ascii).str.normalize("NFC"))
 
 
 def clean_contents(content: pl.Series) -> pl.Series:
@@ -76,7 +66,7 @@ def as_messages(lengths: np.ndarray, role: pl.Series, content: pl.Series) -> pl.
 def dedup_keys(lang: pl.Series, lengths: np.ndarray, role: pl.Series, lowered: pl.Series) -> list[bytes]:
     """Instructions that differ only in letter case or spacing are the same instruction. `lowered`: every turn's
     content, lower-cased (see `turns_of`)."""
-    folded_turns = pl.select(pl.lit(role) + "\x1e" + pl.lit(lowered).str.replace_all(_SPACING, " ")).to_series()
+    folded_turns = pl.select(pl.lit(role) + "\x1e" + pl.lit(lowered).str.replace_all(SPACING, " ")).to_series()
     folded = pl.select(
         pl.concat_str([pl.lit(lang), as_lists(lengths, as_arrow(folded_turns)).list.join("\x1d")], separator="\x1f")
     ).to_series()

@@ -26,7 +26,10 @@ class PairFilter(BatchFilter):
         self.max_length_ratio = max_length_ratio
 
     def reasons(self, batch: pa.Table) -> pl.DataFrame:
-        src, tgt = visual_length(pl.col("src_text")), visual_length(pl.col("tgt_text"))
+        frame = pl.from_arrow(batch.select(["src_text", "tgt_text"])).select(
+            src=visual_length(pl.col("src_text")), tgt=visual_length(pl.col("tgt_text")), same=pl.col("src_text") == pl.col("tgt_text")
+        )
+        src, tgt = pl.col("src"), pl.col("tgt")
         shorter, longer = pl.min_horizontal(src, tgt), pl.max_horizontal(src, tgt)
         ratio = longer / pl.max_horizontal(shorter, pl.lit(1))
         side_lengths = pl.format("lengths {} and {}", src, tgt)
@@ -34,11 +37,17 @@ class PairFilter(BatchFilter):
             (shorter == 0, "empty", pl.lit("a side is empty")),
             (shorter < self.min_chars, "too_short", side_lengths),
             (longer > self.max_chars, "too_long", side_lengths),
-            (pl.col("src_text") == pl.col("tgt_text"), "identical", pl.lit("both sides are the same text")),
+            (pl.col("same"), "identical", pl.lit("both sides are the same text")),
             (ratio > self.max_length_ratio, "length_ratio", pl.format("length ratio {} > {}", ratio.round(2), pl.lit(self.max_length_ratio))),
         ]
         reason, detail = pl.lit(None, pl.String), pl.lit(None, pl.String)
         for condition, name, text in reversed(rules):
             reason = pl.when(condition).then(pl.lit(name)).otherwise(reason)
             detail = pl.when(condition).then(text).otherwise(detail)
-        return pl.from_arrow(batch).select(reason.alias("reason"), detail.alias("detail"))
+        # the details (formatted strings) only for the few rows dropped
+        verdict = frame.with_row_index("row").with_columns(reason=reason)
+        dropped = verdict.filter(pl.col("reason").is_not_null()).select("row", detail=detail)
+        details = pl.Series("detail", [None] * frame.height, dtype=pl.String)
+        if dropped.height:
+            details = details.scatter(dropped["row"], dropped["detail"])
+        return verdict.select("reason").with_columns(details)
