@@ -21,7 +21,7 @@ from schemas.records import REMOVED_SCHEMA
 
 Batches = Iterator[pa.Table]
 # Files that only a later stage of the same build reads and whose sizes nothing depends on (the zh/en instruction
-# parts): zstd cost more than it saved, once to write and once to read. Not the mixture's files: the shard plan uses
+# parts, each task's removed rows): zstd cost more than it saved, once to write and once to read. Not the mixture's files: the shard plan uses
 # their sizes, in which the codec shows (page headers), so another codec would change the published shards.
 WORK_COMPRESSION = "none"
 
@@ -74,7 +74,8 @@ class RemovedRows:
         self.run = run  # stages that share a step name write different files
 
     def writer(self, step: str, rank: int) -> AtomicParquetWriter:
-        return AtomicParquetWriter(self.folder / step / f"{self.run}-{rank:05d}.parquet", REMOVED_SCHEMA)
+        # the manifest stage merges each step's files into the one published file: these are work files
+        return AtomicParquetWriter(self.folder / step / f"{self.run}-{rank:05d}.parquet", REMOVED_SCHEMA, compression=WORK_COMPRESSION)
 
 
 class BatchStep(PipelineStep):
