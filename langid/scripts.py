@@ -1,8 +1,8 @@
 """Unicode script of text: the second language check, and the only one for languages the model lacks.
 
 Script membership comes from the Unicode `Script` property through regular expressions (`\\p{sc=Latn}`), which
-take ISO 15924 codes: built once per script into a lookup table over all code points for batches, the `regex`
-module for single strings.
+take ISO 15924 codes: per script, a lookup table over the code points filled in as texts bring them, for batches;
+the `regex` module for single strings.
 """
 
 from __future__ import annotations
@@ -50,18 +50,27 @@ def known_scripts() -> tuple[str, ...]:
 
 
 @functools.cache
-def _all_characters() -> pl.Series:
-    return pl.Series([chr(c) if not 0xD800 <= c <= 0xDFFF else "" for c in range(0x110000)], dtype=pl.String)
-
-
-@functools.cache
-def _letter_table(script: str | None) -> np.ndarray:
-    """A boolean per code point: is it a letter (of `script`, when given; FLORES composites included)?"""
+def _letter_table(script: str | None) -> tuple[np.ndarray, str]:
+    """Per code point: is it a letter (of `script`, when given; FLORES composites included)? 1 yes, 0 no, -1 not
+    asked yet; and the pattern that answers. Filled in for the code points texts bring (a batch has a few hundred
+    distinct ones): classifying all 1.1M code points took 0.3 s, and 0.05 s more per script, in every process."""
     parts = _COMPOSITE.get(script, (script,)) if script else ()
     if not all(p in known_scripts() for p in parts):
         raise ValueError(f"unknown script code {script!r} (expected an ISO 15924 code such as Latn, Cyrl, Hans)")
     pattern = r"\p{L}" if not parts else "[\\p{L}&&[" + "".join(rf"\p{{sc={p}}}" for p in parts) + "]]"
-    return _all_characters().str.contains(pattern).fill_null(False).to_numpy()
+    return np.full(0x110000, -1, dtype=np.int8), pattern
+
+
+def _letters(code_points: np.ndarray, script: str | None) -> np.ndarray:
+    """For each code point: is it a letter (of `script`)?"""
+    table, pattern = _letter_table(script)
+    known = table[code_points]
+    if (known < 0).any():
+        new = np.unique(code_points[known < 0])
+        chars = pl.Series([chr(c) if not 0xD800 <= c <= 0xDFFF else "" for c in new.tolist()], dtype=pl.String)
+        table[new] = chars.str.contains(pattern).fill_null(False).to_numpy()
+        known = table[code_points]
+    return known == 1
 
 
 def script_fraction(texts, script: str) -> np.ndarray:
@@ -76,12 +85,12 @@ def script_fraction(texts, script: str) -> np.ndarray:
     ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
     starts = np.concatenate(([0], ends[:-1]))
 
-    def per_text(mask: np.ndarray) -> np.ndarray:
-        total = np.concatenate(([0], np.cumsum(mask[code_points], dtype=np.int64)))
+    def per_text(letter: np.ndarray) -> np.ndarray:
+        total = np.concatenate(([0], np.cumsum(letter, dtype=np.int64)))
         return total[ends] - total[starts]
 
-    letters = per_text(_letter_table(None))
-    in_script = per_text(_letter_table(script))
+    letters = per_text(_letters(code_points, None))
+    in_script = per_text(_letters(code_points, script))
     return np.divide(in_script, letters, out=np.zeros(len(texts)), where=letters > 0)
 
 

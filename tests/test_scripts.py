@@ -35,3 +35,21 @@ def test_script_fraction_in_batches():
 def test_unknown_script_code():
     with pytest.raises(ValueError, match="Qqqq"):
         script_fraction(["a"], "Qqqq")
+
+
+def test_script_fraction_classifies_code_points_as_texts_bring_them_with_the_answers_of_a_full_table():
+    import random
+
+    generator = random.Random(0)
+    points = [c for c in (generator.randrange(0x110000) for _ in range(4000)) if not 0xD800 <= c <= 0xDFFF]
+    points += list(range(0x41, 0x5B)) + list(range(0x410, 0x450)) + list(range(0x4E00, 0x4E40))  # letters too
+    texts = ["".join(chr(c) for c in points[i : i + 7]) for i in range(0, len(points), 7)]
+    for script, pattern in (("Cyrl", r"\p{sc=Cyrl}"), ("Hans", r"\p{sc=Hani}")):
+        expected = []
+        for text in texts:  # the same regex engine, a character at a time
+            chars = pl.Series(list(text), dtype=pl.String)
+            letters = chars.filter(chars.str.contains(r"\p{L}"))
+            expected.append(letters.str.contains(pattern).sum() / len(letters) if len(letters) else 0.0)
+        half = len(texts) // 2  # two calls: the second one finds part of its code points already classified
+        assert script_fraction(texts[:half], script).tolist() + script_fraction(texts[half:], script).tolist() == pytest.approx(expected)
+        assert 0 < sum(expected) < len(expected)

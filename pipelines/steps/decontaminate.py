@@ -268,12 +268,11 @@ class Decontaminate(BatchFilter):
 
     def reasons(self, batch: pa.Table) -> pl.DataFrame:
         index = eval_index(self.eval_sets, self.ngram, self.corpus_path)
-        train = pl.from_arrow(batch.column("split")) == "train"
+        frame = pl.from_arrow(batch.select(["split", "src_text", "tgt_text"]))
         reason, detail = [None] * batch.num_rows, [None] * batch.num_rows
-        rows = train.arg_true().to_list()
+        rows = (frame["split"] == "train").arg_true()
         for column in ("tgt_text", "src_text"):  # src last: its finding is the one reported when both overlap
-            texts = batch.column(column).take(rows).to_pylist() if rows else []
-            for row, hit in zip(rows, index.overlaps(texts)):
+            for row, hit in zip(rows.to_list(), index.overlaps(frame[column].gather(rows))):
                 if hit:
                     reason[row] = f"overlap:{hit[0]}"
                     detail[row] = f"{column} {hit[1]} an evaluation text of {hit[0]}"

@@ -129,7 +129,7 @@ class MinhashSigner:
         self.hash = create_hash_func(config.hash_config, input_type=bytes)  # xxhash 4 hashes bytes, not str
         self.num_hashes = config.num_buckets * config.hashes_per_bucket
 
-    def shingles(self, texts: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    def shingles(self, texts: list[pl.Series | list[str]]) -> tuple[np.ndarray, np.ndarray]:
         """(hashes, owner): the shingle hashes of every pair and the pair each belongs to, by pair. `texts` holds one
         list of texts per side (all sides of pair i at index i)."""
         n = self.config.n_grams
@@ -155,7 +155,7 @@ class MinhashSigner:
         order = np.argsort(owner, kind="stable")
         return shingle[order], owner[order]
 
-    def signatures(self, texts: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    def signatures(self, texts: list[pl.Series | list[str]]) -> tuple[np.ndarray, np.ndarray]:
         """(signed, signatures): the pairs that have shingles, and their signatures (one row of num_hashes each):
         datatrove's get_signature, `min((shingle * a + b) % (2**61 - 1))` with its parameters, for many pairs at once."""
         hashes, owner = self.shingles(texts)
@@ -251,7 +251,7 @@ class NearDuplicateDedup(BatchFilter):
         detail: list[str | None] = [None] * len(ids)
         frame = pl.from_arrow(batch.select(["src_lang", "tgt_lang", "src_text", "tgt_text"])).with_row_index("row")
         for (src_lang, tgt_lang), part in frame.group_by("src_lang", "tgt_lang", maintain_order=True):
-            signed, signatures = self.signer.signatures([part["src_text"].to_list(), part["tgt_text"].to_list()])
+            signed, signatures = self.signer.signatures([part["src_text"], part["tgt_text"]])
             if not len(signed):
                 continue
             rows = part["row"].to_numpy()[signed]
