@@ -277,11 +277,20 @@ def make_executor(args, pipeline, logging_dir: Path, tasks: int):
 
         return RayPipelineExecutor(pipeline, tasks=tasks, workers=min(args.workers, tasks), logging_dir=str(logging_dir),
                                    cpus_per_task=RAY_CPUS_PER_TASK, mem_per_cpu_gb=1)  # fmt: skip
-    import multiprocess
     from datatrove.executor import LocalPipelineExecutor
 
-    multiprocess.set_forkserver_preload(TASK_IMPORTS)  # takes effect when the first stage starts the forkserver
+    start_forkserver()
     return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(args.workers, tasks), logging_dir=str(logging_dir))
+
+
+def start_forkserver() -> None:
+    """Start the forkserver datatrove's local executor forks each stage's workers from, preloading TASK_IMPORTS: it
+    imports them while the driver reads its sources and runs the pivot stage (a no-op once it runs)."""
+    import multiprocess
+    from multiprocess import forkserver
+
+    multiprocess.set_forkserver_preload(TASK_IMPORTS)
+    forkserver.ensure_running()
 
 
 def start_ray(args) -> bool:
@@ -373,6 +382,8 @@ def pair_pipeline(recipe, sources, source_languages, langs, work: Path, run: str
 
 
 def build(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
+    if args.executor == "local":
+        start_forkserver()
     recipe = apply_overrides(recipes.load(args.recipe), args)
     sources = recipe.parallel
     source_languages = [s.languages() for s in sources]  # once: each reads the language columns of every file
