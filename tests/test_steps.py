@@ -254,7 +254,7 @@ def test_near_dedup_keeps_the_earliest_pair_across_batches(tmp_path):
 def test_minhash_signatures_are_datatroves():
     signer = MinhashSigner(minhash_config(ngram=3, num_buckets=4, hashes_per_bucket=3))
     texts = [LONG_DE, OTHER_DE, ZH]
-    hashes, owner = signer.shingles([texts])
+    hashes, owner = signer.shingles(texts)
     signed, signatures = signer.signatures([texts])
     assert signed.tolist() == [0, 1, 2] and signatures.shape == (3, 12)
     for i in range(3):

@@ -21,6 +21,8 @@ from pipelines.steps.base import BatchFilter, RemovedRows
 from pipelines.steps.decontaminate import word_lists
 from pipelines.steps.normalize import folded
 
+SIGNATURES_KEPT = 65_536  # texts per task whose MinHash signatures are kept: 59 MB with 112 hashes
+
 
 def dedup_keys(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """64-bit keys of the pair and of each side: texts that differ only in letter case or spacing are the same.
@@ -114,13 +116,17 @@ def minhash_config(ngram: int = 5, num_buckets: int = 14, hashes_per_bucket: int
 
 
 class MinhashSigner:
-    """MinHash signatures of many pairs at once, with datatrove's stage-1 parameters and formula.
+    """MinHash signatures of many texts at once, with datatrove's stage-1 parameters and formula.
 
     A pair's shingles are the word n-grams of each side (no n-gram spans the two sides); a side with fewer than n
     words is one shingle of all its words (datatrove gives it none: two pairs of short sides would never be
-    compared). A shingle's hash mixes its words' hashes (datatrove's hash function, once per distinct word of a
-    batch), where datatrove hashes the joined n-gram string: a Python call per n-gram, which cost more than all
-    the rest here (see tests/benchmarks/bench_dedup.py)."""
+    compared). So a pair's signature is the elementwise minimum of its sides' signatures (the MinHash of a union),
+    and a text is signed once however many pairs it is in (see TextSignatures). A shingle's hash mixes its words'
+    hashes (datatrove's hash function, once per distinct word of a batch), where datatrove hashes the joined
+    n-gram string: a Python call per n-gram, which cost more than all the rest here (see
+    tests/benchmarks/bench_dedup.py)."""
+
+    NONE = np.iinfo(np.uint64).max  # the signature values of a text without words (a real one is below 2**61 - 1)
 
     def __init__(self, config: MinhashConfig):
         self.config = config
@@ -129,11 +135,10 @@ class MinhashSigner:
         self.hash = create_hash_func(config.hash_config, input_type=bytes)  # xxhash 4 hashes bytes, not str
         self.num_hashes = config.num_buckets * config.hashes_per_bucket
 
-    def shingles(self, texts: list[pl.Series | list[str]]) -> tuple[np.ndarray, np.ndarray]:
-        """(hashes, owner): the shingle hashes of every pair and the pair each belongs to, by pair. `texts` holds one
-        list of texts per side (all sides of pair i at index i)."""
+    def shingles(self, texts: pl.Series | list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(hashes, owner): the shingle hashes of every text and the text each belongs to, by text."""
         n = self.config.n_grams
-        words = pl.concat([word_lists(side).with_row_index("row") for side in texts]).with_columns(count=pl.col("words").list.len())
+        words = word_lists(texts).with_columns(count=pl.col("words").list.len())
         flat = words.select(pl.col("words").explode().drop_nulls())["words"]
         unique = flat.unique(maintain_order=True)
         word_hash = np.fromiter((self.hash(w.encode()) for w in unique), dtype=np.uint64, count=len(unique))
@@ -151,19 +156,17 @@ class MinhashSigner:
                 inside = j < width
                 shingle[inside] = (shingle[inside] ^ hashes[starts[inside] + j]) * _MIX[1 + j % (len(_MIX) - 1)]
                 shingle[inside] ^= shingle[inside] >> np.uint64(31)
-        owner = words["row"].to_numpy().astype(np.int64)[text]
-        order = np.argsort(owner, kind="stable")
-        return shingle[order], owner[order]
+        return shingle, text
 
-    def signatures(self, texts: list[pl.Series | list[str]]) -> tuple[np.ndarray, np.ndarray]:
-        """(signed, signatures): the pairs that have shingles, and their signatures (one row of num_hashes each):
-        datatrove's get_signature, `min((shingle * a + b) % (2**61 - 1))` with its parameters, for many pairs at once."""
+    def text_signatures(self, texts: pl.Series | list[str]) -> np.ndarray:
+        """One signature row (num_hashes values) per text: datatrove's get_signature, `min((shingle * a + b) %
+        (2**61 - 1))` with its parameters, for many texts at once; NONE values for a text without words."""
         hashes, owner = self.shingles(texts)
         signed, starts = np.unique(owner, return_index=True)
         ends = np.append(starts[1:], len(hashes))
         a, b = self.stage1.parameters
-        out = np.empty((len(signed), self.num_hashes), dtype=np.uint64)
-        # blocks of whole pairs of about 2,048 shingles: the temporaries stay in cache
+        out = np.full((len(texts), self.num_hashes), self.NONE, dtype=np.uint64)
+        # blocks of whole texts of about 2,048 shingles: the temporaries stay in cache
         cuts = np.searchsorted(starts, np.arange(0, len(hashes), 2048), side="right") - 1
         bounds = np.unique(np.append(cuts, len(signed)))
         work = np.empty((2048 + int((ends - starts).max(initial=0)), self.num_hashes), dtype=np.uint64)
@@ -176,8 +179,15 @@ class MinhashSigner:
             _mod_mersenne61(permuted)
             if self.config.hash_config.precision == 32:
                 permuted &= np.uint64(self.config.hash_config.max)
-            out[first:last] = np.minimum.reduceat(permuted, starts[first:last] - starts[first], axis=0)
-        return signed, out
+            out[signed[first:last]] = np.minimum.reduceat(permuted, starts[first:last] - starts[first], axis=0)
+        return out
+
+    def signatures(self, sides: list[pl.Series | list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """(signed, signatures): the pairs that have shingles, and their signatures. `sides` holds one list of texts
+        per side (all sides of pair i at index i)."""
+        signatures = np.minimum.reduce([self.text_signatures(side) for side in sides])
+        signed = np.flatnonzero(signatures[:, 0] != self.NONE)
+        return signed, signatures[signed]
 
     def bucket_keys(self, signatures: np.ndarray) -> np.ndarray:
         """One 64-bit key per pair and bucket (hashes_per_bucket values mixed with the bucket number); two pairs share
@@ -201,6 +211,40 @@ def _mod_mersenne61(values: np.ndarray) -> None:
 
 
 _MIX = tuple(np.uint64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD))
+
+
+class TextSignatures:
+    """Signatures of the texts a task has signed, by language: a text is in several pairs (the pivot side in those
+    of every language of the task, the other side in its X -> eng_Latn and X -> zho_Hans pairs), and its
+    signature does not depend on the pair. On Firefox this signs a quarter of the texts pairs have. At most
+    `capacity` texts (num_hashes * 8 bytes each): when full, it starts over."""
+
+    def __init__(self, signer: MinhashSigner, capacity: int = SIGNATURES_KEPT):
+        self.signer = signer
+        self.capacity = capacity
+        self.rows = np.empty((0, signer.num_hashes), dtype=np.uint64)
+        self.index: dict[str, dict[str, int]] = {}  # language -> text -> row
+        self.size = 0
+
+    def of(self, texts: pl.Series, lang: str) -> np.ndarray:
+        known = self.index.setdefault(lang, {})
+        texts = texts.to_list()
+        new = list(dict.fromkeys(t for t in texts if t not in known))
+        if self.size + len(new) > self.capacity:  # full: start over
+            self.index, self.size = {lang: {}}, 0
+            known = self.index[lang]
+            new = list(dict.fromkeys(texts))
+            if len(new) > self.capacity:
+                return self.signer.text_signatures(texts)
+        if new:
+            if self.size + len(new) > len(self.rows):
+                grown = np.empty((min(self.capacity, max(2 * len(self.rows), self.size + len(new))), self.signer.num_hashes), dtype=np.uint64)
+                grown[: self.size] = self.rows[: self.size]
+                self.rows = grown
+            self.rows[self.size : self.size + len(new)] = self.signer.text_signatures(new)
+            known.update(zip(new, range(self.size, self.size + len(new))))
+            self.size += len(new)
+        return self.rows[np.fromiter((known[t] for t in texts), dtype=np.int64, count=len(texts))]
 
 
 class KeyIndex:
@@ -243,6 +287,7 @@ class NearDuplicateDedup(BatchFilter):
     def run(self, data, rank: int = 0, world_size: int = 1):
         self._index: dict[tuple[str, str], KeyIndex] = collections.defaultdict(KeyIndex)  # per task and direction
         self._kept_ids: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+        self._signatures = TextSignatures(self.signer)
         yield from super().run(data, rank, world_size)
 
     def reasons(self, batch: pa.Table) -> pl.DataFrame:
@@ -251,9 +296,11 @@ class NearDuplicateDedup(BatchFilter):
         detail: list[str | None] = [None] * len(ids)
         frame = pl.from_arrow(batch.select(["src_lang", "tgt_lang", "src_text", "tgt_text"])).with_row_index("row")
         for (src_lang, tgt_lang), part in frame.group_by("src_lang", "tgt_lang", maintain_order=True):
-            signed, signatures = self.signer.signatures([part["src_text"], part["tgt_text"]])
+            signatures = np.minimum(self._signatures.of(part["src_text"], src_lang), self._signatures.of(part["tgt_text"], tgt_lang))
+            signed = np.flatnonzero(signatures[:, 0] != self.signer.NONE)  # pairs with no word at all are never near-duplicates
             if not len(signed):
                 continue
+            signatures = signatures[signed]
             rows = part["row"].to_numpy()[signed]
             keys = self.signer.bucket_keys(signatures)
             index, kept_ids = self._index[(src_lang, tgt_lang)], self._kept_ids[(src_lang, tgt_lang)]
