@@ -150,7 +150,8 @@ def _lid_file(path: str) -> int:
     from schemas.language_codes import to_flores
 
     frame = pl.read_parquet(path, columns=["src_lang", "src_text", "tgt_lang", "tgt_text"])
-    frame = orient(frame.with_columns(pl.col("src_lang", "tgt_lang").map_elements(to_flores, return_dtype=pl.String)))
+    codes = {code: to_flores(code) for code in set(frame["src_lang"].unique()) | set(frame["tgt_lang"].unique())}
+    frame = orient(frame.with_columns(pl.col("src_lang", "tgt_lang").replace_strict(codes)))
     for (src, tgt), group in frame.group_by("src_lang", "tgt_lang"):
         _IDENTIFIER.check(group["src_text"].to_list(), src)
         _IDENTIFIER.check(group["tgt_text"].to_list(), tgt)
