@@ -111,16 +111,21 @@ class LanguageIdentifier:
         unique, inverse = np.unique(np.array(texts, dtype=object), return_inverse=True)  # pivot sides repeat
         long_enough = np.fromiter((len(t) >= self.min_model_chars for t in unique), dtype=bool, count=len(unique))
         open_ = np.flatnonzero(long_enough)
-        heard: list[list[str]] = [[] for _ in unique]
+        heard: list[dict[int, str]] = [{} for _ in unique]  # model's place in self.checks -> what it said
         covering = [check for check in self.checks if check.covers(lang)]
         ranked_first = np.ones(len(unique), dtype=bool)  # by every model asked so far
-        for check in covering:
+        # The cheapest model first: a text is confirmed when any model is sure of it (and, by agreement, when all
+        # rank it first), so the order changes what is asked, not what is decided; details list the recipe's order.
+        # lid176 (16 dimensions) costs a third of udhr-lid (64 dimensions, 459 labels) per text, and is sure of
+        # most texts in the languages it knows.
+        for check in sorted(covering, key=lambda c: c.model.cost):
             if not len(open_):
                 break
             confirmed, predicted, score = check.confirm(unique[open_].tolist(), lang)
             ranked_first[open_] &= check.matches(predicted, lang)
+            place = self.checks.index(check)
             for i in np.flatnonzero(~confirmed):
-                heard[open_[i]].append(f"{check.model.name}: {predicted[i]} ({score[i]:.2f})")
+                heard[open_[i]][place] = f"{check.model.name}: {predicted[i]} ({score[i]:.2f})"
             open_ = open_[~confirmed]
         if self.agreement and len(covering) >= 2:  # all models put it first, none sure enough alone: their agreement confirms it
             open_ = open_[~ranked_first[open_]]
@@ -130,7 +135,7 @@ class LanguageIdentifier:
             for i in np.flatnonzero(rejected[inverse]):
                 passed[i] = False
                 failed[i] = "language_id"
-                detail[i] = f"expected {lang}, predicted " + "; ".join(heard[inverse[i]])
+                detail[i] = f"expected {lang}, predicted " + "; ".join(said for _, said in sorted(heard[inverse[i]].items()))
         script = lang.split("_")[1]
         fractions = script_fraction(texts, script)
         for i in np.flatnonzero(passed & (fractions < self.min_script_fraction)):

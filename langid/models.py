@@ -134,6 +134,12 @@ class FastTextModel:
             raise ValueError(f"cannot load language-ID model {path}: {e}") from None
         return cls(str(spec or "lid176"), path, model)
 
+    @functools.cached_property
+    def cost(self) -> int:
+        """What a prediction costs, roughly: every label's score is a dot product with the text's vector (softmax
+        loss; the hierarchical softmax of lid176 costs less still)."""
+        return self.model.get_dimension() * len(self.labels)
+
     @property
     def sha256(self) -> str:
         return file_sha256(self.path)

@@ -92,6 +92,26 @@ def test_two_models_that_both_put_a_language_first_confirm_it_below_their_thresh
     assert both.check([DE], "deu_Latn").passed.tolist() == [False]
 
 
+def test_the_cheaper_model_is_asked_first_and_decides_nothing_differently(monkeypatch):
+    from pipelines.corpus import load_udhr
+
+    heldout = load_udhr().filter(pl.col("split") != "train")
+    texts = heldout.filter(pl.col("lang").is_in(["deu_Latn", "nld_Latn", "eng_Latn"]))["text"].to_list()
+    identifier = LanguageIdentifier.load("udhr-lid,lid176")
+    asked = []
+    for check in identifier.checks:
+        predict = check.model.predict
+        monkeypatch.setattr(check.model, "predict", lambda batch, k=1, predict=predict, name=check.model.name: asked.append((name, len(batch))) or predict(batch, k))
+    verdict = identifier.check(texts, "deu_Latn")
+    assert asked[0] == ("lid176", len(set(texts))) and asked[1][0] == "udhr-lid" and asked[1][1] < len(set(texts))
+    for check in identifier.checks:  # every model as cheap: asked in the recipe's order
+        monkeypatch.setitem(check.model.__dict__, "cost", 0)
+    in_order = identifier.check(texts, "deu_Latn")
+    assert asked[2][0] == "udhr-lid"
+    assert verdict.passed.tolist() == in_order.passed.tolist() and verdict.detail == in_order.detail
+    assert 0 < verdict.passed.sum() < len(texts) and all(d.index("udhr-lid") < d.index("lid176") for d in verdict.detail if d)
+
+
 def test_traditional_text_is_not_simplified_chinese(pipeline_identifier):
     verdict = pipeline_identifier.check([ZH_HANT], "zho_Hans")
     assert verdict.failed_check == ["script"] and "Hant" in verdict.detail[0]
