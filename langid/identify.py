@@ -87,8 +87,9 @@ class LanguageIdentifier:
 
     @classmethod
     def load(cls, models: str | None = None, global_threshold: float | None = None, min_script_fraction: float = 0.5, min_model_chars: int = 20):
-        """Models by spec, comma-separated in the order they are asked (see langid.models), each with its shipped
-        per-language thresholds; `global_threshold` is the fallback for languages without one."""
+        """Models by spec, comma-separated (see langid.models; `check` asks the cheapest first, and details follow
+        this order), each with its shipped per-language thresholds; `global_threshold` is the fallback for
+        languages without one."""
         from langid.models import DEFAULT_MODELS
 
         specs = [s.strip() for s in (models or DEFAULT_MODELS).split(",") if s.strip()]

@@ -7,7 +7,8 @@ is predicted by the model in each variant), each labelled with its language.
 Measured, best of --repeats, single process:
   bare      fastText batch prediction (model.predict on the list, k=1), for each model;
   langid    LanguageIdentifier.check with lid.176 alone: both checks, code mapping, per-language thresholds;
-  pipeline  LanguageIdentifier.check with the pipeline's default cascade (udhr-lid, then lid176);
+  pipeline  LanguageIdentifier.check with the pipeline's default models (lid176 asked first, udhr-lid for what it is
+            not sure of);
   datatrove datatrove's LanguageFilter with its defaults (lid.176, k=-1, threshold 0.65), one Document each.
 """
 
