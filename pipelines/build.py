@@ -279,7 +279,8 @@ def make_executor(args, pipeline, logging_dir: Path, tasks: int):
                                    cpus_per_task=RAY_CPUS_PER_TASK, mem_per_cpu_gb=1)  # fmt: skip
     from datatrove.executor import LocalPipelineExecutor
 
-    start_forkserver()
+    if min(args.workers, tasks) > 1:
+        start_forkserver()
     return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(args.workers, tasks), logging_dir=str(logging_dir))
 
 
@@ -382,7 +383,7 @@ def pair_pipeline(recipe, sources, source_languages, langs, work: Path, run: str
 
 
 def build(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
-    if args.executor == "local":
+    if args.executor == "local" and args.workers > 1:  # one worker runs the tasks in this process
         start_forkserver()
     recipe = apply_overrides(recipes.load(args.recipe), args)
     sources = recipe.parallel
