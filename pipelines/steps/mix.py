@@ -8,7 +8,6 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
@@ -64,8 +63,9 @@ def plan(mixture, cross_supply: dict[str, int], chat_supply: dict[str, int]) -> 
 
 def _write_splits(out_dir: Path, name: str, rows: pa.Table) -> None:
     """Every split gets a file for `name`, empty where it has no rows."""
+    splits = pl.from_arrow(rows.column("split"))  # compared by polars: see templates.no_rows on pyarrow and pandas
     for split in SPLITS:
-        part = rows.filter(pc.equal(rows.column("split"), split)) if rows.num_rows else rows
+        part = rows.filter((splits == split).to_arrow()) if rows.num_rows else rows
         write_parquet_atomic(out_dir / split / f"{name}.parquet", part.cast(INSTRUCTION_SCHEMA))
 
 
