@@ -261,9 +261,11 @@ def _format(template: str, **columns: str) -> pl.Expr:
 def ordered_runs(pairs: pl.DataFrame, fewest: int, most: int, seed: int, kind: str) -> list[list[dict]]:
     """The pairs cut into documents of `fewest` to `most` consecutive segments (how many, by a hash of the seed,
     `kind` and the first segment); a tail shorter than `fewest` is left out. Pairs without a position are not in any."""
+    frame = pairs.filter(pl.col("source_id").str.contains(POSITIONED))
+    if frame.is_empty():
+        return []
     frame = (
-        pairs.filter(pl.col("source_id").str.contains(POSITIONED))
-        .with_columns(positions=pl.col("source_id").str.split("|").list.eval(pl.element().str.extract(r"\.p(\d+)$", 1)))
+        frame.with_columns(positions=pl.col("source_id").str.split("|").list.eval(pl.element().str.extract(r"\.p(\d+)$", 1)))
         .with_columns(
             position=pl.col("positions").list.first().cast(pl.Int64),
             document=pl.col("source_id").str.replace_all(r"\.p\d+(\||$)", "${1}"),
