@@ -329,6 +329,10 @@ def test_ordered_runs_are_consecutive_segments_of_one_document_and_split():
         assert ("1", 1) not in positions(run) and [p for _, p in positions(run)] == list(range(positions(run)[0][1], positions(run)[0][1] + len(run)))
         assert len({p["split"] for p in run}) == 1
     assert ordered_runs(pairs.with_columns(source_id=pl.lit("test:1")), 2, 3, 0, "document") == []  # no positions
+    # a position on one side only, or not at the end of a side, is no position
+    for pattern, replacement in ((r"\.p\d+\|", "|"), (r"\.p\d+$", ""), (r"\.p(\d+)\|", ".p${1}x|")):
+        partial = pairs.with_columns(source_id=pl.col("source_id").str.replace(pattern, replacement))
+        assert (partial["source_id"] != pairs["source_id"]).any() and ordered_runs(partial, 2, 3, 0, "document") == []
 
 
 def test_document_rows_join_the_segments_in_order_and_answer_with_their_translations():
