@@ -388,6 +388,16 @@ def test_mix_shares_a_budget_among_the_kinds_and_keeps_every_heldout_row(tmp_pat
     assert sum(counts.values()) == 80 and 0 < counts["translate_document"] < 80
 
 
+def test_mix_templates_several_languages_at_once_as_one_by_one(tmp_path):
+    german = udhr_german()
+    french = pl.from_arrow(next(udhr_pairs([("fra_Latn", "zho_Hans")])))
+    step = MixInstructions(tmp_path, tmp_path / "plan.json", seed=3, templates=Templates(sentence=0.5, document=0.25, dialogue=0.25, segments=[2, 3]))
+    together = step.instructions([step.choose(german, 40), step.choose(french.head(0), 0), step.choose(french, 30)])
+    alone = [step.cross_lingual(german, 40), step.cross_lingual(french.head(0), 0), step.cross_lingual(french, 30)]
+    assert [t.num_rows for t in together] == [t.num_rows for t in alone] and together[2].num_rows > 30
+    assert all(a.equals(b) for a, b in zip(together, alone))
+
+
 def test_writer_is_atomic(tmp_path):
     writer = AtomicParquetWriter(tmp_path / "x.parquet", PAIR_SCHEMA)
     writer.write(pairs([("deu_Latn", DE, "eng_Latn", EN)]))
