@@ -74,7 +74,8 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def write_chart(path: Path, manifest: dict) -> Path:
-    """Two bar charts: instructions per language (sorted, log scale) and per direction kind."""
+    """Two bar charts: instructions per language (sorted, log scale) and per direction kind; of the manifest, reads
+    only `rows_per_language` and `rows_per_direction`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -235,11 +236,12 @@ def _in_config(folder: str, config: str) -> bool:
     return config == ALL or folder == config or (config == CROSS_LINGUAL and folder not in FAMILIES)
 
 
-def write_card(folder: Path, manifest: dict) -> list[Path]:
-    chart = write_chart(Path(folder) / CHART_NAME, manifest)
+def write_card(folder: Path, manifest: dict) -> Path:
+    """README.md; its chart is `write_chart`'s, drawn from the counts alone (the build draws it while it merges the
+    removed rows)."""
     path = Path(folder) / CARD_NAME
     text = "---\n" + yaml.safe_dump(front_matter(manifest), sort_keys=False, allow_unicode=True) + "---\n" + card_text(manifest, (Path(folder) / "recipe.yaml").read_text(encoding="utf-8"))
     tmp = path.with_name(f".{CARD_NAME}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-    return [path, chart]
+    return path

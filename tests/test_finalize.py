@@ -36,7 +36,7 @@ def test_merged_removed_rows_do_not_depend_on_tasks_or_passes(tmp_path, monkeypa
     merged = pq.read_table(tmp_path / "passes.parquet")
     assert merged.num_rows == table.num_rows
     assert merged.column("id").to_pylist() == sorted(table.column("id").to_pylist())
-    assert counts == {"identical": 866, "language_id": 867, "length_ratio": 867}
+    assert list(counts.items()) == [("identical", 866), ("language_id", 867), ("length_ratio", 867)]  # in the manifest in this order
     assert [pq.ParquetFile(tmp_path / "passes.parquet").metadata.row_group(i).num_rows for i in range(6)] == [500] * 5 + [100]
 
 

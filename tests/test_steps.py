@@ -343,6 +343,10 @@ def test_ordered_runs_are_consecutive_segments_of_one_document_and_split():
         assert ("1", 1) not in positions(run) and [p for _, p in positions(run)] == list(range(positions(run)[0][1], positions(run)[0][1] + len(run)))
         assert len({p["split"] for p in run}) == 1
     assert ordered_runs(pairs.with_columns(source_id=pl.lit("test:1")), 2, 3, 0, "document") == []  # no positions
+    # a position on one side only, or not at the end of a side, is no position
+    for pattern, replacement in ((r"\.p\d+\|", "|"), (r"\.p\d+$", ""), (r"\.p(\d+)\|", ".p${1}x|")):
+        partial = pairs.with_columns(source_id=pl.col("source_id").str.replace(pattern, replacement))
+        assert (partial["source_id"] != pairs["source_id"]).any() and ordered_runs(partial, 2, 3, 0, "document") == []
 
 
 def test_document_rows_join_the_segments_in_order_and_answer_with_their_translations():
@@ -396,6 +400,16 @@ def test_mix_shares_a_budget_among_the_kinds_and_keeps_every_heldout_row(tmp_pat
     few = MixInstructions(tmp_path, tmp_path / "plan.json", seed=3, templates=Templates(sentence=0.0, document=1.0, segments=[2, 2]))
     counts = dict(pl.from_arrow(few.cross_lingual(pairs, 80)).filter(pl.col("split") == "train")["task"].value_counts().iter_rows())
     assert sum(counts.values()) == 80 and 0 < counts["translate_document"] < 80
+
+
+def test_mix_templates_several_languages_at_once_as_one_by_one(tmp_path):
+    german = udhr_german()
+    french = pl.from_arrow(next(udhr_pairs([("fra_Latn", "zho_Hans")])))
+    step = MixInstructions(tmp_path, tmp_path / "plan.json", seed=3, templates=Templates(sentence=0.5, document=0.25, dialogue=0.25, segments=[2, 3]))
+    together = step.instructions([step.choose(german, 40), step.choose(french.head(0), 0), step.choose(french, 30)])
+    alone = [step.cross_lingual(german, 40), step.cross_lingual(french.head(0), 0), step.cross_lingual(french, 30)]
+    assert [t.num_rows for t in together] == [t.num_rows for t in alone] and together[2].num_rows > 30
+    assert all(a.equals(b) for a, b in zip(together, alone))
 
 
 def test_writer_is_atomic(tmp_path):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -27,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
-from pipelines.card import write_card
+from pipelines.card import CHART_NAME, write_card, write_chart
 from pipelines.manifest import FORMAT_VERSION, content_hash, sha256_file, write_manifest
 from pipelines.steps.base import WORK_COMPRESSION, AtomicParquetWriter, write_parquet_atomic
 from pipelines.steps.templates import CROSS_LINGUAL_TASKS
@@ -158,14 +159,17 @@ def merge_removed(step_dir: Path, path: Path) -> dict[str, int]:
         writer.close()
         return {}
     scan = pl.scan_parquet(files)
-    counts = dict(scan.group_by("reason").len().sort("reason").collect(engine="streaming").iter_rows())
+    counts: dict[str, int] = {}  # counted pass by pass: a scan of its own read every file once more
     order = [name for name, dtype in scan.collect_schema().items() if dtype == pl.String]  # ties in id: a total order
     passes = -(-total // REMOVED_ROWS_PER_PASS)
     prefix = pl.col("id").str.slice(0, 8).str.to_integer(base=16)
     pending = None
     for i in range(passes):
         low, high = (i << 32) // passes, ((i + 1) << 32) // passes
-        part = scan.filter((prefix >= low) & (prefix < high)).collect(engine="streaming").sort(order).to_arrow().cast(writer.schema)
+        part = scan.filter((prefix >= low) & (prefix < high)).collect(engine="streaming").sort(order)
+        for reason, n in part.group_by("reason").len().iter_rows():
+            counts[reason] = counts.get(reason, 0) + n
+        part = part.to_arrow().cast(writer.schema)
         pending = part if pending is None else pa.concat_tables([pending, part])
         whole = pending.num_rows - pending.num_rows % REMOVED_ROW_GROUP
         if whole:
@@ -174,7 +178,7 @@ def merge_removed(step_dir: Path, path: Path) -> dict[str, int]:
     if pending is not None and pending.num_rows:
         writer.write(pending)
     writer.close()
-    return counts
+    return dict(sorted(counts.items()))
 
 
 def count_rows(paths: list[Path]) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
@@ -208,29 +212,22 @@ class WriteManifest(PipelineStep):
         self.recipe_text = recipe_text
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        files, configs = [], {}
-        language, direction, tasks, per_split = {}, {}, {}, {split: 0 for split in SPLITS}
-        for folder in sorted(p for p in (self.output_dir / "data").glob("*") if p.is_dir()):
-            for split in SPLITS:
-                paths = sorted(folder.glob(f"{split}-*.parquet"))
-                if not paths:
-                    continue
-                rows = 0
-                for path in paths:
-                    n = pq.read_metadata(path).num_rows
-                    files.append({"path": str(path.relative_to(self.output_dir)), "sha256": sha256_file(path), "rows": n})
-                    rows += n
-                configs.setdefault(folder.name, {})[split] = rows
-                per_split[split] += rows
-        data_paths = [self.output_dir / f["path"] for f in files]
-        if data_paths:  # one scan of every shard: a scan per config and split cost seconds with 460 configs
-            language, direction, tasks = count_rows(data_paths)
-
+        # one task on a machine of several cores: the chart (matplotlib: its import and drawing are Python, holding
+        # the GIL, about a second) is drawn in a thread beside the hashing and the merging of the removed rows, which
+        # spend their time in C without the GIL; the files are hashed and the removed steps merged two at a time
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            files, configs, per_split = self.data_files(pool)
+            data_paths = [self.output_dir / f["path"] for f in files]
+            # one scan of every shard: a scan per config and split cost seconds with 460 configs
+            language, direction, tasks = count_rows(data_paths) if data_paths else ({}, {}, {})
+            counts = {"rows_per_language": dict(sorted(language.items())), "rows_per_direction": dict(sorted(direction.items()))}
+            chart = pool.submit(write_chart, self.output_dir / CHART_NAME, counts)
+            steps = sorted(p for p in (self.work_dir / "removed").glob("*") if p.is_dir())
+            merged = list(pool.map(self.merge_step, steps))
+            chart = chart.result()
         removed_counts: dict[str, dict[str, int]] = {}
-        for step_dir in sorted(p for p in (self.work_dir / "removed").glob("*") if p.is_dir()):
-            path = self.output_dir / "removed" / f"{step_dir.name}.parquet"
-            reasons = merge_removed(step_dir, path)
-            files.append({"path": str(path.relative_to(self.output_dir)), "sha256": sha256_file(path), "rows": sum(reasons.values())})
+        for step_dir, (path, reasons, digest) in zip(steps, merged):
+            files.append({"path": str(path.relative_to(self.output_dir)), "sha256": digest, "rows": sum(reasons.values())})
             if reasons:
                 removed_counts[step_dir.name] = reasons
 
@@ -243,8 +240,7 @@ class WriteManifest(PipelineStep):
             "content_hash": content_hash(files),
             "rows_per_split": per_split,
             "rows_per_config": configs,
-            "rows_per_language": dict(sorted(language.items())),
-            "rows_per_direction": dict(sorted(direction.items())),
+            **counts,
             "rows_per_task": dict(sorted(tasks.items())),
             "removed": removed_counts,
             "decontamination": {
@@ -253,8 +249,31 @@ class WriteManifest(PipelineStep):
             },  # fmt: skip
             "files": files,
         }
-        for path in write_card(self.output_dir, manifest):  # the card and its chart: derived, not in the hash
+        for path in (write_card(self.output_dir, manifest), chart):  # the card and its chart: derived, not in the hash
             manifest["files"].append({"path": path.name, "sha256": sha256_file(path), "rows": 0})
         write_manifest(self.output_dir, manifest)  # last: its presence marks a finished build
         return
         yield
+
+    def data_files(self, pool: ThreadPoolExecutor) -> tuple[list[dict], dict[str, dict[str, int]], dict[str, int]]:
+        """The manifest entry of every shard (config by config, split by split), the rows per config and split, and
+        per split."""
+        shards, configs, per_split = [], {}, {split: 0 for split in SPLITS}
+        for folder in sorted(p for p in (self.output_dir / "data").glob("*") if p.is_dir()):
+            for split in SPLITS:
+                paths = sorted(folder.glob(f"{split}-*.parquet"))
+                if not paths:
+                    continue
+                rows = [pq.read_metadata(path).num_rows for path in paths]
+                shards += zip(paths, rows)
+                configs.setdefault(folder.name, {})[split] = sum(rows)
+                per_split[split] += sum(rows)
+        digests = pool.map(sha256_file, [path for path, _ in shards])
+        files = [{"path": str(path.relative_to(self.output_dir)), "sha256": digest, "rows": rows} for (path, rows), digest in zip(shards, digests)]
+        return files, configs, per_split
+
+    def merge_step(self, step_dir: Path) -> tuple[Path, dict[str, int], str]:
+        """removed/<step>.parquet from the step's files: its path, rows per reason and sha256."""
+        path = self.output_dir / "removed" / f"{step_dir.name}.parquet"
+        reasons = merge_removed(step_dir, path)
+        return path, reasons, sha256_file(path)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
@@ -20,6 +19,9 @@ from pipelines.steps.templates import dialogue_rows, document_rows, ordered_runs
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
 
 CHAT_NAMES = {"zh": "zho_Hans", "en": "eng_Latn"}
+# a task's languages are templated together up to about this many sentences: `translation_rows` cost about as much
+# per call as per row on a language of 10k (the 95 of the Firefox benchmark); this bounds the memory it takes
+TEMPLATE_BATCH_ROWS = 100_000
 
 
 def supply(pairs_dir: Path, chat_dir: Path) -> tuple[dict[str, int], dict[str, int]]:
@@ -64,8 +66,9 @@ def plan(mixture, cross_supply: dict[str, int], chat_supply: dict[str, int]) -> 
 
 def _write_splits(out_dir: Path, name: str, rows: pa.Table) -> None:
     """Every split gets a file for `name`, empty where it has no rows."""
+    splits = pl.from_arrow(rows.column("split"))  # compared by polars: see templates.no_rows on pyarrow and pandas
     for split in SPLITS:
-        part = rows.filter(pc.equal(rows.column("split"), split)) if rows.num_rows else rows
+        part = rows.filter((splits == split).to_arrow()) if rows.num_rows else rows
         write_parquet_atomic(out_dir / split / f"{name}.parquet", part.cast(INSTRUCTION_SCHEMA))
 
 
@@ -85,12 +88,15 @@ class MixInstructions(PipelineStep):
         budgets = json.loads(self.plan_path.read_text())
         langs = sorted(budgets["cross_lingual"])
         out_dir = self.work_dir / "instructions"
+        batch = []
         for lang in languages_of_task(langs, rank, world_size):
             pairs = pl.read_parquet(self.work_dir / "pairs" / f"{lang}.parquet")
-            rows = self.cross_lingual(pairs, budgets["cross_lingual"][lang])
-            for task, n in pl.from_arrow(rows.select(["task"]))["task"].value_counts().iter_rows():
-                self.stat_update(task, value=n)
-            _write_splits(out_dir, lang, rows)
+            batch.append((lang, *self.choose(pairs, budgets["cross_lingual"][lang])))
+            if sum(chosen.height for _, chosen, _ in batch) >= TEMPLATE_BATCH_ROWS:
+                self.write_languages(batch, out_dir)
+                batch = []
+        if batch:
+            self.write_languages(batch, out_dir)
         # the zh/en part (most of the rows): its files are spread over the tasks, the cutoff is global
         chat = [(name, lang, path) for name, lang in CHAT_NAMES.items() for path in chat_files(self.work_dir / "chat", lang)]
         for name, lang, path in chat[rank::world_size]:
@@ -98,10 +104,38 @@ class MixInstructions(PipelineStep):
         return
         yield
 
+    def write_languages(self, batch: list[tuple[str, pl.DataFrame, dict]], out_dir: Path) -> None:
+        """Each language's files, from what `choose` took of it."""
+        for (lang, _, _), rows in zip(batch, self.instructions([(sentences, documents) for _, sentences, documents in batch])):
+            for task, n in pl.from_arrow(rows.select(["task"]))["task"].value_counts().iter_rows():
+                self.stat_update(task, value=n)
+            _write_splits(out_dir, lang, rows)
+
     def cross_lingual(self, pairs: pl.DataFrame, budget: int) -> pa.Table:
-        """The language's instructions: `budget` train rows, shared among sentences, documents and dialogues by the
-        template weights (sentences fill what documents and dialogues cannot), and every validation and test row.
-        Within each kind, the candidates with the smallest selection keys are taken."""
+        """One language's instructions (see `choose`)."""
+        return self.instructions([self.choose(pairs, budget)])[0]
+
+    def instructions(self, chosen: list[tuple[pl.DataFrame, dict]]) -> list[pa.Table]:
+        """The instructions of what `choose` took of each of several languages: sentences, documents, dialogues. The
+        sentences of all of them are templated in one `translation_rows`, which works row by row: the same rows as a
+        call per language, without its cost per call."""
+        everything = pl.concat([sentences for sentences, _ in chosen])
+        translations = translation_rows(everything.drop("reverse", "key"), everything["reverse"], self.seed)
+        tables, start = [], 0
+        for sentences, documents in chosen:
+            tables.append(pa.concat_tables([
+                translations.slice(start, sentences.height),
+                document_rows([run for run, _ in documents["document"]], [r for _, r in documents["document"]], self.seed),
+                dialogue_rows([run for run, _ in documents["dialogue"]], [r for _, r in documents["dialogue"]], self.seed),
+            ]))  # fmt: skip
+            start += sentences.height
+        return tables
+
+    def choose(self, pairs: pl.DataFrame, budget: int) -> tuple[pl.DataFrame, dict[str, list[tuple[list[dict], bool]]]]:
+        """What becomes the language's instructions: `budget` train rows, shared among sentences, documents and
+        dialogues by the template weights (sentences fill what documents and dialogues cannot), and every validation
+        and test row. Within each kind, the candidates with the smallest selection keys are taken. The sentences (a
+        pair and `reverse`) in their order, and per kind the (run of pairs, reverse) of the documents."""
         weights = {kind: getattr(self.templates, kind) for kind in ("sentence", "document", "dialogue")}
         fewest, most = self.templates.segments
         sentences = pl.concat([pairs.with_columns(reverse=pl.lit(False)), pairs.with_columns(reverse=pl.lit(True))])
@@ -125,11 +159,7 @@ class MixInstructions(PipelineStep):
         for kind in ("document", "dialogue"):
             in_train = [c for c in documents[kind] if c[0][0]["split"] == "train"]
             documents[kind] = in_train[: take[kind]] + [c for c in documents[kind] if c[0][0]["split"] != "train"]
-        return pa.concat_tables([
-            translation_rows(chosen.drop("reverse", "key"), chosen["reverse"], self.seed),
-            document_rows([run for run, _ in documents["document"]], [r for _, r in documents["document"]], self.seed),
-            dialogue_rows([run for run, _ in documents["dialogue"]], [r for _, r in documents["dialogue"]], self.seed),
-        ])  # fmt: skip
+        return chosen, documents
 
     def select_chat(self, path: Path, out_path: Path, cutoff: str) -> int:
         """The rows of `path` whose selection key (see DedupChat) is at most `cutoff`, as instructions of the train

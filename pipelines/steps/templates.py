@@ -104,6 +104,9 @@ DIALOGUE_FOLLOW_UPS = {
                  "再翻译这段：\n\n{text}", "接着来：\n{text}", "这是下一段。\n\n{text}"),
 }  # fmt: skip
 CROSS_LINGUAL_TASKS = ("translation", "translate_document", "translate_dialogue")
+# a source id whose every part ("|" between the sides) ends in a position `.p<n>`: one regex over the column, as
+# a corpus without positions (most) has nothing to split or extract
+POSITIONED = r"^[^|]*\.p\d+(\|[^|]*\.p\d+)*$"
 SEGMENT_SEPARATOR = "\n"  # between the segments of a document, in the request and in the answer
 _NAME_LANGUAGE = {"eng_Latn": "en", "zho_Hans": "zh"}
 
@@ -111,6 +114,13 @@ _NAME_LANGUAGE = {"eng_Latn": "en", "zho_Hans": "zh"}
 @functools.lru_cache(maxsize=4096)
 def _name(code: str, instruction_lang: str) -> str:
     return language_name(code, _NAME_LANGUAGE[instruction_lang])
+
+
+def no_rows() -> pa.Table:
+    """An empty table of instructions. Not `INSTRUCTION_SCHEMA.empty_table()`, nor anything else that converts Python
+    objects: pyarrow imports pandas on its first such conversion (a quarter of a second), and a mix task whose pairs
+    have no positions (most corpora) has no other."""
+    return pa.Table.from_batches([], schema=INSTRUCTION_SCHEMA)
 
 
 def choose_phrasing(seed: int, pair_id: str, direction: str, count: int) -> int:
@@ -148,6 +158,8 @@ def _sides(segments: list[dict], backwards: bool) -> tuple[tuple[str, str], list
 def document_rows(documents: list[list[dict]], reverse: list[bool], seed: int) -> pa.Table:
     """One `translate_document` instruction per run of consecutive pairs: every segment in one request, the answer
     their translations in the same order."""
+    if not documents:
+        return no_rows()
     rows = []
     for segments, backwards in zip(documents, reverse):
         pivot = segments[0]["tgt_lang"]
@@ -163,6 +175,8 @@ def document_rows(documents: list[list[dict]], reverse: list[bool], seed: int) -
 def dialogue_rows(documents: list[list[dict]], reverse: list[bool], seed: int) -> pa.Table:
     """One `translate_dialogue` instruction per run of consecutive pairs: a user turn per segment, each answered by
     its translation; the first turn says what is asked, the others are short follow-ups."""
+    if not documents:
+        return no_rows()
     rows = []
     for segments, backwards in zip(documents, reverse):
         pivot = segments[0]["tgt_lang"]
@@ -187,7 +201,7 @@ def translation_rows(pairs: pl.DataFrame, reverse: list[bool] | pl.Series, seed:
     dict, a str.format and two blake2b joins per row cost 5 s on the 979k rows of a BayLing-2-sized mixture): the
     same rows as one `PHRASINGS[pivot][k].format(...)` and `stable_id(...)` per row, in the same order."""
     if not pairs.height:
-        return INSTRUCTION_SCHEMA.empty_table()
+        return no_rows()
     backwards = pl.Series(reverse, dtype=pl.Boolean)
 
     def flip(forth: str, back: str) -> pl.Expr:
@@ -247,10 +261,11 @@ def _format(template: str, **columns: str) -> pl.Expr:
 def ordered_runs(pairs: pl.DataFrame, fewest: int, most: int, seed: int, kind: str) -> list[list[dict]]:
     """The pairs cut into documents of `fewest` to `most` consecutive segments (how many, by a hash of the seed,
     `kind` and the first segment); a tail shorter than `fewest` is left out. Pairs without a position are not in any."""
-    part_positions = pl.col("source_id").str.split("|").list.eval(pl.element().str.extract(r"\.p(\d+)$", 1))
+    frame = pairs.filter(pl.col("source_id").str.contains(POSITIONED))
+    if frame.is_empty():
+        return []
     frame = (
-        pairs.with_columns(positions=part_positions)
-        .filter(pl.col("positions").list.drop_nulls().list.len() == pl.col("positions").list.len())
+        frame.with_columns(positions=pl.col("source_id").str.split("|").list.eval(pl.element().str.extract(r"\.p(\d+)$", 1)))
         .with_columns(
             position=pl.col("positions").list.first().cast(pl.Int64),
             document=pl.col("source_id").str.replace_all(r"\.p\d+(\||$)", "${1}"),
