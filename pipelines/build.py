@@ -272,7 +272,7 @@ def thread_limits(cpus: int) -> dict[str, str]:
 
 
 def make_executor(args, pipeline, logging_dir: Path, tasks: int):
-    if args.executor == "ray":
+    if args.executor == "ray" and tasks > 1:  # a stage of one task runs here: an actor would only add its start-up (2-4 s)
         from datatrove.executor import RayPipelineExecutor
 
         return RayPipelineExecutor(pipeline, tasks=tasks, workers=min(args.workers, tasks), logging_dir=str(logging_dir),
