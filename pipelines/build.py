@@ -279,14 +279,12 @@ def make_executor(args, pipeline, logging_dir: Path, tasks: int):
                                    cpus_per_task=RAY_CPUS_PER_TASK, mem_per_cpu_gb=1)  # fmt: skip
     from datatrove.executor import LocalPipelineExecutor
 
-    if min(args.workers, tasks) > 1:
-        start_forkserver()
     return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(args.workers, tasks), logging_dir=str(logging_dir))
 
 
 def start_forkserver() -> None:
     """Start the forkserver datatrove's local executor forks each stage's workers from, preloading TASK_IMPORTS: it
-    imports them while the driver reads its sources and runs the pivot stage (a no-op once it runs)."""
+    imports them while the driver reads its sources and runs the pivot stage. Once per build, before any stage."""
     import multiprocess
     from multiprocess import forkserver
 

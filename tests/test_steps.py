@@ -182,6 +182,23 @@ def test_language_id_filter_identifies_a_repeated_pivot_text_once_with_the_same_
     assert LanguageIdFilter.__getstate__(step)["_verdicts"] == {}  # not shipped to the tasks
 
 
+def test_language_id_filter_keeps_a_bounded_number_of_verdicts(tmp_path, monkeypatch):
+    from pipelines.steps import language_id
+
+    monkeypatch.setattr(language_id, "VERDICTS_KEPT", 3)
+    step = LanguageIdFilter(RemovedRows(tmp_path))
+    english = [EN, "Everyone has the right to life, liberty and security of person."]
+    assert step.verdicts(english, "eng_Latn")[0] == [None, None]
+    german = [DE, DE + " Wirklich.", EN]
+    assert step.verdicts(german, "deu_Latn")[0] == [None, None, "language_id"]
+    assert len(step._verdicts["deu_Latn"]) == 3
+    french = ["Tous les êtres humains naissent libres et égaux en dignité et en droits.", DE]
+    assert step.verdicts(french, "fra_Latn")[0] == [None, "language_id"]  # the right answers while starting over
+    assert step._verdicts["deu_Latn"] == {} and len(step._verdicts["fra_Latn"]) == 2  # the other languages' share: full
+    assert len(step._verdicts["eng_Latn"]) == 2  # a pivot language keeps its own
+    assert step.verdicts(german, "deu_Latn")[0] == [None, None, "language_id"]
+
+
 def test_language_id_filter_asks_about_a_side_only_where_the_pivot_side_passed(tmp_path, monkeypatch):
     table = pairs([("deu_Latn", DE, "eng_Latn", EN), ("deu_Latn", DE + " Wirklich.", "eng_Latn", DE),  # "English" is German
                    ("fra_Latn", EN, "eng_Latn", "Alle Menschen sind frei und gleich geboren.")])  # both sides wrong  # fmt: skip

@@ -7,8 +7,11 @@ import pyarrow as pa
 
 from langid.identify import LanguageIdentifier
 from pipelines.steps.base import BatchFilter, RemovedRows
+from schemas.language_codes import PIVOTS
 
-VERDICTS_KEPT = 250_000  # per task and language: some 50 MB of sentences; later ones are checked every time
+# Verdicts kept per task: up to this many for each pivot language, and this many for all other languages together
+# (some 50 MB of sentences each).
+VERDICTS_KEPT = 250_000
 
 
 class LanguageIdFilter(BatchFilter):
@@ -27,6 +30,7 @@ class LanguageIdFilter(BatchFilter):
         self.min_script_fraction = min_script_fraction
         self._identifier: LanguageIdentifier | None = None
         self._verdicts: dict[str, dict[str, tuple[str | None, str]]] = {}
+        self._others_kept = 0
 
     @property
     def identifier(self) -> LanguageIdentifier:
@@ -35,7 +39,7 @@ class LanguageIdFilter(BatchFilter):
         return self._identifier
 
     def __getstate__(self):
-        return {**self.__dict__, "_identifier": None, "_verdicts": {}}
+        return {**self.__dict__, "_identifier": None, "_verdicts": {}, "_others_kept": 0}
 
     def verdicts(self, texts: list[str], lang: str) -> tuple[list[str | None], list[str]]:
         """The failed check (None: passed) and detail of each text. A verdict depends only on the text and its
@@ -45,14 +49,29 @@ class LanguageIdFilter(BatchFilter):
         verdicts are the same."""
         known = self._verdicts.setdefault(lang, {})
         new = list(dict.fromkeys(t for t in texts if t not in known))
-        if new:
-            verdict = self.identifier.check(new, lang)
-            found = dict(zip(new, zip(verdict.failed_check, verdict.detail)))
+        if not new:
+            return [known[t][0] for t in texts], [known[t][1] for t in texts]
+        verdict = self.identifier.check(new, lang)
+        found = dict(zip(new, zip(verdict.failed_check, verdict.detail)))
+        answers = [found[t] if t in found else known[t] for t in texts]
+        self.keep(lang, found)
+        return [a[0] for a in answers], [a[1] for a in answers]
+
+    def keep(self, lang: str, found: dict) -> None:
+        """Keep new verdicts within VERDICTS_KEPT: a pivot language's until its share is full; the other languages
+        share one, and start over when it is full (their texts recur in nearby batches: a text's X -> eng_Latn
+        and X -> zho_Hans pairs)."""
+        known = self._verdicts[lang]
+        if lang in PIVOTS:
             if len(known) + len(found) <= VERDICTS_KEPT:
                 known.update(found)
-            else:  # full: these are used for this batch only
-                known = {**found, **{t: known[t] for t in texts if t in known}}
-        return [known[t][0] for t in texts], [known[t][1] for t in texts]
+            return
+        if self._others_kept + len(found) > VERDICTS_KEPT:
+            self._verdicts = {code: kept if code in PIVOTS else {} for code, kept in self._verdicts.items()}
+            self._others_kept = 0
+        if len(found) <= VERDICTS_KEPT:
+            self._verdicts[lang].update(found)
+            self._others_kept += len(found)
 
     def reasons(self, batch: pa.Table) -> pl.DataFrame:
         frame = pl.from_arrow(batch.select(["src_lang", "src_text", "tgt_lang", "tgt_text"])).with_row_index("row")
