@@ -1,3 +1,4 @@
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -272,12 +273,15 @@ def test_minhash_signatures_are_datatroves():
     signer = MinhashSigner(minhash_config(ngram=3, num_buckets=4, hashes_per_bucket=3))
     texts = [LONG_DE, OTHER_DE, ZH]
     hashes, owner = signer.shingles(texts)
-    signed, signatures = signer.signatures([texts])
-    assert signed.tolist() == [0, 1, 2] and signatures.shape == (3, 12)
+    signatures = signer.text_signatures(texts + ["...", ""])
+    assert signatures.shape == (5, 12) and (signatures[3:] == MinhashSigner.NONE).all()  # no words, no signature
     for i in range(3):
         expected = signer.stage1.get_signature(hashes[owner == i].reshape(-1, 1))  # datatrove's MinHash stage 1
         assert signatures[i].tolist() == [h for bucket in expected for h in bucket]
     assert len(hashes[owner == 2]) == sum(c.isalpha() for c in ZH) - 2  # each Han character is a word: its 3-grams
+    # a pair's signature (its sides' shingles together) is the elementwise minimum of its sides'
+    pair = signer.stage1.get_signature(hashes[owner <= 1].reshape(-1, 1))
+    assert np.minimum(signatures[0], signatures[1]).tolist() == [h for bucket in pair for h in bucket]
 
 
 def both_directions(table, seed):
@@ -397,10 +401,14 @@ def test_dialogue_rows_translate_one_segment_a_turn():
     assert zh_row["messages"][1]["content"] == zh_run[0]["src_text"] and zh_row["src_lang"] == "zho_Hans"
 
 
+def one_language(step: MixInstructions, pairs: pl.DataFrame, budget: int) -> pa.Table:
+    return step.instructions([step.choose(pairs, budget)])[0]
+
+
 def test_mix_shares_a_budget_among_the_kinds_and_keeps_every_heldout_row(tmp_path):
     pairs = udhr_german()
     step = MixInstructions(tmp_path, tmp_path / "plan.json", seed=3, templates=Templates(sentence=0.5, document=0.25, dialogue=0.25, segments=[2, 3]))
-    frame = pl.from_arrow(step.cross_lingual(pairs, 40))
+    frame = pl.from_arrow(one_language(step, pairs, 40))
     train = frame.filter(pl.col("split") == "train")
     assert train.height == 40
     assert dict(train["task"].value_counts().iter_rows()) == {"translation": 20, "translate_document": 10, "translate_dialogue": 10}
@@ -410,12 +418,12 @@ def test_mix_shares_a_budget_among_the_kinds_and_keeps_every_heldout_row(tmp_pat
     articles = frame.select("split", article=pl.col("source_id").str.extract_all(r":a(\d+)\.").list.eval(pl.element().str.extract(r"(\d+)").cast(pl.Int32)))
     for split, allowed in {"train": range(0, 25), "validation": range(25, 28), "test": range(28, 31)}.items():
         assert articles.filter(pl.col("split") == split)["article"].explode().is_in(list(allowed)).all()
-    assert frame.equals(pl.from_arrow(step.cross_lingual(pairs, 40)))  # the same seed, the same rows
+    assert frame.equals(pl.from_arrow(one_language(step, pairs, 40)))  # the same seed, the same rows
     other = MixInstructions(tmp_path, tmp_path / "plan.json", seed=4, templates=step.templates)
-    assert not frame.equals(pl.from_arrow(other.cross_lingual(pairs, 40)))
+    assert not frame.equals(pl.from_arrow(one_language(other, pairs, 40)))
     # documents run short: sentences fill the budget
     few = MixInstructions(tmp_path, tmp_path / "plan.json", seed=3, templates=Templates(sentence=0.0, document=1.0, segments=[2, 2]))
-    counts = dict(pl.from_arrow(few.cross_lingual(pairs, 80)).filter(pl.col("split") == "train")["task"].value_counts().iter_rows())
+    counts = dict(pl.from_arrow(one_language(few, pairs, 80)).filter(pl.col("split") == "train")["task"].value_counts().iter_rows())
     assert sum(counts.values()) == 80 and 0 < counts["translate_document"] < 80
 
 
@@ -424,7 +432,7 @@ def test_mix_templates_several_languages_at_once_as_one_by_one(tmp_path):
     french = pl.from_arrow(next(udhr_pairs([("fra_Latn", "zho_Hans")])))
     step = MixInstructions(tmp_path, tmp_path / "plan.json", seed=3, templates=Templates(sentence=0.5, document=0.25, dialogue=0.25, segments=[2, 3]))
     together = step.instructions([step.choose(german, 40), step.choose(french.head(0), 0), step.choose(french, 30)])
-    alone = [step.cross_lingual(german, 40), step.cross_lingual(french.head(0), 0), step.cross_lingual(french, 30)]
+    alone = [one_language(step, german, 40), one_language(step, french.head(0), 0), one_language(step, french, 30)]
     assert [t.num_rows for t in together] == [t.num_rows for t in alone] and together[2].num_rows > 30
     assert all(a.equals(b) for a, b in zip(together, alone))
 

@@ -182,13 +182,6 @@ class MinhashSigner:
             out[signed[first:last]] = np.minimum.reduceat(permuted, starts[first:last] - starts[first], axis=0)
         return out
 
-    def signatures(self, sides: list[pl.Series | list[str]]) -> tuple[np.ndarray, np.ndarray]:
-        """(signed, signatures): the pairs that have shingles, and their signatures. `sides` holds one list of texts
-        per side (all sides of pair i at index i)."""
-        signatures = np.minimum.reduce([self.text_signatures(side) for side in sides])
-        signed = np.flatnonzero(signatures[:, 0] != self.NONE)
-        return signed, signatures[signed]
-
     def bucket_keys(self, signatures: np.ndarray) -> np.ndarray:
         """One 64-bit key per pair and bucket (hashes_per_bucket values mixed with the bucket number); two pairs share
         a bucket when the keys are equal (a false match has probability about 2**-64)."""

@@ -111,10 +111,6 @@ class MixInstructions(PipelineStep):
                 self.stat_update(task, value=n)
             _write_splits(out_dir, lang, rows)
 
-    def cross_lingual(self, pairs: pl.DataFrame, budget: int) -> pa.Table:
-        """One language's instructions (see `choose`)."""
-        return self.instructions([self.choose(pairs, budget)])[0]
-
     def instructions(self, chosen: list[tuple[pl.DataFrame, dict]]) -> list[pa.Table]:
         """The instructions of what `choose` took of each of several languages: sentences, documents, dialogues. The
         sentences of all of them are templated in one `translation_rows`, which works row by row: the same rows as a
