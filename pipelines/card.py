@@ -4,7 +4,6 @@ read (languages, license, size, one config per task family and per language), an
 from __future__ import annotations
 
 import json
-
 import os
 from pathlib import Path
 
@@ -181,8 +180,8 @@ text of an evaluation set:
 {_table(["evaluation set", "origin", "version", "rows removed"], eval_rows)}
 
 Language identification: fastText models {", ".join(f"`{m['name']}`" for m in manifest["language_id"]["models"])}
-(asked in this order, per-language thresholds) and the Unicode script of each side; {len(script_only)} languages
-no model has a label for were checked by their script only.
+(per-language thresholds; a side passes when one model is sure of it, or when all put its language first) and the
+Unicode script of each side; {len(script_only)} languages no model has a label for were checked by their script only.
 
 ## Rows per language and direction
 

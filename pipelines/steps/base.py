@@ -21,8 +21,9 @@ from schemas.records import REMOVED_SCHEMA
 
 Batches = Iterator[pa.Table]
 # Files that only a later stage of the same build reads and whose sizes nothing depends on (the zh/en instruction
-# parts, each task's removed rows): zstd cost more than it saved, once to write and once to read. Not the mixture's files: the shard plan uses
-# their sizes, in which the codec shows (page headers), so another codec would change the published shards.
+# parts, each task's removed rows): zstd cost more than it saved, once to write and once to read. Not the mixture's
+# files: the shard plan uses their sizes, in which the codec shows (page headers), so another codec would change the
+# published shards.
 WORK_COMPRESSION = "none"
 
 
