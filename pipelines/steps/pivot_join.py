@@ -14,11 +14,12 @@ import polars as pl
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
+from pipelines.steps.normalize import folded
 from schemas.records import PAIR_SCHEMA, stable_ids
 
 
 def english_key(texts: pl.Expr) -> pl.Expr:
-    return texts.str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+    return folded(texts).str.strip_chars()
 
 
 class PivotJoin(PipelineStep):
