@@ -50,33 +50,36 @@ def known_scripts() -> tuple[str, ...]:
 
 
 @functools.cache
-def _letter_table(script: str | None) -> tuple[np.ndarray, str]:
-    """Per code point: is it a letter (of `script`, when given; FLORES composites included)? 1 yes, 0 no, -1 not
-    asked yet; and the pattern that answers. Filled in for the code points texts bring (a batch has a few hundred
-    distinct ones): classifying all 1.1M code points took 0.3 s, and 0.05 s more per script, in every process."""
-    parts = _COMPOSITE.get(script, (script,)) if script else ()
+def _letter_classes(script: str) -> tuple[np.ndarray, str]:
+    """Per code point: 0 not a letter, 1 a letter of another script, 2 a letter of `script` (FLORES composites
+    included), -1 not asked yet; and the pattern for `script`. Filled in for the code points texts bring (a batch has
+    a few hundred distinct ones): classifying all 1.1M code points took 0.3 s, and 0.05 s more per script, in every
+    process. One table answers both questions with one lookup per code point (two tables took 1.45x as long on a Firefox task's 100k texts)."""
+    parts = _COMPOSITE.get(script, (script,))
     if not all(p in known_scripts() for p in parts):
         raise ValueError(f"unknown script code {script!r} (expected an ISO 15924 code such as Latn, Cyrl, Hans)")
-    pattern = r"\p{L}" if not parts else "[\\p{L}&&[" + "".join(rf"\p{{sc={p}}}" for p in parts) + "]]"
+    pattern = "[\\p{L}&&[" + "".join(rf"\p{{sc={p}}}" for p in parts) + "]]"
     return np.full(0x110000, -1, dtype=np.int8), pattern
 
 
-def _letters(code_points: np.ndarray, script: str | None) -> np.ndarray:
-    """For each code point: is it a letter (of `script`)?"""
-    table, pattern = _letter_table(script)
+def _classes(code_points: np.ndarray, script: str) -> np.ndarray:
+    """For each code point: 0 not a letter, 1 a letter of another script, 2 a letter of `script`."""
+    table, pattern = _letter_classes(script)
     known = table[code_points]
     if (known < 0).any():
         new = np.unique(code_points[known < 0])
         chars = pl.Series([chr(c) if not 0xD800 <= c <= 0xDFFF else "" for c in new.tolist()], dtype=pl.String)
-        table[new] = chars.str.contains(pattern).fill_null(False).to_numpy()
+        letter = chars.str.contains(r"\p{L}").fill_null(False).to_numpy()
+        in_script = chars.str.contains(pattern).fill_null(False).to_numpy()
+        table[new] = letter.astype(np.int8) + (letter & in_script)
         known = table[code_points]
-    return known == 1
+    return known
 
 
 def script_fraction(texts, script: str) -> np.ndarray:
     """For each text, the share of its letters written in `script` (0.0 for a text without letters).
 
-    One pass over the code points of the whole batch against per-script lookup tables: about ten times faster
+    One pass over the code points of the whole batch against a per-script lookup table: about ten times faster
     than a regex count per text, which matters because this runs on both sides of every pair."""
     texts = list(texts)
     if not texts:
@@ -89,8 +92,9 @@ def script_fraction(texts, script: str) -> np.ndarray:
         total = np.concatenate(([0], np.cumsum(letter, dtype=np.int64)))
         return total[ends] - total[starts]
 
-    letters = per_text(_letters(code_points, None))
-    in_script = per_text(_letters(code_points, script))
+    classes = _classes(code_points, script)
+    letters = per_text(classes > 0)
+    in_script = per_text(classes == 2)
     return np.divide(in_script, letters, out=np.zeros(len(texts)), where=letters > 0)
 
 

@@ -161,6 +161,10 @@ def test_language_id_filter_rejects_a_wrong_language_side(tmp_path):
     assert "lid176: eng_Latn" in removed["detail"][0].as_py()
 
 
+def failed_checks(step: LanguageIdFilter, texts: list[str], lang: str) -> list[str | None]:
+    return [failed for failed, _ in step.verdicts(texts, lang)]
+
+
 def test_language_id_filter_identifies_a_repeated_pivot_text_once_with_the_same_verdicts(tmp_path, monkeypatch):
     english = [EN, "Everyone has the right to life, liberty and security of person.", "Alle Menschen sind frei und gleich."]
     table = pairs([(lang, text, "eng_Latn", english[i % 3]) for i, (lang, text) in
@@ -172,14 +176,14 @@ def test_language_id_filter_identifies_a_repeated_pivot_text_once_with_the_same_
     check = step.identifier.check
     monkeypatch.setattr(step.identifier, "check", lambda texts, lang: asked.append((lang, list(texts))) or check(texts, lang))
     for offset in (0, 4):  # the second batch repeats the first one's English texts
-        failed, detail = step.verdicts(table["tgt_text"].slice(offset, 4).to_pylist(), "eng_Latn")
+        failed, detail = map(list, zip(*step.verdicts(table["tgt_text"].slice(offset, 4).to_pylist(), "eng_Latn")))
         assert failed == [v.failed_check[0] for v in expected[offset : offset + 4]]
         assert detail == [v.detail[0] for v in expected[offset : offset + 4]]
     assert failed.count("language_id") == 1  # the German sentence labelled English
     english_asked = [t for lang, texts in asked if lang == "eng_Latn" for t in texts]
     assert sorted(english_asked) == sorted(english)  # each distinct English text once, over both batches
-    assert step.verdicts([DE, DE], "deu_Latn")[0] == [None, None] and asked[-1] == ("deu_Latn", [DE])
-    assert step.verdicts([DE], "deu_Latn")[0] == [None] and asked[-1] == ("deu_Latn", [DE])  # kept for other languages too
+    assert failed_checks(step, [DE, DE], "deu_Latn") == [None, None] and asked[-1] == ("deu_Latn", [DE])
+    assert failed_checks(step, [DE], "deu_Latn") == [None] and asked[-1] == ("deu_Latn", [DE])  # kept for other languages too
     assert LanguageIdFilter.__getstate__(step)["_verdicts"] == {}  # not shipped to the tasks
 
 
@@ -189,15 +193,15 @@ def test_language_id_filter_keeps_a_bounded_number_of_verdicts(tmp_path, monkeyp
     monkeypatch.setattr(language_id, "VERDICTS_KEPT", 3)
     step = LanguageIdFilter(RemovedRows(tmp_path))
     english = [EN, "Everyone has the right to life, liberty and security of person."]
-    assert step.verdicts(english, "eng_Latn")[0] == [None, None]
+    assert failed_checks(step, english, "eng_Latn") == [None, None]
     german = [DE, DE + " Wirklich.", EN]
-    assert step.verdicts(german, "deu_Latn")[0] == [None, None, "language_id"]
+    assert failed_checks(step, german, "deu_Latn") == [None, None, "language_id"]
     assert len(step._verdicts["deu_Latn"]) == 3
     french = ["Tous les êtres humains naissent libres et égaux en dignité et en droits.", DE]
-    assert step.verdicts(french, "fra_Latn")[0] == [None, "language_id"]  # the right answers while starting over
+    assert failed_checks(step, french, "fra_Latn") == [None, "language_id"]  # the right answers while starting over
     assert step._verdicts["deu_Latn"] == {} and len(step._verdicts["fra_Latn"]) == 2  # the other languages' share: full
     assert len(step._verdicts["eng_Latn"]) == 2  # a pivot language keeps its own
-    assert step.verdicts(german, "deu_Latn")[0] == [None, None, "language_id"]
+    assert failed_checks(step, german, "deu_Latn") == [None, None, "language_id"]
 
 
 def test_language_id_filter_asks_about_a_side_only_where_the_pivot_side_passed(tmp_path, monkeypatch):

@@ -41,21 +41,21 @@ class LanguageIdFilter(BatchFilter):
     def __getstate__(self):
         return {**self.__dict__, "_identifier": None, "_verdicts": {}, "_others_kept": 0}
 
-    def verdicts(self, texts: list[str], lang: str) -> tuple[list[str | None], list[str]]:
+    def verdicts(self, texts: list[str], lang: str) -> list[tuple[str | None, str]]:
         """The failed check (None: passed) and detail of each text. A verdict depends only on the text and its
         language, and texts repeat: a multiway source (Firefox, FLORES, UDHR) gives every language of a task the
         same English and Chinese sentences, and a corpus repeats its own strings (Firefox: 608,500 distinct texts
         on the 851,381 non-pivot sides). So verdicts are kept for the task and each text is identified once; the
         verdicts are the same."""
         known = self._verdicts.setdefault(lang, {})
-        new = list(dict.fromkeys(t for t in texts if t not in known))
+        answers = [known.get(t) for t in texts]
+        new = list(dict.fromkeys(t for t, answer in zip(texts, answers) if answer is None))
         if not new:
-            return [known[t][0] for t in texts], [known[t][1] for t in texts]
+            return answers
         verdict = self.identifier.check(new, lang)
         found = dict(zip(new, zip(verdict.failed_check, verdict.detail)))
-        answers = [found[t] if t in found else known[t] for t in texts]
         self.keep(lang, found)
-        return [a[0] for a in answers], [a[1] for a in answers]
+        return [answer or found[t] for t, answer in zip(texts, answers)]
 
     def keep(self, lang: str, found: dict) -> None:
         """Keep new verdicts within VERDICTS_KEPT: a pivot language's until its share is full; the other languages
@@ -86,8 +86,8 @@ class LanguageIdFilter(BatchFilter):
 
     def check_side(self, frame: pl.DataFrame, side: str, reason: list, detail: list) -> None:
         for (lang,), group in frame.group_by(f"{side}_lang"):
-            failed_checks, details = self.verdicts(group[f"{side}_text"].to_list(), lang)
-            for row, failed, text in zip(group["row"].to_list(), failed_checks, details):
-                if failed:
-                    reason[row] = failed
-                    detail[row] = f"{side}: {text}"
+            answers = self.verdicts(group[f"{side}_text"].to_list(), lang)
+            rows = group["row"].to_list()
+            for i in [i for i, (failed, _) in enumerate(answers) if failed]:
+                reason[rows[i]] = answers[i][0]
+                detail[rows[i]] = f"{side}: {answers[i][1]}"
