@@ -22,6 +22,8 @@ from pipelines.steps.decontaminate import word_lists
 from pipelines.steps.normalize import folded
 
 SIGNATURES_KEPT = 65_536  # texts per task whose MinHash signatures are kept: 59 MB with 112 hashes
+WORDS_KEPT = 1 << 20  # distinct words whose hashes are kept (8 bytes each, and their strings in a polars Categorical)
+BLOCK = 2048  # shingles permuted at once: BLOCK * num_hashes * 8 bytes of temporaries, twice
 
 
 def dedup_keys(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -68,7 +70,7 @@ class ExactPairDedup(BatchFilter):
         # per task (copies of a pair never span tasks) and direction (keys of two directions never match, and a
         # direction's own arrays are small enough to stay in cache: a search in all of a task's was 3x slower)
         self._first_ids: dict[int, KeyIndex] = collections.defaultdict(KeyIndex)  # pair key -> place of the first copy
-        self._side_count: dict[int, KeyCounts] = collections.defaultdict(KeyCounts)  # sentence key -> its pairs
+        self._side_count: dict[int, KeyValues] = collections.defaultdict(KeyValues)  # sentence key -> its pairs
         self._ids = KeptIds()
         yield from super().run(data, rank, world_size)
 
@@ -104,7 +106,7 @@ class ExactPairDedup(BatchFilter):
             ]),  # fmt: skip
         )
 
-    def capped(self, counts: KeyCounts, src: np.ndarray, tgt: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    def capped(self, counts: KeyValues, src: np.ndarray, tgt: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """Of pairs in reading order, those whose source or target sentence already has the cap's number of pairs,
         and which side it is; a pair dropped here does not count against its sentences. A pair is surely kept when
         its sentences' counts plus their earlier occurrences in the batch stay below the cap (almost all on
@@ -137,11 +139,20 @@ class Occurrences:
     """Where each key of an array occurred before, from one stable sort."""
 
     def __init__(self, keys: np.ndarray):
-        self.order = np.argsort(keys, kind="stable")  # stable: positions ascend within a key
-        ordered = keys[self.order]
+        order = np.argsort(keys)
+        ordered = keys[order]
         starts = np.r_[True, ordered[1:] != ordered[:-1]]
         self.group = np.cumsum(starts) - 1  # of each sorted position
         self.starts = np.flatnonzero(starts)
+        # positions ascending within a key: a sort of (key's group, position) and a quick one cost a third of a
+        # stable sort of the keys
+        self.order = np.sort(self.group * len(keys) + order) % max(len(keys), 1)
+
+    def group_of(self) -> np.ndarray:
+        """For each key, the number of its distinct key (in sorted order)."""
+        out = np.empty(len(self.order), dtype=np.int64)
+        out[self.order] = self.group
+        return out
 
     def first(self) -> np.ndarray:
         """For each key, the position of its first occurrence."""
@@ -188,18 +199,31 @@ class KeptIds:
         return self.ids.gather(places)
 
 
-class KeyCounts:
-    """How many times each 64-bit key was counted, in one sorted array (no Python object per key)."""
+class KeyValues:
+    """A value for each 64-bit key (how many times it was counted, a row, a hash), in one sorted array (no Python
+    object per key)."""
 
-    def __init__(self):
+    def __init__(self, dtype=np.int64):
         self.keys = np.empty(0, dtype=np.uint64)
-        self.counts = np.empty(0, dtype=np.int64)
+        self.values = np.empty(0, dtype=dtype)
 
-    def get(self, keys: np.ndarray) -> np.ndarray:
+    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(values, found): each key's value (0 where not found), and whether it was."""
         if not len(self.keys):
-            return np.zeros(len(keys), dtype=np.int64)
+            return np.zeros(len(keys), dtype=self.values.dtype), np.zeros(len(keys), dtype=bool)
         at = np.searchsorted(self.keys, keys).clip(max=len(self.keys) - 1)
-        return np.where(self.keys[at] == keys, self.counts[at], 0)
+        found = self.keys[at] == keys
+        return np.where(found, self.values[at], 0).astype(self.values.dtype), found
+
+    def get(self, keys: np.ndarray, missing: int = 0) -> np.ndarray:
+        values, found = self.find(keys)
+        values[~found] = missing
+        return values
+
+    def put(self, keys: np.ndarray, values: np.ndarray) -> None:
+        """Sets the values of keys not there yet (distinct)."""
+        at = np.searchsorted(self.keys, keys)
+        self.keys, self.values = np.insert(self.keys, at, keys), np.insert(self.values, at, values)
 
     def add(self, keys: np.ndarray) -> None:
         """Counts each occurrence of each key once more."""
@@ -207,9 +231,9 @@ class KeyCounts:
         at = np.searchsorted(self.keys, distinct)
         known = at < len(self.keys)
         known[known] = self.keys[at[known]] == distinct[known]
-        self.counts[at[known]] += counts[known]
+        self.values[at[known]] += counts[known]
         self.keys = np.insert(self.keys, at[~known], distinct[~known])
-        self.counts = np.insert(self.counts, at[~known], counts[~known])
+        self.values = np.insert(self.values, at[~known], counts[~known])
 
 
 # --- near-duplicates -------------------------------------------------------------------------------------------
@@ -267,49 +291,63 @@ class MinhashSigner:
         self.stage1 = MinhashDedupSignature(output_folder=tempfile.gettempdir(), config=config, language=Words())
         self.hash = create_hash_func(config.hash_config, input_type=bytes)  # xxhash 4 hashes bytes, not str
         self.num_hashes = config.num_buckets * config.hashes_per_bucket
+        self._word_hash = KeyValues(np.uint64)  # word key -> datatrove's hash of the word
 
     def shingles(self, texts: pl.Series | list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(hashes, owner): the shingle hashes of every text and the text each belongs to, by text."""
         n = self.config.n_grams
-        words = word_lists(texts).with_columns(count=pl.col("words").list.len())
-        flat = words.select(pl.col("words").explode().drop_nulls())["words"]
-        unique = flat.unique(maintain_order=True)
-        word_hash = np.fromiter((self.hash(w.encode()) for w in unique), dtype=np.uint64, count=len(unique))
-        codes = flat.to_frame("w").join(unique.to_frame("w").with_row_index("code"), on="w", how="left", maintain_order="left")["code"]
-        hashes = word_hash[codes.to_numpy()]
-        counts = words["count"].to_numpy().astype(np.int64)
-        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        words = word_lists(texts)["words"]
+        counts = words.list.len().to_numpy().astype(np.int64)
+        hashes = self.word_hashes(words.explode().drop_nulls())
+        offsets = np.cumsum(counts) - counts
         windows = np.where(counts >= n, counts - n + 1, (counts > 0).astype(np.int64))  # shingles per text
         text = np.repeat(np.arange(len(counts)), windows)
-        starts = offsets[text] + (np.arange(windows.sum()) - np.repeat(np.cumsum(windows) - windows, windows))
-        width = np.minimum(counts[text], n)
-        with np.errstate(over="ignore"):  # a shingle: its words' hashes mixed in order, mod 2**64
-            shingle = np.zeros(len(starts), dtype=np.uint64)
-            for j in range(n):
-                inside = j < width
-                shingle[inside] = (shingle[inside] ^ hashes[starts[inside] + j]) * _MIX[1 + j % (len(_MIX) - 1)]
-                shingle[inside] ^= shingle[inside] >> np.uint64(31)
+        starts = offsets[text] + (np.arange(len(text)) - np.repeat(np.cumsum(windows) - windows, windows))
+        # a shingle: its words' hashes mixed in order, mod 2**64; a text of fewer than n words is one shorter shingle
+        shingle = np.zeros(len(starts), dtype=np.uint64)
+        whole = counts[text] >= n
+        shingle[whole] = _shingle_hashes(hashes, starts[whole], np.full(int(whole.sum()), n))
+        short = np.flatnonzero(~whole)
+        shingle[short] = _shingle_hashes(hashes, starts[short], counts[text[short]])
         return shingle, text
+
+    def word_hashes(self, words: pl.Series) -> np.ndarray:
+        """datatrove's hash of each word's UTF-8 bytes, computed in Python once per distinct word of all the texts
+        signed: words are found by polars' 64-bit hash (two words of a task share one with probability about
+        n**2 / 2**65, as texts above)."""
+        if len(self._word_hash.keys) > WORDS_KEPT:  # full: start over
+            self._word_hash = KeyValues(np.uint64)
+        keys = words.hash(0).to_numpy()
+        hashes, found = self._word_hash.find(keys)
+        if not found.all():
+            new = np.flatnonzero(~found)
+            fresh, first = np.unique(keys[new], return_index=True)
+            hashed = np.fromiter(map(self.hash, words.gather(new[first]).cast(pl.Binary).to_list()), dtype=np.uint64, count=len(fresh))
+            self._word_hash.put(fresh, hashed)
+            hashes[new] = hashed[np.searchsorted(fresh, keys[new])]
+        return hashes
 
     def text_signatures(self, texts: pl.Series | list[str]) -> np.ndarray:
         """One signature row (num_hashes values) per text: datatrove's get_signature, `min((shingle * a + b) %
         (2**61 - 1))` with its parameters, for many texts at once; NONE values for a text without words."""
         hashes, owner = self.shingles(texts)
-        signed, starts = np.unique(owner, return_index=True)
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if len(owner) else np.empty(0, dtype=np.int64)
+        signed = owner[starts]
         ends = np.append(starts[1:], len(hashes))
         a, b = self.stage1.parameters
         out = np.full((len(texts), self.num_hashes), self.NONE, dtype=np.uint64)
-        # blocks of whole texts of about 2,048 shingles: the temporaries stay in cache
-        cuts = np.searchsorted(starts, np.arange(0, len(hashes), 2048), side="right") - 1
+        # blocks of whole texts of about BLOCK shingles: the temporaries stay in cache
+        cuts = np.searchsorted(starts, np.arange(0, len(hashes), BLOCK), side="right") - 1
         bounds = np.unique(np.append(cuts, len(signed)))
-        work = np.empty((2048 + int((ends - starts).max(initial=0)), self.num_hashes), dtype=np.uint64)
+        work = np.empty((BLOCK + int((ends - starts).max(initial=0)), self.num_hashes), dtype=np.uint64)
+        high = np.empty_like(work)
         for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
             block = hashes[starts[first] : ends[last - 1]].reshape(-1, 1)
             permuted = work[: len(block)]
             with np.errstate(over="ignore"):
                 np.multiply(block, a, out=permuted)  # wraps mod 2**64, as in datatrove
                 permuted += b
-            _mod_mersenne61(permuted)
+            _mod_mersenne61(permuted, high[: len(block)])
             if self.config.hash_config.precision == 32:
                 permuted &= np.uint64(self.config.hash_config.max)
             out[signed[first:last]] = np.minimum.reduceat(permuted, starts[first:last] - starts[first], axis=0)
@@ -328,12 +366,24 @@ class MinhashSigner:
         return key
 
 
-def _mod_mersenne61(values: np.ndarray) -> None:
-    """values %= 2**61 - 1, in place, without a division: 2**61 = 1 (mod 2**61 - 1)."""
-    high = values >> np.uint64(61)
+def _mod_mersenne61(values: np.ndarray, high: np.ndarray | None = None) -> None:
+    """values %= 2**61 - 1, in place, without a division: 2**61 = 1 (mod 2**61 - 1). `high`: scratch space of the
+    same shape."""
+    high = np.right_shift(values, np.uint64(61), out=high)
     values &= _mersenne_prime
     values += high
     np.subtract(values, _mersenne_prime, out=values, where=values >= _mersenne_prime)
+
+
+def _shingle_hashes(hashes: np.ndarray, starts: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """The hash of each run of `widths` words from `starts`: the words' hashes mixed in order, mod 2**64."""
+    shingle = np.zeros(len(starts), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(int(widths.max(initial=0))):
+            inside = slice(None) if j < widths.min() else j < widths
+            mixed = (shingle[inside] ^ hashes[starts[inside] + j]) * _MIX[1 + j % (len(_MIX) - 1)]
+            shingle[inside] = mixed ^ (mixed >> np.uint64(31))
+    return shingle
 
 
 _MIX = tuple(np.uint64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD))
@@ -343,60 +393,67 @@ class TextSignatures:
     """Signatures of the texts a task has signed, by language: a text is in several pairs (the pivot side in those
     of every language of the task, the other side in its X -> eng_Latn and X -> zho_Hans pairs), and its
     signature does not depend on the pair. On Firefox this signs a quarter of the texts pairs have. At most
-    `capacity` texts (num_hashes * 8 bytes each): when full, it starts over."""
+    `capacity` texts (num_hashes * 8 bytes each): when full, it starts over. A text is found by a 64-bit key
+    (polars' hash, in sorted arrays: no Python object per text; two texts of a language share a key with
+    probability about n**2 / 2**65, as the dedup keys)."""
 
     def __init__(self, signer: MinhashSigner, capacity: int = SIGNATURES_KEPT):
         self.signer = signer
         self.capacity = capacity
         self.rows = np.empty((0, signer.num_hashes), dtype=np.uint64)
-        self.index: dict[str, dict[str, int]] = {}  # language -> text -> row
+        self.index: dict[str, KeyValues] = {}  # language -> text key -> row
         self.size = 0
 
     def of(self, texts: pl.Series, lang: str) -> np.ndarray:
-        known = self.index.setdefault(lang, {})
-        texts = texts.to_list()
-        new = list(dict.fromkeys(t for t in texts if t not in known))
+        keys = texts.hash(0).to_numpy()
+        seen = Occurrences(keys)
+        distinct = seen.order[seen.starts]  # the first position of each distinct text
+        known = self.index.setdefault(lang, KeyValues())
+        row = known.get(keys[distinct], missing=-1)
+        new = np.flatnonzero(row < 0)
         if self.size + len(new) > self.capacity:  # full: start over
-            self.index, self.size = {lang: {}}, 0
-            known = self.index[lang]
-            new = list(dict.fromkeys(texts))
+            self.index, self.size = {lang: KeyValues()}, 0
+            known, row[:], new = self.index[lang], -1, np.arange(len(distinct))
             if len(new) > self.capacity:
-                return self.signer.text_signatures(texts)
-        if new:
+                return self.signer.text_signatures(texts.gather(distinct))[seen.group_of()]
+        if len(new):
             if self.size + len(new) > len(self.rows):
                 grown = np.empty((min(self.capacity, max(2 * len(self.rows), self.size + len(new))), self.signer.num_hashes), dtype=np.uint64)
                 grown[: self.size] = self.rows[: self.size]
                 self.rows = grown
-            self.rows[self.size : self.size + len(new)] = self.signer.text_signatures(new)
-            known.update(zip(new, range(self.size, self.size + len(new))))
+            self.rows[self.size : self.size + len(new)] = self.signer.text_signatures(texts.gather(distinct[new]))
+            row[new] = np.arange(self.size, self.size + len(new))
+            known.put(keys[distinct[new]], row[new])
             self.size += len(new)
-        return self.rows[np.fromiter((known[t] for t in texts), dtype=np.int64, count=len(texts))]
+        return self.rows[row[seen.group_of()]]
 
 
 class KeyIndex:
-    """Bucket keys of kept pairs -> which kept pair, in sorted runs merged like a binary counter, so adding a batch
-    costs O(batch log n) and a lookup one binary search per run (no Python object per key)."""
+    """Keys of kept rows -> which kept row (its place among the kept ids), in sorted runs merged like a binary
+    counter, so adding a batch costs O(batch log n) and a lookup one binary search per run (no Python object per
+    key). A key is added once: a row whose key is there already is not kept."""
 
     def __init__(self):
         self.runs: list[tuple[np.ndarray, np.ndarray]] = []
 
     def find(self, keys: np.ndarray) -> np.ndarray:
-        """The kept pair of each key (-1 where none); the earliest one where several match."""
-        found = np.full(keys.shape, np.iinfo(np.int64).max, dtype=np.int64)
+        """The kept row of each key (-1 where none)."""
+        found = np.full(keys.shape, -1, dtype=np.int64)
         for run_keys, owners in self.runs:
             at = np.searchsorted(run_keys, keys).clip(max=len(run_keys) - 1)
             hit = run_keys[at] == keys
-            found = np.where(hit, np.minimum(found, owners[at]), found)
-        return np.where(found == np.iinfo(np.int64).max, -1, found)
+            found[hit] = owners[at[hit]]
+        return found
 
     def add(self, keys: np.ndarray, owners: np.ndarray) -> None:
-        order = np.argsort(keys, kind="stable")
+        if not len(keys):
+            return
+        order = np.argsort(keys)
         self.runs.append((keys[order], owners[order]))
         while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
             (k1, o1), (k2, o2) = self.runs.pop(-2), self.runs.pop()
-            keys, owners = np.concatenate([k1, k2]), np.concatenate([o1, o2])
-            order = np.argsort(keys, kind="stable")
-            self.runs.append((keys[order], owners[order]))
+            at = np.searchsorted(k1, k2)  # runs have no key in common: a merge, not a sort
+            self.runs.append((np.insert(k1, at, k2), np.insert(o1, at, o2)))
 
 
 class NearDuplicateDedup(BatchFilter):
@@ -412,47 +469,60 @@ class NearDuplicateDedup(BatchFilter):
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         self._index: dict[tuple[str, str], KeyIndex] = collections.defaultdict(KeyIndex)  # per task and direction
-        self._kept_ids: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+        self._kept_ids = KeptIds()
         self._signatures = TextSignatures(self.signer)
         yield from super().run(data, rank, world_size)
 
     def reasons(self, batch: pa.Table) -> pl.DataFrame:
-        ids = batch.column("id").to_pylist()
-        reason: list[str | None] = [None] * len(ids)
-        detail: list[str | None] = [None] * len(ids)
+        ids = pl.from_arrow(batch.column("id"))
         frame = pl.from_arrow(batch.select(["src_lang", "tgt_lang", "src_text", "tgt_text"])).with_row_index("row")
+        dropped, named = [], []
         for (src_lang, tgt_lang), part in frame.group_by("src_lang", "tgt_lang", maintain_order=True):
             signatures = np.minimum(self._signatures.of(part["src_text"], src_lang), self._signatures.of(part["tgt_text"], tgt_lang))
             signed = np.flatnonzero(signatures[:, 0] != self.signer.NONE)  # pairs with no word at all are never near-duplicates
             if not len(signed):
                 continue
-            signatures = signatures[signed]
             rows = part["row"].to_numpy()[signed]
-            keys = self.signer.bucket_keys(signatures)
-            index, kept_ids = self._index[(src_lang, tgt_lang)], self._kept_ids[(src_lang, tgt_lang)]
-            none = np.iinfo(np.int64).max
+            keys = self.signer.bucket_keys(signatures[signed])
+            index = self._index[(src_lang, tgt_lang)]
             earlier = index.find(keys)  # (pairs, buckets): the kept pair of an earlier batch, or -1
-            owner = np.where(earlier >= 0, earlier, none).min(axis=1)
-            keep = owner == none
-            # within the batch, in reading order: only pairs sharing a key with another pair of it need a look
-            values, counts = np.unique(keys, return_counts=True)
-            repeated = np.isin(keys, values[counts > 1])
-            first_in_batch: dict[int, int] = {}  # key -> the earliest kept pair of this batch that has it
-            in_batch = np.full(len(rows), -1, dtype=np.int64)
-            for i in np.flatnonzero(keep & repeated.any(axis=1)).tolist():
-                shared = keys[i][repeated[i]].tolist()
-                matches = [first_in_batch[k] for k in shared if k in first_in_batch]
-                if matches:
-                    keep[i], in_batch[i] = False, min(matches)
-                else:
-                    for k in shared:
-                        first_in_batch.setdefault(k, i)
-            for i in np.flatnonzero(~keep).tolist():
-                reason[rows[i]] = "near_duplicate"
-                kept = kept_ids[owner[i]] if owner[i] != none else ids[rows[in_batch[i]]]
-                detail[rows[i]] = f"near-duplicate of {kept}"
-            if keep.any():
-                positions = np.arange(len(kept_ids), len(kept_ids) + int(keep.sum()), dtype=np.int64)
-                kept_ids.extend(ids[r] for r in rows[keep].tolist())
-                index.add(keys[keep].ravel(), np.repeat(positions, keys.shape[1]))
-        return pl.DataFrame({"reason": reason, "detail": detail}, schema={"reason": pl.String, "detail": pl.String})
+            owner = earlier.max(axis=1)  # a key is in the index once: one earlier kept pair at most per key
+            # where several keys match several kept pairs, the earliest is named
+            several = np.flatnonzero((earlier >= 0).sum(axis=1) > 1)
+            owner[several] = np.where(earlier[several] >= 0, earlier[several], np.iinfo(np.int64).max).min(axis=1)
+            keep = owner < 0
+            in_batch = self.within_batch(keys, keep)
+            place = np.cumsum(keep) - 1 + len(self._kept_ids)
+            self._kept_ids.extend(ids.gather(rows[keep]))
+            index.add(keys[keep].ravel(), np.repeat(place[keep], keys.shape[1]))
+            drop = np.flatnonzero(~keep)
+            dropped.append(rows[drop])
+            named.append(np.where(owner[drop] >= 0, owner[drop], place[in_batch[drop]]))
+        dropped_rows = np.concatenate(dropped) if dropped else np.empty(0, dtype=np.int64)
+        names = self._kept_ids.at(np.concatenate(named) if named else np.empty(0, dtype=np.int64))
+        return verdicts(batch.num_rows, dropped_rows, pl.repeat("near_duplicate", len(dropped_rows), dtype=pl.String, eager=True), "near-duplicate of " + names)
+
+    @staticmethod
+    def within_batch(keys: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """Drops (in `keep`), in reading order, the pairs that share a key with an earlier kept pair of the batch,
+        and gives for each the earliest such pair (-1 for the others). Only pairs sharing a key with another pair
+        of the batch need a look, one by one: a pair dropped here does not keep later ones out."""
+        flat = keys.ravel()
+        order = np.argsort(flat)
+        ordered = flat[order]
+        same = ordered[1:] == ordered[:-1]
+        repeated = np.zeros(len(flat), dtype=bool)
+        repeated[order[1:][same]] = True
+        repeated[order[:-1][same]] = True
+        repeated = repeated.reshape(keys.shape)
+        in_batch = np.full(len(keys), -1, dtype=np.int64)
+        first_in_batch: dict[int, int] = {}  # key -> the earliest kept pair of this batch that has it
+        for i in np.flatnonzero(keep & repeated.any(axis=1)).tolist():
+            shared = keys[i][repeated[i]].tolist()
+            matches = [first_in_batch[k] for k in shared if k in first_in_batch]
+            if matches:
+                keep[i], in_batch[i] = False, min(matches)
+            else:
+                for k in shared:
+                    first_in_batch.setdefault(k, i)
+        return in_batch
