@@ -296,7 +296,7 @@ class MinhashSigner:
         n = self.config.n_grams
         words = word_lists(texts)["words"]
         counts = words.list.len().to_numpy().astype(np.int64)
-        hashes = self.word_hashes(words.explode().drop_nulls())
+        hashes = self.word_hashes(words.explode(empty_as_null=False))
         offsets = np.cumsum(counts) - counts
         windows = np.where(counts >= n, counts - n + 1, (counts > 0).astype(np.int64))  # shingles per text
         text = np.repeat(np.arange(len(counts)), windows)
@@ -315,7 +315,7 @@ class MinhashSigner:
         5 times more)."""
         return np.fromiter(map(self.hash, words.cast(pl.Binary).to_list()), dtype=np.uint64, count=len(words))
 
-    def text_signatures(self, texts: pl.Series | list[str]) -> np.ndarray:
+    def text_signatures(self, texts: pl.Series | list[str], out: np.ndarray | None = None) -> np.ndarray:
         """One signature row (num_hashes values) per text: datatrove's get_signature, `min((shingle * a + b) %
         (2**61 - 1))` with its parameters, for many texts at once; NONE values for a text without words.
 
@@ -323,8 +323,9 @@ class MinhashSigner:
         is a min over axis 1 of (texts, k, num_hashes): np.minimum.reduceat over texts of unequal lengths (most
         have 1 to 3 shingles) cost 3 ns a value, as much as all the rest; this, 0.7 ns."""
         hashes, owner = self.shingles(texts)
-        out = np.full((len(texts), self.num_hashes), self.NONE, dtype=np.uint64)
+        out = np.empty((len(texts), self.num_hashes), dtype=np.uint64) if out is None else out
         counts = np.bincount(owner, minlength=len(texts))
+        out[counts == 0] = self.NONE
         starts = np.cumsum(counts) - counts
         by_count = np.argsort(counts, kind="stable")
         by_count = by_count[counts[by_count] > 0]
@@ -439,7 +440,7 @@ class TextSignatures:
             if len(new):
                 if not len(self.rows):  # all at once: the system gives the memory as rows are written, and growing copied them
                     self.rows = np.empty((self.capacity, self.signer.num_hashes), dtype=np.uint64)
-                self.rows[self.size : self.size + len(new)] = self.signer.text_signatures(texts.gather(d.first[new]))
+                self.signer.text_signatures(texts.gather(d.first[new]), out=self.rows[self.size : self.size + len(new)])
                 row[new] = np.arange(self.size, self.size + len(new))
                 known.put(d.keys[new], row[new])
                 self.size += len(new)
@@ -476,10 +477,11 @@ class KeyIndex:
             found[hit] = owners[at[hit]]
         return found
 
-    def add(self, keys: np.ndarray, owners: np.ndarray) -> None:
+    def add(self, keys: np.ndarray, owners: np.ndarray, ordered: bool = False) -> None:
+        """`ordered`: the keys are sorted already."""
         if not len(keys):
             return
-        order = np.argsort(keys)
+        order = slice(None) if ordered else np.argsort(keys)
         self.runs.append((keys[order], owners[order]))
         while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
             (k1, o1), (k2, o2) = self.runs.pop(-2), self.runs.pop()
@@ -523,10 +525,12 @@ class NearDuplicateDedup(BatchFilter):
             several = np.flatnonzero((earlier >= 0).sum(axis=1) > 1)
             owner[several] = np.where(earlier[several] >= 0, earlier[several], np.iinfo(np.int64).max).min(axis=1)
             keep = owner < 0
-            in_batch = self.within_batch(keys, keep)
+            in_batch, order = self.within_batch(keys, keep)
             place = np.cumsum(keep) - 1 + len(self._kept_ids)
             self._kept_ids.extend(ids.gather(rows[keep]))
-            index.add(keys[keep].ravel(), np.repeat(place[keep], keys.shape[1]))
+            pair = order // keys.shape[1]  # of each key in sorted order
+            kept = order[keep[pair]]
+            index.add(keys.ravel()[kept], place[pair[keep[pair]]], ordered=True)
             drop = np.flatnonzero(~keep)
             dropped.append(rows[drop])
             named.append(np.where(owner[drop] >= 0, owner[drop], place[in_batch[drop]]))
@@ -535,10 +539,11 @@ class NearDuplicateDedup(BatchFilter):
         return verdicts(batch.num_rows, dropped_rows, pl.repeat("near_duplicate", len(dropped_rows), dtype=pl.String, eager=True), "near-duplicate of " + names)
 
     @staticmethod
-    def within_batch(keys: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    def within_batch(keys: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Drops (in `keep`), in reading order, the pairs that share a key with an earlier kept pair of the batch,
-        and gives for each the earliest such pair (-1 for the others). Only pairs sharing a key with another pair
-        of the batch need a look, one by one: a pair dropped here does not keep later ones out."""
+        and gives for each the earliest such pair (-1 for the others), and the order that sorts the keys (flat).
+        Only pairs sharing a key with another pair of the batch need a look, one by one: a pair dropped here does
+        not keep later ones out."""
         flat = keys.ravel()
         order = np.argsort(flat)
         ordered = flat[order]
@@ -557,4 +562,4 @@ class NearDuplicateDedup(BatchFilter):
             else:
                 for k in shared:
                     first_in_batch.setdefault(k, i)
-        return in_batch
+        return in_batch, order
