@@ -165,9 +165,14 @@ def test_text_signatures_cache_signs_each_text_once(monkeypatch):
     import polars as pl
 
     cache = TextSignatures(signer)
-    first = cache.of(pl.Series([WORDS[0], WORDS[1], WORDS[0]]), "deu_Latn")
-    again = cache.of(pl.Series([WORDS[1], WORDS[2]]), "deu_Latn")
-    other = cache.of(pl.Series([WORDS[1]]), "fra_Latn")  # another language: signed again
+
+    def signatures(texts, lang):
+        table, (rows,) = cache.rows_of([(pl.Series(texts), lang)])
+        return table[rows]
+
+    first = signatures([WORDS[0], WORDS[1], WORDS[0]], "deu_Latn")
+    again = signatures([WORDS[1], WORDS[2]], "deu_Latn")
+    other = signatures([WORDS[1]], "fra_Latn")  # another language: signed again
     assert signed == [WORDS[0], WORDS[1], WORDS[2], WORDS[1]]
     assert (first[0] == first[2]).all() and (first[1] == again[0]).all() and (other[0] == again[0]).all()
     assert (again == signer.text_signatures([WORDS[1], WORDS[2]])).all()

@@ -53,7 +53,7 @@ def directions(lang: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """(direction key, its rows in order) for each direction of a batch (most batches have one)."""
     if not len(lang) or (lang == lang[0]).all():
         return [(int(lang[0]) if len(lang) else 0, np.arange(len(lang)))]
-    distinct, first, inverse = np.unique(lang, return_index=True, return_inverse=True)
+    distinct, inverse = np.unique(lang, return_inverse=True)
     order = np.argsort(inverse.ravel(), kind="stable")
     cuts = np.cumsum(np.bincount(inverse.ravel()))[:-1]
     return [(int(distinct[d]), rows) for d, rows in zip(range(len(distinct)), np.split(order, cuts))]
@@ -67,8 +67,8 @@ class ExactPairDedup(BatchFilter):
         self.max_pairs_per_sentence = max_pairs_per_sentence  # 0: no cap
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        # per task (copies of a pair never span tasks) and direction (keys of two directions never match, and a
-        # direction's own arrays are small enough to stay in cache: a search in all of a task's was 3x slower)
+        # per task (copies of a pair never span tasks) and direction (keys of two directions never match: a
+        # direction's arrays are a fraction of a task's, a binary search in them stays in cache)
         self._first_ids: dict[int, KeyIndex] = collections.defaultdict(KeyIndex)  # pair key -> place of the first copy
         self._side_count: dict[int, KeyValues] = collections.defaultdict(KeyValues)  # sentence key -> its pairs
         self._ids = KeptIds()
@@ -134,7 +134,7 @@ class ExactPairDedup(BatchFilter):
 
 
 class Occurrences:
-    """Where each key of an array occurred before, from one stable sort."""
+    """Where each key of an array occurred before, from one sort of the keys (with positions in order within a key)."""
 
     def __init__(self, keys: np.ndarray):
         order = np.argsort(keys)
@@ -198,25 +198,19 @@ class KeptIds:
 
 
 class KeyValues:
-    """A value for each 64-bit key (how many times it was counted, a row, a hash), in one sorted array (no Python
-    object per key)."""
+    """A number for each 64-bit key (how many times it was counted, or a row), in one sorted array (no Python object
+    per key)."""
 
-    def __init__(self, dtype=np.int64):
+    def __init__(self):
         self.keys = np.empty(0, dtype=np.uint64)
-        self.values = np.empty(0, dtype=dtype)
-
-    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(values, found): each key's value (0 where not found), and whether it was."""
-        if not len(self.keys):
-            return np.zeros(len(keys), dtype=self.values.dtype), np.zeros(len(keys), dtype=bool)
-        at = np.searchsorted(self.keys, keys).clip(max=len(self.keys) - 1)
-        found = self.keys[at] == keys
-        return np.where(found, self.values[at], 0).astype(self.values.dtype), found
+        self.values = np.empty(0, dtype=np.int64)
 
     def get(self, keys: np.ndarray, missing: int = 0) -> np.ndarray:
-        values, found = self.find(keys)
-        values[~found] = missing
-        return values
+        """Each key's value, `missing` where it has none."""
+        if not len(self.keys):
+            return np.full(len(keys), missing, dtype=np.int64)
+        at = np.searchsorted(self.keys, keys).clip(max=len(self.keys) - 1)
+        return np.where(self.keys[at] == keys, self.values[at], missing)
 
     def put(self, keys: np.ndarray, values: np.ndarray) -> None:
         """Sets the values of keys not there yet (distinct)."""
@@ -277,9 +271,8 @@ class MinhashSigner:
     words is one shingle of all its words (datatrove gives it none: two pairs of short sides would never be
     compared). So a pair's signature is the elementwise minimum of its sides' signatures (the MinHash of a union),
     and a text is signed once however many pairs it is in (see TextSignatures). A shingle's hash mixes its words'
-    hashes (datatrove's hash function, once per distinct word of a batch), where datatrove hashes the joined
-    n-gram string: a Python call per n-gram, which cost more than all the rest here (see
-    tests/benchmarks/bench_dedup.py)."""
+    hashes (datatrove's hash function, once per word), where datatrove hashes the joined n-gram string: a Python
+    call per n-gram, which cost more than all the rest here (see tests/benchmarks/bench_dedup.py)."""
 
     NONE = np.iinfo(np.uint64).max  # the signature values of a text without words (a real one is below 2**61 - 1)
 
@@ -360,23 +353,30 @@ class MinhashSigner:
 
     def pair_bucket_keys(self, table: np.ndarray, src: np.ndarray, tgt: np.ndarray) -> np.ndarray:
         """The bucket keys of pairs whose sides' signatures are rows src and tgt of table: a pair's signature is
-        their elementwise minimum, made for a block of pairs at a time (it stays in cache)."""
+        their elementwise minimum, made for a block of pairs at a time in the same buffers (they stay in cache)."""
         keys = np.empty((len(src), self.config.num_buckets), dtype=np.uint64)
         step = max(1, BLOCK // 4)
+        first, second = (np.empty((min(step, len(src)), self.num_hashes), dtype=np.uint64) for _ in range(2))
         for start in range(0, len(src), step):
-            keys[start : start + step] = self.bucket_keys(np.minimum(table[src[start : start + step]], table[tgt[start : start + step]]))
+            n = min(step, len(src) - start)
+            np.take(table, src[start : start + n], axis=0, out=first[:n])
+            np.take(table, tgt[start : start + n], axis=0, out=second[:n])
+            self.bucket_keys(np.minimum(first[:n], second[:n], out=first[:n]), out=keys[start : start + n])
         return keys
 
-    def bucket_keys(self, signatures: np.ndarray) -> np.ndarray:
+    def bucket_keys(self, signatures: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """One 64-bit key per pair and bucket (hashes_per_bucket values mixed with the bucket number); two pairs share
         a bucket when the keys are equal (a false match has probability about 2**-64)."""
         r = self.config.hashes_per_bucket
         bands = signatures.reshape(len(signatures), self.config.num_buckets, r)
+        key = np.empty((len(signatures), self.config.num_buckets), dtype=np.uint64) if out is None else out
+        key[:] = (np.arange(self.config.num_buckets, dtype=np.uint64) + np.uint64(1)) * _MIX[0]
+        shifted = np.empty_like(key)
         with np.errstate(over="ignore"):
-            key = (np.arange(self.config.num_buckets, dtype=np.uint64) + np.uint64(1)) * _MIX[0]
             for j in range(r):
-                key = (key ^ bands[:, :, j]) * _MIX[1 + j % (len(_MIX) - 1)]
-                key ^= key >> np.uint64(29)
+                key ^= bands[:, :, j]
+                key *= _MIX[1 + j % (len(_MIX) - 1)]
+                key ^= np.right_shift(key, np.uint64(29), out=shifted)
         return key
 
 
@@ -420,10 +420,6 @@ class TextSignatures:
         self.rows = np.empty((0, signer.num_hashes), dtype=np.uint64)
         self.index: dict[str, KeyValues] = {}  # language -> text key -> row
         self.size = 0
-
-    def of(self, texts: pl.Series, lang: str) -> np.ndarray:
-        table, (rows,) = self.rows_of([(texts, lang)])
-        return table[rows]
 
     def rows_of(self, sides: list[tuple[pl.Series, str]]) -> tuple[np.ndarray, list[np.ndarray]]:
         """(table, rows): for each (texts, language), the row of each text's signature in table."""
