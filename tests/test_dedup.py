@@ -24,7 +24,7 @@ from pipelines.steps.decontaminate import word_lists
 from tests.helpers import pairs
 
 WORDS = "Alle Menschen sind frei und gleich an Würde Rechten geboren 人 生 自 由 All human beings are born free equal".split()
-DIRECTIONS = [("deu_Latn", "eng_Latn"), ("deu_Latn", "zho_Hans"), ("fra_Latn", "eng_Latn")]
+DIRECTIONS = [("deu_Latn", "eng_Latn"), ("deu_Latn", "zho_Hans"), ("fra_Latn", "eng_Latn"), ("eng_Latn", "eng_Latn")]  # last: both sides in one language's signature cache
 
 
 def random_rows(count: int, seed: int) -> list[tuple]:

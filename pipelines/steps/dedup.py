@@ -49,6 +49,14 @@ def _mixed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
+def by_direction(frame: pl.DataFrame) -> list[tuple[tuple[str, str], pl.DataFrame]]:
+    """((src_lang, tgt_lang), its rows) for each direction of a batch, in order of first appearance; most batches
+    have one, which is taken as it is (a group_by copies every column)."""
+    if frame.height and frame.select((pl.col("src_lang") == pl.col("src_lang").first()).all() & (pl.col("tgt_lang") == pl.col("tgt_lang").first()).all()).item():
+        return [((frame["src_lang"][0], frame["tgt_lang"][0]), frame)]
+    return list(frame.group_by("src_lang", "tgt_lang", maintain_order=True))
+
+
 def directions(lang: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """(direction key, its rows in order) for each direction of a batch (most batches have one)."""
     if not len(lang) or (lang == lang[0]).all():
@@ -424,17 +432,19 @@ class TextSignatures:
     def rows_of(self, sides: list[tuple[pl.Series, str]]) -> tuple[np.ndarray, list[np.ndarray]]:
         """(table, rows): for each (texts, language), the row of each text's signature in table."""
         distinct = [_Distinct(texts) for texts, _ in sides]
-        new = sum(int((self.index.get(lang, KeyValues()).get(d.keys, missing=-1) < 0).sum()) for d, (_, lang) in zip(distinct, sides))
-        if self.size + new > self.capacity:  # full: start over
+        found = [self.index.get(lang, KeyValues()).get(d.keys, missing=-1) for d, (_, lang) in zip(distinct, sides)]
+        if self.size + sum(int((row < 0).sum()) for row in found) > self.capacity:  # full: start over
             self.index, self.size = {}, 0
+            found = [np.full(len(d.keys), -1, dtype=np.int64) for d in distinct]
             if sum(len(d.keys) for d in distinct) > self.capacity:  # more than it holds: signed apart
                 tables = [self.signer.text_signatures(texts.gather(d.first)) for d, (texts, _) in zip(distinct, sides)]
                 offsets = np.cumsum([0] + [len(t) for t in tables])
                 return np.concatenate(tables), [offset + d.of_each for offset, d in zip(offsets.tolist(), distinct)]
         out = []
-        for d, (texts, lang) in zip(distinct, sides):
+        for i, (d, (texts, lang), row) in enumerate(zip(distinct, sides, found)):
             known = self.index.setdefault(lang, KeyValues())
-            row = known.get(d.keys, missing=-1)  # again: the side before may have added some of the same language
+            if any(other == lang for _, other in sides[:i]):  # a side before may have signed some of these
+                row = known.get(d.keys, missing=-1)
             new = np.flatnonzero(row < 0)
             if len(new):
                 if not len(self.rows):  # all at once: the system gives the memory as rows are written, and growing copied them
@@ -448,15 +458,18 @@ class TextSignatures:
 
 
 class _Distinct:
-    """The distinct texts of a series, by polars' 64-bit hash: keys (sorted), the first position of each, and the
-    number of each text's distinct one."""
+    """The distinct texts of a series, by polars' 64-bit hash: keys (sorted), a position of each, and the number of
+    each text's distinct one."""
 
     def __init__(self, texts: pl.Series):
         hashes = texts.hash(0).to_numpy()
-        seen = Occurrences(hashes)
-        self.first = seen.order[seen.starts]
-        self.keys = hashes[self.first]
-        self.of_each = seen.group_of()
+        order = np.argsort(hashes)  # any copy of a text stands for it: no need for a stable sort
+        ordered = hashes[order]
+        starts = np.r_[True, ordered[1:] != ordered[:-1]][: len(hashes)]
+        self.first = order[starts]
+        self.keys = ordered[starts]
+        self.of_each = np.empty(len(hashes), dtype=np.int64)
+        self.of_each[order] = np.cumsum(starts) - 1
 
 
 class KeyIndex:
@@ -509,7 +522,7 @@ class NearDuplicateDedup(BatchFilter):
         ids = pl.from_arrow(batch.column("id"))
         frame = pl.from_arrow(batch.select(["src_lang", "tgt_lang", "src_text", "tgt_text"])).with_row_index("row")
         dropped, named = [], []
-        for (src_lang, tgt_lang), part in frame.group_by("src_lang", "tgt_lang", maintain_order=True):
+        for (src_lang, tgt_lang), part in by_direction(frame):
             table, (src, tgt) = self._signatures.rows_of([(part["src_text"], src_lang), (part["tgt_text"], tgt_lang)])
             none = self.signer.NONE
             signed = np.flatnonzero((table[src, 0] != none) | (table[tgt, 0] != none))  # pairs with no word at all are never near-duplicates
