@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature, _mersenne_prime
+from datatrove.utils.hashes import xxhash as datatrove_xxhash
 from datatrove.utils.hashing import HashConfig, create_hash_func
 from datatrove.utils.text import TextNormConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
@@ -22,21 +23,48 @@ from pipelines.steps.decontaminate import word_lists
 from pipelines.steps.normalize import folded
 
 SIGNATURES_KEPT = 65_536  # texts per task whose MinHash signatures are kept: 59 MB with 112 hashes
+BLOCK = 2048  # shingles permuted at once: BLOCK * num_hashes * 8 bytes of temporaries, twice
 
 
-def dedup_keys(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """64-bit keys of the pair and of each side: texts that differ only in letter case or spacing are the same.
-    polars' hash, computed for the whole batch in Rust: keys never leave the task, so a hash that may change
-    between polars versions does no harm, and blake2b per row in Python was two thirds of this step's time. Two
-    different pairs of a task share a key with probability about n**2 / 2**65 (1e-9 for the 200,000 pairs of a
-    Firefox task), as MinHash's bucket keys below."""
-    sides = frame.select(lang=pl.concat_str(["src_lang", "tgt_lang"], separator="\x1f"), src=folded(pl.col("src_text")), tgt=folded(pl.col("tgt_text")))
-    keys = sides.select(
-        pair=pl.concat_str(["lang", "src", "tgt"], separator="\x1f").hash(0),
-        src=pl.concat_str(["lang", pl.lit("s"), "src"], separator="\x1f").hash(0),
-        tgt=pl.concat_str(["lang", pl.lit("t"), "tgt"], separator="\x1f").hash(0),
+def dedup_keys(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """64-bit keys of the direction (the two languages), of the pair and of each side: texts that differ only in
+    letter case or spacing are the same. polars' hash of each column, computed for the whole batch in Rust and mixed
+    here: keys never leave the task, so a hash that may change between polars versions does no harm, and blake2b per
+    row in Python was two thirds of this step's time (hashing the columns apart, not their concatenation, saves
+    another 0.04 s of a Firefox task's 0.13 s). Two different pairs of a task share a key with probability about
+    n**2 / 2**65 (1e-9 for the 200,000 pairs of a Firefox task), as MinHash's bucket keys below."""
+    hashes = frame.select(
+        lang=pl.struct("src_lang", "tgt_lang").hash(0), src=folded(pl.col("src_text")).hash(0), tgt=folded(pl.col("tgt_text")).hash(0)
     )
-    return keys["pair"].to_numpy(), keys["src"].to_numpy(), keys["tgt"].to_numpy()
+    lang, src, tgt = (hashes[c].to_numpy() for c in ("lang", "src", "tgt"))
+    return lang, _mixed(_mixed(lang, src), tgt), _mixed(lang ^ _MIX[3], src), _mixed(lang ^ _MIX[4], tgt)
+
+
+def _mixed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of two 64-bit values (splitmix64's finalizer of a ^ b * odd)."""
+    with np.errstate(over="ignore"):
+        x = a ^ (b * _MIX[0])
+        x = (x ^ (x >> np.uint64(30))) * _MIX[1]
+        x = (x ^ (x >> np.uint64(27))) * _MIX[2]
+        return x ^ (x >> np.uint64(31))
+
+
+def by_direction(frame: pl.DataFrame) -> list[tuple[tuple[str, str], pl.DataFrame]]:
+    """((src_lang, tgt_lang), its rows) for each direction of a batch, in order of first appearance; most batches
+    have one, which is taken as it is (a group_by copies every column)."""
+    if frame.height and frame.select((pl.col("src_lang") == pl.col("src_lang").first()).all() & (pl.col("tgt_lang") == pl.col("tgt_lang").first()).all()).item():
+        return [((frame["src_lang"][0], frame["tgt_lang"][0]), frame)]
+    return list(frame.group_by("src_lang", "tgt_lang", maintain_order=True))
+
+
+def directions(lang: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(direction key, its rows in order) for each direction of a batch (most batches have one)."""
+    if not len(lang) or (lang == lang[0]).all():
+        return [(int(lang[0]) if len(lang) else 0, np.arange(len(lang)))]
+    distinct, inverse = np.unique(lang, return_inverse=True)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    cuts = np.cumsum(np.bincount(inverse.ravel()))[:-1]
+    return [(int(distinct[d]), rows) for d, rows in zip(range(len(distinct)), np.split(order, cuts))]
 
 
 class ExactPairDedup(BatchFilter):
@@ -47,36 +75,165 @@ class ExactPairDedup(BatchFilter):
         self.max_pairs_per_sentence = max_pairs_per_sentence  # 0: no cap
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        self._first_ids = KeyIndex()  # pair key -> the first copy, per task: copies of a pair never span tasks
-        self._ids: list[str] = []
-        self._side_count: dict[int, int] = {}
+        # per task (copies of a pair never span tasks) and direction (keys of two directions never match: a
+        # direction's arrays are a fraction of a task's, a binary search in them stays in cache)
+        self._first_ids: dict[int, KeyIndex] = collections.defaultdict(KeyIndex)  # pair key -> place of the first copy
+        self._side_count: dict[int, KeyValues] = collections.defaultdict(KeyValues)  # sentence key -> its pairs
+        self._ids = KeptIds()
         yield from super().run(data, rank, world_size)
 
     def reasons(self, batch: pa.Table) -> pl.DataFrame:
-        ids = batch.column("id").to_pylist()
-        pair_keys, src_keys, tgt_keys = dedup_keys(pl.from_arrow(batch.select(["src_lang", "tgt_lang", "src_text", "tgt_text"])))
-        reason: list[str | None] = [None] * len(ids)
-        detail: list[str | None] = [None] * len(ids)
-        earlier = self._first_ids.find(pair_keys)  # the first copy, where an earlier batch had it; else -1
-        _, first, inverse = np.unique(pair_keys, return_index=True, return_inverse=True)
-        first_in_batch = first[inverse.ravel()]
-        duplicate = (earlier >= 0) | (first_in_batch != np.arange(len(ids)))
-        for i in np.flatnonzero(duplicate).tolist():
-            reason[i] = "duplicate"
-            detail[i] = f"same pair as {self._ids[earlier[i]] if earlier[i] >= 0 else ids[first_in_batch[i]]}"
-        originals = np.flatnonzero(~duplicate)
-        self._first_ids.add(pair_keys[originals], np.arange(len(self._ids), len(self._ids) + len(originals), dtype=np.int64))
-        self._ids.extend(ids[i] for i in originals.tolist())
-        cap, count = self.max_pairs_per_sentence, self._side_count
-        if cap:  # in reading order: a pair dropped here does not count against its sentences
-            for i, src, tgt in zip(originals.tolist(), src_keys[originals].tolist(), tgt_keys[originals].tolist()):
-                src_count, tgt_count = count.get(src, 0), count.get(tgt, 0)
+        lang, pair_keys, src_keys, tgt_keys = dedup_keys(pl.from_arrow(batch.select(["src_lang", "tgt_lang", "src_text", "tgt_text"])))
+        ids = pl.from_arrow(batch.column("id"))
+        copies, named, capped, sides = [], [], [], []
+        for direction, rows in directions(lang):
+            keys = pair_keys[rows]
+            earlier = self._first_ids[direction].find(keys)  # the first copy, where an earlier batch had it; else -1
+            first_in_batch = Occurrences(keys).first()
+            duplicate = (earlier >= 0) | (first_in_batch != np.arange(len(keys)))
+            originals = np.flatnonzero(~duplicate)
+            # the originals' places among the kept ids: a copy of a pair first seen in this batch names it from there
+            place = np.cumsum(~duplicate) - 1 + len(self._ids)
+            self._first_ids[direction].add(keys[originals], place[originals])
+            self._ids.extend(ids.gather(rows[originals]))
+            copy = np.flatnonzero(duplicate)
+            copies.append(rows[copy])
+            named.append(np.where(earlier[copy] >= 0, earlier[copy], place[first_in_batch[copy]]))
+            if self.max_pairs_per_sentence:
+                dropped, side = self.capped(self._side_count[direction], src_keys[rows[originals]], tgt_keys[rows[originals]])
+                capped.append(rows[originals[dropped]])
+                sides.extend(side)
+        copies, named = np.concatenate(copies), np.concatenate(named)
+        reason, detail = ["duplicate"] * len(copies), "same pair as " + self._ids.at(named)
+        if sides:
+            reason += ["too_many_translations"] * len(sides)
+            detail = detail.append("the " + pl.Series(sides, dtype=pl.String) + f" sentence already has {self.max_pairs_per_sentence} pairs")
+        return verdicts(batch.num_rows, np.concatenate([copies, *capped]), pl.Series(reason, dtype=pl.String), detail)
+
+    def capped(self, counts: KeyValues, src: np.ndarray, tgt: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Of pairs in reading order, those whose source or target sentence already has the cap's number of pairs,
+        and which side it is; a pair dropped here does not count against its sentences. A pair is surely kept when
+        its sentences' counts plus their earlier occurrences in the batch stay below the cap (almost all on
+        Firefox: 3,064 of 851k pairs are dropped); only the others are looked at one by one, in order."""
+        cap, m = self.max_pairs_per_sentence, len(src)
+        sentences = np.concatenate([src, tgt])  # source and target keys never meet (see dedup_keys): one sort for both
+        seen = Occurrences(sentences)
+        before = counts.get(sentences)
+        sure = before + seen.before() < cap
+        kept = sure[:m] & sure[m:]
+        unsure = np.flatnonzero(~kept)
+        dropped, side = [], []
+        if len(unsure):
+            # for the others: how many surely kept pairs of the batch came before them with the same sentence
+            before += seen.before(np.concatenate([kept, kept]))
+            src_before, tgt_before = before[:m], before[m:]
+            added: dict[int, int] = {}  # sentence key -> pairs kept among the others so far
+            for i in unsure.tolist():
+                s, t = int(src[i]), int(tgt[i])
+                src_count, tgt_count = src_before[i] + added.get(s, 0), tgt_before[i] + added.get(t, 0)
                 if src_count >= cap or tgt_count >= cap:
-                    reason[i] = "too_many_translations"
-                    detail[i] = f"the {'source' if src_count >= cap else 'target'} sentence already has {cap} pairs"
+                    dropped.append(i)
+                    side.append("source" if src_count >= cap else "target")
                 else:
-                    count[src], count[tgt] = src_count + 1, tgt_count + 1
-        return pl.DataFrame({"reason": reason, "detail": detail}, schema={"reason": pl.String, "detail": pl.String})
+                    kept[i] = True
+                    added[s], added[t] = added.get(s, 0) + 1, added.get(t, 0) + 1
+        counts.add(np.concatenate([src[kept], tgt[kept]]))
+        return np.array(dropped, dtype=np.int64), side
+
+
+class Occurrences:
+    """Where each key of an array occurred before, from one sort of the keys (with positions in order within a key)."""
+
+    def __init__(self, keys: np.ndarray):
+        order = np.argsort(keys)
+        ordered = keys[order]
+        starts = np.r_[True, ordered[1:] != ordered[:-1]][: len(keys)]
+        self.group = np.cumsum(starts) - 1  # of each sorted position
+        self.starts = np.flatnonzero(starts)
+        # positions ascending within a key: a sort of (key's group, position) and a quick one cost a third of a
+        # stable sort of the keys
+        self.order = np.sort(self.group * len(keys) + order) % max(len(keys), 1)
+
+    def group_of(self) -> np.ndarray:
+        """For each key, the number of its distinct key (in sorted order)."""
+        out = np.empty(len(self.order), dtype=np.int64)
+        out[self.order] = self.group
+        return out
+
+    def first(self) -> np.ndarray:
+        """For each key, the position of its first occurrence."""
+        out = np.empty(len(self.order), dtype=np.int64)
+        out[self.order] = self.order[self.starts][self.group]
+        return out
+
+    def before(self, counted: np.ndarray | None = None) -> np.ndarray:
+        """For each key, how many earlier positions (where `counted` is true, if given) have the same key."""
+        if counted is None:
+            counts = np.arange(len(self.order))
+        else:
+            counts = np.cumsum(counted[self.order]) - counted[self.order]
+        out = np.empty(len(self.order), dtype=np.int64)
+        out[self.order] = counts - counts[self.starts][self.group]
+        return out
+
+
+def verdicts(rows: int, dropped: np.ndarray, reason: pl.Series, detail: pl.Series) -> pl.DataFrame:
+    """BatchFilter's reasons frame, from the dropped rows only (most rows are kept): one gather from their reasons
+    and details and a null row."""
+    which = np.full(rows, len(dropped), dtype=np.int64)
+    which[dropped] = np.arange(len(dropped))
+    frame = pl.DataFrame({"reason": reason, "detail": detail}, schema={"reason": pl.String, "detail": pl.String})
+    return frame.extend(pl.DataFrame({"reason": [None], "detail": [None]}, schema=frame.schema))[which]
+
+
+class KeptIds:
+    """The ids of the rows a step kept, in order, as polars chunks: a dropped row names the kept one by its place
+    here (no Python string per row)."""
+
+    def __init__(self):
+        self.ids = pl.Series(dtype=pl.String)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def extend(self, ids: pl.Series) -> None:
+        self.ids.append(ids.cast(pl.String))
+        if self.ids.n_chunks() > 64:  # a gather looks up its chunk: keep them few
+            self.ids = self.ids.rechunk()
+
+    def at(self, places: np.ndarray) -> pl.Series:
+        return self.ids.gather(places)
+
+
+class KeyValues:
+    """A number for each 64-bit key (how many times it was counted, or a row), in one sorted array (no Python object
+    per key)."""
+
+    def __init__(self):
+        self.keys = np.empty(0, dtype=np.uint64)
+        self.values = np.empty(0, dtype=np.int64)
+
+    def get(self, keys: np.ndarray, missing: int = 0) -> np.ndarray:
+        """Each key's value, `missing` where it has none."""
+        if not len(self.keys):
+            return np.full(len(keys), missing, dtype=np.int64)
+        at = np.searchsorted(self.keys, keys).clip(max=len(self.keys) - 1)
+        return np.where(self.keys[at] == keys, self.values[at], missing)
+
+    def put(self, keys: np.ndarray, values: np.ndarray) -> None:
+        """Sets the values of keys not there yet (distinct)."""
+        at = np.searchsorted(self.keys, keys)
+        self.keys, self.values = np.insert(self.keys, at, keys), np.insert(self.values, at, values)
+
+    def add(self, keys: np.ndarray) -> None:
+        """Counts each occurrence of each key once more."""
+        distinct, counts = np.unique(keys, return_counts=True)
+        at = np.searchsorted(self.keys, distinct)
+        known = at < len(self.keys)
+        known[known] = self.keys[at[known]] == distinct[known]
+        self.values[at[known]] += counts[known]
+        self.keys = np.insert(self.keys, at[~known], distinct[~known])
+        self.values = np.insert(self.values, at[~known], counts[~known])
 
 
 # --- near-duplicates -------------------------------------------------------------------------------------------
@@ -122,9 +279,8 @@ class MinhashSigner:
     words is one shingle of all its words (datatrove gives it none: two pairs of short sides would never be
     compared). So a pair's signature is the elementwise minimum of its sides' signatures (the MinHash of a union),
     and a text is signed once however many pairs it is in (see TextSignatures). A shingle's hash mixes its words'
-    hashes (datatrove's hash function, once per distinct word of a batch), where datatrove hashes the joined
-    n-gram string: a Python call per n-gram, which cost more than all the rest here (see
-    tests/benchmarks/bench_dedup.py)."""
+    hashes (datatrove's hash function, once per word), where datatrove hashes the joined n-gram string: a Python
+    call per n-gram, which cost more than all the rest here (see tests/benchmarks/bench_dedup.py)."""
 
     NONE = np.iinfo(np.uint64).max  # the signature values of a text without words (a real one is below 2**61 - 1)
 
@@ -133,76 +289,128 @@ class MinhashSigner:
         # output_folder is never written: only its permutation parameters and hashing are used
         self.stage1 = MinhashDedupSignature(output_folder=tempfile.gettempdir(), config=config, language=Words())
         self.hash = create_hash_func(config.hash_config, input_type=bytes)  # xxhash 4 hashes bytes, not str
+        # datatrove's xxhash functions are Python wrappers of xxhash's: called directly, a word costs a third less
+        self._hash_word = _UNWRAPPED.get(self.hash, self.hash)
         self.num_hashes = config.num_buckets * config.hashes_per_bucket
 
     def shingles(self, texts: pl.Series | list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(hashes, owner): the shingle hashes of every text and the text each belongs to, by text."""
         n = self.config.n_grams
-        words = word_lists(texts).with_columns(count=pl.col("words").list.len())
-        flat = words.select(pl.col("words").explode().drop_nulls())["words"]
-        unique = flat.unique(maintain_order=True)
-        word_hash = np.fromiter((self.hash(w.encode()) for w in unique), dtype=np.uint64, count=len(unique))
-        codes = flat.to_frame("w").join(unique.to_frame("w").with_row_index("code"), on="w", how="left", maintain_order="left")["code"]
-        hashes = word_hash[codes.to_numpy()]
-        counts = words["count"].to_numpy().astype(np.int64)
-        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        words = word_lists(texts)["words"]
+        counts = words.list.len().to_numpy().astype(np.int64)
+        hashes = self.word_hashes(words.explode(empty_as_null=False))
+        offsets = np.cumsum(counts) - counts
         windows = np.where(counts >= n, counts - n + 1, (counts > 0).astype(np.int64))  # shingles per text
         text = np.repeat(np.arange(len(counts)), windows)
-        starts = offsets[text] + (np.arange(windows.sum()) - np.repeat(np.cumsum(windows) - windows, windows))
-        width = np.minimum(counts[text], n)
-        with np.errstate(over="ignore"):  # a shingle: its words' hashes mixed in order, mod 2**64
-            shingle = np.zeros(len(starts), dtype=np.uint64)
-            for j in range(n):
-                inside = j < width
-                shingle[inside] = (shingle[inside] ^ hashes[starts[inside] + j]) * _MIX[1 + j % (len(_MIX) - 1)]
-                shingle[inside] ^= shingle[inside] >> np.uint64(31)
+        starts = offsets[text] + (np.arange(len(text)) - np.repeat(np.cumsum(windows) - windows, windows))
+        # a shingle: its words' hashes mixed in order, mod 2**64; a text of fewer than n words is one shorter shingle
+        shingle = np.zeros(len(starts), dtype=np.uint64)
+        whole = counts[text] >= n
+        shingle[whole] = _shingle_hashes(hashes, starts[whole], np.full(int(whole.sum()), n))
+        short = np.flatnonzero(~whole)
+        shingle[short] = _shingle_hashes(hashes, starts[short], counts[text[short]])
         return shingle, text
 
-    def text_signatures(self, texts: pl.Series | list[str]) -> np.ndarray:
+    def word_hashes(self, words: pl.Series) -> np.ndarray:
+        """datatrove's hash of each word's UTF-8 bytes. Every word as it comes: a call costs about 0.1 us, less
+        than finding the distinct words first (a polars unique and join, or a cache of hashes by word, cost 3 to
+        5 times more)."""
+        return np.fromiter(map(self._hash_word, words.cast(pl.Binary).to_list()), dtype=np.uint64, count=len(words))
+
+    def text_signatures(self, texts: pl.Series | list[str], out: np.ndarray | None = None) -> np.ndarray:
         """One signature row (num_hashes values) per text: datatrove's get_signature, `min((shingle * a + b) %
-        (2**61 - 1))` with its parameters, for many texts at once; NONE values for a text without words."""
+        (2**61 - 1))` with its parameters, for many texts at once; NONE values for a text without words.
+
+        Texts are taken by their number of shingles k, a block of whole texts at a time, so that a text's minimum
+        is a min over axis 1 of (texts, k, num_hashes): np.minimum.reduceat over texts of unequal lengths (most
+        have 1 to 3 shingles) cost 3 ns a value, as much as all the rest; this, 0.7 ns."""
         hashes, owner = self.shingles(texts)
-        signed, starts = np.unique(owner, return_index=True)
-        ends = np.append(starts[1:], len(hashes))
-        a, b = self.stage1.parameters
-        out = np.full((len(texts), self.num_hashes), self.NONE, dtype=np.uint64)
-        # blocks of whole texts of about 2,048 shingles: the temporaries stay in cache
-        cuts = np.searchsorted(starts, np.arange(0, len(hashes), 2048), side="right") - 1
-        bounds = np.unique(np.append(cuts, len(signed)))
-        work = np.empty((2048 + int((ends - starts).max(initial=0)), self.num_hashes), dtype=np.uint64)
-        for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-            block = hashes[starts[first] : ends[last - 1]].reshape(-1, 1)
-            permuted = work[: len(block)]
-            with np.errstate(over="ignore"):
-                np.multiply(block, a, out=permuted)  # wraps mod 2**64, as in datatrove
-                permuted += b
-            _mod_mersenne61(permuted)
-            if self.config.hash_config.precision == 32:
-                permuted &= np.uint64(self.config.hash_config.max)
-            out[signed[first:last]] = np.minimum.reduceat(permuted, starts[first:last] - starts[first], axis=0)
+        out = np.empty((len(texts), self.num_hashes), dtype=np.uint64) if out is None else out
+        counts = np.bincount(owner, minlength=len(texts))
+        out[counts == 0] = self.NONE
+        starts = np.cumsum(counts) - counts
+        by_count = np.argsort(counts, kind="stable")
+        by_count = by_count[counts[by_count] > 0]
+        # the shingles of the texts in that order, and where each count's texts begin
+        sorted_counts = counts[by_count]
+        taken = hashes[np.repeat(starts[by_count] - np.cumsum(sorted_counts) + sorted_counts, sorted_counts) + np.arange(int(sorted_counts.sum()))]
+        first_text = np.flatnonzero(np.r_[True, sorted_counts[1:] != sorted_counts[:-1]]) if len(sorted_counts) else np.empty(0, dtype=np.int64)
+        first_shingle = np.cumsum(sorted_counts) - sorted_counts
+        work = np.empty((max(BLOCK, int(counts.max(initial=0))), self.num_hashes), dtype=np.uint64)
+        high = np.empty_like(work)
+        for group, end in zip(first_text.tolist(), np.append(first_text[1:], len(by_count)).tolist()):
+            k = int(sorted_counts[group])
+            per_block = max(1, BLOCK // k)
+            for first in range(group, end, per_block):
+                last = min(first + per_block, end)
+                block = taken[first_shingle[first] : first_shingle[first] + (last - first) * k]
+                permuted = self.permuted(block, work[: len(block)], high[: len(block)])
+                out[by_count[first:last]] = permuted if k == 1 else permuted.reshape(last - first, k, self.num_hashes).min(axis=1)
         return out
 
-    def bucket_keys(self, signatures: np.ndarray) -> np.ndarray:
+    def permuted(self, shingles: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+        """datatrove's `(shingle * a + b) % (2**61 - 1)` for each shingle and permutation, in out."""
+        a, b = self.stage1.parameters
+        with np.errstate(over="ignore"):
+            np.multiply(shingles.reshape(-1, 1), a, out=out)  # wraps mod 2**64, as in datatrove
+            out += b
+        _mod_mersenne61(out, scratch)
+        if self.config.hash_config.precision == 32:
+            out &= np.uint64(self.config.hash_config.max)
+        return out
+
+    def pair_bucket_keys(self, table: np.ndarray, src: np.ndarray, tgt: np.ndarray) -> np.ndarray:
+        """The bucket keys of pairs whose sides' signatures are rows src and tgt of table: a pair's signature is
+        their elementwise minimum, made for a block of pairs at a time in the same buffers (they stay in cache)."""
+        keys = np.empty((len(src), self.config.num_buckets), dtype=np.uint64)
+        step = max(1, BLOCK // 4)
+        first, second = (np.empty((min(step, len(src)), self.num_hashes), dtype=np.uint64) for _ in range(2))
+        for start in range(0, len(src), step):
+            n = min(step, len(src) - start)
+            np.take(table, src[start : start + n], axis=0, out=first[:n])
+            np.take(table, tgt[start : start + n], axis=0, out=second[:n])
+            self.bucket_keys(np.minimum(first[:n], second[:n], out=first[:n]), out=keys[start : start + n])
+        return keys
+
+    def bucket_keys(self, signatures: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """One 64-bit key per pair and bucket (hashes_per_bucket values mixed with the bucket number); two pairs share
         a bucket when the keys are equal (a false match has probability about 2**-64)."""
         r = self.config.hashes_per_bucket
         bands = signatures.reshape(len(signatures), self.config.num_buckets, r)
+        key = np.empty((len(signatures), self.config.num_buckets), dtype=np.uint64) if out is None else out
+        key[:] = (np.arange(self.config.num_buckets, dtype=np.uint64) + np.uint64(1)) * _MIX[0]
+        shifted = np.empty_like(key)
         with np.errstate(over="ignore"):
-            key = (np.arange(self.config.num_buckets, dtype=np.uint64) + np.uint64(1)) * _MIX[0]
             for j in range(r):
-                key = (key ^ bands[:, :, j]) * _MIX[1 + j % (len(_MIX) - 1)]
-                key ^= key >> np.uint64(29)
+                key ^= bands[:, :, j]
+                key *= _MIX[1 + j % (len(_MIX) - 1)]
+                key ^= np.right_shift(key, np.uint64(29), out=shifted)
         return key
 
 
-def _mod_mersenne61(values: np.ndarray) -> None:
-    """values %= 2**61 - 1, in place, without a division: 2**61 = 1 (mod 2**61 - 1)."""
-    high = values >> np.uint64(61)
+def _mod_mersenne61(values: np.ndarray, high: np.ndarray | None = None) -> None:
+    """values %= 2**61 - 1, in place, without a division: 2**61 = 1 (mod 2**61 - 1). `high`: scratch space of the
+    same shape."""
+    high = np.right_shift(values, np.uint64(61), out=high)
     values &= _mersenne_prime
-    values += high
-    np.subtract(values, _mersenne_prime, out=values, where=values >= _mersenne_prime)
+    values += high  # below 2**61 + 7: at most one more subtraction, which almost never happens
+    if values.max(initial=0) >= _mersenne_prime:
+        np.subtract(values, _mersenne_prime, out=values, where=values >= _mersenne_prime)
 
 
+def _shingle_hashes(hashes: np.ndarray, starts: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """The hash of each run of `widths` words from `starts`: the words' hashes mixed in order, mod 2**64."""
+    shingle = np.zeros(len(starts), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(int(widths.max(initial=0))):
+            inside = slice(None) if j < widths.min() else j < widths
+            mixed = (shingle[inside] ^ hashes[starts[inside] + j]) * _MIX[1 + j % (len(_MIX) - 1)]
+            shingle[inside] = mixed ^ (mixed >> np.uint64(31))
+    return shingle
+
+
+# (datatrove's module's own xxhash: the one its functions call)
+_UNWRAPPED = {datatrove_xxhash.xxhash64: datatrove_xxhash.xxhash.xxh64_intdigest, datatrove_xxhash.xxhash32: datatrove_xxhash.xxhash.xxh32_intdigest}
 _MIX = tuple(np.uint64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD))
 
 
@@ -210,60 +418,87 @@ class TextSignatures:
     """Signatures of the texts a task has signed, by language: a text is in several pairs (the pivot side in those
     of every language of the task, the other side in its X -> eng_Latn and X -> zho_Hans pairs), and its
     signature does not depend on the pair. On Firefox this signs a quarter of the texts pairs have. At most
-    `capacity` texts (num_hashes * 8 bytes each): when full, it starts over."""
+    `capacity` texts (num_hashes * 8 bytes each): when full, it starts over. A text is found by a 64-bit key
+    (polars' hash, in sorted arrays: no Python object per text; two texts of a language share a key with
+    probability about n**2 / 2**65, as the dedup keys)."""
 
     def __init__(self, signer: MinhashSigner, capacity: int = SIGNATURES_KEPT):
         self.signer = signer
         self.capacity = capacity
         self.rows = np.empty((0, signer.num_hashes), dtype=np.uint64)
-        self.index: dict[str, dict[str, int]] = {}  # language -> text -> row
+        self.index: dict[str, KeyValues] = {}  # language -> text key -> row
         self.size = 0
 
-    def of(self, texts: pl.Series, lang: str) -> np.ndarray:
-        known = self.index.setdefault(lang, {})
-        texts = texts.to_list()
-        new = list(dict.fromkeys(t for t in texts if t not in known))
-        if self.size + len(new) > self.capacity:  # full: start over
-            self.index, self.size = {lang: {}}, 0
-            known = self.index[lang]
-            new = list(dict.fromkeys(texts))
-            if len(new) > self.capacity:
-                return self.signer.text_signatures(texts)
-        if new:
-            if self.size + len(new) > len(self.rows):
-                grown = np.empty((min(self.capacity, max(2 * len(self.rows), self.size + len(new))), self.signer.num_hashes), dtype=np.uint64)
-                grown[: self.size] = self.rows[: self.size]
-                self.rows = grown
-            self.rows[self.size : self.size + len(new)] = self.signer.text_signatures(new)
-            known.update(zip(new, range(self.size, self.size + len(new))))
-            self.size += len(new)
-        return self.rows[np.fromiter((known[t] for t in texts), dtype=np.int64, count=len(texts))]
+    def rows_of(self, sides: list[tuple[pl.Series, str]]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(table, rows): for each (texts, language), the row of each text's signature in table."""
+        distinct = [_Distinct(texts) for texts, _ in sides]
+        found = [self.index.get(lang, KeyValues()).get(d.keys, missing=-1) for d, (_, lang) in zip(distinct, sides)]
+        if self.size + sum(int((row < 0).sum()) for row in found) > self.capacity:  # full: start over
+            self.index, self.size = {}, 0
+            found = [np.full(len(d.keys), -1, dtype=np.int64) for d in distinct]
+            if sum(len(d.keys) for d in distinct) > self.capacity:  # more than it holds: signed apart
+                tables = [self.signer.text_signatures(texts.gather(d.first)) for d, (texts, _) in zip(distinct, sides)]
+                offsets = np.cumsum([0] + [len(t) for t in tables])
+                return np.concatenate(tables), [offset + d.of_each for offset, d in zip(offsets.tolist(), distinct)]
+        out = []
+        for i, (d, (texts, lang), row) in enumerate(zip(distinct, sides, found)):
+            known = self.index.setdefault(lang, KeyValues())
+            if any(other == lang for _, other in sides[:i]):  # a side before may have signed some of these
+                row = known.get(d.keys, missing=-1)
+            new = np.flatnonzero(row < 0)
+            if len(new):
+                if not len(self.rows):  # all at once: the system gives the memory as rows are written, and growing copied them
+                    self.rows = np.empty((self.capacity, self.signer.num_hashes), dtype=np.uint64)
+                self.signer.text_signatures(texts.gather(d.first[new]), out=self.rows[self.size : self.size + len(new)])
+                row[new] = np.arange(self.size, self.size + len(new))
+                known.put(d.keys[new], row[new])
+                self.size += len(new)
+            out.append(row[d.of_each])
+        return self.rows, out
+
+
+class _Distinct:
+    """The distinct texts of a series, by polars' 64-bit hash: keys (sorted), a position of each, and the number of
+    each text's distinct one."""
+
+    def __init__(self, texts: pl.Series):
+        hashes = texts.hash(0).to_numpy()
+        order = np.argsort(hashes)  # any copy of a text stands for it: no need for a stable sort
+        ordered = hashes[order]
+        starts = np.r_[True, ordered[1:] != ordered[:-1]][: len(hashes)]
+        self.first = order[starts]
+        self.keys = ordered[starts]
+        self.of_each = np.empty(len(hashes), dtype=np.int64)
+        self.of_each[order] = np.cumsum(starts) - 1
 
 
 class KeyIndex:
-    """Bucket keys of kept pairs -> which kept pair, in sorted runs merged like a binary counter, so adding a batch
-    costs O(batch log n) and a lookup one binary search per run (no Python object per key)."""
+    """Keys of kept rows -> which kept row (its place among the kept ids), in sorted runs merged like a binary
+    counter, so adding a batch costs O(batch log n) and a lookup one binary search per run (no Python object per
+    key). A key is added once: a row whose key is there already is not kept."""
 
     def __init__(self):
         self.runs: list[tuple[np.ndarray, np.ndarray]] = []
 
     def find(self, keys: np.ndarray) -> np.ndarray:
-        """The kept pair of each key (-1 where none); the earliest one where several match."""
-        found = np.full(keys.shape, np.iinfo(np.int64).max, dtype=np.int64)
+        """The kept row of each key (-1 where none)."""
+        found = np.full(keys.shape, -1, dtype=np.int64)
         for run_keys, owners in self.runs:
             at = np.searchsorted(run_keys, keys).clip(max=len(run_keys) - 1)
             hit = run_keys[at] == keys
-            found = np.where(hit, np.minimum(found, owners[at]), found)
-        return np.where(found == np.iinfo(np.int64).max, -1, found)
+            found[hit] = owners[at[hit]]
+        return found
 
-    def add(self, keys: np.ndarray, owners: np.ndarray) -> None:
-        order = np.argsort(keys, kind="stable")
+    def add(self, keys: np.ndarray, owners: np.ndarray, ordered: bool = False) -> None:
+        """`ordered`: the keys are sorted already."""
+        if not len(keys):
+            return
+        order = slice(None) if ordered else np.argsort(keys)
         self.runs.append((keys[order], owners[order]))
         while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
             (k1, o1), (k2, o2) = self.runs.pop(-2), self.runs.pop()
-            keys, owners = np.concatenate([k1, k2]), np.concatenate([o1, o2])
-            order = np.argsort(keys, kind="stable")
-            self.runs.append((keys[order], owners[order]))
+            at = np.searchsorted(k1, k2)  # runs have no key in common: a merge, not a sort
+            self.runs.append((np.insert(k1, at, k2), np.insert(o1, at, o2)))
 
 
 class NearDuplicateDedup(BatchFilter):
@@ -279,47 +514,64 @@ class NearDuplicateDedup(BatchFilter):
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         self._index: dict[tuple[str, str], KeyIndex] = collections.defaultdict(KeyIndex)  # per task and direction
-        self._kept_ids: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+        self._kept_ids = KeptIds()
         self._signatures = TextSignatures(self.signer)
         yield from super().run(data, rank, world_size)
 
     def reasons(self, batch: pa.Table) -> pl.DataFrame:
-        ids = batch.column("id").to_pylist()
-        reason: list[str | None] = [None] * len(ids)
-        detail: list[str | None] = [None] * len(ids)
+        ids = pl.from_arrow(batch.column("id"))
         frame = pl.from_arrow(batch.select(["src_lang", "tgt_lang", "src_text", "tgt_text"])).with_row_index("row")
-        for (src_lang, tgt_lang), part in frame.group_by("src_lang", "tgt_lang", maintain_order=True):
-            signatures = np.minimum(self._signatures.of(part["src_text"], src_lang), self._signatures.of(part["tgt_text"], tgt_lang))
-            signed = np.flatnonzero(signatures[:, 0] != self.signer.NONE)  # pairs with no word at all are never near-duplicates
+        dropped, named = [], []
+        for (src_lang, tgt_lang), part in by_direction(frame):
+            table, (src, tgt) = self._signatures.rows_of([(part["src_text"], src_lang), (part["tgt_text"], tgt_lang)])
+            none = self.signer.NONE
+            signed = np.flatnonzero((table[src, 0] != none) | (table[tgt, 0] != none))  # pairs with no word at all are never near-duplicates
             if not len(signed):
                 continue
-            signatures = signatures[signed]
             rows = part["row"].to_numpy()[signed]
-            keys = self.signer.bucket_keys(signatures)
-            index, kept_ids = self._index[(src_lang, tgt_lang)], self._kept_ids[(src_lang, tgt_lang)]
-            none = np.iinfo(np.int64).max
+            keys = self.signer.pair_bucket_keys(table, src[signed], tgt[signed])
+            index = self._index[(src_lang, tgt_lang)]
             earlier = index.find(keys)  # (pairs, buckets): the kept pair of an earlier batch, or -1
-            owner = np.where(earlier >= 0, earlier, none).min(axis=1)
-            keep = owner == none
-            # within the batch, in reading order: only pairs sharing a key with another pair of it need a look
-            values, counts = np.unique(keys, return_counts=True)
-            repeated = np.isin(keys, values[counts > 1])
-            first_in_batch: dict[int, int] = {}  # key -> the earliest kept pair of this batch that has it
-            in_batch = np.full(len(rows), -1, dtype=np.int64)
-            for i in np.flatnonzero(keep & repeated.any(axis=1)).tolist():
-                shared = keys[i][repeated[i]].tolist()
-                matches = [first_in_batch[k] for k in shared if k in first_in_batch]
-                if matches:
-                    keep[i], in_batch[i] = False, min(matches)
-                else:
-                    for k in shared:
-                        first_in_batch.setdefault(k, i)
-            for i in np.flatnonzero(~keep).tolist():
-                reason[rows[i]] = "near_duplicate"
-                kept = kept_ids[owner[i]] if owner[i] != none else ids[rows[in_batch[i]]]
-                detail[rows[i]] = f"near-duplicate of {kept}"
-            if keep.any():
-                positions = np.arange(len(kept_ids), len(kept_ids) + int(keep.sum()), dtype=np.int64)
-                kept_ids.extend(ids[r] for r in rows[keep].tolist())
-                index.add(keys[keep].ravel(), np.repeat(positions, keys.shape[1]))
-        return pl.DataFrame({"reason": reason, "detail": detail}, schema={"reason": pl.String, "detail": pl.String})
+            owner = earlier.max(axis=1)  # a key is in the index once: one earlier kept pair at most per key
+            # where several keys match several kept pairs, the earliest is named
+            several = np.flatnonzero((earlier >= 0).sum(axis=1) > 1)
+            owner[several] = np.where(earlier[several] >= 0, earlier[several], np.iinfo(np.int64).max).min(axis=1)
+            keep = owner < 0
+            in_batch, order = self.within_batch(keys, keep)
+            place = np.cumsum(keep) - 1 + len(self._kept_ids)
+            self._kept_ids.extend(ids.gather(rows[keep]))
+            pair = order // keys.shape[1]  # of each key in sorted order
+            kept = order[keep[pair]]
+            index.add(keys.ravel()[kept], place[pair[keep[pair]]], ordered=True)
+            drop = np.flatnonzero(~keep)
+            dropped.append(rows[drop])
+            named.append(np.where(owner[drop] >= 0, owner[drop], place[in_batch[drop]]))
+        dropped_rows = np.concatenate(dropped) if dropped else np.empty(0, dtype=np.int64)
+        names = self._kept_ids.at(np.concatenate(named) if named else np.empty(0, dtype=np.int64))
+        return verdicts(batch.num_rows, dropped_rows, pl.repeat("near_duplicate", len(dropped_rows), dtype=pl.String, eager=True), "near-duplicate of " + names)
+
+    @staticmethod
+    def within_batch(keys: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Drops (in `keep`), in reading order, the pairs that share a key with an earlier kept pair of the batch,
+        and gives for each the earliest such pair (-1 for the others), and the order that sorts the keys (flat).
+        Only pairs sharing a key with another pair of the batch need a look, one by one: a pair dropped here does
+        not keep later ones out."""
+        flat = keys.ravel()
+        order = np.argsort(flat)
+        ordered = flat[order]
+        same = ordered[1:] == ordered[:-1]
+        repeated = np.zeros(len(flat), dtype=bool)
+        repeated[order[1:][same]] = True
+        repeated[order[:-1][same]] = True
+        repeated = repeated.reshape(keys.shape)
+        in_batch = np.full(len(keys), -1, dtype=np.int64)
+        first_in_batch: dict[int, int] = {}  # key -> the earliest kept pair of this batch that has it
+        for i in np.flatnonzero(keep & repeated.any(axis=1)).tolist():
+            shared = keys[i][repeated[i]].tolist()
+            matches = [first_in_batch[k] for k in shared if k in first_in_batch]
+            if matches:
+                keep[i], in_batch[i] = False, min(matches)
+            else:
+                for k in shared:
+                    first_in_batch.setdefault(k, i)
+        return in_batch, order
