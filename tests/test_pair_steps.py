@@ -170,3 +170,45 @@ def test_decontaminate_checks_each_pivot_text_once_and_drops_every_copy(tmp_path
     assert list(zip(removed["id"].to_pylist(), removed["reason"].to_pylist(), removed["detail"].to_pylist())) == expected_removed
     assert len(expected_removed) > 20 and {d.split()[0] for _, _, d in expected_removed} == {"src_text", "tgt_text"}
     assert kept.num_rows + removed.num_rows == sum(b.num_rows for b in batches)
+
+
+def test_nfc_unsafe_has_every_character_that_nfc_may_change():
+    """Derived from polars' own normalizer over every code point: what NFC changes alone, what comes after the first
+    character of a decomposition (what may compose with the character before), and what has a combining class (what
+    canonical ordering may move: probed against U+0345, class 240, and U+0334, class 1)."""
+    from pipelines.steps.normalize import NFC_UNSAFE
+
+    chars = pl.Series([chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000], dtype=pl.String)
+    nfd = chars.str.normalize("NFD")
+    changed = chars.filter(chars.str.normalize("NFC") != chars)
+    later = nfd.filter(nfd.str.len_chars() > 1).str.slice(1).str.split("").explode()
+    plain = chars.filter(nfd == chars)
+    before, after = ("\u0345" + plain).str.normalize("NFD"), (plain + "\u0334").str.normalize("NFD")
+    ordered = plain.filter((before != "\u0345" + plain) | (after != plain + "\u0334"))
+    needed = pl.concat([changed, later, ordered]).unique()
+    assert len(changed) > 1000 and len(ordered) > 800 and "\u1161" in later.to_list()
+    missing = needed.filter(~needed.str.contains(f"^{NFC_UNSAFE}$"))
+    assert missing.to_list() == []
+
+
+def _random_texts(generator: random.Random, count: int) -> list[str]:
+    pieces = ["a", "E", "é", "e\u0301", "\u0301", "A\u030a", "\u212b", "\u1100\u1161", "\u11a8", "가", "か\u3099", "\uf900", "क\u093c",
+              "\u0958", "ß", "中", " ", "  ", "\t", "\r\n", "\n", "\n\n", " \n ", "\u00a0", "\u2003", "\u3000", "\u200b", "\ufeff",
+              "\x00", "\x1f", "\x85", "\u2028", "\u1680", "word", "ǖ", "u\u0308\u0304", "\u0323\u0302", "\u0302\u0323"]  # fmt: skip
+    return ["".join(generator.choices(pieces, k=generator.randint(0, 12))) for _ in range(count)]
+
+
+def test_normalize_rewrites_only_what_would_change():
+    from pipelines.steps.normalize import NormalizeText, _rewrite, nfc, normalize_text
+
+    texts = pl.Series(_random_texts(random.Random(5), 3000) + ["plain text", "Ünïcödé", "中文"], dtype=pl.String)
+    assert normalize_text(texts).to_list() == _rewrite(texts).to_list()  # the five rewrites applied to every text
+    assert nfc(texts).to_list() == texts.str.normalize("NFC").to_list()
+    assert (normalize_text(texts) != texts).sum() > 1000
+    table = pairs([("deu_Latn", s, "eng_Latn", t) for s, t in zip(texts.to_list(), reversed(texts.to_list()))])
+    out = NormalizeText().process(table)
+    assert out.schema == table.schema
+    assert out.column("src_text").to_pylist() == _rewrite(texts).to_list()
+    assert out.column("tgt_text").to_pylist() == _rewrite(texts.reverse()).to_list()
+    plain = pairs([("deu_Latn", "Neuer Tab", "eng_Latn", "New tab")])
+    assert NormalizeText().process(plain).equals(plain)
