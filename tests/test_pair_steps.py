@@ -212,3 +212,32 @@ def test_normalize_rewrites_only_what_would_change():
     assert out.column("tgt_text").to_pylist() == _rewrite(texts.reverse()).to_list()
     plain = pairs([("deu_Latn", "Neuer Tab", "eng_Latn", "New tab")])
     assert NormalizeText().process(plain).equals(plain)
+
+
+def test_orient_and_selection_shortcuts_give_the_rows_of_the_plain_formulation():
+    """A file of one language pair has all or none of its pairs to turn, and all of them selected by the task that owns
+    its language: then columns trade names and nothing is filtered. The rows must be those of the row-by-row rule."""
+    from pipelines.sources import HAS_PIVOT, PIVOTS, _selected, orient
+
+    def plain(frame, keep_unpaired):
+        src_is_pivot = pl.col("src_lang").is_in(PIVOTS) & (~pl.col("tgt_lang").is_in(PIVOTS) | (pl.col("src_lang") == "eng_Latn"))
+        swapped = {"src_lang": "tgt_lang", "tgt_lang": "src_lang", "src_text": "tgt_text", "tgt_text": "src_text"}
+        frame = frame.with_columns([pl.when(src_is_pivot).then(pl.col(b)).otherwise(pl.col(a)).alias(a) for a, b in swapped.items()])
+        return frame if keep_unpaired else frame.filter(HAS_PIVOT)
+
+    def frame(rows):
+        return pl.DataFrame(rows, schema=["src_lang", "src_text", "tgt_lang", "tgt_text", "source_id"], orient="row")
+
+    turned = frame([("eng_Latn", "Save", "deu_Latn", "Speichern", "1"), ("eng_Latn", "Open", "deu_Latn", "Öffnen", "2")])
+    kept = frame([("deu_Latn", "Speichern", "eng_Latn", "Save", "1")])
+    mixed = frame([("eng_Latn", "Save", "deu_Latn", "Speichern", "1"), ("fra_Latn", "Ouvrir", "eng_Latn", "Open", "2"),
+                   ("zho_Hans", "打开", "eng_Latn", "Open", "3"), ("eng_Latn", "Open", "zho_Hans", "打开", "4"),
+                   ("eng_Latn", "Colour", "eng_Latn", "Color", "5"), ("deu_Latn", "Tab", "fra_Latn", "Onglet", "6")])  # fmt: skip
+    for table in (turned, kept, mixed, turned.clear()):
+        for keep_unpaired in (True, False):
+            assert orient(table, keep_unpaired).equals(plain(table, keep_unpaired))
+        oriented = orient(table, keep_unpaired=True)
+        for langs, unpaired in ((["deu_Latn"], False), (["deu_Latn"], True), (["fra_Latn", "zho_Hans"], False), ([], True)):
+            expected = oriented.filter((HAS_PIVOT & pl.col("src_lang").is_in(langs)) | (pl.lit(unpaired) & ~HAS_PIVOT))
+            assert _selected(oriented, langs, unpaired).equals(expected)
+    assert orient(turned, keep_unpaired=True)["src_text"].to_list() == ["Speichern", "Öffnen"]
