@@ -142,7 +142,7 @@ def test_the_index_is_built_once_per_folder_then_loaded(tmp_path, monkeypatch):
     eval_index.cache_clear()
 
 
-@pytest.mark.parametrize("checked_bound", [3, 200_000])
+@pytest.mark.parametrize("checked_bound", [3, 100_000])
 def test_decontaminate_checks_each_pivot_text_once_and_drops_every_copy(tmp_path, monkeypatch, checked_bound):
     """The step remembers which pivot texts it checked (up to a bound, then starts over); the rows it drops must be
     those the definition gives row by row, in every batch a text comes back in."""

@@ -34,7 +34,7 @@ from schemas.records import stable_id
 
 MIN_QUOTE_WORDS = 6  # a shorter evaluation text is matched only when a whole text equals it
 MIN_EXACT_CHARS = 12  # nor that when it is shorter than this ("1", "Article 3" are no evaluation text)
-CHECKED_PIVOT_TEXTS = 200_000  # a task remembers which pivot texts it checked, up to this many
+CHECKED_PIVOT_TEXTS = 100_000  # a task remembers which pivot texts it checked, up to this many (a Firefox task has 8,500)
 INDEX_FORMAT = 1  # of a saved EvalIndex: a new one when its parts change
 _WORD = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]|[\p{L}\p{N}\p{M}]+"
 
