@@ -377,7 +377,7 @@ def pair_pipeline(recipe, sources, source_languages, langs, work: Path, run: str
         PairReader(sources, langs, source_languages, removed if report_unpaired else None, progress=sys.stderr.isatty()),
         NormalizeText(),
         PairFilter(removed, recipe.filters.min_chars, recipe.filters.max_chars, recipe.filters.max_length_ratio),
-        Decontaminate(removed, eval_sets, recipe.decontamination.ngram),
+        Decontaminate(removed, eval_sets, recipe.decontamination.ngram, index_folder=work / "eval_index"),
         LanguageIdFilter(removed, recipe.langid.models, recipe.langid.threshold, recipe.langid.min_script_fraction, recipe.langid.min_model_chars),
         *([pivot_join] if pivot_join else []),
         ExactPairDedup(removed, recipe.dedup.max_targets_per_source),

@@ -67,13 +67,20 @@ def orient(frame: pl.DataFrame, keep_unpaired: bool = False) -> pl.DataFrame:
         ~pl.col("tgt_lang").is_in(PIVOTS) | (pl.col("src_lang") == "eng_Latn")
     )
     swapped = {"src_lang": "tgt_lang", "tgt_lang": "src_lang", "src_text": "tgt_text", "tgt_text": "src_text"}
-    frame = frame.with_columns([pl.when(src_is_pivot).then(pl.col(b)).otherwise(pl.col(a)).alias(a) for a, b in swapped.items()])
+    # a file of one language pair (as corpora ship them) has all or none of its pairs to turn: then the columns trade
+    # names, and no text is copied
+    every, some = frame.select(every=src_is_pivot.all(ignore_nulls=False), some=src_is_pivot.any()).row(0)
+    if every:
+        frame = frame.rename(swapped).select(frame.columns)
+    elif some:
+        frame = frame.with_columns([pl.when(src_is_pivot).then(pl.col(b)).otherwise(pl.col(a)).alias(a) for a, b in swapped.items()])
     return frame if keep_unpaired else frame.filter(HAS_PIVOT)
 
 
 def _selected(frame: pl.DataFrame, langs, unpaired: bool) -> pl.DataFrame:
     """The pairs of `langs`, and with `unpaired` also the rows that have no pivot side (see orient)."""
-    return frame.filter((HAS_PIVOT & pl.col("src_lang").is_in(list(langs))) | (pl.lit(unpaired) & ~HAS_PIVOT))
+    selected = frame.select((HAS_PIVOT & pl.col("src_lang").is_in(list(langs))) | (pl.lit(unpaired) & ~HAS_PIVOT)).to_series()
+    return frame if selected.all(ignore_nulls=False) else frame.filter(selected)  # a file of one of the task's languages: all
 
 
 def _unpaired_languages(a: str, b: str) -> bool:
@@ -187,7 +194,10 @@ class TableSource(PairSource):
     def _frame(self, path: str) -> pl.DataFrame:
         frame = self._scan(path).collect()
         codes = {c: to_flores(c) for c in set(frame["src_lang"]) | set(frame["tgt_lang"])}
-        return orient(frame.with_columns(pl.col("src_lang", "tgt_lang").replace_strict(codes)), keep_unpaired=True)
+        renamed = {code: flores for code, flores in codes.items() if code != flores}  # none when the file has FLORES codes
+        if renamed:
+            frame = frame.with_columns(pl.col("src_lang", "tgt_lang").replace(renamed))
+        return orient(frame, keep_unpaired=True)
 
     def languages(self):
         """Also notes each file's languages and whether it has pairs without a pivot, so that a task reads only

@@ -91,7 +91,7 @@ class PrepareChat(PipelineStep):
         self.ngram = ngram
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        index = eval_index(self.eval_sets, self.ngram)
+        index = eval_index(self.eval_sets, self.ngram, folder=self.work_dir / "eval_index")
         for number in range(rank, len(self.chunks), world_size):
             source, chunk = self.chunks[number]
             self.prepare_chunk(number, self.sources[source].read(chunk), index)
