@@ -187,6 +187,23 @@ def test_language_id_filter_identifies_a_repeated_pivot_text_once_with_the_same_
     assert LanguageIdFilter.__getstate__(step)["_verdicts"] == {}  # not shipped to the tasks
 
 
+def test_language_id_filter_starts_from_the_pivot_verdicts_an_earlier_task_shared(tmp_path, monkeypatch):
+    pivot_stage = pairs([("zho_Hans", ZH, "eng_Latn", EN), ("zho_Hans", ZH, "eng_Latn", DE)])  # a German "English" side
+    first = LanguageIdFilter(RemovedRows(tmp_path / "first"), shared_verdicts=tmp_path / "shared")
+    run_filter(first, pivot_stage)
+    assert sorted(pl.read_parquet(tmp_path / "shared" / "eng_Latn.parquet")["text"]) == sorted([EN, DE])
+    table = pairs([("deu_Latn", DE, "eng_Latn", EN), ("fra_Latn", "Tous les êtres humains naissent libres.", "eng_Latn", DE)])
+    alone_kept, alone_removed = run_filter(LanguageIdFilter(RemovedRows(tmp_path / "alone")), table)
+    later = LanguageIdFilter(RemovedRows(tmp_path / "later"), shared_verdicts=tmp_path / "shared")
+    asked = []
+    check = later.identifier.check
+    monkeypatch.setattr(later.identifier, "check", lambda texts, lang: asked.append(lang) or check(texts, lang))
+    kept, removed = run_filter(later, table)
+    assert "eng_Latn" not in asked and asked == ["deu_Latn"]  # the English verdicts were shared; fra_Latn's pivot side failed
+    assert kept.equals(alone_kept) and removed.drop(["stage"]).equals(alone_removed.drop(["stage"]))
+    assert removed["detail"].to_pylist() == [f"tgt: {first.verdicts([DE], 'eng_Latn')[0][1]}"]
+
+
 def test_language_id_filter_keeps_a_bounded_number_of_verdicts(tmp_path, monkeypatch):
     from pipelines.steps import language_id
 
