@@ -30,7 +30,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from pipelines.card import CHART_NAME, write_card, write_chart
 from pipelines.manifest import FORMAT_VERSION, content_hash, sha256_file, write_manifest
-from pipelines.steps.base import WORK_COMPRESSION, AtomicParquetWriter, write_parquet_atomic
+from pipelines.steps.base import WORK_COMPRESSION, AtomicParquetWriter, dictionary_columns, write_parquet_atomic
 from pipelines.steps.templates import CROSS_LINGUAL_TASKS
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
 
@@ -154,7 +154,10 @@ def merge_removed(step_dir: Path, path: Path) -> dict[str, int]:
     depend on the number of passes. Returns the rows per reason."""
     files = sorted(str(f) for f in step_dir.glob("*.parquet"))
     total = sum(pq.read_metadata(f).num_rows for f in files)
-    writer = AtomicParquetWriter(path, pq.read_schema(files[0]) if files else pa.schema([]), row_group_size=REMOVED_ROW_GROUP)
+    schema = pq.read_schema(files[0]) if files else pa.schema([])
+    # dictionaries on the low-cardinality columns only: in row groups of 10k rows, building one for the ids and texts
+    # (given up past 1 MB) took a sixth of the writing (666k removed rows of the Firefox benchmark: 1.10 -> 0.92 s)
+    writer = AtomicParquetWriter(path, schema, row_group_size=REMOVED_ROW_GROUP, use_dictionary=dictionary_columns(schema))
     if not total:
         writer.close()
         return {}
