@@ -74,7 +74,7 @@ def test_work_files_keep_dictionaries_only_where_they_pay(tmp_path):
     writer = RemovedRows(tmp_path / "removed").writer("step", 0)
     writer.write(rows)
     writer.close()
-    low = {"src_lang", "tgt_lang", "source", "split", "stage", "reason"}
+    low = {"src_lang", "tgt_lang", "source", "split", "stage", "reason", "detail"}
     for path in (tmp_path / "pairs" / "deu_Latn.parquet", tmp_path / "removed" / "step" / "run-00000.parquet"):
         layout = column_layout(path)
         assert {name for name, (_, dictionary, _) in layout.items() if dictionary} == low & set(layout)
