@@ -1,3 +1,5 @@
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -5,7 +7,8 @@ import pytest
 from pipelines.steps import finalize
 from pipelines.steps.base import RemovedRows
 from pipelines.steps.finalize import merge_removed, parse_size
-from pipelines.steps.mix import mixture_writer
+from pipelines.steps.finalize import WriteShards, ready_shard, shard_plan, write_shard
+from pipelines.steps.mix import _write_splits, mixture_writer
 from pipelines.steps.write import PairWriter
 from schemas.records import INSTRUCTION_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA, stable_id
 
@@ -96,3 +99,36 @@ def test_mixture_files_are_uncompressed_but_encoded_as_before(tmp_path):
     layout = column_layout(tmp_path / "train" / "deu_Latn.parquet")
     assert len(layout) == len(INSTRUCTION_SCHEMA.names) + 1  # messages: role and content
     assert set(layout.values()) == {("UNCOMPRESSED", True, True)}
+
+
+def instruction_rows(n: int) -> pa.Table:
+    columns = {name: [f"{name} {i % 5}" for i in range(n)] for name in INSTRUCTION_SCHEMA.names}
+    columns |= {"id": [stable_id(str(i)) for i in range(n)], "split": ["train"] * (n - 10) + ["test"] * 10,
+                "messages": [[{"role": "user", "content": f"request {i}"}, {"role": "assistant", "content": f"answer {i}"}] for i in range(n)]}  # fmt: skip
+    return pa.table(columns, schema=INSTRUCTION_SCHEMA)
+
+
+def test_a_language_of_one_shard_is_moved_into_place_as_mix_wrote_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(finalize, "ROW_GROUP_BYTES", 20_000)  # a few row groups
+    _write_splits(tmp_path / "instructions", "deu_Latn", instruction_rows(450))
+    train = tmp_path / "instructions" / "train" / "deu_Latn.parquet"
+    assert ready_shard(train).exists() and ready_shard(tmp_path / "instructions" / "test" / "deu_Latn.parquet").exists()
+    assert not ready_shard(tmp_path / "instructions" / "validation" / "deu_Latn.parquet").exists()  # no rows, no shard
+    plan = shard_plan(tmp_path, 1 << 30)
+    assert [(job["split"], job["rows"], job["shards"]) for job in plan] == [("train", 440, 1), ("test", 10, 1)]
+    assert 100 <= plan[0]["row_group_rows"] < 440
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    expected = tmp_path / "expected.parquet"  # what the shards stage writes from the mixture's file
+    write_shard(expected, pq.read_table(train), plan[0]["row_group_rows"])
+    list(WriteShards(tmp_path / "plan.json", tmp_path / "out", tmp_path / "parts").run())
+    shard = tmp_path / "out" / "data" / "deu_Latn" / "train-00000-of-00001.parquet"
+    assert not ready_shard(train).exists()  # moved, not copied
+    assert shard.read_bytes() == expected.read_bytes()
+    ids = pq.read_table(shard).column("id").to_pylist()
+    assert ids == sorted(ids) and pq.read_metadata(shard).num_row_groups == -(-440 // plan[0]["row_group_rows"])
+
+    # a task run again after the move, or a plan asking other row groups: the shard is written from the mixture
+    write_shard(ready_shard(train), pq.read_table(train), plan[0]["row_group_rows"] + 1)
+    shard.unlink()
+    list(WriteShards(tmp_path / "plan.json", tmp_path / "out", tmp_path / "parts").run())
+    assert shard.read_bytes() == expected.read_bytes() and ready_shard(train).exists()

@@ -13,6 +13,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from pipelines.mixture import selection_key, selection_keys, split_total, temperature_budgets
 from pipelines.steps.base import AtomicParquetWriter
+from pipelines.steps.finalize import ready_shard, row_group_rows, uncompressed_bytes, write_shard
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.recipe import Templates
 from pipelines.steps.templates import dialogue_rows, document_rows, ordered_runs, translation_rows
@@ -73,13 +74,20 @@ def mixture_writer(path: Path) -> AtomicParquetWriter:
 
 
 def _write_splits(out_dir: Path, name: str, rows: pa.Table) -> None:
-    """Every split gets a file for `name`, empty where it has no rows."""
+    """Every split gets a file for `name`, empty where it has no rows; and, where it has some, the same rows as its
+    shard if it is the config's only one (`ready_shard`): a language is one config whose one file per split is
+    written here, so the plan's row groups are known from that file alone. The shards stage then moves it into
+    place instead of reading, sorting and writing it again (a language larger than one shard, 256 MB by default,
+    is written twice for nothing)."""
     splits = pl.from_arrow(rows.column("split"))  # compared by polars: see templates.no_rows on pyarrow and pandas
     for split in SPLITS:
         part = rows.filter((splits == split).to_arrow()) if rows.num_rows else rows
-        writer = mixture_writer(out_dir / split / f"{name}.parquet")
+        path = out_dir / split / f"{name}.parquet"
+        writer = mixture_writer(path)
         writer.write(part)
         writer.close()
+        if part.num_rows:
+            write_shard(ready_shard(path), part, row_group_rows(uncompressed_bytes(pq.read_metadata(path)), part.num_rows))
 
 
 class MixInstructions(PipelineStep):
