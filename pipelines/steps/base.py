@@ -23,10 +23,11 @@ Batches = Iterator[pa.Table]
 # Files that only a later stage of the same build reads and whose sizes nothing depends on (the zh/en instruction
 # parts, each task's removed rows): zstd cost more than it saved, once to write and once to read.
 WORK_COMPRESSION = "none"
-# Columns of few distinct values (language codes, sources, splits, tasks, templates, reasons and their details,
-# "tgt predicted fra_Latn (0.97)", most of them): the only ones that dictionary encoding pays for. On ids and texts the encoder builds a dictionary it then gives up, and readers
-# decode it: on the 979k instructions of the Firefox benchmark, uncompressed with statistics, 0.64 s to write and
-# 0.81 s to read with every column in a dictionary, 0.44 s and 0.52 s with these only and no statistics.
+# Columns of few distinct values (language codes, sources, splits, tasks, templates, reasons and most details,
+# "tgt predicted fra_Latn (0.97)"): the only ones that dictionary encoding pays for. On ids and texts the encoder
+# builds a dictionary it then gives up, and readers decode it: the 979k instructions of the Firefox benchmark,
+# uncompressed, took 0.64 s to write and 0.81 s to read with every column in a dictionary and statistics, 0.44 s and
+# 0.52 s with these only and no statistics.
 DICTIONARY_COLUMNS = frozenset({"task", "src_lang", "tgt_lang", "instruction_lang", "pivot", "lang", "source", "template_id", "split", "stage", "reason", "detail"})
 
 
@@ -75,8 +76,8 @@ class AtomicParquetWriter:
 
 
 def write_parquet_atomic(path: str | os.PathLike, table: pa.Table, row_group_size: int = 65536, compression: str = "zstd",
-                         use_dictionary: bool | list[str] = True, work: bool = False) -> None:  # fmt: skip
-    writer = AtomicParquetWriter(path, table.schema, row_group_size, compression, use_dictionary, work)
+                         work: bool = False) -> None:  # fmt: skip
+    writer = AtomicParquetWriter(path, table.schema, row_group_size, compression, work=work)
     writer.write(table)
     writer.close()
 

@@ -13,7 +13,9 @@ card's YAML (`data/*/...` and `data/*_*/...`: FLORES-200 codes are the only fold
 Shard counts come from the sizes of the mixture's per-language files, planned once (`shard_plan`) so that every
 task agrees and the layout does not depend on the task count. Each shard is built by one task, so memory is bounded
 by the shard size. A config of several shards is first split by shard, a task per input file (`PartitionShards`),
-so that each shard's task reads only its rows, not the whole config.
+so that each shard's task reads only its rows, not the whole config. A language's config has one file per split,
+written by one mix task, which also writes it as the config's shard would be if it is its only one (`ready_shard`):
+the shards stage moves that into place.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from pipelines.card import CHART_NAME, write_card, write_chart
 from pipelines.manifest import FORMAT_VERSION, content_hash, sha256_file, write_manifest
-from pipelines.steps.base import WORK_COMPRESSION, AtomicParquetWriter, dictionary_columns, write_parquet_atomic
+from pipelines.steps.base import AtomicParquetWriter, dictionary_columns, write_parquet_atomic
 from pipelines.steps.templates import CROSS_LINGUAL_TASKS
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
 
@@ -138,7 +140,7 @@ class PartitionShards(PipelineStep):
                     part.append(batch.filter((shards == index).to_arrow()))
             for index, part in enumerate(parts):
                 rows = pa.Table.from_batches(part, schema=part[0].schema) if part else INSTRUCTION_SCHEMA.empty_table()
-                write_parquet_atomic(shard_parts(self.parts_dir, job, index) / f"{number:05d}.parquet", rows, compression=WORK_COMPRESSION)
+                write_parquet_atomic(shard_parts(self.parts_dir, job, index) / f"{number:05d}.parquet", rows, work=True)
         return
         yield
 
