@@ -1,10 +1,16 @@
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pipelines.steps import finalize
+from pipelines.steps.base import RemovedRows
 from pipelines.steps.finalize import merge_removed, parse_size
-from schemas.records import REMOVED_SCHEMA, stable_id
+from pipelines.steps.finalize import WriteShards, ready_shard, shard_plan, write_shard
+from pipelines.steps.mix import _write_splits, mixture_writer
+from pipelines.steps.write import PairWriter
+from schemas.records import INSTRUCTION_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA, stable_id
 
 
 def removed_rows(n: int) -> pa.Table:
@@ -52,3 +58,77 @@ def test_parse_size():
     for bad in ("lots", "0MB", "-1", "12 parsecs"):
         with pytest.raises(ValueError, match="expected a size like 256MB"):
             parse_size(bad)
+
+
+def column_layout(path) -> dict[str, tuple[str, bool, bool]]:
+    """Per column of the first row group: (codec, dictionary-encoded, statistics written)."""
+    group = pq.read_metadata(path).row_group(0)
+    return {c.path_in_schema: (c.compression, c.has_dictionary_page, c.is_stats_set) for c in map(group.column, range(group.num_columns))}
+
+
+def test_work_files_keep_dictionaries_only_where_they_pay(tmp_path):
+    rows = removed_rows(40)
+    german = rows.select(PAIR_SCHEMA.names)
+    french = german.set_column(1, PAIR_SCHEMA.field("src_lang"), pa.array(["fra_Latn"] * 40))
+    mixed = pa.concat_tables([german.slice(0, 5), french.slice(0, 3), german.slice(5, 5)])
+    list(PairWriter(tmp_path / "pairs").run(iter([german.slice(10), mixed]), rank=0))  # one language, then two
+    assert pq.read_table(tmp_path / "pairs" / "deu_Latn.parquet").equals(pa.concat_tables([german.slice(10), german.slice(0, 10)]))
+    assert pq.read_table(tmp_path / "pairs" / "fra_Latn.parquet").equals(french.slice(0, 3))
+    writer = RemovedRows(tmp_path / "removed").writer("step", 0)
+    writer.write(rows)
+    writer.close()
+    low = {"src_lang", "tgt_lang", "source", "split", "stage", "reason", "detail"}
+    for path in (tmp_path / "pairs" / "deu_Latn.parquet", tmp_path / "removed" / "step" / "run-00000.parquet"):
+        layout = column_layout(path)
+        assert {name for name, (_, dictionary, _) in layout.items() if dictionary} == low & set(layout)
+        assert {(codec, stats) for codec, _, stats in layout.values()} == {("UNCOMPRESSED", False)}
+    merge_removed(tmp_path / "removed" / "step", tmp_path / "published.parquet")  # published: zstd, with statistics
+    layout = column_layout(tmp_path / "published.parquet")
+    assert {name for name, (_, dictionary, _) in layout.items() if dictionary} == low
+    assert {(codec, stats) for codec, _, stats in layout.values()} == {("ZSTD", True)}
+
+
+def test_mixture_files_are_uncompressed_but_encoded_as_before(tmp_path):
+    """`shard_plan` measures the mixture's files: every column keeps its dictionary and statistics, so the plan
+    (shards, rows per row group) is the one the zstd files gave, up to a few bytes of page headers."""
+    rows = pa.table({name: pa.array([f"{name} {i % 7}" for i in range(50)]) for name in INSTRUCTION_SCHEMA.names if name != "messages"})
+    messages = pa.array([[{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": f"a {i}"}] for i in range(50)])
+    writer = mixture_writer(tmp_path / "train" / "deu_Latn.parquet")
+    writer.write(rows.append_column("messages", messages))
+    writer.close()
+    layout = column_layout(tmp_path / "train" / "deu_Latn.parquet")
+    assert len(layout) == len(INSTRUCTION_SCHEMA.names) + 1  # messages: role and content
+    assert set(layout.values()) == {("UNCOMPRESSED", True, True)}
+
+
+def instruction_rows(n: int) -> pa.Table:
+    columns = {name: [f"{name} {i % 5}" for i in range(n)] for name in INSTRUCTION_SCHEMA.names}
+    columns |= {"id": [stable_id(str(i)) for i in range(n)], "split": ["train"] * (n - 10) + ["test"] * 10,
+                "messages": [[{"role": "user", "content": f"request {i}"}, {"role": "assistant", "content": f"answer {i}"}] for i in range(n)]}  # fmt: skip
+    return pa.table(columns, schema=INSTRUCTION_SCHEMA)
+
+
+def test_a_language_of_one_shard_is_moved_into_place_as_mix_wrote_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(finalize, "ROW_GROUP_BYTES", 20_000)  # a few row groups
+    _write_splits(tmp_path / "instructions", "deu_Latn", instruction_rows(450))
+    train = tmp_path / "instructions" / "train" / "deu_Latn.parquet"
+    assert ready_shard(train).exists() and ready_shard(tmp_path / "instructions" / "test" / "deu_Latn.parquet").exists()
+    assert not ready_shard(tmp_path / "instructions" / "validation" / "deu_Latn.parquet").exists()  # no rows, no shard
+    plan = shard_plan(tmp_path, 1 << 30)
+    assert [(job["split"], job["rows"], job["shards"]) for job in plan] == [("train", 440, 1), ("test", 10, 1)]
+    assert 100 <= plan[0]["row_group_rows"] < 440
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    expected = tmp_path / "expected.parquet"  # what the shards stage writes from the mixture's file
+    write_shard(expected, pq.read_table(train), plan[0]["row_group_rows"])
+    list(WriteShards(tmp_path / "plan.json", tmp_path / "out", tmp_path / "parts").run())
+    shard = tmp_path / "out" / "data" / "deu_Latn" / "train-00000-of-00001.parquet"
+    assert not ready_shard(train).exists()  # moved, not copied
+    assert shard.read_bytes() == expected.read_bytes()
+    ids = pq.read_table(shard).column("id").to_pylist()
+    assert ids == sorted(ids) and pq.read_metadata(shard).num_row_groups == -(-440 // plan[0]["row_group_rows"])
+
+    # a task run again after the move, or a plan asking other row groups: the shard is written from the mixture
+    write_shard(ready_shard(train), pq.read_table(train), plan[0]["row_group_rows"] + 1)
+    shard.unlink()
+    list(WriteShards(tmp_path / "plan.json", tmp_path / "out", tmp_path / "parts").run())
+    assert shard.read_bytes() == expected.read_bytes() and ready_shard(train).exists()

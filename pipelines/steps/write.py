@@ -26,10 +26,12 @@ class PairWriter(PipelineStep):
         writers: dict[str, AtomicParquetWriter] = {}
         try:
             for batch in data:
-                for lang in pc.unique(batch.column("src_lang")).to_pylist():
-                    part = batch.filter(pc.equal(batch.column("src_lang"), lang))
-                    if lang not in writers:
-                        writers[lang] = AtomicParquetWriter(self.folder / f"{lang}.parquet", PAIR_SCHEMA)
+                langs = pc.unique(batch.column("src_lang")).to_pylist()
+                for lang in langs:
+                    # a batch is most often of one language (a source file's slice): written as it is, not copied
+                    part = batch if len(langs) == 1 else batch.filter(pc.equal(batch.column("src_lang"), lang))
+                    if lang not in writers:  # work files: the mix stage reads them once
+                        writers[lang] = AtomicParquetWriter(self.folder / f"{lang}.parquet", PAIR_SCHEMA, work=True)
                     writers[lang].write(part)
                     self.stat_update("pairs", value=part.num_rows)
         except BaseException:
