@@ -23,7 +23,7 @@ import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
 from pipelines.mixture import selection_keys
-from pipelines.steps.base import WORK_COMPRESSION, AtomicParquetWriter, write_parquet_atomic
+from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
 from pipelines.steps.decontaminate import eval_index
 from pipelines.steps.normalize import SPACING, nfc
 from schemas.records import CHAT_SCHEMA
@@ -128,7 +128,7 @@ class PrepareChat(PipelineStep):
         removed.close()
         for (b,), part in pl.concat(kept).group_by("bucket") if kept else []:
             write_parquet_atomic(self.work_dir / "chat_parts" / f"{b:03d}" / f"{number:05d}.parquet",
-                                 part.select(BUCKETED_SCHEMA.names).to_arrow().cast(BUCKETED_SCHEMA), compression=WORK_COMPRESSION)  # fmt: skip
+                                 part.select(BUCKETED_SCHEMA.names).to_arrow().cast(BUCKETED_SCHEMA), work=True)  # fmt: skip
 
     @staticmethod
     def reasons(lengths: np.ndarray, role: pl.Series, lowered: pl.Series, index) -> pl.DataFrame:
@@ -185,5 +185,5 @@ class DedupChat(PipelineStep):
         kept = kept.with_columns(selection_key=selection_keys(self.seed, kept["id"], "chat"))
         for (lang,), part in kept.group_by("lang"):
             write_parquet_atomic(self.work_dir / "chat" / lang / f"{bucket:03d}.parquet",
-                                 part.select(SELECTABLE_CHAT_SCHEMA.names).to_arrow().cast(SELECTABLE_CHAT_SCHEMA), compression=WORK_COMPRESSION)  # fmt: skip
+                                 part.select(SELECTABLE_CHAT_SCHEMA.names).to_arrow().cast(SELECTABLE_CHAT_SCHEMA), work=True)  # fmt: skip
             self.stat_update(lang, value=part.height)

@@ -8,7 +8,7 @@ import polars as pl
 import pyarrow as pa
 
 from langid.identify import LanguageIdentifier
-from pipelines.steps.base import WORK_COMPRESSION, BatchFilter, RemovedRows, write_parquet_atomic
+from pipelines.steps.base import BatchFilter, RemovedRows, write_parquet_atomic
 from schemas.language_codes import PIVOTS
 
 # Verdicts kept per task: up to this many for each pivot language, and this many for all other languages together
@@ -65,7 +65,7 @@ class LanguageIdFilter(BatchFilter):
                     texts, answers = zip(*self._verdicts[lang].items())
                     failed, details = zip(*answers)
                     table = pa.table([list(texts), list(failed), list(details)], schema=VERDICT_SCHEMA)
-                    write_parquet_atomic(path, table, compression=WORK_COMPRESSION)
+                    write_parquet_atomic(path, table, work=True)
 
     def verdicts(self, texts: list[str], lang: str) -> list[tuple[str | None, str]]:
         """The failed check (None: passed) and detail of each text. A verdict depends only on the text and its
