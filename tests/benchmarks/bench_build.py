@@ -185,6 +185,9 @@ def report(args, recipe: Path, workers: int) -> float:
     output = args.workdir / f"out-x{args.input_scale}{'-pairs' if args.pairs_only else ''}-{args.executor}-w{workers}"
     for folder in (output, output.with_name(f".{output.name}.partial")):  # a rerun of the same build would be a no-op
         shutil.rmtree(folder, ignore_errors=True)
+    # language ID alone before and after the build (never beside it: they would share the cores), and the ratio
+    # to their mean: on a shared machine one measurement of it drifted 30% between runs
+    lid_before = lid_only(workers) if args.lid_only else None
     result = run_build(recipe, output, args.executor, workers, args.tasks)
     manifest = result["manifest"]
     input_pairs = sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in FIREFOX.glob("*.parquet")) * args.input_scale
@@ -206,9 +209,11 @@ def report(args, recipe: Path, workers: int) -> float:
     for stage, seconds in stages.items():
         print(f"  stage {stage:<10}{seconds:>8.1f} s  {seconds / sum(stages.values()):>6.1%}   peak {result['stage_peaks'][stage] / 2**30:.2f} GiB")
     if args.lid_only:
-        lid = lid_only(workers)  # after the build: the two never share the cores
+        lid_after = lid_only(workers)
+        lid = (lid_before + lid_after) / 2
         e2e = input_pairs / result["wall"]
-        print(f"language ID alone, both sides, {workers} processes: {lid:,.0f} pairs/s; end-to-end / LID alone = {e2e / lid:.2f}")
+        print(f"language ID alone, both sides, {workers} processes: {lid_before:,.0f} pairs/s before the build, {lid_after:,.0f} after; "
+              f"end-to-end / LID alone = {e2e / lid:.2f} (against their mean)")
     return result["wall"]
 
 if __name__ == "__main__":
