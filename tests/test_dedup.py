@@ -197,4 +197,3 @@ def test_occurrences_count_earlier_copies():
     assert seen.first().tolist() == [0, 1, 0, 0, 1, 5]
     assert seen.before().tolist() == [0, 0, 1, 2, 1, 0]
     assert seen.before(np.array([True, False, False, True, True, True])).tolist() == [0, 0, 1, 1, 0, 0]
-    assert seen.group_of().tolist() == [1, 0, 1, 1, 0, 2]

@@ -154,12 +154,6 @@ class Occurrences:
         # stable sort of the keys
         self.order = np.sort(self.group * len(keys) + order) % max(len(keys), 1)
 
-    def group_of(self) -> np.ndarray:
-        """For each key, the number of its distinct key (in sorted order)."""
-        out = np.empty(len(self.order), dtype=np.int64)
-        out[self.order] = self.group
-        return out
-
     def first(self) -> np.ndarray:
         """For each key, the position of its first occurrence."""
         out = np.empty(len(self.order), dtype=np.int64)

@@ -51,21 +51,17 @@ class LanguageIdFilter(BatchFilter):
         return {**self.__dict__, "_identifier": None, "_verdicts": {}, "_others_kept": 0}
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        if self.shared_verdicts:
-            for lang in PIVOTS:
-                path = self.shared_verdicts / f"{lang}.parquet"
-                if path.is_file():
-                    shared = pl.read_parquet(path)
-                    self._verdicts[lang] = dict(zip(shared["text"].to_list(), zip(shared["failed_check"].to_list(), shared["detail"].to_list())))
+        shared_files = {lang: self.shared_verdicts / f"{lang}.parquet" for lang in PIVOTS} if self.shared_verdicts else {}
+        for lang, path in shared_files.items():
+            if path.is_file():
+                shared = pl.read_parquet(path)
+                self._verdicts[lang] = dict(zip(shared["text"].to_list(), zip(shared["failed_check"].to_list(), shared["detail"].to_list())))
         yield from super().run(data, rank, world_size)
-        if self.shared_verdicts:
-            for lang in PIVOTS:
-                path = self.shared_verdicts / f"{lang}.parquet"
-                if self._verdicts.get(lang) and not path.is_file():
-                    texts, answers = zip(*self._verdicts[lang].items())
-                    failed, details = zip(*answers)
-                    table = pa.table([list(texts), list(failed), list(details)], schema=VERDICT_SCHEMA)
-                    write_parquet_atomic(path, table, work=True)
+        for lang, path in shared_files.items():
+            if self._verdicts.get(lang) and not path.is_file():
+                texts, answers = zip(*self._verdicts[lang].items())
+                failed, details = zip(*answers)
+                write_parquet_atomic(path, pa.table([list(texts), list(failed), list(details)], schema=VERDICT_SCHEMA), work=True)
 
     def verdicts(self, texts: list[str], lang: str) -> list[tuple[str | None, str]]:
         """The failed check (None: passed) and detail of each text. A verdict depends only on the text and its
