@@ -55,7 +55,6 @@ def selection_key(seed: int, row_id: str, direction: str) -> str:
 
 
 def selection_keys(seed: int, row_ids: pl.Series, directions: str | pl.Series) -> pl.Series:
-    """`selection_key` of every row of a column, the same values: the parts are joined by polars, so only blake2b
-    runs per row (the per-row join and encode doubled the cost on millions of rows)."""
+    """`selection_key` of every row of a column, the same values, joined and hashed a column at a time."""
     joined = pl.select(pl.concat_str(pl.lit(str(seed)), pl.lit(row_ids), pl.lit(directions), separator="\x1f")).to_series()
-    return pl.Series(stable_ids(joined), dtype=pl.String)
+    return stable_ids(joined)

@@ -54,7 +54,7 @@ def _pairs_table(frame: pl.DataFrame, source: str) -> pa.Table:
         id=pl.concat_str([pl.lit(source), "source_id", "src_lang", "tgt_lang"], separator="\x1f"),
         source=pl.lit(source),
     )
-    return frame.with_columns(id=pl.Series(stable_ids(frame["id"]), dtype=pl.String)).select(PAIR_SCHEMA.names).to_arrow().cast(PAIR_SCHEMA)
+    return frame.with_columns(id=stable_ids(frame["id"])).select(PAIR_SCHEMA.names).to_arrow().cast(PAIR_SCHEMA)
 
 
 HAS_PIVOT = pl.col("tgt_lang").is_in(PIVOTS) & (pl.col("src_lang") != pl.col("tgt_lang"))  # of an oriented pair
@@ -792,7 +792,7 @@ class InstructionSource:
         langs = frame.with_columns(lang=lang)["lang"]
         codes = {code: to_flores(code) for code in langs.unique().to_list()}
         return pa.table(
-            {"id": stable_ids(pl.select(pl.concat_str(pl.lit(self.name), pl.lit(source_ids), separator="\x1f")).to_series()),
+            {"id": stable_ids(pl.select(pl.concat_str(pl.lit(self.name), pl.lit(source_ids), separator="\x1f")).to_series()).to_arrow(),
              "messages": table.column("messages"),
              "lang": langs.replace_strict(codes).to_arrow(), "source": [self.name] * table.num_rows,
              "source_id": source_ids.to_arrow()},

@@ -18,7 +18,7 @@ from pipelines.steps.templates import PHRASINGS, choose_phrasing, dialogue_rows,
 from pipelines.recipe import Templates
 from pipelines.steps.write import PairWriter
 from schemas.language_codes import language_name
-from schemas.records import INSTRUCTION_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, REMOVED_SCHEMA, stable_id
+from schemas.records import INSTRUCTION_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, REMOVED_SCHEMA, stable_digests, stable_id, stable_ids
 from tests.helpers import pairs
 
 EN = "All human beings are born free and equal in dignity and rights."
@@ -323,9 +323,10 @@ def test_templates_make_both_directions_in_the_pivot_language():
     ]
     messages = rows["messages"].to_pylist()
     assert [m["role"] for m in messages[0]] == ["user", "assistant"]
-    assert DE in messages[0][0]["content"] and messages[0][1]["content"] == EN
-    assert "German" in messages[0][0]["content"] and "English" in messages[0][0]["content"]
-    assert "德语" in messages[2][0]["content"] and messages[3][1]["content"] == DE
+    # phrased in the pivot's language, with the languages' names in it: whichever phrasing the seed drew
+    phrasing = [PHRASINGS[pivot][int(template.rsplit(".", 1)[1])] for pivot, template in zip(frame["pivot"], frame["template_id"])]
+    assert messages[0][0]["content"] == phrasing[0].format(src="German", tgt="English", text=DE) and messages[0][1]["content"] == EN
+    assert messages[2][0]["content"] == phrasing[2].format(src="德语", tgt="中文", text=DE) and messages[3][1]["content"] == DE
     assert frame["id"].n_unique() == 4
 
 
@@ -628,3 +629,12 @@ def test_quotes_are_found_where_a_short_evaluation_text_lies_inside_a_run_of_kno
     found = EvalIndex(keys, 13).overlaps(texts)
     assert sum(h is not None and h[1] == "quotes" for h in found) > 100
     assert found == expected
+
+
+def test_stable_ids_of_a_column_are_stable_id_of_each_row():
+    parts = [("", ""), ("a", "b"), ("人人生而自由。", "Ünïcödé\n"), ("a\x1fb", "c"), ("x" * 5000, "y")]
+    joined = pl.Series("joined", ["\x1f".join(p) for p in parts])
+    assert stable_ids(joined).to_list() == [stable_id(*p) for p in parts]
+    assert stable_digests(joined).to_list() == [bytes.fromhex(stable_id(*p)) for p in parts]
+    # the contract is XXH3-128 as 32 hex digits: the reference vector of the empty input
+    assert stable_id("") == "99aa06d3014798d86001c324468d497f"

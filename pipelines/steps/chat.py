@@ -9,12 +9,11 @@ Two stages, so that both scale with the number of tasks (this part is most of th
    source order is kept, with its mixture selection key (`pipelines.mixture.selection_key`, computed once here: the
    driver's cutoff and the mix tasks both read it). Neither the buckets nor the order depend on the task count, so
    neither do the rows.
-Whole columns at a time (polars): only a row's 16-byte dedup key and its selection key are hashed in Python.
+Whole columns at a time (polars), the hashes too (`schemas.records.stable_digests`).
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from pipelines.mixture import selection_keys
 from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
 from pipelines.steps.decontaminate import eval_index
 from pipelines.steps.normalize import SPACING, nfc
-from schemas.records import CHAT_SCHEMA
+from schemas.records import CHAT_SCHEMA, stable_digests
 
 REMOVED_CHAT_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("stage", pa.string()), pa.field("reason", pa.string()), pa.field("detail", pa.string())])
 CHAT_BUCKETS = 32  # divides 256 (a bucket is the key's first byte mod this); fixed: a duplicate always lands in the bucket of its first copy, whatever the task count
@@ -63,14 +62,14 @@ def as_messages(lengths: np.ndarray, role: pl.Series, content: pl.Series) -> pl.
     return as_lists(lengths, pa.StructArray.from_arrays([as_arrow(role), as_arrow(content)], names=["role", "content"]))
 
 
-def dedup_keys(lang: pl.Series, lengths: np.ndarray, role: pl.Series, lowered: pl.Series) -> list[bytes]:
+def dedup_keys(lang: pl.Series, lengths: np.ndarray, role: pl.Series, lowered: pl.Series) -> pl.Series:
     """Instructions that differ only in letter case or spacing are the same instruction. `lowered`: every turn's
     content, lower-cased (see `turns_of`)."""
     folded_turns = pl.select(pl.lit(role) + "\x1e" + pl.lit(lowered).str.replace_all(SPACING, " ")).to_series()
     folded = pl.select(
         pl.concat_str([pl.lit(lang), as_lists(lengths, as_arrow(folded_turns)).list.join("\x1d")], separator="\x1f")
     ).to_series()
-    return [hashlib.blake2b(k, digest_size=16).digest() for k in folded.cast(pl.Binary).to_list()]  # UTF-8 bytes
+    return stable_digests(folded)
 
 
 def chat_chunks(sources: list) -> list[tuple[int, tuple]]:
@@ -119,7 +118,7 @@ class PrepareChat(PipelineStep):
                     removed.write(dropped.with_columns(stage=pl.lit("chat")).select(REMOVED_CHAT_SCHEMA.names).to_arrow())
                     for reason, count in dropped.group_by("reason").len().iter_rows():
                         self.stat_update(reason, value=count)
-                keys = pl.Series(dedup_keys(frame["lang"], lengths, role, lowered), dtype=pl.Binary)
+                keys = dedup_keys(frame["lang"], lengths, role, lowered)
                 frame = frame.with_columns(key=keys, bucket=keys.bin.slice(0, 1).bin.reinterpret(dtype=pl.UInt8).cast(pl.UInt32) % CHAT_BUCKETS)
                 kept.append(frame.filter(verdict["reason"].is_null()))
         except BaseException:

@@ -64,6 +64,6 @@ class PivotJoin(PipelineStep):
                 split="split",
             )
             ids = stable_ids(joined.select(pl.concat_str("source", "source_id", "src_lang", pl.lit("zho_Hans"), separator="\x1f")).to_series())
-            out = joined.with_columns(id=pl.Series(ids, dtype=pl.String)).select(PAIR_SCHEMA.names).to_arrow().cast(PAIR_SCHEMA)
+            out = joined.with_columns(id=ids).select(PAIR_SCHEMA.names).to_arrow().cast(PAIR_SCHEMA)
             self.stat_update("joined", value=out.num_rows)
             yield out
