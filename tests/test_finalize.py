@@ -1,14 +1,15 @@
 import json
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from pipelines.steps import finalize
 from pipelines.steps.base import RemovedRows
 from pipelines.steps.finalize import merge_removed, parse_size
-from pipelines.steps.finalize import WriteShards, ready_shard, shard_plan, write_shard
-from pipelines.steps.mix import _write_splits, mixture_writer
+from pipelines.steps.finalize import WriteShards, ready_shard, shard_plan, text_bytes, write_shard
+from pipelines.steps.mix import mixture_writer, write_language
 from pipelines.steps.write import PairWriter
 from schemas.records import INSTRUCTION_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA, stable_id
 
@@ -85,20 +86,25 @@ def test_work_files_keep_dictionaries_only_where_they_pay(tmp_path):
     merge_removed(tmp_path / "removed" / "step", tmp_path / "published.parquet")  # published: zstd, with statistics
     layout = column_layout(tmp_path / "published.parquet")
     assert {name for name, (_, dictionary, _) in layout.items() if dictionary} == low
-    assert {(codec, stats) for codec, _, stats in layout.values()} == {("ZSTD", True)}
+    assert {name for name, (_, _, stats) in layout.items() if stats} == low | {"id"}  # what readers filter on
+    assert {codec for codec, _, _ in layout.values()} == {"ZSTD"}
 
 
-def test_mixture_files_are_uncompressed_but_encoded_as_before(tmp_path):
-    """`shard_plan` measures the mixture's files: every column keeps its dictionary and statistics, so the plan
-    (shards, rows per row group) is the one the zstd files gave, up to a few bytes of page headers."""
-    rows = pa.table({name: pa.array([f"{name} {i % 7}" for i in range(50)]) for name in INSTRUCTION_SCHEMA.names if name != "messages"})
-    messages = pa.array([[{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": f"a {i}"}] for i in range(50)])
-    writer = mixture_writer(tmp_path / "train" / "deu_Latn.parquet")
-    writer.write(rows.append_column("messages", messages))
+def test_mixture_files_are_uncompressed_but_encoded_as_shards(tmp_path):
+    """`shard_plan` measures the zh/en part's files and the languages' ready shards alike: the same dictionaries and
+    statistics, so the sizes differ by the codec only, which the plan's measure leaves out."""
+    rows = instruction_rows(50)
+    writer = mixture_writer(tmp_path / "train" / "chat-zho_Hans-000.parquet")
+    writer.write(rows)
     writer.close()
-    layout = column_layout(tmp_path / "train" / "deu_Latn.parquet")
-    assert len(layout) == len(INSTRUCTION_SCHEMA.names) + 1  # messages: role and content
-    assert set(layout.values()) == {("UNCOMPRESSED", True, True)}
+    write_shard(tmp_path / "shard.parquet", rows)
+    mixture, shard = column_layout(tmp_path / "train" / "chat-zho_Hans-000.parquet"), column_layout(tmp_path / "shard.parquet")
+    assert len(mixture) == len(INSTRUCTION_SCHEMA.names) + 1  # messages: role and content
+    assert {name: encoded for name, (_, *encoded) in mixture.items()} == {name: encoded for name, (_, *encoded) in shard.items()}
+    few = {"task", "src_lang", "tgt_lang", "instruction_lang", "pivot", "source", "template_id", "split"}
+    assert {name for name, (_, dictionary, _) in shard.items() if dictionary} == few
+    assert {name for name, (_, _, stats) in shard.items() if stats} == few | {"id"}
+    assert {codec for codec, _, _ in mixture.values()} == {"UNCOMPRESSED"} and {codec for codec, _, _ in shard.values()} == {"ZSTD"}
 
 
 def instruction_rows(n: int) -> pa.Table:
@@ -108,27 +114,39 @@ def instruction_rows(n: int) -> pa.Table:
     return pa.table(columns, schema=INSTRUCTION_SCHEMA)
 
 
-def test_a_language_of_one_shard_is_moved_into_place_as_mix_wrote_it(tmp_path, monkeypatch):
+def test_a_language_of_one_shard_is_linked_into_place_as_mix_wrote_it(tmp_path, monkeypatch):
     monkeypatch.setattr(finalize, "ROW_GROUP_BYTES", 20_000)  # a few row groups
-    _write_splits(tmp_path / "instructions", "deu_Latn", instruction_rows(450))
-    train = tmp_path / "instructions" / "train" / "deu_Latn.parquet"
-    assert ready_shard(train).exists() and ready_shard(tmp_path / "instructions" / "test" / "deu_Latn.parquet").exists()
-    assert not ready_shard(tmp_path / "instructions" / "validation" / "deu_Latn.parquet").exists()  # no rows, no shard
+    rows = instruction_rows(450)
+    write_language(tmp_path, "deu_Latn", rows)
+    train = ready_shard(tmp_path, "train", "deu_Latn")
+    assert train.exists() and ready_shard(tmp_path, "test", "deu_Latn").exists()
+    assert not ready_shard(tmp_path, "validation", "deu_Latn").exists()  # no rows, no file
+    assert not (tmp_path / "instructions").exists()  # and no other file of the language
     plan = shard_plan(tmp_path, 1 << 30)
     assert [(job["split"], job["rows"], job["shards"]) for job in plan] == [("train", 440, 1), ("test", 10, 1)]
-    assert 100 <= plan[0]["row_group_rows"] < 440
     (tmp_path / "plan.json").write_text(json.dumps(plan))
-    expected = tmp_path / "expected.parquet"  # what the shards stage writes from the mixture's file
-    write_shard(expected, pq.read_table(train), plan[0]["row_group_rows"])
+    expected = tmp_path / "expected.parquet"  # what the shards stage writes from the language's train rows
+    write_shard(expected, rows.filter(pc.equal(rows["split"], "train")))
     list(WriteShards(tmp_path / "plan.json", tmp_path / "out", tmp_path / "parts").run())
     shard = tmp_path / "out" / "data" / "deu_Latn" / "train-00000-of-00001.parquet"
-    assert not ready_shard(train).exists()  # moved, not copied
     assert shard.read_bytes() == expected.read_bytes()
     ids = pq.read_table(shard).column("id").to_pylist()
-    assert ids == sorted(ids) and pq.read_metadata(shard).num_row_groups == -(-440 // plan[0]["row_group_rows"])
+    assert ids == sorted(ids) and pq.read_metadata(shard).num_row_groups > 1
+    assert train.exists() and train.stat().st_ino == shard.stat().st_ino  # linked, not moved nor copied
 
-    # a task run again after the move, or a plan asking other row groups: the shard is written from the mixture
-    write_shard(ready_shard(train), pq.read_table(train), plan[0]["row_group_rows"] + 1)
-    shard.unlink()
+    shard.unlink()  # a task run again: the same file again
     list(WriteShards(tmp_path / "plan.json", tmp_path / "out", tmp_path / "parts").run())
-    assert shard.read_bytes() == expected.read_bytes() and ready_shard(train).exists()
+    assert shard.read_bytes() == expected.read_bytes()
+
+
+def test_row_groups_follow_the_text_not_how_the_rows_were_built(tmp_path, monkeypatch):
+    monkeypatch.setattr(finalize, "ROW_GROUP_BYTES", 20_000)
+    rows = instruction_rows(450)
+    size = text_bytes(rows)
+    contents = sum(len(m["content"]) + len(m["role"]) for turns in rows["messages"].to_pylist() for m in turns)
+    assert size == contents + sum(len(v.encode()) for name in rows.schema.names if name != "messages" for v in rows[name].to_pylist())
+    pq.write_table(rows, tmp_path / "rows.parquet", row_group_size=7)  # the same rows in chunks, read back from a file
+    assert text_bytes(pq.read_table(tmp_path / "rows.parquet")) == size
+    assert text_bytes(pa.concat_tables([rows.slice(0, 100), rows.slice(100)])) == size
+    write_shard(tmp_path / "shard.parquet", rows)
+    assert pq.read_metadata(tmp_path / "shard.parquet").num_row_groups == -(-450 // finalize.row_group_rows(size, 450))

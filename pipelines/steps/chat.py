@@ -99,7 +99,7 @@ class PrepareChat(PipelineStep):
 
     def prepare_chunk(self, number: int, tables, index) -> None:
         """Rows of chunk `number`, cleaned and checked, into `chat_parts/<bucket>/<number>.parquet`."""
-        removed = AtomicParquetWriter(self.work_dir / "removed" / "chat" / f"chunk-{number:05d}.parquet", REMOVED_CHAT_SCHEMA)
+        removed = AtomicParquetWriter(self.work_dir / "removed" / "chat" / f"chunk-{number:05d}.parquet", REMOVED_CHAT_SCHEMA, work=True)
         kept, first_row = [], 0
         try:
             for table in tables:
@@ -178,7 +178,7 @@ class DedupChat(PipelineStep):
         duplicates = rows.filter(~pl.col("first")).select(
             *CHAT_SCHEMA.names, stage=pl.lit("chat"), reason=pl.lit("duplicate"), detail="same instruction as " + pl.col("first_id")
         )
-        write_parquet_atomic(self.work_dir / "removed" / "chat" / f"dedup-{bucket:03d}.parquet", duplicates.to_arrow().cast(REMOVED_CHAT_SCHEMA))
+        write_parquet_atomic(self.work_dir / "removed" / "chat" / f"dedup-{bucket:03d}.parquet", duplicates.to_arrow().cast(REMOVED_CHAT_SCHEMA), work=True)
         self.stat_update("duplicate", value=duplicates.height)
         kept = rows.filter(pl.col("first"))
         kept = kept.with_columns(selection_key=selection_keys(self.seed, kept["id"], "chat"))

@@ -10,12 +10,12 @@
 Every row is stored once. The configs `all` and `cross_lingual` are unions of these folders, declared in the
 card's YAML (`data/*/...` and `data/*_*/...`: FLORES-200 codes are the only folder names with an underscore).
 
-Shard counts come from the sizes of the mixture's per-language files, planned once (`shard_plan`) so that every
-task agrees and the layout does not depend on the task count. Each shard is built by one task, so memory is bounded
-by the shard size. A config of several shards is first split by shard, a task per input file (`PartitionShards`),
-so that each shard's task reads only its rows, not the whole config. A language's config has one file per split,
-written by one mix task, which also writes it as the config's shard would be if it is its only one (`ready_shard`):
-the shards stage moves that into place.
+Shard counts come from the sizes of the mixture's files, planned once (`shard_plan`) so that every task agrees and
+the layout does not depend on the task count. Each shard is built by one task, so memory is bounded by the shard
+size. A config of several shards is first split by shard, a task per input file (`PartitionShards`), so that each
+shard's task reads only its rows, not the whole config. A language's config has one file per split, written by one
+mix task as its shard would be if it is its only one (`ready_shard`, `write_shard`): the shards stage links that
+into place.
 """
 
 from __future__ import annotations
@@ -23,17 +23,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
 from pipelines.card import CHART_NAME, write_card, write_chart
 from pipelines.manifest import FORMAT_VERSION, content_hash, sha256_file, write_manifest
-from pipelines.steps.base import AtomicParquetWriter, dictionary_columns, write_parquet_atomic
+from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
 from pipelines.steps.templates import CROSS_LINGUAL_TASKS
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
 
@@ -57,7 +59,7 @@ def shard_name(split: str, index: int, count: int) -> str:
 
 
 def config_of(name: str) -> str:
-    """The config a file of the mixture (`instructions/<split>/<name>.parquet`) belongs to."""
+    """The config a file of the mixture (`mixture_files`) belongs to, by its name."""
     if name.startswith("chat-"):
         return CHAT_CONFIGS[name.removeprefix("chat-").split("-")[0]]
     return name
@@ -65,22 +67,38 @@ def config_of(name: str) -> str:
 
 def uncompressed_bytes(meta: pq.FileMetaData) -> int:
     """What a shard plan counts of a mixture file: its uncompressed Parquet size (like `datasets`' max_shard_size,
-    measured before compression). The mixture's files are written uncompressed, so no codec shows in it."""
+    measured before compression), read from the file's metadata."""
     return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
 
 
+def text_bytes(rows: pa.Table) -> int:
+    """The UTF-8 bytes of every string in the rows, message contents included: what a shard's row groups are sized
+    by. The same for the same rows however they were built, which neither Arrow's nbytes (chunks, validity buffers)
+    nor the Parquet size (known once written) is."""
+    columns = [rows.column(name) for name, dtype in zip(rows.schema.names, rows.schema.types) if pa.types.is_string(dtype)]
+    if "messages" in rows.schema.names:
+        turns = pc.list_flatten(rows.column("messages"))
+        columns += [pc.struct_field(turns, "role"), pc.struct_field(turns, "content")]
+    return sum(pc.sum(pc.binary_length(column)).as_py() or 0 for column in columns)
+
+
 def row_group_rows(size: int, rows: int) -> int:
-    """Rows per row group of a config's shards: about ROW_GROUP_BYTES of uncompressed data."""
-    return min(100_000, max(100, ROW_GROUP_BYTES // max(1, size // rows)))
+    """Rows per row group of a shard: about ROW_GROUP_BYTES of text."""
+    return min(100_000, max(100, ROW_GROUP_BYTES // max(1, size // max(1, rows))))
+
+
+def mixture_files(work_dir: Path, split: str) -> list[Path]:
+    """The mixture's files of one split: the zh/en parts (`instructions/<split>/chat-*.parquet`) and each language's
+    rows, written as its shard (`ready/<split>/<lang>.parquet`)."""
+    return sorted([*(Path(work_dir) / "instructions" / split).glob("*.parquet"), *(Path(work_dir) / "ready" / split).glob("*.parquet")])
 
 
 def shard_plan(work_dir: Path, shard_bytes: int) -> list[dict]:
-    """One job per (config, split) with rows: its input files, shard count and rows per row group, from the
-    `uncompressed_bytes` of the mixture's files; those files are each written by one task, so the plan is the same
-    for any task count."""
+    """One job per (config, split) with rows: its input files and shard count, from the `uncompressed_bytes` of the
+    mixture's files; those files are each written by one task, so the plan is the same for any task count."""
     jobs: dict[tuple[str, str], dict] = {}
     for split in SPLITS:
-        for path in sorted((Path(work_dir) / "instructions" / split).glob("*.parquet")):
+        for path in mixture_files(work_dir, split):
             meta = pq.read_metadata(path)
             if not meta.num_rows:
                 continue
@@ -90,21 +108,20 @@ def shard_plan(work_dir: Path, shard_bytes: int) -> list[dict]:
             job["bytes"] += uncompressed_bytes(meta)
     plan = []
     for job in sorted(jobs.values(), key=lambda j: (j["config"], SPLITS.index(j["split"]))):
-        plan.append({**job, "shards": max(1, -(-job["bytes"] // shard_bytes)), "row_group_rows": row_group_rows(job["bytes"], job["rows"])})
+        plan.append({**job, "shards": max(1, -(-job["bytes"] // shard_bytes))})
     return plan
 
 
-def write_shard(path: Path, rows: pa.Table, row_group_rows: int) -> None:
-    """A published shard: its rows sorted by id, zstd, row groups of `row_group_rows`."""
-    write_parquet_atomic(path, rows.sort_by("id").cast(INSTRUCTION_SCHEMA), row_group_size=row_group_rows)
+def write_shard(path: Path, rows: pa.Table) -> None:
+    """A published shard: its rows sorted by id, zstd, row groups of about ROW_GROUP_BYTES of text (`text_bytes`)."""
+    write_parquet_atomic(path, rows.sort_by("id").cast(INSTRUCTION_SCHEMA), row_group_size=row_group_rows(text_bytes(rows), rows.num_rows))
 
 
-def ready_shard(mixture_file: str | Path) -> Path:
-    """Where the mix stage leaves a language's file of one split written as its shard would be if it is the config's
-    only one (`write_shard`, with the `row_group_rows` the plan will give), so that the shards stage need not read,
-    sort and write it again: `instructions/<split>/<name>.parquet` -> `ready/<split>/<name>.parquet`."""
-    mixture_file = Path(mixture_file)
-    return mixture_file.parents[2] / "ready" / mixture_file.parent.name / mixture_file.name
+def ready_shard(work_dir: Path, split: str, name: str) -> Path:
+    """Where the mix stage writes a language's rows of one split, as `write_shard` writes the config's shard if it is
+    its only one: the shards stage links it into place instead of reading, sorting and writing it again (and the
+    mix stage writes no other file of it)."""
+    return Path(work_dir) / "ready" / split / f"{name}.parquet"
 
 
 def shard_of(ids: pl.Expr, count: int) -> pl.Expr:
@@ -160,7 +177,7 @@ class WriteShards(PipelineStep):
         shards = [(job, index) for job in plan for index in range(job["shards"])]
         for job, index in shards[rank::world_size]:
             path = self.output_dir / "data" / job["config"] / shard_name(job["split"], index, job["shards"])
-            if self.move_ready(job, path):
+            if self.link_ready(job, path):
                 self.stat_update(job["split"], value=job["rows"])
                 continue
             if job["shards"] > 1:  # in the order of the job's files, as if read from them
@@ -170,24 +187,27 @@ class WriteShards(PipelineStep):
             # batch by batch: a whole input file (the zh part is over a million rows) never sits in memory
             parts = [batch for path in files for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536)]
             rows = pa.Table.from_batches(parts, schema=parts[0].schema) if parts else INSTRUCTION_SCHEMA.empty_table()
-            write_shard(path, rows, job["row_group_rows"])
+            write_shard(path, rows)
             self.stat_update(job["split"], value=rows.num_rows)
         return
         yield
 
     @staticmethod
-    def move_ready(job: dict, path: Path) -> bool:
-        """Moves the job's `ready_shard` into place, where the job is one shard of one file and the mix stage left
-        it with the row groups the plan asks (a task run again finds it gone and writes the shard)."""
-        ready = ready_shard(job["files"][0])
-        if job["shards"] > 1 or len(job["files"]) > 1 or not ready.exists():
-            return False
-        meta = pq.read_metadata(ready)
-        step = job["row_group_rows"]
-        if [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] != [min(step, job["rows"] - s) for s in range(0, job["rows"], step)]:
+    def link_ready(job: dict, path: Path) -> bool:
+        """Puts the job's one file in place where it is the config's one shard, already written as such by the mix
+        stage (`ready_shard`): a hard link (a copy where the file system has none), so that a task run again finds
+        it where it was."""
+        ready = Path(job["files"][0])
+        if job["shards"] > 1 or len(job["files"]) > 1 or ready != ready_shard(ready.parents[2], job["split"], ready.stem):
             return False
         path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(ready, path)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.unlink(missing_ok=True)
+        try:
+            os.link(ready, partial)
+        except OSError:
+            shutil.copyfile(ready, partial)
+        os.replace(partial, path)
         return True
 
 
@@ -198,9 +218,7 @@ def merge_removed(step_dir: Path, path: Path) -> dict[str, int]:
     files = sorted(str(f) for f in step_dir.glob("*.parquet"))
     total = sum(pq.read_metadata(f).num_rows for f in files)
     schema = pq.read_schema(files[0]) if files else pa.schema([])
-    # dictionaries on the low-cardinality columns only: in row groups of 10k rows, building one for the ids and texts
-    # (given up past 1 MB) took a sixth of the writing (666k removed rows of the Firefox benchmark: 1.10 -> 0.92 s)
-    writer = AtomicParquetWriter(path, schema, row_group_size=REMOVED_ROW_GROUP, use_dictionary=dictionary_columns(schema))
+    writer = AtomicParquetWriter(path, schema, row_group_size=REMOVED_ROW_GROUP)
     if not total:
         writer.close()
         return {}

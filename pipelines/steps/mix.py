@@ -1,5 +1,6 @@
 """The mixture stage: sample each language's clean pairs (and the zh/en instructions) to the plan, template them,
-and write `instructions/<split>/<name>.parquet`, one file per language (tasks own whole languages)."""
+and write each language's rows of each split as its shard (`ready/<split>/<lang>.parquet`: tasks own whole
+languages) and the zh/en part's rows to `instructions/train/chat-<lang>-<bucket>.parquet`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from pipelines.mixture import selection_key, selection_keys, split_total, temperature_budgets
 from pipelines.steps.base import AtomicParquetWriter
-from pipelines.steps.finalize import ready_shard, row_group_rows, uncompressed_bytes, write_shard
+from pipelines.steps.finalize import ready_shard, write_shard
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.recipe import Templates
 from pipelines.steps.templates import dialogue_rows, document_rows, ordered_runs, translation_rows
@@ -66,28 +67,23 @@ def plan(mixture, cross_supply: dict[str, int], chat_supply: dict[str, int]) -> 
 
 
 def mixture_writer(path: Path) -> AtomicParquetWriter:
-    """A file of the mixture (`instructions/<split>/<name>.parquet`), read once by the shards stage. Uncompressed:
-    zstd took half of the writing (1.31 s against 0.64 s for the 979k instructions of the Firefox benchmark) and
-    saved nothing on the way back. Every column in a dictionary and statistics written, as before: `shard_plan`
-    measures these files' uncompressed sizes, which those settings change (the codec only changes page headers)."""
+    """A file of the zh/en part of the mixture (`instructions/train/chat-<lang>-<bucket>.parquet`), read once by the
+    shards stage. Uncompressed: zstd took half of the writing (1.31 s against 0.64 s for 979k instructions) and
+    saved nothing on the way back. Otherwise encoded as the shards are (the writer's dictionaries and statistics):
+    `shard_plan` measures these files' uncompressed sizes, which those settings change (the codec does not)."""
     return AtomicParquetWriter(path, INSTRUCTION_SCHEMA, compression="none")
 
 
-def _write_splits(out_dir: Path, name: str, rows: pa.Table) -> None:
-    """Every split gets a file for `name`, empty where it has no rows; and, where it has some, the same rows as its
-    shard if it is the config's only one (`ready_shard`): a language is one config whose one file per split is
-    written here, so the plan's row groups are known from that file alone. The shards stage then moves it into
-    place instead of reading, sorting and writing it again (a language larger than one shard, 256 MB by default,
-    is written twice for nothing)."""
+def write_language(work_dir: Path, name: str, rows: pa.Table) -> None:
+    """A language's instructions, each split that has rows as the config's shard would be if it is its only one
+    (`ready_shard`): its one file, which the plan measures and the shards stage links into place (or splits, where
+    the language is larger than a shard, 256 MB by default). A mixture file beside it, as the zh/en part has, took
+    1.8 of the mix stage's 9.8 CPU seconds on the Firefox benchmark."""
     splits = pl.from_arrow(rows.column("split"))  # compared by polars: see templates.no_rows on pyarrow and pandas
     for split in SPLITS:
         part = rows.filter((splits == split).to_arrow()) if rows.num_rows else rows
-        path = out_dir / split / f"{name}.parquet"
-        writer = mixture_writer(path)
-        writer.write(part)
-        writer.close()
         if part.num_rows:
-            write_shard(ready_shard(path), part, row_group_rows(uncompressed_bytes(pq.read_metadata(path)), part.num_rows))
+            write_shard(ready_shard(work_dir, split, name), part)
 
 
 class MixInstructions(PipelineStep):
@@ -105,29 +101,29 @@ class MixInstructions(PipelineStep):
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         budgets = json.loads(self.plan_path.read_text())
         langs = sorted(budgets["cross_lingual"])
-        out_dir = self.work_dir / "instructions"
         batch = []
         for lang in languages_of_task(langs, rank, world_size):
             pairs = pl.read_parquet(self.work_dir / "pairs" / f"{lang}.parquet")
             batch.append((lang, *self.choose(pairs, budgets["cross_lingual"][lang])))
             if sum(chosen.height for _, chosen, _ in batch) >= TEMPLATE_BATCH_ROWS:
-                self.write_languages(batch, out_dir)
+                self.write_languages(batch)
                 batch = []
         if batch:
-            self.write_languages(batch, out_dir)
+            self.write_languages(batch)
         # the zh/en part (most of the rows): its files are spread over the tasks, the cutoff is global
         chat = [(name, lang, path) for name, lang in CHAT_NAMES.items() for path in chat_files(self.work_dir / "chat", lang)]
+        out_dir = self.work_dir / "instructions" / "train"
         for name, lang, path in chat[rank::world_size]:
-            self.stat_update(name, value=self.select_chat(path, out_dir / "train" / f"chat-{lang}-{path.stem}.parquet", budgets["chat_cutoffs"][name]))
+            self.stat_update(name, value=self.select_chat(path, out_dir / f"chat-{lang}-{path.stem}.parquet", budgets["chat_cutoffs"][name]))
         return
         yield
 
-    def write_languages(self, batch: list[tuple[str, pl.DataFrame, dict]], out_dir: Path) -> None:
+    def write_languages(self, batch: list[tuple[str, pl.DataFrame, dict]]) -> None:
         """Each language's files, from what `choose` took of it."""
         for (lang, _, _), rows in zip(batch, self.instructions([(sentences, documents) for _, sentences, documents in batch])):
             for task, n in pl.from_arrow(rows.select(["task"]))["task"].value_counts().iter_rows():
                 self.stat_update(task, value=n)
-            _write_splits(out_dir, lang, rows)
+            write_language(self.work_dir, lang, rows)
 
     def instructions(self, chosen: list[tuple[pl.DataFrame, dict]]) -> list[pa.Table]:
         """The instructions of what `choose` took of each of several languages: sentences, documents, dialogues. The
