@@ -61,7 +61,10 @@ class LanguageIdFilter(BatchFilter):
             if self._verdicts.get(lang) and not path.is_file():
                 texts, answers = zip(*self._verdicts[lang].items())
                 failed, details = zip(*answers)
-                write_parquet_atomic(path, pa.table([list(texts), list(failed), list(details)], schema=VERDICT_SCHEMA), work=True)
+                # by polars: pa.table of Python lists imports pandas (0.34 s; the pivot stage runs in the driver)
+                verdicts = pl.DataFrame([pl.Series(texts, dtype=pl.String), pl.Series(failed, dtype=pl.String), pl.Series(details, dtype=pl.String)],
+                                        schema=VERDICT_SCHEMA.names)  # fmt: skip
+                write_parquet_atomic(path, verdicts.to_arrow().cast(VERDICT_SCHEMA), work=True)
 
     def verdicts(self, texts: list[str], lang: str) -> list[tuple[str | None, str]]:
         """The failed check (None: passed) and detail of each text. A verdict depends only on the text and its
