@@ -140,8 +140,10 @@ class BatchFilter(PipelineStep):
                 with self.track_time("batch"):
                     verdict = self.reasons(batch)
                     drop = verdict["reason"].is_not_null()
-                    kept = batch.filter(pa.array((~drop).to_arrow()))
-                    if drop.any():
+                    dropping = drop.any()
+                    # a batch with nothing to drop goes on as it is (decontamination, mostly): filtering copies every row
+                    kept = batch.filter((~drop).to_arrow()) if dropping else batch
+                    if dropping:
                         dropped = pl.from_arrow(batch).filter(drop).with_columns(
                             stage=pl.lit(self.name), reason=verdict["reason"].filter(drop), detail=verdict["detail"].filter(drop)
                         )
