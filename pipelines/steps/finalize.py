@@ -264,7 +264,7 @@ class WriteManifest(PipelineStep):
         self.recipe_text = recipe_text
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        # one task on a machine of several cores. Merging the removed steps is most of the stage (about 2.3 of its
+        # one task on a machine of several cores. Merging the removed steps is most of the stage (2.0-3.2 s of its
         # 3-4 s of CPU on the Firefox pairs benchmark), in C without the GIL: two at a time in threads, from the start
         # (they need nothing else) and the largest first. This thread meanwhile hashes the shards, counts their rows
         # and draws the chart (matplotlib: Python, holding the GIL; import and drawing about 0.7 s of CPU). The merges
