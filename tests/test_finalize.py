@@ -54,17 +54,24 @@ def test_no_removed_rows_still_gives_a_file(tmp_path):
 
 
 def test_count_rows_per_language_direction_and_task(tmp_path):
-    rows = [("translation", "deu_Latn", "eng_Latn", "eng_Latn")] * 3 + [("translation", "eng_Latn", "deu_Latn", "eng_Latn")] * 2 \
-        + [("translate_document", "zho_Hans", "swh_Latn", "zho_Hans")] * 4 + [("translate_dialogue", "swh_Latn", "eng_Latn", "eng_Latn")] \
-        + [("instruction", "zho_Hans", "zho_Hans", "")] * 5 + [("instruction", "eng_Latn", "eng_Latn", "")] * 2  # fmt: skip
+    rows = [
+        *[("translation", "deu_Latn", "eng_Latn", "eng_Latn")] * 3,
+        *[("translation", "eng_Latn", "deu_Latn", "eng_Latn")] * 2,
+        *[("translate_document", "zho_Hans", "swh_Latn", "zho_Hans")] * 4,
+        ("translate_dialogue", "swh_Latn", "eng_Latn", "eng_Latn"),
+        *[("instruction", "zho_Hans", "zho_Hans", "")] * 5,  # general instructions: counted by task and language
+        *[("instruction", "eng_Latn", "eng_Latn", "")] * 2,
+    ]
     table = pa.table({name: [row[i] for row in rows] for i, name in enumerate(["task", "src_lang", "tgt_lang", "pivot"])})
     paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]  # the counts add up over files
     pq.write_table(table.slice(0, 7), paths[0])
     pq.write_table(table.slice(7), paths[1])
     language, direction, tasks = count_rows(paths)
     assert language == {"deu_Latn": 5, "swh_Latn": 5}
-    assert direction == {"deu_Latn->eng_Latn": 3, "eng_Latn->deu_Latn": 2, "zho_Hans->swh_Latn": 4, "swh_Latn->eng_Latn": 1,
-                         "instruction:zho_Hans": 5, "instruction:eng_Latn": 2}  # fmt: skip
+    assert direction == {
+        "deu_Latn->eng_Latn": 3, "eng_Latn->deu_Latn": 2, "zho_Hans->swh_Latn": 4, "swh_Latn->eng_Latn": 1,
+        "instruction:zho_Hans": 5, "instruction:eng_Latn": 2,
+    }  # fmt: skip
     assert tasks == {"translation": 5, "translate_document": 4, "translate_dialogue": 1, "instruction": 7}
 
 
