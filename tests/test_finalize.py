@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.steps import finalize
 from pipelines.steps.base import RemovedRows
-from pipelines.steps.finalize import merge_removed, parse_size
+from pipelines.steps.finalize import count_rows, merge_removed, parse_size
 from pipelines.steps.finalize import WriteShards, ready_shard, shard_plan, text_bytes, write_shard
 from pipelines.steps.mix import mixture_writer, write_language
 from pipelines.steps.write import PairWriter
@@ -52,6 +52,28 @@ def test_no_removed_rows_still_gives_a_file(tmp_path):
     pq.write_table(REMOVED_SCHEMA.empty_table(), tmp_path / "step" / "pairs-00000.parquet")
     assert merge_removed(tmp_path / "step", tmp_path / "out.parquet") == {}
     assert pq.read_table(tmp_path / "out.parquet").num_rows == 0
+
+
+def test_count_rows_per_language_direction_and_task(tmp_path):
+    rows = [
+        *[("translation", "deu_Latn", "eng_Latn", "eng_Latn")] * 3,
+        *[("translation", "eng_Latn", "deu_Latn", "eng_Latn")] * 2,
+        *[("translate_document", "zho_Hans", "swh_Latn", "zho_Hans")] * 4,
+        ("translate_dialogue", "swh_Latn", "eng_Latn", "eng_Latn"),
+        *[("instruction", "zho_Hans", "zho_Hans", "")] * 5,  # general instructions: counted by task and language
+        *[("instruction", "eng_Latn", "eng_Latn", "")] * 2,
+    ]
+    table = pa.table({name: [row[i] for row in rows] for i, name in enumerate(["task", "src_lang", "tgt_lang", "pivot"])})
+    paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]  # the counts add up over files
+    pq.write_table(table.slice(0, 7), paths[0])
+    pq.write_table(table.slice(7), paths[1])
+    language, direction, tasks = count_rows(paths)
+    assert language == {"deu_Latn": 5, "swh_Latn": 5}
+    assert direction == {
+        "deu_Latn->eng_Latn": 3, "eng_Latn->deu_Latn": 2, "zho_Hans->swh_Latn": 4, "swh_Latn->eng_Latn": 1,
+        "instruction:zho_Hans": 5, "instruction:eng_Latn": 2,
+    }  # fmt: skip
+    assert tasks == {"translation": 5, "translate_document": 4, "translate_dialogue": 1, "instruction": 7}
 
 
 def test_parse_size():
