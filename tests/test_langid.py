@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from langid.identify import LanguageIdentifier, ModelCheck, macro_language
-from langid.models import HUB_MODELS, FastTextModel, ModelNotFound, label_to_flores, lid176_path
+from langid.models import HUB_MODELS, OWN_MODEL_PATH, FastTextModel, ModelNotFound, label_to_flores, lid176_path
 from langid.thresholds import GLOBAL_THRESHOLD, Thresholds, compute
 from schemas.language_codes import FLORES200
 
@@ -150,6 +150,16 @@ def test_corrupt_model_file_names_the_file(tmp_path):
     corrupt.write_bytes(b"\x00" * 64)
     with pytest.raises(ValueError, match="corrupt.ftz"):
         FastTextModel.load(corrupt)
+
+
+def test_a_model_is_loaded_once_per_process_and_file(tmp_path):
+    path = tmp_path / "model.ftz"
+    shutil.copy(lid176_path(), path)
+    first = FastTextModel.load(path)
+    assert FastTextModel.load(path) is first  # a later task of the same worker
+    shutil.copy(OWN_MODEL_PATH, path)  # the file changed: loaded again
+    again = FastTextModel.load(path)
+    assert again is not first and len(again.labels) != len(first.labels)
 
 
 def test_hub_models_load_from_the_local_cache_offline(tmp_path, monkeypatch):
