@@ -221,11 +221,13 @@ def translation_rows(pairs: pl.DataFrame, reverse: list[bool] | pl.Series, seed:
         return pl.concat_str(code, "pivot", separator="\x1f").replace_strict(names, return_dtype=pl.String)
 
     frame = frame.with_columns(src_name=name("src_lang"), tgt_name=name("tgt_lang"))
+    # each phrasing formats its rows; only what it makes goes back into row order (sorting the whole frame back cost
+    # as much as the formatting)
     parts = []
-    for (pivot, k), part in frame.group_by("pivot", "k"):
-        parts.append(part.with_columns(prompt=_format(PHRASINGS[pivot][k], src="src_name", tgt="tgt_name", text="src_text"),
-                                       template_id=pl.lit(f"translate.{_NAME_LANGUAGE[pivot]}.{k:02d}")))  # fmt: skip
-    frame = pl.concat(parts).sort("row")
+    for (pivot, k), part in frame.select("row", "pivot", "k", "src_name", "tgt_name", "src_text").group_by("pivot", "k"):
+        parts.append(part.select("row", prompt=_format(PHRASINGS[pivot][k], src="src_name", tgt="tgt_name", text="src_text"),
+                                 template_id=pl.lit(f"translate.{_NAME_LANGUAGE[pivot]}.{k:02d}")))  # fmt: skip
+    frame = frame.hstack(pl.concat(parts).sort("row").drop("row"))
     ids = pl.concat_str("source", "source_id", "direction", "template_id", "prompt", "tgt_text", separator="\x1f")
     # each row's [user: prompt, assistant: answer], built as one column of turns cut in twos (concat_list of two
     # structs was most of the time here)
