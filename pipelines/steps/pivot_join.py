@@ -51,7 +51,8 @@ class PivotJoin(PipelineStep):
             )
             if not frame.height or not pivot.height:
                 continue
-            joined = frame.with_columns(key=english_key(pl.col("tgt_text"))).join(pivot, on="key", how="inner")
+            # in the batch's order: which copy of a pair dedup keeps depends on it (polars does not keep an order otherwise)
+            joined = frame.with_columns(key=english_key(pl.col("tgt_text"))).join(pivot, on="key", how="inner", maintain_order="left")
             if not joined.height:
                 continue
             joined = joined.select(
