@@ -13,6 +13,7 @@ import pytest
 from pipelines.steps import decontaminate
 from pipelines.steps.base import RemovedRows
 from pipelines.steps.decontaminate import MIN_EXACT_CHARS, MIN_QUOTE_WORDS, Decontaminate, EvalIndex, eval_index, word_lists
+from pipelines.steps.pivot_join import PivotJoin
 from tests.helpers import pairs
 
 VOCABULARY = ["alpha", "beta", "gamma", "delta", "épée", "中", "文", "한", "x1", "ok", "straße"]
@@ -241,3 +242,14 @@ def test_orient_and_selection_shortcuts_give_the_rows_of_the_plain_formulation()
             expected = oriented.filter((HAS_PIVOT & pl.col("src_lang").is_in(langs)) | (pl.lit(unpaired) & ~HAS_PIVOT))
             assert _selected(oriented, langs, unpaired).equals(expected)
     assert orient(turned, keep_unpaired=True)["src_text"].to_list() == ["Speichern", "Öffnen"]
+
+
+@pytest.mark.parametrize("batch_rows", [50, 5_000])  # smaller and larger than the pivot table
+def test_the_pivot_join_keeps_the_batch_order(tmp_path, batch_rows):
+    english = [f"sentence number {i}" for i in range(500)]
+    pq.write_table(pairs([("zho_Hans", f"第{i}句", "eng_Latn", text) for i, text in enumerate(english)]), tmp_path / "zho_Hans.parquet")
+    rng = random.Random(batch_rows)
+    rows = [("deu_Latn", f"Satz {n}", "eng_Latn", rng.choice(english)) for n in range(batch_rows)]
+    joined = list(PivotJoin(tmp_path / "zho_Hans.parquet", set()).run(iter([pairs(rows)])))[1]
+    assert joined["src_text"].to_pylist() == [src for _, src, _, _ in rows]  # every row has a Chinese side
+    assert joined["tgt_text"].to_pylist() == [f"第{english.index(en)}句" for _, _, _, en in rows]
