@@ -31,7 +31,6 @@ WORK_COMPRESSION = "none"
 DICTIONARY_COLUMNS = frozenset({"task", "src_lang", "tgt_lang", "instruction_lang", "pivot", "lang", "source", "template_id", "split", "stage", "reason", "detail"})
 
 
-
 def dictionary_columns(schema: pa.Schema) -> list[str]:
     return [name for name in schema.names if name in DICTIONARY_COLUMNS]
 
