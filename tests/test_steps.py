@@ -14,7 +14,7 @@ from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.steps.read_udhr import align, language_pairs, udhr_pairs
 from pipelines.steps.mix import MixInstructions
-from pipelines.steps.templates import PHRASINGS, choose_phrasing, dialogue_rows, document_rows, ordered_runs, translation_rows
+from pipelines.steps.templates import PHRASINGS, choose_phrasing, dialogue_rows, document_rows, ordered_runs, positioned, translation_rows
 from pipelines.recipe import Templates
 from pipelines.steps.write import PairWriter
 from schemas.language_codes import language_name
@@ -372,7 +372,7 @@ def positions(run: list[dict]) -> list[tuple[str, int]]:
 
 def test_ordered_runs_are_consecutive_segments_of_one_document_and_split():
     pairs = udhr_german()
-    runs = ordered_runs(pairs, 2, 3, seed=0, kind="document")
+    runs = ordered_runs(positioned(pairs), 2, 3, seed=0, kind="document")
     assert runs and all(2 <= len(run) <= 3 for run in runs)
     for run in runs:
         (article, first), *rest = positions(run)
@@ -382,18 +382,18 @@ def test_ordered_runs_are_consecutive_segments_of_one_document_and_split():
     # a gap (a segment removed earlier) ends a run; a segment with another split never joins one
     gap = pairs.filter(pl.col("source_id") != "deu_1996:a1.p1|eng:a1.p1")
     gap = gap.with_columns(split=pl.when(pl.col("source_id").str.contains(":a2.p1")).then(pl.lit("validation")).otherwise("split"))
-    for run in ordered_runs(gap, 2, 3, seed=0, kind="document"):
+    for run in ordered_runs(positioned(gap), 2, 3, seed=0, kind="document"):
         assert ("1", 1) not in positions(run) and [p for _, p in positions(run)] == list(range(positions(run)[0][1], positions(run)[0][1] + len(run)))
         assert len({p["split"] for p in run}) == 1
-    assert ordered_runs(pairs.with_columns(source_id=pl.lit("test:1")), 2, 3, 0, "document") == []  # no positions
+    assert ordered_runs(positioned(pairs.with_columns(source_id=pl.lit("test:1"))), 2, 3, 0, "document") == []  # no positions
     # a position on one side only, or not at the end of a side, is no position
     for pattern, replacement in ((r"\.p\d+\|", "|"), (r"\.p\d+$", ""), (r"\.p(\d+)\|", ".p${1}x|")):
         partial = pairs.with_columns(source_id=pl.col("source_id").str.replace(pattern, replacement))
-        assert (partial["source_id"] != pairs["source_id"]).any() and ordered_runs(partial, 2, 3, 0, "document") == []
+        assert (partial["source_id"] != pairs["source_id"]).any() and ordered_runs(positioned(partial), 2, 3, 0, "document") == []
 
 
 def test_document_rows_join_the_segments_in_order_and_answer_with_their_translations():
-    run = next(r for r in ordered_runs(udhr_german(), 3, 3, seed=0, kind="document"))
+    run = next(r for r in ordered_runs(positioned(udhr_german()), 3, 3, seed=0, kind="document"))
     rows = document_rows([run, run], [False, True], seed=0)
     assert rows.schema.equals(INSTRUCTION_SCHEMA)
     forth, back = rows.to_pylist()
@@ -409,9 +409,9 @@ def test_document_rows_join_the_segments_in_order_and_answer_with_their_translat
 
 def test_dialogue_rows_translate_one_segment_a_turn():
     pairs = udhr_german()
-    run = next(r for r in ordered_runs(pairs, 4, 4, seed=0, kind="dialogue"))
+    run = next(r for r in ordered_runs(positioned(pairs), 4, 4, seed=0, kind="dialogue"))
     zh = pl.from_arrow(next(udhr_pairs([("deu_Latn", "zho_Hans")])))
-    zh_run = next(r for r in ordered_runs(zh, 2, 2, seed=0, kind="dialogue"))
+    zh_run = next(r for r in ordered_runs(positioned(zh), 2, 2, seed=0, kind="dialogue"))
     (row,), (zh_row,) = dialogue_rows([run], [False], seed=0).to_pylist(), dialogue_rows([zh_run], [True], seed=0).to_pylist()
     messages = row["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant"] * 4

@@ -17,7 +17,7 @@ from pipelines.steps.base import AtomicParquetWriter
 from pipelines.steps.finalize import ready_shard, write_shard
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.recipe import Templates
-from pipelines.steps.templates import POSITIONED, dialogue_rows, document_rows, ordered_runs, translation_rows
+from pipelines.steps.templates import dialogue_rows, document_rows, ordered_runs, positioned, translation_rows
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
 
 CHAT_NAMES = {"zh": "zho_Hans", "en": "eng_Latn"}
@@ -153,9 +153,9 @@ class MixInstructions(PipelineStep):
         sentences = sentences.with_columns(key=selection_keys(self.seed, sentences["id"], directions)).sort("key")
         train = {"sentence": sentences.filter(pl.col("split") == "train").height}
         documents = {}
-        positioned = pairs.filter(pl.col("source_id").str.contains(POSITIONED))  # once for both kinds: none in most corpora
+        ordered = positioned(pairs)  # once for both kinds: none in most corpora
         for kind in ("document", "dialogue"):
-            runs = ordered_runs(positioned, fewest, most, self.seed, kind) if weights[kind] > 0 and positioned.height else []
+            runs = ordered_runs(ordered, fewest, most, self.seed, kind) if weights[kind] > 0 else []
             keyed = [(selection_key(self.seed, ";".join(p["id"] for p in run), f"{kind}:{'back' if r else 'forth'}"), run, r)
                      for run in runs for r in (False, True)]  # fmt: skip
             documents[kind] = [(run, r) for _, run, r in sorted(keyed, key=lambda k: k[0])]

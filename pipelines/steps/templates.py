@@ -260,10 +260,15 @@ def _format(template: str, **columns: str) -> pl.Expr:
     return pl.concat_str(pieces)
 
 
-def ordered_runs(pairs: pl.DataFrame, fewest: int, most: int, seed: int, kind: str) -> list[list[dict]]:
-    """The pairs cut into documents of `fewest` to `most` consecutive segments (how many, by a hash of the seed,
-    `kind` and the first segment); a tail shorter than `fewest` is left out. Pairs without a position are not in any."""
-    frame = pairs.filter(pl.col("source_id").str.contains(POSITIONED))
+def positioned(pairs: pl.DataFrame) -> pl.DataFrame:
+    """The pairs whose source id gives a position (POSITIONED): the only ones documents and dialogues are made of."""
+    return pairs.filter(pl.col("source_id").str.contains(POSITIONED))
+
+
+def ordered_runs(frame: pl.DataFrame, fewest: int, most: int, seed: int, kind: str) -> list[list[dict]]:
+    """The `positioned` pairs cut into documents of `fewest` to `most` consecutive segments (how many, by a hash of
+    the seed, `kind` and the first segment); a tail shorter than `fewest` is left out. The caller picks the
+    positioned pairs once for every kind (the regex is most of the time where a corpus has no positions)."""
     if frame.is_empty():
         return []
     frame = (
