@@ -51,15 +51,17 @@ class PairReader(PipelineStep):
                 # 8.5k pairs): every step has a cost per batch, and a pairs task took 4.0-4.3 s of CPU in batches of a
                 # file, 3.4-3.9 s in these. One chunk: polars panicked on several in the pair filter.
                 pending: list[pa.Table] = []
+                rows = 0
                 for table in source.read(wanted, unpaired=unpaired):
                     if unpaired:
                         table = self.report_unpaired(table, writer)
                     self.stat_update("pairs", value=table.num_rows)
                     if table.num_rows:
                         pending.append(table)
-                    if sum(t.num_rows for t in pending) >= BATCH_ROWS:
+                        rows += table.num_rows
+                    if rows >= BATCH_ROWS:
                         yield pa.concat_tables(pending).combine_chunks()
-                        pending = []
+                        pending, rows = [], 0
                 if pending:
                     yield pa.concat_tables(pending).combine_chunks()
         except BaseException:
