@@ -165,8 +165,8 @@ def main(argv=None):
     parser.add_argument("--output", type=Path, default=None, help="report path without suffix (default: langid-eval-<model>)")
     parser.add_argument("--only-covered-by", default=None, help="keep only texts of languages this model spec covers (to compare models on common ground)")
     parser.add_argument("--top", type=int, default=20, help="how many languages and confusions to print")
-    parser.add_argument("--verify", action="store_true", help="the pipeline's question instead: acceptance of true and of wrong labels, "
-                        "with and without the agreement of models (see langid.identify)")  # fmt: skip
+    parser.add_argument("--verify", action="store_true", help="the pipeline's question instead: acceptance of true and of wrong labels "
+                        "(see langid.identify)")  # fmt: skip
     parser.add_argument("--clauses", action="store_true", help="cut the texts into clauses of 20-60 characters first")
     args = parser.parse_args(argv)
     identifier = LanguageIdentifier.load(args.model)
@@ -174,12 +174,10 @@ def main(argv=None):
     if args.clauses:
         data = clauses(data)
     if args.verify:
-        for agreement in (False, True):
-            identifier.agreement = agreement
-            found = verify(identifier, data)
-            print(f"{args.model} on {args.data}{' (clauses)' if args.clauses else ''}, {'thresholds and agreement' if agreement else 'thresholds alone':<24}: "
-                  f"true labels accepted {found['true_label_accepted']:.4f}, wrong labels accepted {found['wrong_label_accepted']:.4f} "
-                  f"({found['texts']} texts, {found['languages']} languages)")  # fmt: skip
+        found = verify(identifier, data)
+        print(f"{args.model} on {args.data}{' (clauses)' if args.clauses else ''}: "
+              f"true labels accepted {found['true_label_accepted']:.4f}, wrong labels accepted {found['wrong_label_accepted']:.4f} "
+              f"({found['texts']} texts, {found['languages']} languages)")  # fmt: skip
         return
     if args.only_covered_by:
         other = LanguageIdentifier.load(args.only_covered_by)

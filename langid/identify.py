@@ -1,72 +1,62 @@
 """Check that texts are in the language they are labelled with: the one entry point the pipeline uses.
 
-Two checks, both on whole batches:
-- the models, in order: a text is confirmed when a model that knows the language puts it first with at least
-  that language's threshold (see langid.thresholds). A model that has no label for the exact language but one
-  for its macrolanguage confirms through it: lid.176 says `ar` for any Arabic, `fa` for Dari and Persian, `zh`
-  for Chinese. Later models only see what earlier ones did not confirm. A text that every model knowing the
-  language (two or more) puts first is confirmed too, even when no score clears its threshold: the thresholds
-  come from UDHR paragraphs, and on short text two independent models agreeing is the stronger evidence (on
-  UDHR held-out text it accepts no more wrong labels and more right ones; see `langid.evaluate --verify`).
+A text is rejected on evidence, not for a lack of it. Real parallel text is mostly short (half the strings of a
+software UI are under 20 characters), and a model that is unsure of a word or two says nothing about its language;
+a model that is sure of *another* language does. So, on whole batches:
+- the models (those that know the language), cheapest first: a text that some model puts its language first for
+  is confirmed (through the macrolanguage where the model lacks the exact label: lid.176's `ar`, `fa`, `zh`). Only
+  texts no model has confirmed are asked of the next model.
+- a text that no model confirmed is rejected when a model named another language with at least that model's
+  reject threshold for the labelled language and the text's length (langid.thresholds: calibrated per length
+  bucket on known-good short and long text, so that a model rejects a fixed small share of good text at any
+  length). Otherwise it passes.
 - the script: at least `min_script_fraction` of the letters must be in the expected script, and Chinese text
   must not be in the other Han variety (simplified where traditional is expected, or the reverse).
-A language no model knows is checked by its script alone; `covers` tells which is which. So is a text shorter
-than `min_model_chars`: language identification of a word or two is noise (half the strings of a software UI
-are under 20 characters), and rejecting them on its word would throw away good pairs.
+A language no model knows is checked by its script alone; `covers` tells which is which.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
-import langcodes
 import numpy as np
 
+from langid.matching import LabelMatcher, macro_language  # noqa: F401  (macro_language: part of this module's API)
 from langid.models import FastTextModel
 from langid.scripts import han_variants, script_fraction
-from langid.thresholds import Thresholds
-
-
-@functools.lru_cache(maxsize=8192)
-def macro_language(flores_code: str) -> str:
-    """The macrolanguage-level BCP-47 language of a FLORES code: arb_Arab -> ar, prs_Arab -> fa, nob_Latn -> nb."""
-    language = flores_code.split("_")[0]
-    try:
-        return langcodes.standardize_tag(language, macro=True).split("-")[0]
-    except ValueError:
-        return language
+from langid.thresholds import TOP_K, Thresholds, margins
 
 
 class ModelCheck:
-    """One model with its thresholds: which languages it knows, and which texts it confirms."""
+    """One model with its thresholds: which languages it knows, and what it says of texts."""
 
     def __init__(self, model: FastTextModel, thresholds: Thresholds):
         self.model = model
         self.thresholds = thresholds
-        self.exact = {code for code in model.codes.values() if "_" in code}
-        self.by_macro = {macro_language(code) for code in self.exact}
+        self.labels = LabelMatcher(model)
 
     def knows_exactly(self, lang: str) -> bool:
-        return lang in self.exact
+        return self.labels.knows_exactly(lang)
 
     def covers(self, lang: str) -> bool:
-        return lang in self.exact or macro_language(lang) in self.by_macro
+        return self.labels.covers(lang)
 
     def matches(self, predicted: np.ndarray, lang: str) -> np.ndarray:
-        """Which predicted codes name `lang`: exactly where the model has its label, else by macrolanguage."""
-        if self.knows_exactly(lang):
-            return predicted == lang
-        unique, inverse = np.unique(predicted, return_inverse=True)
-        expected = macro_language(lang)
-        return np.array([macro_language(code) == expected for code in unique], dtype=bool)[inverse]
+        return self.labels.matches(predicted, lang)
 
-    def confirm(self, texts: list[str], lang: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(confirmed, predicted code, score) for each text."""
-        codes, scores = self.model.predict(texts)
-        predicted = np.array([c[0] for c in codes], dtype=object)
-        score = scores[:, 0]
-        return self.matches(predicted, lang) & (score >= self.thresholds.get(lang)), predicted, score
+    def ask(self, texts: list[str], lang: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """For each text: confirmed (the top-1 names `lang`), against (the model's evidence for another language,
+        `margins`, reaches the reject threshold) and, where not confirmed, what the model said."""
+        codes, scores = self.model.predict(texts, k=TOP_K)
+        margin, top = margins(codes, scores, self.labels, lang)
+        confirmed = margin == 0
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        threshold = self.thresholds.rejection(lang, lengths)
+        against = margin >= threshold
+        said = [""] * len(texts)
+        for i in np.flatnonzero(~confirmed):
+            said[i] = f"{self.model.name}: {top[i]} ({scores[i, 0]:.2f}, margin {margin[i]:.1f}{' >= ' if against[i] else ' < '}{threshold[i]:.1f})"
+        return confirmed, against, said
 
 
 @dataclass
@@ -79,24 +69,23 @@ class SideVerdict:
 
 
 class LanguageIdentifier:
-    def __init__(self, checks: list[ModelCheck], min_script_fraction: float = 0.5, min_model_chars: int = 20, agreement: bool = True):
+    def __init__(self, checks: list[ModelCheck], min_script_fraction: float = 0.5, min_model_chars: int = 1):
         self.checks = checks
         self.min_script_fraction = min_script_fraction
-        self.min_model_chars = min_model_chars
-        self.agreement = agreement  # False: thresholds alone (to measure what agreement adds, langid.evaluate --verify)
+        self.min_model_chars = min_model_chars  # shorter texts are checked by script only
 
     @classmethod
-    def load(cls, models: str | None = None, global_threshold: float | None = None, min_script_fraction: float = 0.5, min_model_chars: int = 20):
+    def load(cls, models: str | None = None, global_margin: float | None = None, min_script_fraction: float = 0.5, min_model_chars: int = 1):
         """Models by spec, comma-separated (see langid.models; `check` asks the cheapest first, and details follow
-        this order), each with its shipped per-language thresholds; `global_threshold` is the fallback for
-        languages without one."""
+        this order), each with its shipped per-language thresholds; `global_margin` is the reject margin where
+        those have none (see langid.thresholds)."""
         from langid.models import DEFAULT_MODELS
 
         specs = [s.strip() for s in (models or DEFAULT_MODELS).split(",") if s.strip()]
         checks = []
         for spec in specs:
             model = FastTextModel.load(spec)
-            checks.append(ModelCheck(model, Thresholds.for_model(model, global_threshold)))
+            checks.append(ModelCheck(model, Thresholds.for_model(model, global_margin)))
         return cls(checks, min_script_fraction, min_model_chars)
 
     def covers(self, lang: str) -> bool:
@@ -113,32 +102,27 @@ class LanguageIdentifier:
         inverse = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64, count=n)
         unique = np.array(list(first), dtype=object)
         long_enough = np.fromiter((len(t) >= self.min_model_chars for t in unique), dtype=bool, count=len(unique))
-        open_ = np.flatnonzero(long_enough)
+        open_ = np.flatnonzero(long_enough)  # not confirmed by any model yet
+        evidence = np.zeros(len(unique), dtype=bool)  # a model named another language surely enough
         heard: list[dict[int, str]] = [{} for _ in unique]  # model's place in self.checks -> what it said
-        covering = [check for check in self.checks if check.covers(lang)]
-        ranked_first = np.ones(len(unique), dtype=bool)  # by every model asked so far
-        # The cheapest model first: a text is confirmed when any model is sure of it (and, by agreement, when all
-        # rank it first), so the order changes what is asked, not what is decided; details list the recipe's order.
-        # lid176 (16 dimensions) costs a third of udhr-lid (64 dimensions, 459 labels) per text, and is sure of
-        # most texts in the languages it knows.
-        for check in sorted(covering, key=lambda c: c.model.cost):
+        # The cheapest model first: whether a text passes does not depend on the order (confirmed by any model, or
+        # rejected by any); the order only decides how many texts the dearer models are asked about. lid176
+        # (16 dimensions, hierarchical softmax) costs a fraction of a 64-dimension softmax model per text.
+        for check in sorted((c for c in self.checks if c.covers(lang)), key=lambda c: c.model.cost):
             if not len(open_):
                 break
-            confirmed, predicted, score = check.confirm(unique[open_].tolist(), lang)
-            ranked_first[open_] &= check.matches(predicted, lang)
+            confirmed, against, said = check.ask(unique[open_].tolist(), lang)
             place = self.checks.index(check)
             for i in np.flatnonzero(~confirmed):
-                heard[open_[i]][place] = f"{check.model.name}: {predicted[i]} ({score[i]:.2f})"
+                heard[open_[i]][place] = said[i]
+            evidence[open_[against]] = True
             open_ = open_[~confirmed]
-        if self.agreement and len(covering) >= 2:  # all models put it first, none sure enough alone: their agreement confirms it
-            open_ = open_[~ranked_first[open_]]
-        if self.covers(lang):  # else the script check below is the only one; and for short texts
-            rejected = np.zeros(len(unique), dtype=bool)
-            rejected[open_] = True
-            for i in np.flatnonzero(rejected[inverse]):
-                passed[i] = False
-                failed[i] = "language_id"
-                detail[i] = f"expected {lang}, predicted " + "; ".join(said for _, said in sorted(heard[inverse[i]].items()))
+        rejected = np.zeros(len(unique), dtype=bool)
+        rejected[open_] = evidence[open_]
+        for i in np.flatnonzero(rejected[inverse]):
+            passed[i] = False
+            failed[i] = "language_id"
+            detail[i] = f"expected {lang}, predicted " + "; ".join(said for _, said in sorted(heard[inverse[i]].items()))
         script = lang.split("_")[1]
         fractions = script_fraction(texts, script)
         for i in np.flatnonzero(passed & (fractions < self.min_script_fraction)):

@@ -70,6 +70,21 @@ def in_declared_script(frame: pl.DataFrame, min_fraction: float = 0.5) -> pl.Dat
     return pl.concat(parts) if parts else frame
 
 
+def clauses(data: pl.DataFrame, shortest: int = 20, longest: int = 60) -> pl.DataFrame:
+    """The texts cut at sentence and clause punctuation, keeping pieces of `shortest`..`longest` characters: short
+    text like a software UI string or a subtitle, which the paragraphs of the UDHR are not."""
+    pieces = data.select("text", "lang").with_columns(
+        pl.col("text").str.replace_all(r"[.;:!?\u3002\uff1b\uff1a\uff01\uff1f\u0964]", "\n").str.split("\n")
+    ).explode("text")
+    return pieces.with_columns(pl.col("text").str.strip_chars()).filter(pl.col("text").str.len_chars().is_between(shortest, longest))
+
+
+def with_clauses(data: pl.DataFrame) -> pl.DataFrame:
+    """The texts and, after them, their clauses (see `clauses`) that are not texts of their own."""
+    pieces = clauses(data).join(data.select("text", "lang"), on=["text", "lang"], how="anti")
+    return pl.concat([data.select("text", "lang"), pieces.unique(maintain_order=True)])
+
+
 def load_texts(spec: str) -> pl.DataFrame:
     """(text, lang) rows of `spec`, normalized as the builder normalizes, empty texts dropped."""
     if spec.startswith("udhr:"):

@@ -108,7 +108,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--share", default=None, help="mixture shares, e.g. zh=0.432,en=0.262,cross_lingual=0.306")
     parser.add_argument("--langid-model", default=None, help="language-ID models, comma-separated, asked in order (see langid.models)")
     parser.add_argument("--langid-threshold", type=float, default=None,
-                        help="score a model must give the expected language where it has no per-language threshold (0.5)")
+                        help="reject margin, log(top-1 score / score of the labelled language), for models and languages "
+                        "without calibrated thresholds (3.0; see langid.thresholds)")
     parser.add_argument("--min-script-fraction", type=float, default=None, help="minimum share of letters in the expected script")
     parser.add_argument("--max-length-ratio", type=float, default=None, help="maximum length ratio of the two sides")
     parser.add_argument("--shard-size", default=None, help="uncompressed data per shard, e.g. 256MB (default: the recipe's)")

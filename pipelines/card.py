@@ -180,8 +180,8 @@ text of an evaluation set:
 {_table(["evaluation set", "origin", "version", "rows removed"], eval_rows)}
 
 Language identification: fastText models {", ".join(f"`{m['name']}`" for m in manifest["language_id"]["models"])}
-(per-language thresholds; a side passes when one model is sure of it, or when all put its language first) and the
-Unicode script of each side; {len(script_only)} languages no model has a label for were checked by their script only.
+(a side is dropped when a model is sure of another language, by per-language thresholds calibrated by text length)
+and the Unicode script of each side; {len(script_only)} languages no model has a label for were checked by their script only.
 
 ## Rows per language and direction
 

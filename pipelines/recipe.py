@@ -39,9 +39,9 @@ class Filters:
 @dataclass
 class LangidSettings:
     models: str = DEFAULT_MODELS
-    threshold: float | None = None
+    threshold: float | None = None  # reject margin for models and languages without calibrated thresholds (langid.thresholds)
     min_script_fraction: float = 0.5
-    min_model_chars: int = 20  # shorter texts are checked by script only
+    min_model_chars: int = 1  # shorter texts are checked by script only
 
 
 @dataclass

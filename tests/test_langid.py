@@ -7,7 +7,7 @@ import pytest
 
 from langid.identify import LanguageIdentifier, ModelCheck, macro_language
 from langid.models import HUB_MODELS, OWN_MODEL_PATH, FastTextModel, ModelNotFound, label_to_flores, lid176_path
-from langid.thresholds import GLOBAL_THRESHOLD, Thresholds, compute
+from langid.thresholds import FLOOR, GLOBAL_THRESHOLD, Thresholds, compute, reject_threshold
 from schemas.language_codes import FLORES200
 
 EN = "All human beings are born free and equal in dignity and rights."
@@ -79,17 +79,40 @@ def test_a_neighbouring_language_is_rejected(pipeline_identifier):
     assert pipeline_identifier.check([nob], "swe_Latn").passed.tolist() == [False]
 
 
-def test_two_models_that_both_put_a_language_first_confirm_it_below_their_thresholds(lid176):
+def test_a_text_is_rejected_on_evidence_of_another_language_not_for_a_lack_of_confirmation(lid176):
+    sure = Thresholds(reject_pooled=[1.0, 1.0, 1.0, 1.0])  # any margin of e or more is evidence
+    never = Thresholds(reject_pooled=[99.0, 99.0, 99.0, 99.0])  # no margin is
+    short_en = "Open a new tab"
+    assert LanguageIdentifier([ModelCheck(lid176, sure)]).check([EN, short_en], "deu_Latn").passed.tolist() == [False, False]
+    # the same texts pass where the margin of English over German is not enough to count
+    assert LanguageIdentifier([ModelCheck(lid176, never)]).check([EN, short_en], "deu_Latn").passed.tolist() == [True, True]
+    verdict = LanguageIdentifier([ModelCheck(lid176, sure)]).check([EN], "deu_Latn")
+    assert verdict.failed_check == ["language_id"] and "lid176: eng_Latn" in verdict.detail[0] and ">= 1.0" in verdict.detail[0]
+
+
+def test_thresholds_depend_on_the_length_of_the_text(lid176):
+    by_length = Thresholds(reject_pooled=[99.0, 1.0, 1.0, 1.0], buckets=(20, 60, 200))  # texts under 20 characters: never
+    identifier = LanguageIdentifier([ModelCheck(lid176, by_length)])
+    assert identifier.check(["Open a new tab", EN], "deu_Latn").passed.tolist() == [True, False]
+    assert by_length.rejection("deu_Latn", np.array([1, 19, 20, 59, 60, 500])).tolist() == [99.0, 99.0, 1.0, 1.0, 1.0, 1.0]
+
+
+def test_a_model_that_confirms_overrules_one_that_doubts(lid176):
     udhr_lid = FastTextModel.load("udhr-lid")
-    strict = Thresholds(1.01)  # no score clears it: only agreement can confirm
-    both = LanguageIdentifier([ModelCheck(udhr_lid, strict), ModelCheck(lid176, strict)])
-    verdict = both.check([DE, EN], "deu_Latn")
-    assert verdict.passed.tolist() == [True, False]  # both say German for DE; for EN both say English
-    assert "lid176: eng_Latn" in verdict.detail[1]
-    one = LanguageIdentifier([ModelCheck(lid176, strict)])  # one model's top-1 alone is not enough
-    assert one.check([DE], "deu_Latn").passed.tolist() == [False]
-    both.agreement = False  # thresholds alone, as langid.evaluate --verify compares
-    assert both.check([DE], "deu_Latn").passed.tolist() == [False]
+    sure = Thresholds(reject_pooled=[1.0, 1.0, 1.0, 1.0])
+    both = LanguageIdentifier([ModelCheck(udhr_lid, sure), ModelCheck(lid176, sure)])
+    texts = load_texts_of("deu_Latn", 200)
+    (confirmed_a, against_a, _), (confirmed_b, against_b, _) = [check.ask(texts, "deu_Latn") for check in both.checks]
+    expected = confirmed_a | confirmed_b | ~(against_a | against_b)  # rejected only on evidence nobody overrules
+    assert (confirmed_a & against_b).any() or (confirmed_b & against_a).any()  # the case this test is about occurs
+    assert both.check(texts, "deu_Latn").passed.tolist() == expected.tolist()
+
+
+def load_texts_of(lang: str, n: int) -> list[str]:
+    """Short real text: UI strings of the Firefox corpus's calibration split."""
+    from langid.texts import load_firefox
+
+    return load_firefox("calibration").filter(pl.col("lang") == lang)["text"].head(n).to_list()
 
 
 def test_the_cheaper_model_is_asked_first_and_decides_nothing_differently(monkeypatch):
@@ -109,7 +132,8 @@ def test_the_cheaper_model_is_asked_first_and_decides_nothing_differently(monkey
     in_order = identifier.check(texts, "deu_Latn")
     assert asked[2][0] == "udhr-lid"
     assert verdict.passed.tolist() == in_order.passed.tolist() and verdict.detail == in_order.detail
-    assert 0 < verdict.passed.sum() < len(texts) and all(d.index("udhr-lid") < d.index("lid176") for d in verdict.detail if d)
+    assert 0 < verdict.passed.sum() < len(texts)
+    assert all(d.index("udhr-lid") < d.index("lid176") for d in verdict.detail if "udhr-lid" in d and "lid176" in d)
 
 
 def test_traditional_text_is_not_simplified_chinese(pipeline_identifier):
@@ -118,10 +142,10 @@ def test_traditional_text_is_not_simplified_chinese(pipeline_identifier):
 
 
 def test_macrolanguage_labels_accept_their_members(lid176):
-    check = ModelCheck(lid176, Thresholds(0.3))
+    check = ModelCheck(lid176, Thresholds())
     text = "يولد جميع الناس أحرارًا متساوين في الكرامة والحقوق. وقد وهبوا عقلاً وضميرًا"
     assert check.covers("arb_Arab") and not check.knows_exactly("ary_Arab")
-    assert check.confirm([text], "arb_Arab")[0].tolist() == [True]
+    assert check.ask([text], "arb_Arab")[0].tolist() == [True]
 
 
 def test_languages_without_a_label_are_checked_by_script(lid176):
@@ -180,7 +204,7 @@ def test_hub_models_load_from_the_local_cache_offline(tmp_path, monkeypatch):
         FastTextModel.load("openlid")
 
 
-def test_thresholds_follow_the_fineweb2_rule(lid176, tmp_path):
+def test_thresholds_follow_the_fineweb2_rule_and_fix_the_share_of_good_text_rejected(lid176, tmp_path):
     texts = pl.DataFrame({"text": [DE, DE + " Wirklich.", DE + " Ja.", EN, EN + " Yes."], "lang": ["deu_Latn"] * 3 + ["eng_Latn"] * 2})
     thresholds = compute(lid176, texts, min_texts=3)
     _, scores = lid176.predict(texts["text"].to_list()[:3])
@@ -190,7 +214,21 @@ def test_thresholds_follow_the_fineweb2_rule(lid176, tmp_path):
     path = tmp_path / "t.json"
     path.write_text(json.dumps(thresholds.to_json(lid176)))
     read, sha = Thresholds.read(path)
-    assert sha == lid176.sha256 and read.per_language == thresholds.per_language
+    assert sha == lid176.sha256 and read.per_language == thresholds.per_language and read.reject_pooled == thresholds.reject_pooled
+
+
+def test_reject_margins_let_through_alpha_of_the_good_text(lid176):
+    frame = pl.concat([pl.DataFrame({"text": load_texts_of(lang, 400), "lang": lang}) for lang in ("deu_Latn", "fra_Latn")])
+    assert frame.height > 100
+    for alpha in (0.01, 0.05, 0.2):
+        thresholds = compute(lid176, frame, buckets=(20, 60, 200), alpha=alpha, min_bucket_texts=30)
+        identifier = LanguageIdentifier([ModelCheck(lid176, thresholds)], min_script_fraction=0.0)
+        for lang in ("deu_Latn", "fra_Latn"):
+            texts = frame.filter(pl.col("lang") == lang)["text"].to_list()
+            rejected = 1 - identifier.check(texts, lang).passed.mean()
+            assert rejected <= alpha + 1e-9, (lang, alpha, rejected)
+    assert reject_threshold(np.array([0.0, 0.0, 5.0, 2.0]), 0.25) == pytest.approx(2.0)  # one of four may reach it
+    assert reject_threshold(np.zeros(10), 0.01) == FLOOR  # a model that always puts the language first
 
 
 def test_shipped_thresholds_match_the_shipped_models():
@@ -199,10 +237,19 @@ def test_shipped_thresholds_match_the_shipped_models():
         thresholds = Thresholds.for_model(model)
         assert len(thresholds.per_language) >= 100
         assert all(0.3 <= t <= 0.9 for t in thresholds.per_language.values())
+        assert {"eng_Latn", "zho_Hans"} <= set(thresholds.reject) and len(thresholds.reject) >= 60
+        assert all(len(t) == len(thresholds.buckets) + 1 and all(1.0 <= m <= 99.0 for m in t) for t in thresholds.reject.values())
 
 
 def test_bad_thresholds_file_is_named(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"format_version": 1, "model_sha256": "x", "global_threshold": 0.5, "per_language": {"deu_Latn": 3}}))
-    with pytest.raises(ValueError, match="bad.json"):
+    with pytest.raises(ValueError, match="bad.json.*format_version"):
+        Thresholds.read(path)
+    good = {"format_version": 2, "model_sha256": "x", "global_threshold": 0.5, "per_language": {}, "buckets": [20, 60],
+            "reject": {"deu_Latn": [1.0, 2.0, 3.0]}, "reject_pooled": None}  # fmt: skip
+    path.write_text(json.dumps(good))
+    assert Thresholds.read(path)[0].rejection("deu_Latn", np.array([5, 30, 90])).tolist() == [1.0, 2.0, 3.0]
+    path.write_text(json.dumps({**good, "reject": {"deu_Latn": [1.0, 2.0]}}))
+    with pytest.raises(ValueError, match="bad.json: reject deu_Latn"):
         Thresholds.read(path)

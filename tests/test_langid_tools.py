@@ -7,7 +7,7 @@ import pytest
 
 from langid import evaluate, thresholds, train
 from langid.models import FastTextModel
-from langid.texts import load_texts
+from langid.texts import clauses, load_texts
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_verify_accepts_true_labels_and_rejects_neighbouring_ones():
     from langid.identify import LanguageIdentifier
 
     heldout = load_texts("udhr:heldout").filter(pl.col("lang").is_in(["deu_Latn", "nld_Latn", "swe_Latn", "rus_Cyrl", "ukr_Cyrl"]))
-    short = evaluate.clauses(heldout)
+    short = clauses(heldout)
     assert short.height > 5 and short["text"].str.len_chars().is_between(20, 60).all()
     assert not short["text"].str.contains(r"[.;:!?]").any()
     found = evaluate.verify(LanguageIdentifier.load(), heldout)

@@ -18,9 +18,9 @@ VERDICT_SCHEMA = pa.schema([("text", pa.string()), ("failed_check", pa.string())
 
 
 class LanguageIdFilter(BatchFilter):
-    """Drops a pair unless both sides are confirmed to be in their labelled language: by a fastText model (with
-    per-language thresholds) and the script where a model knows the language, by the script alone where none
-    does. The removed row says which check failed and what the models said.
+    """Drops a pair when a side is shown not to be in its labelled language: a model sure enough of another
+    language (per-language reject thresholds by length, see langid.identify), or letters in another script. The
+    removed row says which check failed and what the models said.
 
     `shared_verdicts`: a folder where the build's tasks share their pivot-language verdicts (a file per language;
     the first task to finish writes it, later tasks start from it): the pivot stage identifies the English side of
@@ -30,7 +30,7 @@ class LanguageIdFilter(BatchFilter):
     name = "language_id"
 
     def __init__(self, removed: RemovedRows, models: str | None = None, global_threshold: float | None = None,
-                 min_script_fraction: float = 0.5, min_model_chars: int = 20, shared_verdicts: Path | None = None):  # fmt: skip
+                 min_script_fraction: float = 0.5, min_model_chars: int = 1, shared_verdicts: Path | None = None):  # fmt: skip
         super().__init__(removed)
         self.shared_verdicts = Path(shared_verdicts) if shared_verdicts else None
         self.min_model_chars = min_model_chars
