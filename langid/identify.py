@@ -47,15 +47,20 @@ class ModelCheck:
     def ask(self, texts: list[str], lang: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """For each text: confirmed (the top-1 names `lang`), against (the model's evidence for another language,
         `margins`, reaches the reject threshold) and, where not confirmed, what the model said."""
-        codes, scores = self.model.predict(texts, k=TOP_K)
-        margin, top = margins(codes, scores, self.labels, lang)
-        confirmed = margin == 0
-        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-        threshold = self.thresholds.rejection(lang, lengths)
-        against = margin >= threshold
+        codes, _ = self.model.predict(texts)
+        confirmed = self.matches(np.array([c[0] for c in codes], dtype=object), lang)
+        against = np.zeros(len(texts), dtype=bool)
         said = [""] * len(texts)
-        for i in np.flatnonzero(~confirmed):
-            said[i] = f"{self.model.name}: {top[i]} ({scores[i, 0]:.2f}, margin {margin[i]:.1f}{' >= ' if against[i] else ' < '}{threshold[i]:.1f})"
+        doubted = np.flatnonzero(~confirmed)  # most texts are confirmed by their top-1: only the others need the top k
+        if len(doubted):
+            doubted_texts = [texts[i] for i in doubted]
+            codes, scores = self.model.predict(doubted_texts, k=TOP_K)
+            margin, top = margins(codes, scores, self.labels, lang)
+            lengths = np.fromiter(map(len, doubted_texts), dtype=np.int64, count=len(doubted))
+            threshold = self.thresholds.rejection(lang, lengths)
+            against[doubted] = margin >= threshold
+            for j, i in enumerate(doubted):
+                said[i] = f"{self.model.name}: {top[j]} ({scores[j, 0]:.2f}, margin {margin[j]:.1f}{' >= ' if against[i] else ' < '}{threshold[j]:.1f})"
         return confirmed, against, said
 
 

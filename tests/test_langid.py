@@ -124,13 +124,16 @@ def test_the_cheaper_model_is_asked_first_and_decides_nothing_differently(monkey
     asked = []
     for check in identifier.checks:
         predict = check.model.predict
-        monkeypatch.setattr(check.model, "predict", lambda batch, k=1, predict=predict, name=check.model.name: asked.append((name, len(batch))) or predict(batch, k))
+        monkeypatch.setattr(check.model, "predict", lambda batch, k=1, predict=predict, name=check.model.name: asked.append((name, len(batch), k)) or predict(batch, k))
     verdict = identifier.check(texts, "deu_Latn")
-    assert asked[0] == ("lid176", len(set(texts))) and asked[1][0] == "udhr-lid" and asked[1][1] < len(set(texts))
+    top1 = [(name, n) for name, n, k in asked if k == 1]  # the top k is asked only of the texts a model did not confirm
+    assert top1[0] == ("lid176", len(set(texts))) and top1[1][0] == "udhr-lid" and top1[1][1] < len(set(texts))
+    assert all(n < len(set(texts)) for _, n, k in asked if k > 1)
     for check in identifier.checks:  # every model as cheap: asked in the recipe's order
         monkeypatch.setitem(check.model.__dict__, "cost", 0)
+    asked.clear()
     in_order = identifier.check(texts, "deu_Latn")
-    assert asked[2][0] == "udhr-lid"
+    assert asked[0][0] == "udhr-lid"
     assert verdict.passed.tolist() == in_order.passed.tolist() and verdict.detail == in_order.detail
     assert 0 < verdict.passed.sum() < len(texts)
     assert all(d.index("udhr-lid") < d.index("lid176") for d in verdict.detail if "udhr-lid" in d and "lid176" in d)
