@@ -12,7 +12,8 @@ The base is cleaned of what the build may rightly remove, so that a clean row it
 rows (eng_Latn on both sides, no pivot), pairs with an empty side or with the same text on both sides (up to case
 and spacing: not a translation), and every second pair of a language that repeats a source or target sentence
 (up to case and spacing, after the build's normalization): no clean pair is then a duplicate of another, nor
-over the build's cap of translations per sentence.
+over the build's cap of translations per sentence. UDHR paragraphs not mostly in their declaration's script are
+left out too (langid.texts.in_declared_script: a few declarations carry paragraphs of another language).
 
 Labels (`KINDS`): about 80% `clean`, the rest spread evenly over the corruptions, each applied only where it
 changes the pair (compared up to case and spacing after the build's normalization, so that the build cannot see
@@ -41,7 +42,7 @@ from pathlib import Path
 
 import polars as pl
 
-from langid.texts import FIREFOX_SPLITS, firefox_folder, firefox_split
+from langid.texts import FIREFOX_SPLITS, firefox_folder, firefox_split, in_declared_script
 from pipelines.corpus import load_udhr
 from pipelines.steps.normalize import folded, normalize_text
 from pipelines.steps.read_udhr import align
@@ -240,7 +241,9 @@ def make_corpus(split: str = "heldout", rows: int = 40_000, seed: int = 0, long_
     rng = random.Random(seed)
     parts = []
     udhr = udhr_pairs(split, langs)
-    udhr_base = clean_base(udhr)
+    # a few declarations carry paragraphs in another script (Chinese text in a Latin-script declaration): not clean
+    # text of their language, left out of the base as langid.texts leaves them out of its UDHR text
+    udhr_base = clean_base(in_declared_script(udhr.rename({"src_lang": "lang", "src_text": "text"})).rename({"lang": "src_lang", "text": "src_text"}))
     n_long = min(udhr_base.height, round(rows * long_share))
     firefox = firefox_pairs(split, folder, langs)
     for part, pairs, base, n in (("short", firefox, clean_base(firefox), rows - n_long), ("long", udhr, udhr_base, n_long)):
