@@ -165,3 +165,6 @@ def test_benchmark_accounts_for_every_row(tmp_path):
             assert sum(k["reasons"].values()) == k["dropped"] and k["handled"] <= k["rows"]
         assert kinds["empty"]["dropped"] == kinds["empty"]["rows"]  # the pair filter drops every empty side
         assert kinds["untranslated"]["dropped"] == kinds["untranslated"]["rows"]  # identical sides
+        # normalize removes every C0 control character: none may be found left in a kept row's output
+        assert not [c for c in summary["control_chars_left"] if int(c[2:], 16) < 0x20]
+    assert parts["all"]["kinds"]["control_chars"]["repaired"] > 0

@@ -147,8 +147,9 @@ def outcomes(labels: pl.DataFrame, output: Path) -> pl.DataFrame:
         schema={c: pl.String for c in columns})
     data_files = sorted((output / "data").glob("*/*.parquet"))
     kept = pl.concat([pl.read_parquet(f, columns=["source_id", "messages"]) for f in data_files])
-    texts = kept.select("source_id", text=pl.col("messages").list.eval(pl.element().struct.field("content")).list.join("\x1f"))
-    texts = texts.group_by("source_id").agg(pl.col("text").str.join("\x1f"))
+    # joined by newlines: never among the inserted characters looked for (a control character would be found)
+    texts = kept.select("source_id", text=pl.col("messages").list.eval(pl.element().struct.field("content")).list.join("\n"))
+    texts = texts.group_by("source_id").agg(pl.col("text").str.join("\n"))
 
     twice = removed.group_by("source_id").len().filter(pl.col("len") > 1)
     if twice.height:
@@ -317,7 +318,8 @@ def main(argv=None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = {"split": args.split, "rows": args.rows, "seed": args.seed, "recipe": args.recipe, "recipe_extra": args.recipe_extra,
-                "files": {part: FILES[part] for part in paths}, "build_seconds": round(build_seconds, 1)}  # fmt: skip
+                "files": {part: FILES[part] for part in paths}, "corpus_seconds": round(made, 1),
+                "build_seconds": round(build_seconds, 1)}  # fmt: skip
         args.json.write_text(json.dumps({"settings": meta, "parts": summaries}, indent=1, ensure_ascii=False), encoding="utf-8")
     return 0
 
