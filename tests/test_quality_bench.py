@@ -163,6 +163,7 @@ def test_benchmark_accounts_for_every_row(tmp_path):
         assert sum(r["rows"] for r in summary["removals"]) == sum(k["dropped"] for k in kinds.values())
         for k in kinds.values():
             assert sum(k["reasons"].values()) == k["dropped"] and k["handled"] <= k["rows"]
+            assert k["dropped_as_clean_original"] <= k["dropped"] - k["reasons"].get("exact_dedup/duplicate", 0)
         assert kinds["empty"]["dropped"] == kinds["empty"]["rows"]  # the pair filter drops every empty side
         assert kinds["untranslated"]["dropped"] == kinds["untranslated"]["rows"]  # identical sides
         # normalize removes every C0 control character: none may be found left in a kept row's output
