@@ -76,7 +76,7 @@ def test_misaligned_is_the_neighbouring_row_of_the_same_file(corpus, originals):
 
 
 def test_duplicated_copies_a_clean_row_that_comes_first(corpus):
-    clean = {(r["part"], r["src_lang"], r["src_text"], r["tgt_text"]): r["id"] for r in corpus.filter(pl.col("label") == "clean").iter_rows(named=True)}
+    clean = {(r["part"], r["src_lang"], r["src_text"], r["tgt_text"]): r["id"] for r in rows_of(corpus, "clean")}
     for row in rows_of(corpus, "duplicated"):
         original = clean[(row["part"], row["src_lang"], row["src_text"], row["tgt_text"])]
         assert original < row["id"]  # ids follow reading order: the copy is the later one
@@ -141,7 +141,8 @@ def test_the_build_reads_each_row_under_its_labelled_source_id(corpus, tmp_path)
 def test_recipe_extras_override_settings(tmp_path):
     fragment = tmp_path / "fragment.yaml"
     fragment.write_text("langid: {min_model_chars: 40}\ndedup: {near: {enabled: false}}\n")
-    recipe = bench_quality.make_recipe("bayling2", {"short": tmp_path / "f.parquet"}, ["filters.max_length_ratio=4", str(fragment)], "heldout")
+    extras = ["filters.max_length_ratio=4", str(fragment)]
+    recipe = bench_quality.make_recipe("bayling2", {"short": tmp_path / "f.parquet"}, extras, "heldout")
     assert recipe["filters"]["max_length_ratio"] == 4 and recipe["langid"]["min_model_chars"] == 40
     assert recipe["dedup"]["near"] == {**recipe["dedup"]["near"], "enabled": False} and recipe["dedup"]["near"]["ngram"] == 5
     assert recipe["mixture"] is None and recipe["pivot_join"] is False and recipe["instructions"] == []

@@ -174,12 +174,14 @@ def outcomes(labels: pl.DataFrame, output: Path) -> pl.DataFrame:
     # language ID checks the pivot side first and the other only where it passed, and a verdict depends only on the
     # text: a corrupted row it dropped for the side that was left as it was would have been dropped uncorrupted too
     untouched = pl.col("detail").str.extract(r"^(src|tgt):", 1)
-    frame = frame.with_columns(left=pl.Series(left, dtype=pl.String),
-                               incidental=(((pl.col("stage") == "language_id") & pl.col("side").is_in(["src", "tgt"]) & (untouched != pl.col("side")))
-                                           # a copy dropped before dedup: its original, the same text, met the same verdict
-                                           | ((pl.col("label") == "duplicated") & ~pl.col("stage").is_in(["exact_dedup", "near_dedup"])))
-                               .fill_null(False))  # fmt: skip
-    return frame.with_columns(repaired=(pl.col("left") == "").fill_null(False), step_reason=pl.col("stage") + "/" + pl.col("reason")).drop("text")
+    other_side = (pl.col("stage") == "language_id") & pl.col("side").is_in(["src", "tgt"]) & (untouched != pl.col("side"))
+    # a copy dropped before dedup: its original, the same text, met the same verdict
+    copy = (pl.col("label") == "duplicated") & ~pl.col("stage").is_in(["exact_dedup", "near_dedup"])
+    return frame.with_columns(
+        left=pl.Series(left, dtype=pl.String),
+        incidental=(other_side | copy).fill_null(False),
+        step_reason=pl.col("stage") + "/" + pl.col("reason"),
+    ).with_columns(repaired=(pl.col("left") == "").fill_null(False)).drop("text")
 
 
 def pct(n: int, total: int) -> str:
@@ -232,8 +234,8 @@ def summarize(frame: pl.DataFrame, min_clean_rows: int = 10) -> dict:
     )
     corrupted = frame.filter(pl.col("label") != "clean")
     # language ID names the side it rejected first in its detail ("tgt: expected eng_Latn, ...")
-    sides = (clean.filter(pl.col("stage") == "language_id").group_by(side=pl.col("detail").str.extract(r"^(src|tgt)\b", 1).fill_null("other"))
-             .len().sort("side"))  # fmt: skip
+    side = pl.col("detail").str.extract(r"^(src|tgt)\b", 1).fill_null("other")
+    sides = clean.filter(pl.col("stage") == "language_id").group_by(side=side).len().sort("side")
     left = frame.filter(pl.col("left").is_not_null())["left"].str.split("").explode()
     left = left.filter(left != "").value_counts(sort=True)
     return {
@@ -265,15 +267,19 @@ def render(name: str, s: dict) -> str:
         repaired = pct(k["repaired"], k["rows"]) if kind == "control_chars" else "-"
         handled = "-" if kind == "clean" else pct(k["handled"], k["rows"])
         incidental = "-" if kind == "clean" else pct(k["dropped_as_clean_original"], k["rows"])
-        rows.append([kind, k["rows"], pct(k["dropped"], k["rows"]), incidental, repaired, handled, pct(k["rows"] - k["handled"], k["rows"]), top])
-    out += [table(["label", "rows", "dropped", "of which as its clean original would be", "repaired", "flagged (dropped or repaired)", "kept as is",
-                   "top reasons (step/reason: rows)"], rows, "lrrrrrrl"), ""]  # fmt: skip
+        kept = pct(k["rows"] - k["handled"], k["rows"])
+        rows.append([kind, k["rows"], pct(k["dropped"], k["rows"]), incidental, repaired, handled, kept, top])
+    header = ["label", "rows", "dropped", "of which as its clean original would be", "repaired", "flagged (dropped or repaired)",
+              "kept as is", "top reasons (step/reason: rows)"]  # fmt: skip
+    out += [table(header, rows, "lrrrrrrl"), ""]
     sides = s["clean_language_id_sides"]
     if sides:
-        out += ["Clean rows dropped by language ID, by the side it rejected: " + ", ".join(f"{side} {n:,}" for side, n in sides.items()), ""]
+        by_side = ", ".join(f"{side} {n:,}" for side, n in sides.items())
+        out += [f"Clean rows dropped by language ID, by the side it rejected: {by_side}", ""]
     out.append("Removals per step and reason:")
     out.append("")
-    out += [table(["step/reason", "rows", "clean", "corrupted"], [[r["step_reason"], r["rows"], r["clean"], r["corrupted"]] for r in s["removals"]]), ""]
+    removals = [[r["step_reason"], r["rows"], r["clean"], r["corrupted"]] for r in s["removals"]]
+    out += [table(["step/reason", "rows", "clean", "corrupted"], removals), ""]
     if s["clean_removed_examples"]:
         out.append("Clean rows removed, by reason (3 examples each):")
         out.append("")
@@ -281,7 +287,8 @@ def render(name: str, s: dict) -> str:
         rows = []
         for reason in counts:
             for i, e in enumerate(s["clean_removed_examples"][reason]):
-                rows.append([reason if i == 0 else "", counts[reason] if i == 0 else "", e["src_lang"], short(e["src_text"]), short(e["tgt_text"]), short(e["detail"], 70)])
+                first = [reason, counts[reason]] if i == 0 else ["", ""]
+                rows.append([*first, e["src_lang"], short(e["src_text"]), short(e["tgt_text"]), short(e["detail"], 70)])
         out += [table(["reason", "clean rows", "lang", "src_text", "tgt_text", "detail"], rows, "lrllll"), ""]
     if s["control_chars_left"]:
         out += ["Inserted characters left in kept control_chars rows (not repaired): "
@@ -301,7 +308,8 @@ def main(argv=None) -> int:
     parser.add_argument("--long-share", type=float, default=0.1, help="share of the rows from UDHR (as many as there are, at most)")
     parser.add_argument("--langs", default=None, help="only these languages, FLORES-200 codes comma-separated (default: all)")
     parser.add_argument("--recipe", default="bayling2", help="recipe whose settings the build uses (name or path)")
-    parser.add_argument("--recipe-extra", action="append", default=[], help="key.sub=value (YAML value) or a YAML fragment file; repeatable")
+    parser.add_argument("--recipe-extra", action="append", default=[],
+                        help="key.sub=value (YAML value) or a YAML fragment file; repeatable")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bayling-quality-bench"))
     parser.add_argument("--tasks", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
@@ -326,7 +334,8 @@ def main(argv=None) -> int:
         manifest = json.loads((output / "manifest.json").read_text()) if (output / "manifest.json").is_file() else {}
         built = {s["name"]: s["sha256"] for s in manifest.get("sources", [])}
         wanted = {source["name"]: _file_sha256([source["path"]]) for source in recipe["parallel"]}
-        if not (output / "recipe.yaml").is_file() or (output / "recipe.yaml").read_text(encoding="utf-8") != recipe_text or built != wanted:
+        used = (output / "recipe.yaml").read_text(encoding="utf-8") if (output / "recipe.yaml").is_file() else None
+        if used != recipe_text or built != wanted:
             raise SystemExit(f"--reuse-build: {output} was not built from this corpus and recipe; run without --reuse-build")
         build_seconds = 0.0
     else:
@@ -335,11 +344,13 @@ def main(argv=None) -> int:
 
     labels = pl.read_parquet(args.workdir / "corpus" / "labels.parquet")
     frame = outcomes(labels, output)
-    parts = {"all": frame, "short (Firefox)": frame.filter(pl.col("part") == "short"), "long (UDHR)": frame.filter(pl.col("part") == "long")}
+    parts = {"all": frame, "short (Firefox)": frame.filter(pl.col("part") == "short"),
+             "long (UDHR)": frame.filter(pl.col("part") == "long")}  # fmt: skip
     summaries = {name: summarize(rows, MIN_CLEAN_ROWS[name]) for name, rows in parts.items() if rows.height}
     print(f"# Quality gate on the dirty corpus: split {args.split}, {frame.height:,} rows, seed {args.seed}, recipe {args.recipe}"
           + (f" + {' '.join(args.recipe_extra)}" if args.recipe_extra else ""))
-    print(f"\ncorpus {made:.0f} s, build {build_seconds:.0f} s ({args.tasks} tasks, {args.workers} workers); recipe {recipe_path}, output {output}\n")
+    print(f"\ncorpus {made:.0f} s, build {build_seconds:.0f} s ({args.tasks} tasks, {args.workers} workers); "
+          f"recipe {recipe_path}, output {output}\n")
     for name, s in summaries.items():
         print(render(name, s))
     if args.json:

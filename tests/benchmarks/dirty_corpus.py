@@ -198,7 +198,8 @@ def label_part(base: pl.DataFrame, pairs: pl.DataFrame, rows: int, rng: random.R
     quota = round(len(sample) * (1 - CLEAN_SHARE) / len(KINDS))
     order = list(range(len(sample)))
     rng.shuffle(order)
-    labelled = [dict(r, label="clean", side="", note="", order=float(r["place"]), orig_src=r["src_text"], orig_tgt=r["tgt_text"]) for r in sample]
+    labelled = [dict(r, label="clean", side="", note="", order=float(r["place"]), orig_src=r["src_text"], orig_tgt=r["tgt_text"])
+                for r in sample]
     places: dict[str, list[int]] = {}
     for r in sample:
         places.setdefault(r["file"], []).append(r["place"])
@@ -243,7 +244,8 @@ def make_corpus(split: str = "heldout", rows: int = 40_000, seed: int = 0, long_
     udhr = udhr_pairs(split, langs)
     # a few declarations carry paragraphs in another script (Chinese text in a Latin-script declaration): not clean
     # text of their language, left out of the base as langid.texts leaves them out of its UDHR text
-    udhr_base = clean_base(in_declared_script(udhr.rename({"src_lang": "lang", "src_text": "text"})).rename({"lang": "src_lang", "text": "src_text"}))
+    in_script = in_declared_script(udhr.rename({"src_lang": "lang", "src_text": "text"}))
+    udhr_base = clean_base(in_script.rename({"lang": "src_lang", "text": "src_text"}))
     n_long = min(udhr_base.height, round(rows * long_share))
     firefox = firefox_pairs(split, folder, langs)
     for part, pairs, base, n in (("short", firefox, clean_base(firefox), rows - n_long), ("long", udhr, udhr_base, n_long)):
