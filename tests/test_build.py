@@ -438,6 +438,9 @@ def test_the_quality_report_of_a_mixture_counts_instructions_and_joined_pairs(fi
     assert set(report["units"]) == {"pairs", "instructions"}
     chat = {e["language"] for e in report["languages"] if e["unit"] == "instructions"}
     assert chat == {"eng_Latn", "zho_Hans"}
+    read = {lang: sum(1 for f in INSTRUCTIONS.glob(f"*_{suffix}.jsonl") for line in f.read_text().splitlines() if line.strip())
+            for lang, suffix in (("zho_Hans", "zh"), ("eng_Latn", "en"))}  # fmt: skip
+    assert {e["language"]: e["input"] for e in report["languages"] if e["unit"] == "instructions"} == read
     reasons = {(r["step"], r["reason"]) for r in report["reasons"]}
     assert {("read_pairs", "no_pivot"), ("exact_dedup", "duplicate"), ("decontaminate", "overlap:eval.txt")} <= reasons
     german = next(e for e in report["languages"] if (e["unit"], e["language"]) == ("pairs", "deu_Latn"))
