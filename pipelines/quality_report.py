@@ -275,6 +275,13 @@ def totals_sentence(report: dict) -> str:
     return "The quality gate removed " + (" and ".join(parts) if parts else "nothing") + "."
 
 
+def input_sentence(report: dict) -> str:
+    if all(t["input"] is not None for t in report["units"].values()):
+        return ("A language's input is every pair (or zh/en instruction) that entered the steps for it: those that passed "
+                "every step plus those a step removed; for pairs, those read and those the pivot join made.")  # fmt: skip
+    return f"Inputs are {report['input']}."
+
+
 def card_section(report: dict) -> str:
     """The card's "Data quality" section: the reasons, the worst languages, examples and the chart; the rest is
     in quality.md and quality.json."""
@@ -284,10 +291,10 @@ def card_section(report: dict) -> str:
     else:
         body = f"""{totals_sentence(report)}
 
-A language's input is {report["input"]}. Sides, from the detail of each removal (language ID,
-decontamination, the per-sentence cap): "src" is the language's own text, "tgt" its English or Chinese pivot text
-(for `zho_Hans`, the Chinese and the English of the pivot pairs); "whole" is a verdict on the pair or instruction
-as a whole (length ratio, duplicates).
+{input_sentence(report)} Sides, from the detail of each removal (language ID, decontamination, the
+per-sentence cap): "src" is the language's own text, "tgt" its English or Chinese pivot text (for `zho_Hans`, the
+Chinese and the English of the pivot pairs); "whole" is a verdict on the pair or instruction as a whole (length
+ratio, duplicates).
 
 {reasons_table(report)}
 
@@ -314,7 +321,7 @@ Every language: [`{QUALITY_MD}`]({QUALITY_MD}); machine-readable: [`{QUALITY_JSO
 def markdown(report: dict) -> str:
     return f"""# Data quality of {report["version"] or "this version"}
 
-{totals_sentence(report)} A language's input is {report["input"]}. Content hash `{report["content_hash"]}`.
+{totals_sentence(report)} {input_sentence(report)} Content hash `{report["content_hash"]}`.
 
 ## Reasons
 
