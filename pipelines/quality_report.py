@@ -45,7 +45,6 @@ TEXT_CHARS = 160  # of each text of an example in quality.json; the card shorten
 CARD_TEXT_CHARS = 70
 CARD_LANGUAGES = 10  # the worst languages shown in the card (every language is in quality.md and quality.json)
 CHART_LANGUAGES = 30  # bars of the chart: readable with any number of languages
-BATCH_ROWS = 65_536  # removed rows read at a time where a step file is scanned in Python
 SIDES = ("src", "tgt", "whole")
 # Which side a removal is about, from its detail: language ID says "src: ..." / "tgt: ...", decontamination
 # "src_text ..." / "tgt_text ...", the dedup cap "the source sentence ..."; any other detail is about the whole
@@ -81,27 +80,23 @@ def passed_counts(work_dir: Path) -> dict[str, dict[str, int]]:
     return {unit: dict(sorted(counts.items())) for unit, counts in (("pairs", pairs), ("instructions", chat)) if counts}
 
 
-def removal_groups(path: Path, unit: str) -> pl.DataFrame:
-    """reason, language, side, rows of one step file: a streaming group-by over three columns, so memory does not
-    grow with the removed rows."""
-    language = pl.col("src_lang") if unit == "pairs" else pl.col("lang")
-    side = side_of(pl.col("detail")) if unit == "pairs" else pl.lit("whole")
-    return (
-        pl.scan_parquet(path)
-        .select(pl.col("reason"), language.alias("language"), side.alias("side"))
-        .group_by("reason", "language", "side")
-        .agg(rows=pl.len())
-        .collect(engine="streaming")
-    )
-
-
-def smallest_ids(path: Path, count: int = EXAMPLES) -> dict[str, list[str]]:
-    """The `count` smallest ids of each reason, a batch of two columns at a time (bounded memory)."""
+def scan_step(path: Path, unit: str, count: int = EXAMPLES) -> tuple[list[tuple[str, str, str, int]], dict[str, list[str]]]:
+    """One pass over a step file, a row group of four columns at a time (merge_removed writes groups of
+    REMOVED_ROW_GROUP rows), so memory does not grow with the removed rows, as it did with a polars streaming
+    group-by over the file and with pyarrow's iter_batches, which reads ahead: (reason, language, side, rows) and
+    the `count` smallest ids of each reason."""
+    language = "src_lang" if unit == "pairs" else "lang"
+    counts: dict[tuple[str, str, str], int] = {}
     best: dict[str, list[str]] = {}
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=["id", "reason"]):
-        for reason, ids in pl.from_arrow(batch).group_by("reason").agg(pl.col("id").bottom_k(count)).iter_rows():
+    file = pq.ParquetFile(path)
+    for group in range(file.num_row_groups):
+        frame = pl.from_arrow(file.read_row_group(group, columns=["id", "reason", language, "detail"])).rename({language: "language"})
+        side = side_of(pl.col("detail")) if unit == "pairs" else pl.lit("whole")
+        for reason, lang, which, n in frame.group_by("reason", "language", side.alias("side")).len().iter_rows():
+            counts[(reason, lang, which)] = counts.get((reason, lang, which), 0) + n
+        for reason, ids in frame.group_by("reason").agg(pl.col("id").bottom_k(count)).iter_rows():
             best[reason] = sorted(set(best.get(reason, [])) | set(ids))[:count]
-    return best
+    return [(*key, n) for key, n in counts.items()], best
 
 
 def shorten(text: str | None, chars: int) -> str:
@@ -148,8 +143,9 @@ def build_report(folder: Path, passed: dict[str, dict[str, int]] | None, version
     examples: dict[tuple[str, str], list[dict]] = {}
     for path in step_files(folder):
         unit = unit_of(path)
-        groups += [(unit, path.stem, *row) for row in removal_groups(path, unit).iter_rows()]
-        for reason, rows in examples_of(path, unit, smallest_ids(path)).items():
+        counted, smallest = scan_step(path, unit)
+        groups += [(unit, path.stem, *row) for row in counted]
+        for reason, rows in examples_of(path, unit, smallest).items():
             examples[(path.stem, reason)] = rows
 
     removed_per_language: dict[tuple[str, str], int] = {}

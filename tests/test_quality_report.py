@@ -10,7 +10,7 @@ import pytest
 
 from pipelines import quality_report
 from pipelines.manifest import content_hash, read_manifest, sha256_file
-from pipelines.quality_report import QUALITY_FILES, main, side_of, smallest_ids
+from pipelines.quality_report import QUALITY_FILES, main, scan_step, side_of
 from pipelines.steps.read_udhr import language_pairs, udhr_pairs
 from schemas.records import REMOVED_SCHEMA, stable_id
 from tests.conftest import SMALL_LANGS
@@ -144,18 +144,19 @@ def test_sides_from_the_details():
     assert sides == ["src", "tgt", "tgt", "src", "tgt", "src", "whole", "whole", "whole"]
 
 
-def test_examples_are_the_smallest_ids_whatever_the_batches(tmp_path, monkeypatch):
+def test_counts_and_examples_do_not_depend_on_the_row_groups(tmp_path):
     rows = [dict(id=stable_id("pair", str(i)), src_lang="deu_Latn", src_text=f"text {i}", tgt_lang="eng_Latn", tgt_text=f"text {i}",
                  source="test", source_id=f"test:{i}", split="train", stage="step", reason=["a", "b", "c"][i % 7 % 3], detail=f"detail {i}")
             for i in range(500)]  # fmt: skip
-    table = pa.Table.from_pylist(rows, schema=REMOVED_SCHEMA)
-    pq.write_table(table, tmp_path / "step.parquet", row_group_size=64)  # not sorted by id: any order
+    table = pa.Table.from_pylist(rows, schema=REMOVED_SCHEMA)  # not sorted by id: any order
     frame = pl.from_arrow(table)
     expected = {r: sorted(frame.filter(pl.col("reason") == r)["id"])[:3] for r in ("a", "b", "c")}
-    monkeypatch.setattr(quality_report, "BATCH_ROWS", 10)
-    assert smallest_ids(tmp_path / "step.parquet") == expected
-    monkeypatch.setattr(quality_report, "BATCH_ROWS", 100_000)
-    assert smallest_ids(tmp_path / "step.parquet") == expected
+    counts = dict(frame.group_by("reason").len().iter_rows())
+    for row_group in (10, 64, 100_000):  # read a row group at a time
+        pq.write_table(table, tmp_path / "step.parquet", row_group_size=row_group)
+        groups, smallest = scan_step(tmp_path / "step.parquet", "pairs")
+        assert smallest == expected
+        assert {(reason, lang, side): n for reason, lang, side, n in groups} == {(r, "deu_Latn", "whole"): n for r, n in counts.items()}
 
 
 @pytest.mark.parametrize("removed", [0, 1])
