@@ -109,7 +109,9 @@ def _matches(key: str, pattern: str) -> bool:
     return (src == want_src or (want_src == "{x}" and src not in PIVOTS)) and (tgt == want_tgt or (want_tgt == "{x}" and tgt not in PIVOTS))
 
 
-def card_text(manifest: dict, recipe_text: str = "") -> str:
+def card_text(manifest: dict, recipe_text: str = "", quality_section: str = "") -> str:
+    """The card's Markdown; `quality_section` is the "Data quality" section (`pipelines.quality_report.card_section`)
+    of a version that has a quality report."""
     args = manifest["arguments"]
     version = manifest["version"]
     per_language = manifest["rows_per_language"]
@@ -183,6 +185,7 @@ Language identification: fastText models {", ".join(f"`{m['name']}`" for m in ma
 (a side is dropped when a model is sure of another language, by per-language thresholds calibrated by text length)
 and the Unicode script of each side; {len(script_only)} languages no model has a label for were checked by their script only.
 
+{quality_section}
 ## Rows per language and direction
 
 ![rows per language and direction]({CHART_NAME})
@@ -235,11 +238,11 @@ def _in_config(folder: str, config: str) -> bool:
     return config == ALL or folder == config or (config == CROSS_LINGUAL and folder not in FAMILIES)
 
 
-def write_card(folder: Path, manifest: dict) -> Path:
+def write_card(folder: Path, manifest: dict, quality_section: str = "") -> Path:
     """README.md; its chart is `write_chart`'s, drawn from the counts alone (the build draws it while it merges the
-    removed rows)."""
+    removed rows); `quality_section` as for `card_text`."""
     path = Path(folder) / CARD_NAME
-    text = "---\n" + yaml.safe_dump(front_matter(manifest), sort_keys=False, allow_unicode=True) + "---\n" + card_text(manifest, (Path(folder) / "recipe.yaml").read_text(encoding="utf-8"))
+    text = "---\n" + yaml.safe_dump(front_matter(manifest), sort_keys=False, allow_unicode=True) + "---\n" + card_text(manifest, (Path(folder) / "recipe.yaml").read_text(encoding="utf-8"), quality_section)
     tmp = path.with_name(f".{CARD_NAME}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

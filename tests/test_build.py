@@ -200,6 +200,8 @@ def test_rows_do_not_depend_on_the_task_count(small_build, tmp_path):
     removed = sorted(p.name for p in (output / "removed").iterdir())
     for name in removed:
         assert (output / "removed" / name).read_bytes() == (small_build / "removed" / name).read_bytes()
+    for name in ("quality.json", "quality.md", "quality.png", "README.md"):  # the report and the card, too
+        assert (output / name).read_bytes() == (small_build / name).read_bytes(), name
 
 
 @pytest.mark.slow
@@ -426,6 +428,24 @@ def test_chat_dedup_is_global_and_does_not_depend_on_the_task_count(tmp_path, mo
 
     expected = {c["id"]: f"same instruction as {stable_id('c', rows[i - 60]['id'])}" for i, c in copies.items()}
     assert dict(zip(duplicates["source_id"], duplicates["detail"])) == expected
+
+
+def test_the_quality_report_of_a_mixture_counts_instructions_and_joined_pairs(firefox_build):
+    from tests.test_quality_report import assert_report_matches_removed
+
+    _, output, _ = firefox_build
+    report = assert_report_matches_removed(output)
+    assert set(report["units"]) == {"pairs", "instructions"}
+    chat = {e["language"] for e in report["languages"] if e["unit"] == "instructions"}
+    assert chat == {"eng_Latn", "zho_Hans"}
+    read = {lang: sum(1 for f in INSTRUCTIONS.glob(f"*_{suffix}.jsonl") for line in f.read_text().splitlines() if line.strip())
+            for lang, suffix in (("zho_Hans", "zh"), ("eng_Latn", "en"))}  # fmt: skip
+    assert {e["language"]: e["input"] for e in report["languages"] if e["unit"] == "instructions"} == read
+    reasons = {(r["step"], r["reason"]) for r in report["reasons"]}
+    assert {("read_pairs", "no_pivot"), ("exact_dedup", "duplicate"), ("decontaminate", "overlap:eval.txt")} <= reasons
+    german = next(e for e in report["languages"] if (e["unit"], e["language"]) == ("pairs", "deu_Latn"))
+    read = pl.read_parquet(output.parent / "deu_Latn-eng_Latn.parquet").height
+    assert german["input"] > read  # the pairs read and those the pivot join made from them
 
 
 def test_pairs_without_a_pivot_side_are_reported_once(firefox_build):

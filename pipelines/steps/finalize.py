@@ -6,6 +6,8 @@
                                                             id, rows sorted by id within a shard
     <output>/removed/<step>.parquet                         every dropped row with the step and reason
     <output>/manifest.json, README.md, LICENSE, rows.png    provenance, counts, content hash; the dataset card
+    <output>/quality.json, quality.md, quality.png          what the quality gate removed, per reason and language
+                                                            (pipelines.quality_report)
 
 Every row is stored once. The configs `all` and `cross_lingual` are unions of these folders, declared in the
 card's YAML (`data/*/...` and `data/*_*/...`: FLORES-200 codes are the only folder names with an underscore).
@@ -35,6 +37,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from pipelines.card import CHART_NAME, write_card, write_chart
 from pipelines.manifest import FORMAT_VERSION, content_hash, sha256_file, write_manifest
+from pipelines.quality_report import build_report, card_section, passed_counts, write_quality
 from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
 from pipelines.steps.templates import CROSS_LINGUAL_TASKS
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
@@ -324,7 +327,12 @@ class WriteManifest(PipelineStep):
             },  # fmt: skip
             "files": files,
         }
-        for path in (write_card(self.output_dir, manifest), chart):  # the card and its chart: derived, not in the hash
+        # the quality report reads the merged removed/ files, as a reader of the version would; what passed each
+        # language's steps is only known here, from the work files
+        report = build_report(self.output_dir, passed_counts(self.work_dir), manifest["version"], manifest["content_hash"])
+        quality = write_quality(self.output_dir, report)
+        card = write_card(self.output_dir, manifest, card_section(report))
+        for path in (card, chart, *quality):  # the card, its charts and the quality report: derived, not in the hash
             manifest["files"].append({"path": path.name, "sha256": sha256_file(path), "rows": 0})
         write_manifest(self.output_dir, manifest)  # last: its presence marks a finished build
         return
