@@ -2,7 +2,7 @@
 
 Steps are datatrove `PipelineStep`s run by datatrove's executors, but what flows between them is a stream of
 Arrow tables (batches of pairs or instructions), not one `Document` per row: on the real corpora, per-row Python
-work across steps costs more than language identification itself (see DESIGN.md, performance notes).
+work across steps costs more than language identification itself (see docs/design.md, "Batch steps").
 """
 
 from __future__ import annotations
