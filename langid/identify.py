@@ -10,8 +10,11 @@ a model that is sure of *another* language does. So, on whole batches:
   reject threshold for the labelled language and the text's length (langid.thresholds: calibrated per length
   bucket on known-good short and long text, so that a model rejects a fixed small share of good text at any
   length). Otherwise it passes.
-- the script: at least `min_script_fraction` of the letters must be in the expected script, and Chinese text
-  must not be in the other Han variety (simplified where traditional is expected, or the reverse).
+- the script: at least `min_script_fraction` of the letters must be in the expected script (Han, kana and Hangul
+  weighing three; a text without letters passes), and Chinese text must not be in the other Han variety
+  (simplified where traditional is expected, or the reverse). The default, a quarter, leaves room for the
+  product names in Latin letters that UI strings of other scripts carry ("ابحث في addons.mozilla.org"), while text
+  in another script, or untranslated text, has next to none.
 A language no model knows is checked by its script alone; `covers` tells which is which.
 """
 
@@ -23,7 +26,7 @@ import numpy as np
 
 from langid.matching import LabelMatcher, macro_language  # noqa: F401  (macro_language: part of this module's API)
 from langid.models import FastTextModel
-from langid.scripts import han_variants, script_fraction
+from langid.scripts import han_variants, weighted_script_fraction
 from langid.thresholds import TOP_K, Thresholds, margins
 
 
@@ -74,13 +77,13 @@ class SideVerdict:
 
 
 class LanguageIdentifier:
-    def __init__(self, checks: list[ModelCheck], min_script_fraction: float = 0.5, min_model_chars: int = 1):
+    def __init__(self, checks: list[ModelCheck], min_script_fraction: float = 0.25, min_model_chars: int = 1):
         self.checks = checks
         self.min_script_fraction = min_script_fraction
         self.min_model_chars = min_model_chars  # shorter texts are checked by script only
 
     @classmethod
-    def load(cls, models: str | None = None, global_margin: float | None = None, min_script_fraction: float = 0.5, min_model_chars: int = 1):
+    def load(cls, models: str | None = None, global_margin: float | None = None, min_script_fraction: float = 0.25, min_model_chars: int = 1):
         """Models by spec, comma-separated (see langid.models; `check` asks the cheapest first, and details follow
         this order), each with its shipped per-language thresholds; `global_margin` is the reject margin where
         those have none (see langid.thresholds)."""
@@ -129,8 +132,8 @@ class LanguageIdentifier:
             failed[i] = "language_id"
             detail[i] = f"expected {lang}, predicted " + "; ".join(said for _, said in sorted(heard[inverse[i]].items()))
         script = lang.split("_")[1]
-        fractions = script_fraction(texts, script)
-        for i in np.flatnonzero(passed & (fractions < self.min_script_fraction)):
+        fractions = weighted_script_fraction(texts, script)
+        for i in np.flatnonzero(passed & (fractions < self.min_script_fraction)):  # NaN (no letters) passes
             passed[i] = False
             failed[i] = "script"
             detail[i] = f"{fractions[i]:.0%} of letters in {script}, expected at least {self.min_script_fraction:.0%}"

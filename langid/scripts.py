@@ -81,9 +81,30 @@ def script_fraction(texts, script: str) -> np.ndarray:
 
     One pass over the code points of the whole batch against a per-script lookup table: about ten times faster
     than a regex count per text, which matters because this runs on both sides of every pair."""
+    in_script, letters = _letter_sums(texts, script, wide_weight=1)
+    return np.divide(in_script, letters, out=np.zeros(len(letters)), where=letters > 0)
+
+
+# Han, kana and Hangul letters carry about as much as three Latin letters (a word is one to three of them), so a
+# Chinese, Japanese or Korean string that names a product in Latin letters ("Firefox 계정") is still mostly in its
+# own script by weight.
+WIDE = np.zeros(0x110000, dtype=bool)
+for _lo, _hi in ((0x1100, 0x11FF), (0x2E80, 0x9FFF), (0xA960, 0xA97F), (0xAC00, 0xD7FF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF)):
+    WIDE[_lo : _hi + 1] = True
+
+
+def weighted_script_fraction(texts, script: str) -> np.ndarray:
+    """For each text, the weighted share of its letters in `script`, Han, kana and Hangul counted three (see WIDE);
+    NaN for a text without letters, whose script says nothing ("×2", "1.25×")."""
+    in_script, letters = _letter_sums(texts, script, wide_weight=3)
+    return np.divide(in_script, letters, out=np.full(len(letters), np.nan), where=letters > 0)
+
+
+def _letter_sums(texts, script: str, wide_weight: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per text: the (weighted) count of letters in `script` and of all letters."""
     texts = list(texts)
     if not texts:
-        return np.zeros(0)
+        return np.zeros(0), np.zeros(0)
     code_points = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
     ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
     starts = np.concatenate(([0], ends[:-1]))
@@ -93,9 +114,8 @@ def script_fraction(texts, script: str) -> np.ndarray:
         return total[ends] - total[starts]
 
     classes = _classes(code_points, script)
-    letters = per_text(classes > 0)
-    in_script = per_text(classes == 2)
-    return np.divide(in_script, letters, out=np.zeros(len(texts)), where=letters > 0)
+    weight = np.where(WIDE[code_points], wide_weight, 1) if wide_weight != 1 else 1
+    return per_text((classes == 2) * weight), per_text((classes > 0) * weight)
 
 
 @functools.lru_cache(maxsize=65536)

@@ -40,7 +40,7 @@ class Filters:
 class LangidSettings:
     models: str = DEFAULT_MODELS
     threshold: float | None = None  # reject margin for models and languages without calibrated thresholds (langid.thresholds)
-    min_script_fraction: float = 0.5
+    min_script_fraction: float = 0.25
     min_model_chars: int = 1  # shorter texts are checked by script only
 
 

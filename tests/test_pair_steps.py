@@ -253,3 +253,10 @@ def test_the_pivot_join_keeps_the_batch_order(tmp_path, batch_rows):
     joined = list(PivotJoin(tmp_path / "zho_Hans.parquet", set()).run(iter([pairs(rows)])))[1]
     assert joined["src_text"].to_pylist() == [src for _, src, _, _ in rows]  # every row has a Chinese side
     assert joined["tgt_text"].to_pylist() == [f"第{english.index(en)}句" for _, _, _, en in rows]
+
+
+def test_normalize_removes_word_joiners_and_zero_width_joiners_that_join_nothing():
+    from pipelines.steps.normalize import normalize_text
+
+    texts = ["Save\u2060 file", "Sa\u200cve", "\u200dOpen", "Open\u200c", "क्\u200dष", "می\u200cخواهم", "👩\u200d💻"]
+    assert normalize_text(pl.Series(texts)).to_list() == ["Save file", "Save", "Open", "Open", "क्\u200dष", "می\u200cخواهم", "👩\u200d💻"]

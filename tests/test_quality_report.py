@@ -68,11 +68,8 @@ def test_report_counts_are_those_of_removed_and_of_what_was_read(small_build):
     read = dict(produced.group_by("src_lang").len().iter_rows())
     assert {e["language"]: e["input"] for e in report["languages"]} == read
     assert report["units"]["pairs"]["input"] == produced.height
-    # language ID says which side failed: the report's sides are those of the details
-    rejected = removed_frame(small_build / "removed" / "language_id.parquet")
-    reason = next(r for r in report["reasons"] if (r["step"], r["reason"]) == ("language_id", "language_id"))
-    assert reason["sides"] == {"src": rejected["detail"].str.starts_with("src:").sum(), "tgt": rejected["detail"].str.starts_with("tgt:").sum(), "whole": 0}
-    assert reason["sides"]["tgt"] > 0  # the Chinese pivot side fails for some pairs of every language
+    # every removed row is counted on one side: its own text, the pivot's, or the pair as a whole
+    assert report["reasons"] and all(sum(r["sides"].values()) == r["rows"] for r in report["reasons"])
 
 
 def test_the_card_has_a_data_quality_section(small_build):

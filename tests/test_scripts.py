@@ -1,3 +1,4 @@
+import numpy as np
 import polars as pl
 import pytest
 
@@ -53,3 +54,10 @@ def test_script_fraction_classifies_code_points_as_texts_bring_them_with_the_ans
         half = len(texts) // 2  # two calls: the second one finds part of its code points already classified
         assert script_fraction(texts[:half], script).tolist() + script_fraction(texts[half:], script).tolist() == pytest.approx(expected)
         assert 0 < sum(expected) < len(expected)
+
+
+def test_weighted_fraction_counts_wide_letters_three_and_says_nothing_without_letters():
+    from langid.scripts import weighted_script_fraction
+
+    found = weighted_script_fraction(["Firefox 계정", "계정", "×2", "Firefox account"], "Hang")
+    assert found[0] == pytest.approx(6 / 13) and found[1] == 1.0 and np.isnan(found[2]) and found[3] == 0.0

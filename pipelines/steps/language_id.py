@@ -30,7 +30,7 @@ class LanguageIdFilter(BatchFilter):
     name = "language_id"
 
     def __init__(self, removed: RemovedRows, models: str | None = None, global_threshold: float | None = None,
-                 min_script_fraction: float = 0.5, min_model_chars: int = 1, shared_verdicts: Path | None = None):  # fmt: skip
+                 min_script_fraction: float = 0.25, min_model_chars: int = 1, shared_verdicts: Path | None = None):  # fmt: skip
         super().__init__(removed)
         self.shared_verdicts = Path(shared_verdicts) if shared_verdicts else None
         self.min_model_chars = min_model_chars
