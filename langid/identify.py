@@ -90,12 +90,12 @@ class LanguageIdentifier:
         """Models by spec, comma-separated (see langid.models; `check` asks the cheapest first, and details follow
         this order), each with its shipped per-language thresholds; `global_threshold` is the fallback for
         languages without one."""
-        from langid.models import DEFAULT_MODELS
+        from langid.models import DEFAULT_MODELS, load_identifier
 
         specs = [s.strip() for s in (models or DEFAULT_MODELS).split(",") if s.strip()]
         checks = []
         for spec in specs:
-            model = FastTextModel.load(spec)
+            model = load_identifier(spec)
             checks.append(ModelCheck(model, Thresholds.for_model(model, global_threshold)))
         return cls(checks, min_script_fraction, min_model_chars)
 
