@@ -102,8 +102,18 @@ class HeliportModel:
         return 7 * 60 * len(self.labels)
 
     def raw_scores(self, texts: list[str], k: int = 2) -> list[list[tuple[str, float]]]:
-        """heliport's top-k (label, HeLI score) per text, lower score = better; newlines read as spaces."""
-        return [self.identifier.identify_topk_with_score(text.replace("\n", " "), k) for text in texts]
+        """heliport's top-k (label, HeLI score) per text, lower score = better; newlines read as spaces.
+        heliport 1.0.1's identify_topk_with_score(text, k) sometimes returns fewer than k languages (the ones it
+        returns are the right ones); asked for all of them it returns all, which costs four times as much, so
+        only those texts are asked again. A text without letters has one answer, `zxx`."""
+        out = []
+        for text in texts:
+            text = text.replace("\n", " ")
+            ranked = self.identifier.identify_topk_with_score(text, k)
+            if len(ranked) < k:
+                ranked = self.identifier.identify_topk_with_score(text, len(self.labels) + 2)[:k]
+            out.append(ranked)
+        return out
 
     def predict(self, texts: list[str], k: int = 1) -> tuple[list[list[str]], np.ndarray]:
         scores = np.zeros((len(texts), k), dtype=np.float32)

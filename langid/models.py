@@ -210,7 +210,8 @@ class FastTextModel:
         scores = np.array([np.pad(s, (0, k - len(s))) for s in scores], dtype=np.float32) if k > 1 else np.asarray(
             [s[0] if len(s) else 0.0 for s in scores], dtype=np.float32
         ).reshape(-1, 1)
-        return [[label[9:] for label in row] for row in labels], scores
+        # fastText reports exp(log(p + 1e-5)): up to 1.00001 and more for a sure text; the protocol's scores are in [0, 1]
+        return [[label[9:] for label in row] for row in labels], np.clip(scores, 0.0, 1.0, out=scores)
 
     def predict(self, texts: list[str], k: int = 1) -> tuple[list[list[str]], np.ndarray]:
         """Top-k FLORES codes and an (n, k) array of scores for each text."""

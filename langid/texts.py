@@ -104,8 +104,11 @@ def _catalog_entries(path: Path):
     for entry in catalog:
         if not entry.msgid or entry.obsolete or "fuzzy" in getattr(entry, "flags", ()):
             continue
+        sources = [entry.msgid, entry.msgid_plural] if entry.msgid_plural else [entry.msgid]
         translations = list(entry.msgstr_plural.values()) if entry.msgstr_plural else [entry.msgstr]
-        yield entry.msgid, [t for t in translations if t and t not in (entry.msgid, entry.msgid_plural)]
+        translations = [t for t in translations if t and t not in sources]
+        if translations:
+            yield sources, translations
 
 
 @functools.lru_cache(maxsize=4)
@@ -146,11 +149,10 @@ def load_gettext(folder: Path | None = None, with_pivot: bool = False, per_langu
         texts, msgids = [], []
         for path in sorted((locale / "LC_MESSAGES").iterdir()):
             if path.suffix in (".mo", ".po") and not path.name.startswith("iso_"):
-                for msgid, translations in _catalog_entries(path):
+                for sources, translations in _catalog_entries(path):
                     texts += translations
-                    msgids += [msgid] * len(translations)
-        frame = pl.DataFrame({"text": texts, "msgid": msgids}, schema={"text": pl.String, "msgid": pl.String})
-        frame = frame.with_columns(normalize_text(frame["text"]), normalize_text(frame["msgid"]))
+                    msgids += sources
+        frame = pl.DataFrame({"text": texts}, schema={"text": pl.String}).with_columns(normalize_text(pl.Series(texts, dtype=pl.String)))
         frame = frame.filter(pl.col("text").str.replace_all(_PLACEHOLDERS, "").str.contains(r"\p{L}"))
         if not frame.height:
             skipped[locale.name] = "no translated text"
@@ -165,7 +167,7 @@ def load_gettext(folder: Path | None = None, with_pivot: bool = False, per_langu
             skipped[locale.name] = str(e)
             continue
         parts.append(frame.select("text", lang=pl.lit(lang)))
-        english.append(frame.select(text="msgid", lang=pl.lit("eng_Latn")))
+        english.append(pl.DataFrame({"text": normalize_text(pl.Series(msgids, dtype=pl.String)), "lang": "eng_Latn"}))
     if not parts:
         raise FileNotFoundError(f"no usable gettext catalogs in {folder}; skipped: {skipped}")
     # the English side takes part in the filters either way: a translation equal to some English msgid is as
@@ -212,7 +214,7 @@ def load_texts(spec: str) -> pl.DataFrame:
         split, _, extra = spec.removeprefix("gettext:").partition("+")
         if split != "heldout" or extra not in ("", "pivot"):
             raise ValueError(f"unknown text source {spec!r}: use gettext:heldout[+pivot] (the catalogs are held out as a whole)")
-        frame = load_gettext(with_pivot=extra == "pivot")
+        frame = load_gettext(gettext_folder(), with_pivot=extra == "pivot")  # the folder by name: load_gettext caches by it
     elif spec.startswith("firefox:"):
         split, _, extra = spec.removeprefix("firefox:").partition("+")
         if extra not in ("", "pivot"):
