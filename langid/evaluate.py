@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import polars_hash  # noqa: F401  (registers the `nchash` namespace)
 
 from langid.identify import LanguageIdentifier, ModelCheck
 
@@ -210,7 +211,14 @@ def bar_chart(report: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def load_all(models: list[str], sources: list[str], only_covered_by: list[str], cut_clauses: bool):
+def at_most_per_language(data: pl.DataFrame, n: int) -> pl.DataFrame:
+    """At most `n` texts of each language, the same ones on every run (smallest XXH3 of the text): a sample for
+    models too slow for the whole set, equal for every model compared."""
+    key = pl.col("text").nchash.xxh3_64()
+    return data.sort(pl.col("lang"), key, pl.col("text")).filter(pl.int_range(pl.len()).over("lang") < n)
+
+
+def load_all(models: list[str], sources: list[str], only_covered_by: list[str], cut_clauses: bool, per_language: int | None = None):
     """The identifiers and the data sets of a run, or SystemExit with one line naming what is missing or wrong."""
     from langid.texts import load_texts
 
@@ -224,7 +232,7 @@ def load_all(models: list[str], sources: list[str], only_covered_by: list[str], 
                 data = clauses(data)
             for other in common:
                 data = data.filter(pl.col("lang").map_elements(other.covers, return_dtype=pl.Boolean))
-            datasets[source] = data
+            datasets[source] = at_most_per_language(data, per_language) if per_language else data
     except (FileNotFoundError, ImportError, ValueError) as e:  # no such model or file, extra not installed, bad spec
         raise SystemExit(f"langid.evaluate: error: {e}") from None
     return identifiers, datasets
@@ -257,13 +265,15 @@ def main(argv=None):
                         "for several models or data sets)")  # fmt: skip
     parser.add_argument("--only-covered-by", action="append", default=[], help="keep only texts of languages this model spec covers (to compare "
                         "models on common ground); repeat to keep those every spec covers")  # fmt: skip
+    parser.add_argument("--max-per-language", type=int, default=None, help="at most this many texts of each language per data set, "
+                        "the same for every model (for slow models)")  # fmt: skip
     parser.add_argument("--top", type=int, default=20, help="how many languages and confusions to print")
     parser.add_argument("--verify", action="store_true", help="the pipeline's question instead: acceptance of true and of wrong labels, "
                         "with and without the agreement of models (see langid.identify)")  # fmt: skip
     parser.add_argument("--clauses", action="store_true", help="cut the texts into clauses of 20-60 characters first")
     args = parser.parse_args(argv)
     models, sources = args.model or ["udhr-lid"], args.data or ["udhr:heldout"]
-    identifiers, datasets = load_all(models, sources, args.only_covered_by, args.clauses)
+    identifiers, datasets = load_all(models, sources, args.only_covered_by, args.clauses, args.max_per_language)
     if args.verify:
         for (model, identifier), (source, data) in ((m, d) for m in identifiers.items() for d in datasets.items()):
             for agreement in (False, True):

@@ -12,6 +12,8 @@ A model is named by a spec:
 - `heliport`: HeLI-OTS 2.0 through the `heliport` package (220 languages, the model inside its wheel). heliport
   is GPL-3.0-licensed, so it is an optional extra (`pip install bayling-data[heliport]`), imported only when
   asked for; see langid.heliport_model;
+- `lingua`: Lingua (`lingua-language-detector`, Apache-2.0, 75 languages), good on short text and slow; an
+  optional extra (`pip install bayling-data[lingua]`), see langid.lingua_model;
 - anything else: a path to a fastText model file.
 
 Labels come in two formats: lid.176 uses ISO 639-1 and Wikipedia codes (`__label__de`), GlotLID, OpenLID, NLLB
@@ -82,11 +84,15 @@ class LanguageIDModel(Protocol):
 
 
 def load_identifier(spec: str | os.PathLike | None = None) -> LanguageIDModel:
-    """The model a spec names (see the module doc): heliport by name, everything else is a fastText model."""
+    """The model a spec names (see the module doc): heliport and lingua by name, everything else is a fastText model."""
     if str(spec) == "heliport":
         from langid.heliport_model import HeliportModel
 
         return HeliportModel.load()
+    if str(spec) == "lingua":
+        from langid.lingua_model import LinguaModel
+
+        return LinguaModel.load()
     return FastTextModel.load(spec)
 
 

@@ -199,6 +199,9 @@ def test_evaluate_compares_models_on_several_data_sets(tiny_sets, tmp_path, caps
         assert by_data[str(tiny_sets / "long.parquet")]["macro_f1"] > 0.7
     assert reports["udhr-lid,lid176"][str(tiny_sets / "short.parquet")]["languages_covered"] == 10
     assert "| 1-20 | 20-60 | 60-200 | 200+ |" in printed
+    evaluate.main(args + ["--output", str(output), "--max-per-language", "1"])
+    sampled = json.loads(output.with_suffix(".json").read_text())["lid176"][str(tiny_sets / "long.parquet")]
+    assert sampled["texts"] == sampled["languages_in_data"] == len(SAMPLES)  # one text of each language
 
 
 def test_evaluate_single_run_keeps_its_report_and_verify_splits_by_length(tiny_sets, tmp_path, capsys):
@@ -216,3 +219,16 @@ def test_evaluate_names_a_missing_model_in_one_line(capsys):
     with pytest.raises(SystemExit, match=r"^langid.evaluate: error: .*nope") as raised:
         evaluate.main(["--model", "nope"])
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.slow  # Lingua loads its n-gram models lazily: about a minute for the languages of these scripts
+def test_lingua_predicts_flores_codes_with_confidences():
+    pytest.importorskip("lingua")
+    from langid.lingua_model import LinguaModel
+
+    model = load_identifier("lingua")
+    assert isinstance(model, LinguaModel) and len(model.labels) == 75 and model.codes["kor"] == "kor_Hang"
+    top, confidence = check_protocol(model)
+    assert top == list(SAMPLES), list(zip(top, SAMPLES))
+    codes, scores = model.predict(["", "Otvori datoteku i zatvori prozor."])
+    assert scores[0, 0] == 0.0 and codes[1][0] in ("hrv_Latn", "bos_Latn", "srp_Latn")
