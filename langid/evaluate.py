@@ -8,7 +8,15 @@ splits. `--model` is a model spec, or several comma-separated, asked in order as
 first that puts a language first with at least its threshold wins; if none does, the first model's answer).
 
 Prints per-language precision/recall/F1, macro-F1 over the languages the model covers, the confusions that cost
-most and sentences/second; writes <output>.json and a bar chart <output>.png of per-language F1.
+most, sentences/second and macro-F1 and accuracy by text length (LENGTH_BUCKETS); writes <output>.json and a bar
+chart <output>.png of per-language F1.
+
+Several `--model` and/or `--data` compare candidates on the same text in one run: one table, a row per model,
+per data set macro-F1 (languages covered), accuracy and sentences/second, and a second table by text length;
+<output>.json (default langid-compare.json) holds every report:
+
+    python -m langid.evaluate --model lid176 --model udhr-lid --model udhr-lid,lid176 --model heliport \
+        --data udhr:heldout --data firefox:heldout+pivot --data gettext:heldout+pivot
 
 A prediction counts as right when it names the language exactly where the model has that exact label, and
 through the macrolanguage where it does not (lid.176's `ar` for Moroccan Arabic).
@@ -23,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import polars_hash  # noqa: F401  (registers the `nchash` namespace)
 
 from langid.identify import LanguageIdentifier, ModelCheck
 
@@ -78,8 +87,37 @@ def scores_per_language(gold: list[str], predicted: list[str], languages: list[s
     )
 
 
+# Text lengths in characters, [low, high): what a UI string, a sentence, a paragraph is.
+LENGTH_BUCKETS = {"1-20": (1, 20), "20-60": (20, 60), "60-200": (60, 200), "200+": (200, None)}
+
+
+def length_buckets(texts: list[str]) -> list[str]:
+    """The LENGTH_BUCKETS name of each text."""
+    return [next(name for name, (low, high) in LENGTH_BUCKETS.items() if high is None or len(t) < high) for t in texts]
+
+
+def by_length(gold: list[str], predicted: list[str], buckets: list[str], covered: list[str]) -> dict:
+    """Macro-F1 (over the covered languages present in the bucket) and accuracy per length bucket."""
+    out = {}
+    covered_set = set(covered)
+    for name in LENGTH_BUCKETS:
+        rows = [i for i, b in enumerate(buckets) if b == name and gold[i] in covered_set]
+        if not rows:
+            continue
+        languages = sorted({gold[i] for i in rows})
+        table = scores_per_language([gold[i] for i in rows], [predicted[i] for i in rows], languages)
+        out[name] = {
+            "texts": len(rows),
+            "languages": len(languages),
+            "macro_f1": float(table["f1"].mean()),
+            "accuracy": float(np.mean([predicted[i] == gold[i] for i in rows])),
+        }
+    return out
+
+
 def evaluate(identifier: LanguageIdentifier, data: pl.DataFrame) -> dict:
     texts, gold = data["text"].to_list(), data["lang"].to_list()
+    predict(identifier, texts[:10])  # first calls import and build lookup tables (hanzidentifier): not per text
     started = time.perf_counter()
     predicted, _ = predict(identifier, texts)
     seconds = time.perf_counter() - started
@@ -102,17 +140,11 @@ def evaluate(identifier: LanguageIdentifier, data: pl.DataFrame) -> dict:
         "macro_f1": float(table["f1"].mean()) if table.height else 0.0,
         "accuracy_on_covered": float(np.mean([predicted[i] == gold[i] for i in in_scope])) if in_scope else 0.0,
         "sentences_per_second": len(texts) / seconds if seconds else 0.0,
+        "by_length": by_length(gold, predicted, length_buckets(texts), covered),
         "per_language": table.sort("lang").to_dicts(),
         "top_confusions": confusions.head(25).rename({"len": "count"}).to_dicts(),
         "not_covered": sorted(set(gold) - set(covered)),
     }
-
-
-def clauses(data: pl.DataFrame, shortest: int = 20, longest: int = 60) -> pl.DataFrame:
-    """The texts cut at sentence and clause punctuation, keeping pieces of `shortest`..`longest` characters: short
-    text like a software UI string or a subtitle, which the paragraphs of the UDHR are not."""
-    pieces = data.with_columns(pl.col("text").str.replace_all(r"[.;:!?\u3002\uff1b\uff1a\uff01\uff1f\u0964]", "\n").str.split("\n")).explode("text")
-    return pieces.with_columns(pl.col("text").str.strip_chars()).filter(pl.col("text").str.len_chars().is_between(shortest, longest))
 
 
 def verify(identifier: LanguageIdentifier, data: pl.DataFrame) -> dict:
@@ -126,13 +158,29 @@ def verify(identifier: LanguageIdentifier, data: pl.DataFrame) -> dict:
         by_script.setdefault(lang.split("_")[1], []).append(lang)
     neighbour = {lang: group[(i + 1) % len(group)] for group in by_script.values() if len(group) > 1 for i, lang in enumerate(group)}
     data = data.filter(pl.col("lang").is_in(list(neighbour))).with_columns(wrong=pl.col("lang").replace_strict(neighbour))
+    data = data.with_row_index("row").with_columns(bucket=pl.Series(length_buckets(data["text"].to_list()), dtype=pl.String))
     accepted = {}
     for claim in ("lang", "wrong"):
-        passed = 0
+        passed = np.zeros(data.height, dtype=bool)
         for (lang,), group in data.group_by(claim):
-            passed += int(identifier.check(group["text"].to_list(), lang).passed.sum())
-        accepted[claim] = passed / data.height if data.height else 0.0
-    return {"texts": data.height, "languages": len(neighbour), "true_label_accepted": accepted["lang"], "wrong_label_accepted": accepted["wrong"]}
+            passed[group["row"].to_numpy()] = identifier.check(group["text"].to_list(), lang).passed
+        accepted[claim] = passed
+    buckets = data["bucket"].to_numpy()
+    return {
+        "texts": data.height,
+        "languages": len(neighbour),
+        "true_label_accepted": float(accepted["lang"].mean()) if data.height else 0.0,
+        "wrong_label_accepted": float(accepted["wrong"].mean()) if data.height else 0.0,
+        "by_length": {
+            name: {
+                "texts": int((buckets == name).sum()),
+                "true_label_accepted": float(accepted["lang"][buckets == name].mean()),
+                "wrong_label_accepted": float(accepted["wrong"][buckets == name].mean()),
+            }
+            for name in LENGTH_BUCKETS
+            if (buckets == name).any()
+        },
+    }
 
 
 def bar_chart(report: dict, path: Path, title: str) -> None:
@@ -156,39 +204,98 @@ def bar_chart(report: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def main(argv=None):
-    from langid.texts import load_texts
+def at_most_per_language(data: pl.DataFrame, n: int) -> pl.DataFrame:
+    """At most `n` texts of each language, the same ones on every run (smallest XXH3 of the text): a sample for
+    models too slow for the whole set, equal for every model compared."""
+    key = pl.col("text").nchash.xxh3_64()
+    return data.sort(pl.col("lang"), key, pl.col("text")).filter(pl.int_range(pl.len()).over("lang") < n)
 
+
+def load_all(models: list[str], sources: list[str], only_covered_by: list[str], cut_clauses: bool, per_language: int | None = None):
+    """The identifiers and the data sets of a run, or SystemExit with one line naming what is missing or wrong."""
+    from langid.texts import clauses, load_texts
+
+    try:
+        identifiers = {spec: LanguageIdentifier.load(spec) for spec in models}
+        common = [LanguageIdentifier.load(spec) for spec in only_covered_by]
+        datasets = {}
+        for source in sources:
+            data = load_texts(source)
+            if cut_clauses:
+                data = clauses(data)
+            for other in common:
+                data = data.filter(pl.col("lang").map_elements(other.covers, return_dtype=pl.Boolean))
+            datasets[source] = at_most_per_language(data, per_language) if per_language else data
+    except (FileNotFoundError, ImportError, ValueError) as e:  # no such model or file, extra not installed, bad spec
+        raise SystemExit(f"langid.evaluate: error: {e}") from None
+    return identifiers, datasets
+
+
+def comparison_tables(reports: dict[str, dict[str, dict]]) -> str:
+    """Markdown: a row per model with macro-F1 (languages covered), accuracy and sentences/s per data set; then a
+    row per model and data set with macro-F1 / accuracy per length bucket."""
+    sources = list(next(iter(reports.values())))
+    lines = ["| model | " + " | ".join(f"{s}: macro-F1 (languages) | accuracy | sentences/s" for s in sources) + " |",
+             "|---|" + "---|---|---|" * len(sources)]  # fmt: skip
+    for model, by_source in reports.items():
+        cells = [f"{r['macro_f1']:.4f} ({r['languages_covered']}) | {r['accuracy_on_covered']:.4f} | {r['sentences_per_second']:,.0f}" for r in by_source.values()]
+        lines.append(f"| `{model}` | " + " | ".join(cells) + " |")
+    lines += ["", "macro-F1 / accuracy by text length in characters (texts):", "",
+              "| model | data | " + " | ".join(LENGTH_BUCKETS) + " |", "|---|---|" + "---|" * len(LENGTH_BUCKETS)]  # fmt: skip
+    for model, by_source in reports.items():
+        for source, r in by_source.items():
+            cells = [f"{b['macro_f1']:.3f} / {b['accuracy']:.3f} ({b['texts']:,})" if (b := r["by_length"].get(name)) else "-" for name in LENGTH_BUCKETS]
+            lines.append(f"| `{model}` | {source} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="udhr-lid", help="model spec(s), comma-separated (see langid.models)")
-    parser.add_argument("--data", default="udhr:heldout", help="labelled text (see langid.texts)")
-    parser.add_argument("--output", type=Path, default=None, help="report path without suffix (default: langid-eval-<model>)")
-    parser.add_argument("--only-covered-by", default=None, help="keep only texts of languages this model spec covers (to compare models on common ground)")
+    parser.add_argument("--model", action="append", help="model spec(s), comma-separated as a cascade (see langid.models); repeat to compare "
+                        "(default udhr-lid)")  # fmt: skip
+    parser.add_argument("--data", action="append", help="labelled text (see langid.texts); repeat to compare (default udhr:heldout)")
+    parser.add_argument("--output", type=Path, default=None, help="report path without suffix (default: langid-eval-<model>, or langid-compare "
+                        "for several models or data sets)")  # fmt: skip
+    parser.add_argument("--only-covered-by", action="append", default=[], help="keep only texts of languages this model spec covers (to compare "
+                        "models on common ground); repeat to keep those every spec covers")  # fmt: skip
+    parser.add_argument("--max-per-language", type=int, default=None, help="at most this many texts of each language per data set, "
+                        "the same for every model (for slow models)")  # fmt: skip
     parser.add_argument("--top", type=int, default=20, help="how many languages and confusions to print")
     parser.add_argument("--verify", action="store_true", help="the pipeline's question instead: acceptance of true and of wrong labels "
                         "(see langid.identify)")  # fmt: skip
     parser.add_argument("--clauses", action="store_true", help="cut the texts into clauses of 20-60 characters first")
     args = parser.parse_args(argv)
-    identifier = LanguageIdentifier.load(args.model)
-    data = load_texts(args.data)
-    if args.clauses:
-        data = clauses(data)
+    models, sources = args.model or ["udhr-lid"], args.data or ["udhr:heldout"]
+    identifiers, datasets = load_all(models, sources, args.only_covered_by, args.clauses, args.max_per_language)
     if args.verify:
-        found = verify(identifier, data)
-        print(f"{args.model} on {args.data}{' (clauses)' if args.clauses else ''}: "
-              f"true labels accepted {found['true_label_accepted']:.4f}, wrong labels accepted {found['wrong_label_accepted']:.4f} "
-              f"({found['texts']} texts, {found['languages']} languages)")  # fmt: skip
+        for (model, identifier), (source, data) in ((m, d) for m in identifiers.items() for d in datasets.items()):
+            found = verify(identifier, data)
+            print(f"{model} on {source}{' (clauses)' if args.clauses else ''}: "
+                  f"true labels accepted {found['true_label_accepted']:.4f}, wrong labels accepted {found['wrong_label_accepted']:.4f} "
+                  f"({found['texts']} texts, {found['languages']} languages)")  # fmt: skip
+            for name, b in found["by_length"].items():
+                print(f"    {name:>6} characters: true labels accepted {b['true_label_accepted']:.4f}, wrong labels accepted {b['wrong_label_accepted']:.4f} ({b['texts']} texts)")
         return
-    if args.only_covered_by:
-        other = LanguageIdentifier.load(args.only_covered_by)
-        data = data.filter(pl.col("lang").map_elements(other.covers, return_dtype=pl.Boolean))
-    report = evaluate(identifier, data)
-    report["only_covered_by"] = args.only_covered_by
-    report["data"] = args.data
-    output = args.output or Path(f"langid-eval-{args.model.replace(',', '+').replace('/', '_')}")
+    reports: dict[str, dict[str, dict]] = {}
+    for model, identifier in identifiers.items():
+        for source, data in datasets.items():
+            report = evaluate(identifier, data)
+            report["only_covered_by"] = ",".join(args.only_covered_by) or None
+            report["data"] = source
+            reports.setdefault(model, {})[source] = report
+    if len(models) > 1 or len(sources) > 1:
+        output = args.output or Path("langid-compare")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.with_suffix(".json").write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")
+        print(comparison_tables(reports))
+        print(f"reports: {output.with_suffix('.json')}")
+        return
+    model, source = models[0], sources[0]
+    report = reports[model][source]
+    output = args.output or Path(f"langid-eval-{model.replace(',', '+').replace('/', '_')}")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    bar_chart(report, output.with_suffix(".png"), f"{args.model} on {args.data}")
+    bar_chart(report, output.with_suffix(".png"), f"{model} on {source}")
 
     table = pl.DataFrame(report["per_language"]).sort("f1")
     with pl.Config(tbl_rows=args.top, tbl_hide_dataframe_shape=True, float_precision=3):
@@ -196,8 +303,9 @@ def main(argv=None):
         print(table.select("lang", "support", "precision", "recall", "f1").head(args.top))
         print("confusions that cost most (gold -> predicted):")
         print(pl.DataFrame(report["top_confusions"]).head(args.top) if report["top_confusions"] else "none")
+    print("by length: " + ", ".join(f"{name} characters macro-F1 {b['macro_f1']:.4f} accuracy {b['accuracy']:.4f} ({b['texts']} texts)" for name, b in report["by_length"].items()))
     print(
-        f"{args.model} on {args.data}: macro-F1 {report['macro_f1']:.4f} over {report['languages_covered']} covered languages "
+        f"{model} on {source}: macro-F1 {report['macro_f1']:.4f} over {report['languages_covered']} covered languages "
         f"(of {report['languages_in_data']}), accuracy {report['accuracy_on_covered']:.4f}, "
         f"{report['sentences_per_second']:.0f} sentences/s; report {output.with_suffix('.json')}, chart {output.with_suffix('.png')}"
     )

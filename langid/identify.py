@@ -87,12 +87,12 @@ class LanguageIdentifier:
         """Models by spec, comma-separated (see langid.models; `check` asks the cheapest first, and details follow
         this order), each with its shipped per-language thresholds; `global_margin` is the reject margin where
         those have none (see langid.thresholds)."""
-        from langid.models import DEFAULT_MODELS
+        from langid.models import DEFAULT_MODELS, load_identifier
 
         specs = [s.strip() for s in (models or DEFAULT_MODELS).split(",") if s.strip()]
         checks = []
         for spec in specs:
-            model = FastTextModel.load(spec)
+            model = load_identifier(spec)
             checks.append(ModelCheck(model, Thresholds.for_model(model, global_margin)))
         return cls(checks, min_script_fraction, min_model_chars)
 

@@ -1,4 +1,7 @@
-"""fastText language-identification models: where they come from and how their labels read.
+"""Language-identification models: where they come from, how their labels read, and the interface they share.
+
+Every model implements `LanguageIDModel` (below): FLORES-200 codes and confidences for a batch of texts. Load
+one by spec with `load_identifier`; `LanguageIdentifier.load` (langid.identify) and the tools go through it.
 
 A model is named by a spec:
 - `lid176` (the default): lid.176.ftz as shipped inside a package from the Python registry (no download);
@@ -6,6 +9,11 @@ A model is named by a spec:
 - `glotlid`, `openlid`, `nllb-lid218e`: well-known models on the Hugging Face Hub;
 - `hf://<org>/<repo>/<file>`: any fastText model file on the Hub (downloaded once into the Hub cache, then read
   from there, offline too);
+- `heliport`: HeLI-OTS 2.0 through the `heliport` package (220 languages, the model inside its wheel). heliport
+  is GPL-3.0-licensed, so it is an optional extra (`pip install bayling-data[heliport]`), imported only when
+  asked for; see langid.heliport_model;
+- `lingua`: Lingua (`lingua-language-detector`, Apache-2.0, 75 languages), good on short text and slow; an
+  optional extra (`pip install bayling-data[lingua]`), see langid.lingua_model;
 - anything else: a path to a fastText model file.
 
 Labels come in two formats: lid.176 uses ISO 639-1 and Wikipedia codes (`__label__de`), GlotLID, OpenLID, NLLB
@@ -20,6 +28,7 @@ import hashlib
 import importlib.metadata
 import os
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,6 +49,51 @@ DEFAULT_MODELS = "udhr-lid,lid176"
 
 class ModelNotFound(FileNotFoundError):
     pass
+
+
+@runtime_checkable
+class LanguageIDModel(Protocol):
+    """What langid.identify, langid.thresholds and langid.evaluate need of a language-ID model.
+
+    - `name`: the spec it was loaded by; `path`: the file or folder it was read from;
+    - `sha256`: changes whenever the model's predictions can change (the build key and the thresholds files
+      record it; thresholds are looked up by it);
+    - `labels`: the model's raw labels; `codes`: raw label -> FLORES-200 code (a label that cannot be mapped maps
+      to itself and never matches an expected language). Codes with script `Hani` stand for Chinese whose
+      Hans/Hant the text decides, so `predict` never returns them;
+    - `cost`: a rough relative cost of one prediction, to ask cheaper models first (fastText's units: dimension
+      times labels);
+    - `predict(texts, k=1)`: for each text its top-k FLORES codes, best first, and an (n, k) float32 array of
+      their scores. Scores must be confidences in [0, 1], higher = surer, and a monotone function of the model's
+      own certainty: per-language thresholds (langid.thresholds, median - std of the top-1 scores) are
+      calibrated on them and compared against them.
+    """
+
+    name: str
+    path: Path
+    labels: list[str]
+    codes: dict[str, str]
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def cost(self) -> int: ...
+
+    def predict(self, texts: list[str], k: int = 1) -> tuple[list[list[str]], np.ndarray]: ...
+
+
+def load_identifier(spec: str | os.PathLike | None = None) -> LanguageIDModel:
+    """The model a spec names (see the module doc): heliport and lingua by name, everything else is a fastText model."""
+    if str(spec) == "heliport":
+        from langid.heliport_model import HeliportModel
+
+        return HeliportModel.load()
+    if str(spec) == "lingua":
+        from langid.lingua_model import LinguaModel
+
+        return LinguaModel.load()
+    return FastTextModel.load(spec)
 
 
 def lid176_path() -> Path:
@@ -102,7 +156,8 @@ def label_to_flores(label: str) -> str:
 
 
 class FastTextModel:
-    """A loaded fastText model. `predict` takes a list of texts and returns FLORES codes and scores."""
+    """A loaded fastText model (a LanguageIDModel). `predict` takes a list of texts and returns FLORES codes and
+    scores: fastText's softmax probabilities (hierarchical softmax for lid176), in [0, 1]."""
 
     def __init__(self, name: str, path: Path, model):
         self.name = name
@@ -161,17 +216,24 @@ class FastTextModel:
         scores = np.array([np.pad(s, (0, k - len(s))) for s in scores], dtype=np.float32) if k > 1 else np.asarray(
             [s[0] if len(s) else 0.0 for s in scores], dtype=np.float32
         ).reshape(-1, 1)
-        return [[label[9:] for label in row] for row in labels], scores
+        # fastText reports exp(log(p + 1e-5)): up to 1.00001 and more for a sure text; the protocol's scores are in [0, 1]
+        return [[label[9:] for label in row] for row in labels], np.clip(scores, 0.0, 1.0, out=scores)
 
     def predict(self, texts: list[str], k: int = 1) -> tuple[list[list[str]], np.ndarray]:
         """Top-k FLORES codes and an (n, k) array of scores for each text."""
         labels, scores = self.predict_labels(texts, k)
         codes = [[self.codes[label] for label in row] for row in labels]
-        han = [i for i, row in enumerate(codes) if any(c.endswith("_Hani") for c in row)]
-        if han:  # Han script: simplified or traditional is a property of the text, not of the label
-            for i, variant in zip(han, han_variants([texts[i] for i in han])):
-                codes[i] = [_han_code(c, variant) for c in codes[i]]
-        return codes, scores
+        # Han script: simplified or traditional is a property of the text, not of the label
+        return han_codes(codes, texts), scores
+
+
+def han_codes(codes: list[list[str]], texts: list[str]) -> list[list[str]]:
+    """`codes` with each `xxx_Hani` made `xxx_Hans` or `xxx_Hant` by its text (in place, and returned)."""
+    han = [i for i, row in enumerate(codes) if any(c.endswith("_Hani") for c in row)]
+    if han:
+        for i, variant in zip(han, han_variants([texts[i] for i in han])):
+            codes[i] = [_han_code(c, variant) for c in codes[i]]
+    return codes
 
 
 def _han_code(code: str, variant: str | None) -> str:

@@ -7,15 +7,22 @@
   user-interface strings of the Firefox benchmark corpus (../shared/data/bench/firefox_l10n, MPL-2.0; another
   folder with `BAYLING_FIREFOX_L10N`), split by English string (`firefox_split`): a held-out string is held out in every
   locale, so nothing fitted on train or calibration has seen it, in any language.
+- `gettext:heldout` (add `+pivot` for the English msgids too): the translations in the gettext catalogs installed
+  with the operating system (/usr/share/locale/<locale>/LC_MESSAGES/*.mo; another folder with
+  `BAYLING_GETTEXT_LOCALE`), real short text (menu items, messages, help) in about 150 locales. RESERVED FOR
+  EVALUATION: nothing may be trained, calibrated or tuned on them (langid.train refuses them), so that they stay
+  a test set that no model or threshold of ours has seen. See `load_gettext`.
 - a Parquet file with `text` and `lang` columns, or with pair columns (`src_text`, `src_lang`, `tgt_text`,
   `tgt_lang`, as in the builder's pair files), whose two sides are both used.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import collections
+import functools
+import logging
 import os
+from pathlib import Path
 
 import polars as pl
 import polars_hash  # noqa: F401  (registers the `nchash` namespace)
@@ -23,6 +30,8 @@ import polars_hash  # noqa: F401  (registers the `nchash` namespace)
 from langid.scripts import script_fraction
 from pipelines.corpus import UDHR_PATH, load_udhr
 from pipelines.steps.normalize import normalize_text
+
+log = logging.getLogger(__name__)
 
 FIREFOX_L10N = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "firefox_l10n"
 FIREFOX_SPLITS = ("train", "calibration", "heldout")
@@ -54,6 +63,129 @@ def load_firefox(split: str, with_pivot: bool = False, folder: Path | None = Non
     if with_pivot:
         english = pairs.select(text="tgt_text", lang="tgt_lang", id=pl.col("id").str.splitn(":", 2).struct.field("field_1"))
         frame = pl.concat([frame, english.unique("text", keep="first", maintain_order=True)])
+    return frame
+
+
+GETTEXT_LOCALE = Path("/usr/share/locale")
+GETTEXT_PER_LANGUAGE = 2000
+# Locale modifiers (`sr@latin`) that name a script; the others (`ca@valencia`, `sr@ije`) name a variety in the
+# language's usual script.
+GETTEXT_MODIFIER_SCRIPTS = {"latin": "Latn", "Latn": "Latn", "cyrillic": "Cyrl", "Cyrl": "Cyrl", "iqtelif": "Latn", "valencia": None, "ije": None}
+# Format placeholders, markup and entities: a string that is nothing else (with punctuation, digits) has no
+# language to identify.
+_PLACEHOLDERS = (
+    r"%(?:\d+\$|\([A-Za-z_]\w*\))?[-+ #0']*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|L|q|j|z|t|I|PRI\w+)?[diouxXeEfFgGaAcspnSC%]"
+    r"|\$\{[^}]*\}|\{[^{}]*\}|<[^<>]*>|&#?\w+;|\$\w+"
+)
+
+
+def gettext_folder() -> Path:
+    return Path(os.environ.get("BAYLING_GETTEXT_LOCALE", GETTEXT_LOCALE))
+
+
+def gettext_locale_code(locale: str) -> tuple[str | None, str | None]:
+    """(language code as to_flores reads it, script of the modifier or None) of a locale folder name, or
+    (None, reason) for a locale that is left out."""
+    base, _, modifier = locale.partition("@")
+    if base == "en" or base.startswith("en_"):
+        return None, "English (the msgids are the English side, see +pivot)"
+    if modifier and modifier not in GETTEXT_MODIFIER_SCRIPTS:
+        return None, f"unknown locale modifier @{modifier}"
+    return base, GETTEXT_MODIFIER_SCRIPTS.get(modifier)
+
+
+def _catalog_entries(path: Path):
+    import polib
+
+    try:
+        catalog = polib.mofile(str(path)) if path.suffix == ".mo" else polib.pofile(str(path))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read gettext catalog {path}: {e}") from None
+    for entry in catalog:
+        if not entry.msgid or entry.obsolete or "fuzzy" in getattr(entry, "flags", ()):
+            continue
+        sources = [entry.msgid, entry.msgid_plural] if entry.msgid_plural else [entry.msgid]
+        translations = list(entry.msgstr_plural.values()) if entry.msgstr_plural else [entry.msgstr]
+        translations = [t for t in translations if t and t not in sources]
+        if translations:
+            yield sources, translations
+
+
+@functools.lru_cache(maxsize=4)
+def load_gettext(folder: Path | None = None, with_pivot: bool = False, per_language: int = GETTEXT_PER_LANGUAGE) -> pl.DataFrame:
+    """(text, lang) of the translations in the gettext catalogs of `folder` (<locale>/LC_MESSAGES/*.mo or .po).
+
+    HELD OUT: for evaluation only; never train, calibrate thresholds or tune on it.
+
+    Each locale is labelled with its FLORES-200 code (schemas.language_codes.to_flores on the locale; the script
+    from a modifier such as `@latin`, else the script most of the catalog's text is in, so Crimean Tatar in Latin
+    is crh_Latn and Korean kor_Hang; Chinese keeps Hans/Hant from the region). Left out: English locales, locales
+    to_flores cannot map or with an unknown modifier (`skipped` in the log), the `iso_*` catalogs (names of
+    countries, languages, currencies and scripts from iso-codes: proper names, often the place's own name, not
+    text of the locale's language), untranslated and fuzzy entries, translations equal to the msgid, strings that
+    are only placeholders, markup, digits and punctuation, and texts mostly not in the label's script. Each (text,
+    lang) once; a text found under several languages (the English msgids included) is dropped (it cannot tell
+    them apart); at most
+    `per_language` texts per language, the same ones on every run (smallest XXH3 of the text), so the large
+    locales do not dominate. `with_pivot` adds the msgids of the kept entries as eng_Latn, capped the same way."""
+    from langid.scripts import dominant_script
+    from schemas.language_codes import UnknownLanguageCode, to_flores
+
+    folder = Path(folder or gettext_folder())
+    locales = sorted(p for p in folder.iterdir() if (p / "LC_MESSAGES").is_dir()) if folder.is_dir() else []
+    if not locales:
+        raise FileNotFoundError(f"no gettext catalogs (<locale>/LC_MESSAGES/*.mo) in {folder} (set BAYLING_GETTEXT_LOCALE to such a folder)")
+    parts, english, skipped = [], [], {}
+    for locale in locales:
+        base, script = gettext_locale_code(locale.name)
+        if base is None:
+            skipped[locale.name] = script
+            continue
+        try:
+            default = to_flores(base)
+        except UnknownLanguageCode as e:
+            skipped[locale.name] = str(e)
+            continue
+        texts, msgids = [], []
+        for path in sorted((locale / "LC_MESSAGES").iterdir()):
+            if path.suffix in (".mo", ".po") and not path.name.startswith("iso_"):
+                for sources, translations in _catalog_entries(path):
+                    texts += translations
+                    msgids += sources
+        frame = pl.DataFrame({"text": texts}, schema={"text": pl.String}).with_columns(normalize_text(pl.Series(texts, dtype=pl.String)))
+        frame = frame.filter(pl.col("text").str.replace_all(_PLACEHOLDERS, "").str.contains(r"\p{L}"))
+        if not frame.height:
+            skipped[locale.name] = "no translated text"
+            continue
+        if script is None and default.split("_")[1] not in ("Hans", "Hant"):
+            votes = collections.Counter(dominant_script(t) for t in frame["text"].head(300).to_list())
+            votes.pop(None, None)
+            script = votes.most_common(1)[0][0] if votes else None
+        try:
+            lang = to_flores(base, script=script)
+        except UnknownLanguageCode as e:
+            skipped[locale.name] = str(e)
+            continue
+        parts.append(frame.select("text", lang=pl.lit(lang)))
+        english.append(pl.DataFrame({"text": normalize_text(pl.Series(msgids, dtype=pl.String)), "lang": "eng_Latn"}))
+    if not parts:
+        raise FileNotFoundError(f"no usable gettext catalogs in {folder}; skipped: {skipped}")
+    # the English side takes part in the filters either way: a translation equal to some English msgid is as
+    # ambiguous as any text found under two languages, and gettext:heldout is the non-English part of +pivot
+    frame = in_declared_script(pl.concat(parts + english).unique(maintain_order=True))
+    frame = frame.filter(pl.col("text").str.replace_all(_PLACEHOLDERS, "").str.contains(r"\p{L}"))
+    ambiguous = frame.group_by("text").agg(pl.col("lang").n_unique().alias("n")).filter(pl.col("n") > 1)
+    frame = frame.join(ambiguous.select("text"), on="text", how="anti")
+    frame = (
+        frame.with_columns(key=pl.col("text").nchash.xxh3_64())
+        .sort("lang", "key", "text")
+        .filter(pl.int_range(pl.len()).over("lang") < per_language)
+        .drop("key")
+    )
+    if not with_pivot:
+        frame = frame.filter(pl.col("lang") != "eng_Latn")
+    log.info("gettext %s: %d texts in %d languages; %d texts under several languages dropped; skipped locales: %s",
+             folder, frame.height, frame["lang"].n_unique(), ambiguous.height, skipped)  # fmt: skip
     return frame
 
 
@@ -93,6 +225,11 @@ def load_texts(spec: str) -> pl.DataFrame:
             raise ValueError(f"unknown text source {spec!r}: use udhr:<{'|'.join(UDHR_SPLITS)}>[+variants] or a Parquet file")
         corpus = load_udhr(UDHR_PATH, primary_only=extra != "variants")
         frame = in_declared_script(corpus.filter(pl.col("split").is_in(UDHR_SPLITS[split])).select("text", "lang"))
+    elif spec.startswith("gettext:"):
+        split, _, extra = spec.removeprefix("gettext:").partition("+")
+        if split != "heldout" or extra not in ("", "pivot"):
+            raise ValueError(f"unknown text source {spec!r}: use gettext:heldout[+pivot] (the catalogs are held out as a whole)")
+        frame = load_gettext(gettext_folder(), with_pivot=extra == "pivot")  # the folder by name: load_gettext caches by it
     elif spec.startswith("firefox:"):
         split, _, extra = spec.removeprefix("firefox:").partition("+")
         if extra not in ("", "pivot"):

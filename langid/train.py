@@ -73,6 +73,8 @@ def pieces(text: str, max_chars: int) -> list[str]:
 
 def training_examples(sources: list[str], hp: Hyperparameters) -> pl.DataFrame:
     """(text, lang) training pieces from all sources, held-out text removed, small languages repeated."""
+    if held_out := [s for s in sources if s.startswith("gettext:")]:
+        raise ValueError(f"cannot train on {', '.join(held_out)}: the gettext catalogs are reserved for evaluation (see langid.texts)")
     heldout = set(load_texts("udhr:heldout+variants")["text"].to_list())
     frames = [load_texts(spec) for spec in sources]
     texts = pl.concat(frames).unique(maintain_order=True).filter(~pl.col("text").is_in(list(heldout)))
