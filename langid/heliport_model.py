@@ -12,11 +12,11 @@ Scores. HeLI scores a text per language with the mean, over the text's features 
 of orders 1-6), of -log10 of the feature's relative frequency in that language (7 where unseen): lower is
 better, and the numbers are comparable between languages of one text. HeLI-OTS's own confidence is the margin
 between the best language and the runner-up, s2 - s1 >= 0 (the distribution carries per-language thresholds on
-that margin). We report `1 - 10 ** -(s2 - s1)`: 10 ** -(s2 - s1) is how likely the runner-up makes an average
-feature relative to the best language, so the confidence is 0 for a tie (a text with no known feature ties
-everywhere), approaches 1 as the best language pulls away, and is a strictly increasing function of HeLI's
-margin, so thresholds on it (langid.thresholds) are thresholds on HeLI's own confidence. Only the top label has
-a margin; the labels ranked below it get confidence 0 (still ranked by HeLI's score).
+that margin). We report each of the top-k languages' 10 ** -(s_i - s1), how likely language i makes an average
+feature relative to the best one, normalized over the k: the top-1 confidence is then a strictly increasing
+function of HeLI's own margin (1/2 for a tie, as for a text with no known feature; near 1 as the best language
+pulls away), and log(score of the top-1 / score of language i) is HeLI's margin of language i (times ln 10),
+which is the evidence langid.identify weighs against a labelled language.
 """
 
 from __future__ import annotations
@@ -120,8 +120,8 @@ class HeliportModel:
         codes: list[list[str]] = []
         for i, (text, ranked) in enumerate(zip(texts, self.raw_scores(texts, max(k, 2)))):
             if len(ranked) >= 2:
-                margin = ranked[1][1] - ranked[0][1]
-                scores[i, 0] = 1.0 - 10.0 ** -margin
+                relative = 10.0 ** -(np.array([score for _, score in ranked]) - ranked[0][1])
+                scores[i, : min(k, len(ranked))] = (relative / relative.sum())[:k]
             row = [self.code(label, text) for label, _ in ranked[:k]]
             codes.append(row + [NO_LANGUAGE] * (k - len(row)))
         return han_codes(codes, texts), scores

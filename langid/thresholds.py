@@ -201,7 +201,7 @@ def compute(model, texts: pl.DataFrame, min_texts: int = 5, source: str = "", bu
 
 
 def main(argv=None):
-    from langid.models import FastTextModel
+    from langid.models import load_identifier
     from langid.texts import load_texts, with_clauses
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -226,7 +226,7 @@ def main(argv=None):
     data = pl.concat([load_texts(spec) for spec in sources])
     if args.clauses:
         data = with_clauses(data)
-    model = FastTextModel.load(args.model)
+    model = load_identifier(args.model)
     thresholds = compute(model, data, args.min_texts, ",".join(sources) + (" with clauses" if args.clauses else ""), buckets, args.alpha, args.alpha_pivot)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(thresholds.to_json(model, args.alpha, args.alpha_pivot), indent=1) + "\n", encoding="utf-8")
