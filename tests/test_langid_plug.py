@@ -70,11 +70,14 @@ def test_heliport_predicts_flores_codes_with_confidences():
     top, confidence = check_protocol(model)
     assert top == list(SAMPLES), list(zip(top, SAMPLES))
     assert (confidence > 0.5).all()
-    # the confidence is 1 - 10^-(HeLI margin): increasing in heliport's own margin between best and runner-up
+    # the scores are the top-k's relative likelihoods 10^-(s_i - s_1), normalized: the log ratio of two is HeLI's margin
     texts = ["Dobar dan, kako ste?", "Добар дан, како сте?", "OK", SAMPLES["deu_Latn"]]
-    margins = [ranked[1][1] - ranked[0][1] for ranked in model.raw_scores(texts)]
-    codes, scores = model.predict(texts)
-    np.testing.assert_allclose(scores[:, 0], 1 - 10.0 ** -np.array(margins), rtol=1e-5)
+    ranked = model.raw_scores(texts, 3)
+    codes, scores = model.predict(texts, k=3)
+    for row, found in zip(ranked, scores):
+        heli = np.array([score for _, score in row])
+        np.testing.assert_allclose(np.log10(found[0] / found[1:]), heli[1:] - heli[0], rtol=1e-4)
+    assert (np.abs(scores.sum(axis=1) - 1) < 1e-5).all()
     assert codes[1][0] == "srp_Cyrl"  # Serbo-Croatian in Cyrillic is Serbian
     codes, scores = model.predict(["", "12345 %%", "人人生而自由，在尊嚴和權利上一律平等。"])
     assert codes[0][0] == codes[1][0] == "zxx" and scores[0, 0] == scores[1, 0] == 0.0
