@@ -55,6 +55,10 @@ def test_token_check_compares_numbers_urls_placeholders_and_markup(tmp_path):
         ("hin_Deva", "१२ फ़ाइलें", "13 files"),
         ("fra_Latn", "Dans une minute", "In 1 minute"),  # a small number spelled out
         ("fra_Latn", "Mille fichiers", "1500 files"),  # not that small
+        ("nld_Latn", "Meer dan 300 locaties, tot vijf apparaten", "300+ locations, up to 5 devices"),
+        ("lvs_Latn", "X.509 1. versijas sertifikāts", "An X.509 version 1 certificate"),  # "509 1" is two numbers
+        ("srp_Cyrl", "2,0×", "2×"),
+        ("fra_Latn", "Formulaire (http://) non sécurisé", "Insecure (http://) form"),  # a scheme alone is no URL
         ("deu_Latn", "2. Jeder hat das Recht", "Everyone has the right"),  # a list marker on one side
         ("deu_Latn", "Siehe https://support.mozilla.org/de/kb/x", "See https://support.mozilla.org/en-US/kb/x."),
         ("deu_Latn", "Siehe https://example.com/de", "See https://support.mozilla.org/en-US/kb/x"),  # urls
@@ -125,7 +129,9 @@ def test_end_punctuation(tmp_path):
     table = en(
         ("deu_Latn", "Wirklich beenden?", "Really quit?"),
         ("deu_Latn", "Wirklich beenden", "Really quit?"),
-        ("ell_Grek", "Έξοδος;", "Quit?"),  # the Greek question mark
+        ("ell_Grek", "Έξοδος;", "Quit?"),  # the Greek question mark (U+037E, ";" once normalized)
+        ("zho_Hans", "鉴于……认和遵行;", "Whereas ... observance,"),  # elsewhere a semicolon
+        ("zho_Hans", "退出;", "Quit?"),
         ("spa_Latn", "¡Listo!", "Done!"),
         ("spa_Latn", "Listo.", "Done!"),
         ("deu_Latn", "Speichern…", "Save..."),
@@ -134,8 +140,9 @@ def test_end_punctuation(tmp_path):
         ("deu_Latn", "„Wirklich?“", "“Really?”"),
     )
     kept, removed = run_filter(EndPunctuationCheck(RemovedRows(tmp_path)), table)
-    assert removed["src_text"].to_pylist() == ["Wirklich beenden", "Listo.", "Speichern"]
-    assert removed["detail"].to_pylist() == ["tgt ends with question and src does not", "tgt ends with exclamation and src does not",
+    assert removed["src_text"].to_pylist() == ["Wirklich beenden", "退出;", "Listo.", "Speichern"]
+    assert removed["detail"].to_pylist() == ["tgt ends with question and src does not", "tgt ends with question and src does not",
+                                             "tgt ends with exclamation and src does not",
                                              "tgt ends with ellipsis and src does not"]  # fmt: skip
     kept, removed = run_filter(EndPunctuationCheck(RemovedRows(tmp_path / "colon"), ["colon"]), table)
     assert removed["src_text"].to_pylist() == ["Name:"]

@@ -98,7 +98,7 @@ def _clip(text: str, width: int = 60) -> str:
 
 # --- numbers, URLs, placeholders, markup -----------------------------------------------------------------------------
 
-URL = r"(?:https?|ftp)://[^\s<>\"'\u3000]+|www\.[^\s<>\"'\u3000]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+URL = r"(?:https?|ftp)://[\w\[][^\s<>\"'\u3000]*|www\.[^\s<>\"'\u3000]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
 PLACEHOLDER = (
     r"\{\{\s*[\w.$-]+\s*\}\}"  # mustache {{x}}
     r"|\{\s*[$-]?[\w.-]+\s*(?:\}|,|->)"  # ICU {name} {0} {count, plural ...}, Fluent { $var } { -term } { $n -> ...
@@ -108,12 +108,14 @@ PLACEHOLDER = (
     r"|&[A-Za-z][\w.-]*;"  # XML/DTD entities &brandShortName;
 )
 MARKUP = r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>"
-NUMBER = r"\d+(?:[.,'’\u00A0\u202F\u2009\u066B\u066C ]\d+)*"  # 1,000 1.000 1 000 1'000 1.5 1,5: the digits alone
+# 1,000 1.000 1'000 1.5 1,5 and 1 000 (normalization made its no-break space a space; a space only before a group of
+# three, so "X.509 1." stays two numbers): the digits alone; a decimal ".0" is dropped (2,0× for 2×)
+NUMBER = r"\d+(?:[.,'’\u066B\u066C]\d+|\s\d{3}\b)*"
 # A number written at the start of a text as a list or clause marker ("2. ", "29.3.- ", "(1) "), which one side of
 # a clean pair may have and the other not; a mismatch is forgiven where it goes away without them on both sides.
 LIST_MARKER = r"^\(?\d+(?:\.\d+)*[.)]\S*\s"
-# Numbers up to this are often written as words in a translation ("24 hours" / "יממה", "1 minute" / "une minute"):
-# a side with no number at all against such numbers only is not a mismatch.
+# Numbers up to this are often written as words in a translation ("24 hours" / "יממה", "up to 5" / "tot vijf"): numbers
+# on one side only, all this small, with nothing on the other side that the first lacks, are not a mismatch.
 SPELLED_OUT_UP_TO = 100
 TOKEN_KINDS = ("urls", "placeholders", "markup", "numbers")
 _TRIGGER = r"\p{Nd}|[%{$&<@]|://|www\."
@@ -129,7 +131,7 @@ _NORMALIZE = {
     "urls": pl.element().str.to_lowercase().str.replace(r"[.,;:!?)\]}»」』》。、]+$", "").str.replace(r"^(?:https?|ftp)://|^www\.", "").str.replace(r"[/?#].*$", ""),
     "placeholders": pl.element().str.replace_all(r"^\{+\s*|\s*(?:\}+|,|->)$", ""),
     "markup": pl.element().str.extract(r"^</?[A-Za-z][\w:-]*", 0).str.to_lowercase(),
-    "numbers": pl.element().str.replace_all(r"\D", ""),
+    "numbers": pl.element().str.replace(r"[.,]0$", "").str.replace_all(r"\D", ""),
 }  # fmt: skip
 _PATTERN = {"urls": URL, "placeholders": PLACEHOLDER, "markup": MARKUP, "numbers": NUMBER}
 
@@ -143,8 +145,8 @@ class TokenCheck(BatchFilter):
       (its variants repeat them as many times as the language has plural forms);
     - markup tags by name and whether they close;
     - numbers by their digits, after the rest is taken out, digits of every script read as ASCII, group and decimal
-      separators ignored (1,000 = 1.000 = 1 000). Forgiven: a list marker on one side only (LIST_MARKER), and a side
-      with no number against numbers up to SPELLED_OUT_UP_TO.
+      separators ignored (1,000 = 1.000 = 1 000). Forgiven: a list marker on one side only (LIST_MARKER), and
+      numbers up to SPELLED_OUT_UP_TO on one side only (a changed number is on both sides: still a mismatch).
 
     Only the rows where a side has a digit or a character that starts one of them are looked at."""
 
@@ -200,8 +202,10 @@ class TokenCheck(BatchFilter):
             if kind == "placeholders":
                 differs = pl.when(pl.col("plural")).then(a.list.unique().list.sort() != b.list.unique().list.sort()).otherwise(differs)
             if kind == "numbers":
-                spelled = ((a.list.len() == 0) & (b.cast(pl.List(pl.Int64), strict=False).list.max() <= SPELLED_OUT_UP_TO)) | (
-                    (b.list.len() == 0) & (a.cast(pl.List(pl.Int64), strict=False).list.max() <= SPELLED_OUT_UP_TO)
+                src_only, tgt_only = a.list.set_difference(b), b.list.set_difference(a)
+                small = SPELLED_OUT_UP_TO
+                spelled = ((src_only.list.len() == 0) & (tgt_only.cast(pl.List(pl.Int64), strict=False).list.max() <= small)) | (
+                    (tgt_only.list.len() == 0) & (src_only.cast(pl.List(pl.Int64), strict=False).list.max() <= small)
                 )
                 differs = differs & (pl.col("src_unmarked") != pl.col("tgt_unmarked")) & ~spelled.fill_null(False)
             text = pl.format("{}: src [{}] vs tgt [{}]", pl.lit(kind), a.list.join(", "), b.list.join(", "))
@@ -320,12 +324,14 @@ def calibrate(output: Path = LENGTH_TABLE) -> dict:
 # --- end punctuation -------------------------------------------------------------------------------------------------
 
 END_PUNCTUATION = {
-    "question": r"[?？؟;՞⸮፧]",  # Greek ";" and Armenian "՞" are question marks
+    "question": r"[?？؟՞⸮፧]",  # Armenian "՞" is a question mark; Greek's is below
     "exclamation": r"[!！՜]",
     "ellipsis": r"…|\.\.\.|⋯",
     "colon": r"[:：]",
 }
 _CLOSING = r"[\s\"'»«”“’)\]}」』》]*$"  # quotes and brackets after the mark
+# The Greek question mark U+037E is ";" once normalized (NFC): a question on a Greek-script side only.
+GREEK_QUESTION = ";"
 
 
 class EndPunctuationCheck(BatchFilter):
@@ -345,16 +351,24 @@ class EndPunctuationCheck(BatchFilter):
         self.kinds = [k for k in END_PUNCTUATION if k in kinds]
 
     def reasons(self, batch: pa.Table) -> pl.DataFrame:
-        frame = pl.from_arrow(batch.select(list(TEXTS)))
+        frame = pl.from_arrow(batch.select(["src_lang", "tgt_lang", *TEXTS]))
         reason, detail = pl.lit(None, pl.String), pl.lit(None, pl.String)
         for kind in reversed(self.kinds):
-            pattern = f"(?:{END_PUNCTUATION[kind]}){_CLOSING}"
-            src, tgt = pl.col("src_text").str.contains(pattern), pl.col("tgt_text").str.contains(pattern)
+            src, tgt = (self._ends_with(kind, pl.col(f"{side}_text"), pl.col(f"{side}_lang")) for side in SIDES)
             text = pl.format("{} ends with {} and {} does not", pl.when(src).then(pl.lit("src")).otherwise(pl.lit("tgt")), pl.lit(kind),
                              pl.when(src).then(pl.lit("tgt")).otherwise(pl.lit("src")))  # fmt: skip
             reason = pl.when(src != tgt).then(pl.lit("end_punctuation")).otherwise(reason)
             detail = pl.when(src != tgt).then(text).otherwise(detail)
         return frame.select(reason=reason, detail=detail)
+
+    @staticmethod
+    def _ends_with(kind: str, texts: pl.Expr, langs: pl.Expr) -> pl.Expr:
+        ends = texts.str.contains(f"(?:{END_PUNCTUATION[kind]}){_CLOSING}")
+        if kind == "ellipsis":  # some translations move it to the front ("…ਨੂੰ ਇੰਪੋਰਟ" for "Import…")
+            ends = ends | texts.str.contains(f"^(?:{END_PUNCTUATION[kind]})")
+        if kind == "question":
+            ends = ends | (langs.str.ends_with("_Grek") & texts.str.contains(f"{GREEK_QUESTION}{_CLOSING}"))
+        return ends
 
 
 def pair_checks(removed: RemovedRows, filters) -> list[BatchFilter]:
