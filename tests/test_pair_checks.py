@@ -10,7 +10,8 @@ import pytest
 
 from pipelines import recipe as recipes
 from pipelines.steps.base import RemovedRows
-from pipelines.steps.pair_checks import EncodingCheck, EndPunctuationCheck, LengthRatioCheck, TokenCheck, load_length_table, pair_checks
+from pipelines.steps.pair_checks import (EncodingCheck, EndPunctuationCheck, LengthRatioCheck, TokenCheck, badness_pattern, load_length_table,
+                                         pair_checks)  # fmt: skip
 from tests.helpers import pairs
 
 
@@ -265,3 +266,22 @@ def test_checks_keep_clean_real_pairs(tmp_path, clean_pairs, corpus):
     for step in pair_checks(RemovedRows(tmp_path), recipe.filters):
         rate = step.reasons(table)["reason"].is_not_null().mean()
         assert rate <= CLEAN_BOUNDS[corpus][step.name], f"{step.name} drops {rate:.4%} of clean {corpus} pairs"
+
+
+def test_the_badness_pattern_flags_what_ftfy_flags(clean_pairs):
+    """On real texts of every script and on their mojibake (UTF-8 read as four other encodings), polars with
+    `badness_pattern` and ftfy's own `is_bad` flag the same texts."""
+    import ftfy  # noqa: F401  (registers the sloppy codecs)
+    from ftfy.badness import is_bad
+
+    from pipelines.steps.normalize import normalize_text
+
+    texts = [t for table in clean_pairs.values() for column in ("src_text", "tgt_text") for t in table[column].to_pylist()]
+    texts = texts[::4]
+    broken = [t.encode("utf-8").decode(encoding, errors="replace") for t in texts[::3] if not t.isascii()
+              for encoding in ("sloppy-windows-1252", "sloppy-windows-1251", "macroman", "latin-1")]  # fmt: skip
+    texts = pl.Series(texts + normalize_text(pl.Series(broken)).to_list())
+    flagged = texts.str.contains(badness_pattern())
+    assert flagged.to_list() == [is_bad(t) for t in texts.to_list()]
+    assert 0.1 < flagged.mean() < 0.9  # both kinds are there
+

@@ -47,49 +47,79 @@ def _verdict(height: int, rows: pl.Series, reason: pl.Series, detail: pl.Series)
 
 # --- broken encoding -------------------------------------------------------------------------------------------------
 
-def _mojibake_candidates() -> str:
-    """A character class of what ftfy's badness heuristic looks at (its MOJIBAKE_CATEGORIES), plus the upper-case
-    Latin-1 letters a UTF-8 lead byte becomes in cp1252/latin-1 (Â Ã Ä ... ß): after normalization has removed a C1
-    control that followed one of them, the text is still mojibake ftfy can undo. A text with none of these is not
-    looked at."""
-    from ftfy.badness import MOJIBAKE_CATEGORIES
+def badness_pattern() -> str:
+    """ftfy's badness heuristic (`ftfy.badness.BADNESS_RE`, a Python regex in verbose mode) as a pattern for polars'
+    regex engine, so that a whole column is screened at once: the white space and comments of the verbose pattern
+    taken out, `[`, `&` and `~` escaped inside character classes (set operators there), and `\\w` widened to every
+    number (Python's `\\w` takes ² and ³, the engine's does not). tests/test_pair_checks.py checks that it flags the
+    same texts as `ftfy.badness.is_bad`."""
+    from ftfy.badness import BADNESS_RE
 
-    chars = sorted(set("".join(MOJIBAKE_CATEGORIES.values())) | {chr(c) for c in range(0xC2, 0xE0)})
-    return "[" + "".join(f"\\x{{{ord(c):X}}}" for c in chars) + "]"
+    out, in_class, escaped, comment, first = [], False, False, False, False
+    for ch in BADNESS_RE.pattern:
+        if comment:
+            comment = ch != "\n"
+        elif escaped:
+            out.append(ch)
+            if ch == "w" and not in_class:
+                out[-2:] = ["[\\w\\p{N}]"]
+            escaped = False
+        elif ch == "\\":
+            out.append(ch)
+            escaped = True
+        elif in_class:
+            in_class = first or ch != "]"  # a "]" first in a class is a literal
+            out.append("\\" + ch if ch in "[&~" else ch)
+        elif ch == "[":
+            in_class, first = True, True
+            out.append(ch)
+            continue
+        elif ch == "#":
+            comment = True
+        elif ch not in " \t\n\r\v\f":  # what Python's verbose mode leaves out
+            out.append(ch)
+        first = False
+    return "".join(out)
 
 
 class EncodingCheck(BatchFilter):
     """Drops pairs with a side that has U+FFFD (`replacement_char`: bytes were lost on decoding) or is mojibake
-    (`mojibake`: `ftfy.fix_encoding` finds the text it was, shown in the detail). ftfy runs only on texts with a
-    character it could take for mojibake, and then returns early for those its badness heuristic does not flag."""
+    (`mojibake`: `ftfy.fix_encoding` finds the text it was, shown in the detail). ftfy's own first test, its badness
+    heuristic, is run on the whole column by polars (`badness_pattern`); `fix_encoding` leaves every other text as it
+    is, so it runs only on those it flags."""
 
     name = "encoding_check"
 
     def __init__(self, removed: RemovedRows):
         super().__init__(removed)
-        self.candidates = _mojibake_candidates()
+        self.badness = badness_pattern()
+
+    def suspicious(self, texts: pl.Series) -> pl.Series:
+        """The row numbers of the texts ftfy's badness heuristic flags."""
+        try:
+            return texts.str.contains(self.badness).arg_true()
+        except pl.exceptions.ComputeError:  # a later ftfy's pattern the translation does not handle: its own regex
+            from ftfy.badness import is_bad
+
+            return pl.Series([i for i, text in enumerate(texts.to_list()) if is_bad(text)], dtype=pl.UInt32)
 
     def reasons(self, batch: pa.Table) -> pl.DataFrame:
         import ftfy
 
         frame = pl.from_arrow(batch.select(list(TEXTS)))
-        reason = pl.Series("reason", [None] * frame.height, dtype=pl.String)
-        detail = pl.Series("detail", [None] * frame.height, dtype=pl.String)
+        found: dict[int, tuple[str, str]] = {}  # row: (reason, detail), the source side's first
         for side, column in zip(SIDES, TEXTS):
             texts = frame[column]
-            undecided = reason.is_null()
             replaced = texts.str.count_matches("\ufffd")
-            rows = ((replaced > 0) & undecided).arg_true()
-            if len(rows):
-                reason = reason.scatter(rows, "replacement_char")
-                detail = detail.scatter(rows, [f"{side} has {n} U+FFFD" for n in replaced.gather(rows).to_list()])
-            rows = (texts.str.contains(self.candidates) & reason.is_null()).arg_true()
+            for row, count in zip((replaced > 0).arg_true().to_list(), replaced.filter(replaced > 0).to_list()):
+                found.setdefault(row, ("replacement_char", f"{side} has {count} U+FFFD"))
+            rows = self.suspicious(texts)
             for row, text in zip(rows.to_list(), texts.gather(rows).to_list()):
-                fixed = ftfy.fix_encoding(text)
-                if fixed != text:
-                    reason[row] = "mojibake"
-                    detail[row] = f"{side} looks like mojibake of {_clip(fixed)!r}"
-        return pl.DataFrame([reason, detail])
+                if row not in found and (fixed := ftfy.fix_encoding(text)) != text:
+                    found[row] = ("mojibake", f"{side} looks like mojibake of {_clip(fixed)!r}")
+        rows = sorted(found)
+        return _verdict(frame.height, pl.Series(rows, dtype=pl.UInt32), pl.Series([found[r][0] for r in rows], dtype=pl.String),
+                        pl.Series([found[r][1] for r in rows], dtype=pl.String))  # fmt: skip
 
 
 def _clip(text: str, width: int = 60) -> str:
@@ -134,6 +164,11 @@ _NORMALIZE = {
     "numbers": pl.element().str.replace(r"[.,]0$", "").str.replace_all(r"\D", ""),
 }  # fmt: skip
 _PATTERN = {"urls": URL, "placeholders": PLACEHOLDER, "markup": MARKUP, "numbers": NUMBER}
+_PLURAL = r"->|,\s*(?:plural|select)"  # a Fluent select expression, an ICU plural or select
+
+
+def _extract(texts: pl.Series, kind: str) -> pl.Series:
+    return texts.str.extract_all(_PATTERN[kind]).list.eval(_NORMALIZE[kind]).list.sort()
 
 
 class TokenCheck(BatchFilter):
@@ -170,25 +205,23 @@ class TokenCheck(BatchFilter):
     def tokens(self, texts: pl.Series) -> dict[str, pl.Series]:
         """Each kind's normalized tokens of each text, sorted: lists of strings."""
         found, rest = {}, texts
-        for kind in TOKEN_KINDS:
-            if kind not in self.kinds and kind == "numbers":
-                break
-            if kind == "numbers":
-                rest = self._ascii_digits(rest)
-                found[kind] = rest.str.extract_all(NUMBER).list.eval(_NORMALIZE[kind]).list.sort()
-                found["numbers_unmarked"] = rest.str.replace(LIST_MARKER, "").str.extract_all(NUMBER).list.eval(_NORMALIZE[kind]).list.sort()
-            else:
-                found[kind] = rest.str.extract_all(_PATTERN[kind]).list.eval(_NORMALIZE[kind]).list.sort()
+        for kind in ("urls", "placeholders", "markup"):
+            if kind in self.kinds:
+                found[kind] = _extract(rest, kind)
+            if "numbers" in self.kinds:  # their digits are not numbers of the text
                 rest = rest.str.replace_all(_PATTERN[kind], " ")
+        if "numbers" in self.kinds:
+            rest = self._ascii_digits(rest)
+            found["numbers"] = _extract(rest, "numbers")
+            found["numbers_unmarked"] = _extract(rest.str.replace(LIST_MARKER, ""), "numbers")
         return found
 
     def reasons(self, batch: pa.Table) -> pl.DataFrame:
         frame = pl.from_arrow(batch.select(list(TEXTS)))
         rows = (frame["src_text"].str.contains(_TRIGGER) | frame["tgt_text"].str.contains(_TRIGGER)).arg_true()
-        if not len(rows):
-            return _verdict(frame.height, rows, pl.Series([], dtype=pl.String), pl.Series([], dtype=pl.String))
-        src, tgt = self.tokens(frame["src_text"].gather(rows)), self.tokens(frame["tgt_text"].gather(rows))
-        plural = frame["src_text"].gather(rows).str.contains(r"->|,\s*(?:plural|select)") | frame["tgt_text"].gather(rows).str.contains(r"->|,\s*(?:plural|select)")
+        src_texts, tgt_texts = frame["src_text"].gather(rows), frame["tgt_text"].gather(rows)
+        src, tgt = self.tokens(src_texts), self.tokens(tgt_texts)
+        plural = src_texts.str.contains(_PLURAL) | tgt_texts.str.contains(_PLURAL)
         columns = {}
         for kind in self.kinds:
             columns[f"src_{kind}"], columns[f"tgt_{kind}"] = src[kind], tgt[kind]
@@ -203,9 +236,8 @@ class TokenCheck(BatchFilter):
                 differs = pl.when(pl.col("plural")).then(a.list.unique().list.sort() != b.list.unique().list.sort()).otherwise(differs)
             if kind == "numbers":
                 src_only, tgt_only = a.list.set_difference(b), b.list.set_difference(a)
-                small = SPELLED_OUT_UP_TO
-                spelled = ((src_only.list.len() == 0) & (tgt_only.cast(pl.List(pl.Int64), strict=False).list.max() <= small)) | (
-                    (tgt_only.list.len() == 0) & (src_only.cast(pl.List(pl.Int64), strict=False).list.max() <= small)
+                spelled = ((src_only.list.len() == 0) & (_largest(tgt_only) <= SPELLED_OUT_UP_TO)) | (
+                    (tgt_only.list.len() == 0) & (_largest(src_only) <= SPELLED_OUT_UP_TO)
                 )
                 differs = differs & (pl.col("src_unmarked") != pl.col("tgt_unmarked")) & ~spelled.fill_null(False)
             text = pl.format("{}: src [{}] vs tgt [{}]", pl.lit(kind), a.list.join(", "), b.list.join(", "))
@@ -214,6 +246,10 @@ class TokenCheck(BatchFilter):
         found = found.select(reason=reason, detail=detail).with_columns(row=pl.Series(rows))
         dropped = found.filter(pl.col("reason").is_not_null())
         return _verdict(frame.height, dropped["row"], dropped["reason"], dropped["detail"])
+
+
+def _largest(numbers: pl.Expr) -> pl.Expr:
+    return numbers.cast(pl.List(pl.Float64), strict=False).list.max()
 
 
 # --- length ratio ----------------------------------------------------------------------------------------------------
