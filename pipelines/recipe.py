@@ -31,11 +31,13 @@ class RecipeError(ValueError):
 
 @dataclass
 class LengthCheck:
-    """`length_ratio` (pipelines/steps/pair_checks.py): the log length ratio of a pair may be this many standard
-    deviations from the one expected for its two languages; `table`: a table made by `python -m
+    """`length_ratio` (pipelines/steps/pair_checks.py): the log length ratio of a pair may be `max_deviation`
+    standard deviations from the one expected for its two languages, `max_deviation_unended` where one side ends a
+    sentence and the other does not (null: no lower limit there); `table`: a table made by `python -m
     pipelines.steps.pair_checks` ("": the shipped one, calibrated on firefox:train and UDHR train)."""
 
     max_deviation: float = 4.5
+    max_deviation_unended: float | None = 3.0
     table: str = ""
 
 
@@ -278,8 +280,10 @@ def validate_filters(filters: Filters, where: str) -> None:
         if unknown:
             raise RecipeError(f"{where}.{key}: unknown {', '.join(map(repr, unknown))} (expected some of {', '.join(known)})")
     if filters.length is not None:
-        if not filters.length.max_deviation > 0:
-            raise RecipeError(f"{where}.length.max_deviation: must be above 0, got {filters.length.max_deviation}")
+        for key in ("max_deviation", "max_deviation_unended"):
+            value = getattr(filters.length, key)
+            if value is not None and not value > 0:
+                raise RecipeError(f"{where}.length.{key}: must be above 0, got {value}")
         if filters.length.table:
             try:
                 load_length_table(filters.length.table)

@@ -9,7 +9,7 @@ Clean: firefox:<split> pairs (X <-> en-GB strings of Firefox, split by English s
 UDHR held-out paragraphs (articles 25-30) paired with English, normalized as the build normalizes. Corruptions of the
 Firefox pairs (the X side): `mojibake` (its UTF-8 read as cp1252, texts with a non-ASCII character), `truncated` (cut
 to 30-60% of its characters, texts of 10 characters or more), `misaligned` (the X text of the next row of the same
-language file, where it differs), `numbers` (one digit changed, texts with a digit on both sides). Speed: pairs/s
+language file, where it differs), `shuffled` (the X text of a random row of the same language), `numbers` (one digit changed, texts with a digit on both sides). Speed: pairs/s
 of each step on one core (process time) over the first `--speed-rows` train pairs, in batches of 10,000.
 """
 
@@ -82,10 +82,12 @@ def corruptions(clean: pl.DataFrame, seed: int = 0) -> dict[str, pl.DataFrame]:
     long = clean.filter(pl.col("src_text").str.len_chars() >= 10)
     digits = clean.filter(pl.col("src_text").str.contains(r"[0-9]") & pl.col("tgt_text").str.contains(r"[0-9]"))
     shifted = clean.with_columns(old=pl.col("src_text"), src_text=pl.col("src_text").shift(-1).over("src_lang"))
+    shuffled = clean.with_columns(old=pl.col("src_text"), src_text=pl.col("src_text").shuffle(seed).over("src_lang"))
     return {
         "mojibake": normalized(non_ascii.with_columns(pl.Series("src_text", [mojibake(t) for t in non_ascii["src_text"]]))),
         "truncated": long.with_columns(pl.Series("src_text", [truncate(t) for t in long["src_text"]])),
         "misaligned": shifted.filter(pl.col("src_text").is_not_null() & (pl.col("src_text") != pl.col("old"))).drop("old"),
+        "shuffled": shuffled.filter(pl.col("src_text") != pl.col("old")).drop("old"),
         "numbers": digits.with_columns(pl.Series("src_text", [change_digit(t) for t in digits["src_text"]])),
     } if texts else {}  # fmt: skip
 
