@@ -43,6 +43,7 @@ from pipelines.manifest import bump, code_version, finished_versions, parse_vers
 from pipelines.mixture import MixtureError
 from pipelines.publish import PublishError
 from pipelines.sources import SourceError
+from pipelines.steps.alignment import AlignmentFilter
 from pipelines.steps.base import RemovedRows
 from pipelines.steps.chat import DedupChat, PrepareChat, chat_chunks
 from pipelines.steps.decontaminate import Decontaminate, named_eval_set
@@ -51,6 +52,7 @@ from pipelines.steps.finalize import PartitionShards, WriteManifest, WriteShards
 from pipelines.steps.language_id import LanguageIdFilter
 from pipelines.steps.mix import MixInstructions, chat_cutoffs, plan, supply
 from pipelines.steps.normalize import NormalizeText
+from pipelines.steps.pair_checks import pair_checks
 from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.pivot_join import PivotJoin
 from pipelines.steps.read_pairs import PairReader
@@ -374,14 +376,16 @@ def gather_eval_sets(entries: list) -> tuple[list[tuple[str, str]], list[dict]]:
 def pair_pipeline(recipe, sources, source_languages, langs, work: Path, run: str, pivot_join: PivotJoin | None, report_unpaired: bool,
                   eval_sets: list):  # fmt: skip
     removed = RemovedRows(work / "removed", run)
-    near = recipe.dedup.near
+    near, align = recipe.dedup.near, recipe.filters.alignment
     return [
         PairReader(sources, langs, source_languages, removed if report_unpaired else None, progress=sys.stderr.isatty()),
         NormalizeText(),
         PairFilter(removed, recipe.filters.min_chars, recipe.filters.max_chars, recipe.filters.max_length_ratio),
+        *pair_checks(removed, recipe.filters),
         Decontaminate(removed, eval_sets, recipe.decontamination.ngram, index_folder=work / "eval_index"),
         LanguageIdFilter(removed, recipe.langid.models, recipe.langid.threshold, recipe.langid.min_script_fraction, recipe.langid.min_model_chars,
                          work / "langid_verdicts"),
+        *([AlignmentFilter(removed, align.model, align.min_similarity, align.batch_size, align.device)] if align.model else []),
         *([pivot_join] if pivot_join else []),
         ExactPairDedup(removed, recipe.dedup.max_targets_per_source),
         *([NearDuplicateDedup(removed, near.ngram, near.num_buckets, near.hashes_per_bucket, near.seed)] if near.enabled else []),

@@ -30,10 +30,40 @@ class RecipeError(ValueError):
 
 
 @dataclass
+class LengthCheck:
+    """`length_ratio` (pipelines/steps/pair_checks.py): the log length ratio of a pair may be `max_deviation`
+    standard deviations from the one expected for its two languages, `max_deviation_unended` where one side ends a
+    sentence and the other does not (null: no lower limit there); `table`: a table made by `python -m
+    pipelines.steps.pair_checks` ("": the shipped one, calibrated on firefox:train and UDHR train)."""
+
+    max_deviation: float = 4.5
+    max_deviation_unended: float | None = 3.0
+    table: str = ""
+
+
+@dataclass
+class Alignment:
+    """`alignment` (pipelines/steps/alignment.py): cosine similarity of the two sides' sentence embeddings, from a
+    sentence-transformers model (a local path or a Hub id already in the Hugging Face cache; nothing is downloaded).
+    `model: null` (the default) turns the step off."""
+
+    model: str | None = None
+    min_similarity: float = 0.5
+    batch_size: int = 64
+    device: str = "cpu"
+
+
+@dataclass
 class Filters:
     min_chars: int = 1
     max_chars: int = 4096
-    max_length_ratio: float = 3.0
+    # a flat cap on the length ratio (Han, kana and Hangul counted three); null: only the calibrated `length` check
+    max_length_ratio: float | None = None
+    encoding: bool = True  # mojibake and U+FFFD (`encoding_check`)
+    tokens: list = field(default_factory=lambda: ["urls", "placeholders", "markup", "numbers"])  # must match (`token_check`)
+    end_punctuation: list = field(default_factory=lambda: ["question", "exclamation", "ellipsis"])  # (`end_punctuation`)
+    length: LengthCheck | None = field(default_factory=LengthCheck)  # null: off
+    alignment: Alignment = field(default_factory=Alignment)
 
 
 @dataclass
@@ -152,7 +182,7 @@ def _build(cls, data, where: str):
         if f.name not in data:
             continue
         value, hint = data[f.name], hints[f.name]
-        target = next((t for t in (Filters, LangidSettings, Dedup, NearDedup, Decontamination, Mixture, Templates) if t in typing.get_args(hint) or t is hint), None)
+        target = next((t for t in (Filters, LengthCheck, Alignment, LangidSettings, Dedup, NearDedup, Decontamination, Mixture, Templates) if t in typing.get_args(hint) or t is hint), None)
         if target is not None and value is not None:
             values[f.name] = _build(target, value, f"{where}{f.name}.")
         else:
@@ -223,6 +253,7 @@ def parse(data: dict, where: str = "") -> Recipe:
         if getattr(near, key) < 1:
             raise RecipeError(f"{where}dedup.near.{key}: must be at least 1, got {getattr(near, key)}")
     validate_templates(recipe.templates, f"{where}templates")
+    validate_filters(recipe.filters, f"{where}filters")
     if not (isinstance(recipe.languages, str) and recipe.languages == "all") and not isinstance(recipe.languages, list):
         raise RecipeError(f"{where}languages: 'all' or a list of codes, got {recipe.languages!r}")
     return recipe
@@ -236,6 +267,33 @@ def validate_shares(shares: dict, where: str) -> None:
         raise RecipeError(f"{where}: shares must be non-negative numbers, got {shares}")
     if abs(sum(shares.values()) - 1.0) > 1e-9:
         raise RecipeError(f"{where}: shares must add up to 1, they add up to {sum(shares.values())}")
+
+
+def validate_filters(filters: Filters, where: str) -> None:
+    from pipelines.steps.pair_checks import END_PUNCTUATION, TOKEN_KINDS, load_length_table
+
+    if filters.max_length_ratio is not None and filters.max_length_ratio < 1:
+        raise RecipeError(f"{where}.max_length_ratio: must be at least 1 (or null), got {filters.max_length_ratio}")
+    for key, known in (("tokens", TOKEN_KINDS), ("end_punctuation", tuple(END_PUNCTUATION))):
+        values = getattr(filters, key)
+        unknown = [v for v in values if v not in known]
+        if unknown:
+            raise RecipeError(f"{where}.{key}: unknown {', '.join(map(repr, unknown))} (expected some of {', '.join(known)})")
+    if filters.length is not None:
+        for key in ("max_deviation", "max_deviation_unended"):
+            value = getattr(filters.length, key)
+            if value is not None and not value > 0:
+                raise RecipeError(f"{where}.length.{key}: must be above 0, got {value}")
+        if filters.length.table:
+            try:
+                load_length_table(filters.length.table)
+            except (OSError, ValueError) as e:
+                raise RecipeError(f"{where}.length.table: {e}") from None
+    alignment = filters.alignment
+    if not -1 <= alignment.min_similarity <= 1:
+        raise RecipeError(f"{where}.alignment.min_similarity: a cosine similarity, -1 to 1, got {alignment.min_similarity}")
+    if alignment.batch_size < 1:
+        raise RecipeError(f"{where}.alignment.batch_size: must be at least 1, got {alignment.batch_size}")
 
 
 def validate_templates(templates: Templates, where: str) -> None:

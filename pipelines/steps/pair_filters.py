@@ -1,4 +1,5 @@
-"""Pair filters: empty sides, lengths, length ratio, identical sides."""
+"""Pair filters: empty sides, lengths, a flat length-ratio cap (None: none; the calibrated check is
+pair_checks.LengthRatioCheck), identical sides."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def visual_length(texts: pl.Expr) -> pl.Expr:
 class PairFilter(BatchFilter):
     name = "pair_filter"
 
-    def __init__(self, removed: RemovedRows, min_chars: int = 1, max_chars: int = 4096, max_length_ratio: float = 3.0):
+    def __init__(self, removed: RemovedRows, min_chars: int = 1, max_chars: int = 4096, max_length_ratio: float | None = 3.0):
         super().__init__(removed)
         self.min_chars = min_chars
         self.max_chars = max_chars
@@ -38,7 +39,7 @@ class PairFilter(BatchFilter):
             (shorter < self.min_chars, "too_short", side_lengths),
             (longer > self.max_chars, "too_long", side_lengths),
             (pl.col("same"), "identical", pl.lit("both sides are the same text")),
-            (ratio > self.max_length_ratio, "length_ratio", pl.format("length ratio {} > {}", ratio.round(2), pl.lit(self.max_length_ratio))),
+            (ratio > (self.max_length_ratio or float("inf")), "length_ratio", pl.format("length ratio {} > {}", ratio.round(2), pl.lit(self.max_length_ratio))),
         ]
         reason, detail = pl.lit(None, pl.String), pl.lit(None, pl.String)
         for condition, name, text in reversed(rules):
