@@ -96,10 +96,11 @@ class HeliportModel:
 
     @property
     def cost(self) -> int:
-        """In fastText's units (a multiply-add per dimension and label, per text): HeLI looks up every word and
-        every character n-gram of orders 1-6 in each of its languages, about 7 lookups per character per
-        language; for text of 60 characters (a short sentence) that puts it after our fastText models."""
-        return 7 * 60 * len(self.labels)
+        """In fastText's units (a multiply-add per dimension and label, per text). HeLI's work grows with the text,
+        not with a dimension: a hash lookup per word and character n-gram, each adding the scores of the languages
+        that have it. On short text that costs more than lid176's hierarchical softmax (16 dimensions, a path
+        through 176 labels) and less than udhr-lid (64 dimensions, 459 labels): a value between the two."""
+        return 10_000
 
     def raw_scores(self, texts: list[str], k: int = 2) -> list[list[tuple[str, float]]]:
         """heliport's top-k (label, HeLI score) per text, lower score = better; newlines read as spaces.
