@@ -47,23 +47,37 @@ class ModelCheck:
     def matches(self, predicted: np.ndarray, lang: str) -> np.ndarray:
         return self.labels.matches(predicted, lang)
 
-    def ask(self, texts: list[str], lang: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """For each text: confirmed (the top-1 names `lang`), against (the model's evidence for another language,
-        `margins`, reaches the reject threshold) and, where not confirmed, what the model said."""
+    def confirms(self, texts: list[str], lang: str) -> np.ndarray:
+        """Whether the model puts `lang` first, for each text."""
         codes, _ = self.model.predict(texts)
-        confirmed = self.matches(np.array([c[0] for c in codes], dtype=object), lang)
+        return self.matches(np.array([c[0] for c in codes], dtype=object), lang)
+
+    def doubts(self, texts: list[str], lang: str):
+        """For texts the model does not put `lang` first for: whether its evidence for another language (`margins`
+        over its top k) reaches the reject threshold, and a function that says what it said of text i (called only
+        for the texts rejected in the end: formatting every answer would cost more than deciding)."""
+        codes, scores = self.model.predict(texts, k=TOP_K)
+        margin, top = margins(codes, scores, self.labels, lang)
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        threshold = self.thresholds.rejection(lang, lengths)
+        against = margin >= threshold
+
+        def said(i: int) -> str:
+            return f"{self.model.name}: {top[i]} ({scores[i, 0]:.2f}, margin {margin[i]:.1f}{' >= ' if against[i] else ' < '}{threshold[i]:.1f})"
+
+        return against, said
+
+    def ask(self, texts: list[str], lang: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """For each text: confirmed, against (see `doubts`; False where confirmed) and what the model said."""
+        confirmed = self.confirms(texts, lang)
         against = np.zeros(len(texts), dtype=bool)
         said = [""] * len(texts)
-        doubted = np.flatnonzero(~confirmed)  # most texts are confirmed by their top-1: only the others need the top k
+        doubted = np.flatnonzero(~confirmed)
         if len(doubted):
-            doubted_texts = [texts[i] for i in doubted]
-            codes, scores = self.model.predict(doubted_texts, k=TOP_K)
-            margin, top = margins(codes, scores, self.labels, lang)
-            lengths = np.fromiter(map(len, doubted_texts), dtype=np.int64, count=len(doubted))
-            threshold = self.thresholds.rejection(lang, lengths)
-            against[doubted] = margin >= threshold
+            found, what = self.doubts([texts[i] for i in doubted], lang)
+            against[doubted] = found
             for j, i in enumerate(doubted):
-                said[i] = f"{self.model.name}: {top[j]} ({scores[j, 0]:.2f}, margin {margin[j]:.1f}{' >= ' if against[i] else ' < '}{threshold[j]:.1f})"
+                said[i] = what(j)
         return confirmed, against, said
 
 
@@ -112,25 +126,30 @@ class LanguageIdentifier:
         long_enough = np.fromiter((len(t) >= self.min_model_chars for t in unique), dtype=bool, count=len(unique))
         open_ = np.flatnonzero(long_enough)  # not confirmed by any model yet
         evidence = np.zeros(len(unique), dtype=bool)  # a model named another language surely enough
-        heard: list[dict[int, str]] = [{} for _ in unique]  # model's place in self.checks -> what it said
+        answers = []  # (model's place in self.checks, what it said of the j-th open text)
         # The cheapest model first: whether a text passes does not depend on the order (confirmed by any model, or
-        # rejected by any); the order only decides how many texts the dearer models are asked about. lid176
-        # (16 dimensions, hierarchical softmax) costs a fraction of a 64-dimension softmax model per text.
-        for check in sorted((c for c in self.checks if c.covers(lang)), key=lambda c: c.model.cost):
+        # rejected on the evidence of any); the order only decides how many texts the dearer models are asked about.
+        # lid176 (16 dimensions, hierarchical softmax) costs a fraction of a 64-dimension softmax model per text.
+        # The top k, which costs more than the top-1, is asked only of the texts that no model confirmed.
+        covering = sorted((c for c in self.checks if c.covers(lang)), key=lambda c: c.model.cost)
+        for check in covering:
             if not len(open_):
                 break
-            confirmed, against, said = check.ask(unique[open_].tolist(), lang)
-            place = self.checks.index(check)
-            for i in np.flatnonzero(~confirmed):
-                heard[open_[i]][place] = said[i]
-            evidence[open_[against]] = True
-            open_ = open_[~confirmed]
+            open_ = open_[~check.confirms(unique[open_].tolist(), lang)]
+        if len(open_):
+            for check in covering:
+                against, said = check.doubts(unique[open_].tolist(), lang)
+                answers.append((self.checks.index(check), said))
+                evidence[open_[against]] = True
+        answers.sort(key=lambda answer: answer[0])  # details in the recipe's order
+        place_in_open = {u: j for j, u in enumerate(open_.tolist())}
         rejected = np.zeros(len(unique), dtype=bool)
         rejected[open_] = evidence[open_]
         for i in np.flatnonzero(rejected[inverse]):
             passed[i] = False
             failed[i] = "language_id"
-            detail[i] = f"expected {lang}, predicted " + "; ".join(said for _, said in sorted(heard[inverse[i]].items()))
+            j = place_in_open[int(inverse[i])]
+            detail[i] = f"expected {lang}, predicted " + "; ".join(said(j) for _, said in answers)
         script = lang.split("_")[1]
         fractions = weighted_script_fraction(texts, script)
         for i in np.flatnonzero(passed & (fractions < self.min_script_fraction)):  # NaN (no letters) passes

@@ -27,6 +27,7 @@ import functools
 import hashlib
 import importlib.metadata
 import os
+import re
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -210,29 +211,54 @@ class FastTextModel:
 
     def predict_labels(self, texts: list[str], k: int = 1) -> tuple[list[list[str]], np.ndarray]:
         """Raw top-k labels (without `__label__`) and an (n, k) array of scores; newlines read as spaces."""
+        labels, scores = self._predict(texts, k)
+        return [[label[9:] for label in row] for row in labels], scores
+
+    def _predict(self, texts: list[str], k: int) -> tuple[list[list[str]], np.ndarray]:
+        """fastText's own labels (with `__label__`) and an (n, k) array of scores, 0 where it gave fewer than k."""
         if not texts:
             return [], np.zeros((0, k), dtype=np.float32)
-        labels, scores = self.model.predict([t.replace("\n", " ") for t in texts], k=k)
-        scores = np.array([np.pad(s, (0, k - len(s))) for s in scores], dtype=np.float32) if k > 1 else np.asarray(
-            [s[0] if len(s) else 0.0 for s in scores], dtype=np.float32
-        ).reshape(-1, 1)
+        labels, found = self.model.predict([t.replace("\n", " ") for t in texts], k=k)
+        lengths = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
+        scores = np.zeros((len(texts), k), dtype=np.float32)
+        if lengths.any():
+            scores[np.arange(k) < lengths[:, None]] = np.concatenate(found)
         # fastText reports exp(log(p + 1e-5)): up to 1.00001 and more for a sure text; the protocol's scores are in [0, 1]
-        return [[label[9:] for label in row] for row in labels], np.clip(scores, 0.0, 1.0, out=scores)
+        return labels, np.clip(scores, 0.0, 1.0, out=scores)
+
+    @functools.cached_property
+    def _code_of(self) -> dict[str, str]:
+        return {f"__label__{label}": code for label, code in self.codes.items()}
 
     def predict(self, texts: list[str], k: int = 1) -> tuple[list[list[str]], np.ndarray]:
         """Top-k FLORES codes and an (n, k) array of scores for each text."""
-        labels, scores = self.predict_labels(texts, k)
-        codes = [[self.codes[label] for label in row] for row in labels]
+        labels, scores = self._predict(texts, k)
+        code_of = self._code_of
+        codes = [[code_of[label] for label in row] for row in labels]
         # Han script: simplified or traditional is a property of the text, not of the label
-        return han_codes(codes, texts), scores
+        return han_codes(codes, texts, self._han_codes), scores
+
+    @functools.cached_property
+    def _han_codes(self) -> frozenset[str]:
+        return frozenset(code for code in self.codes.values() if code.endswith("_Hani"))
 
 
-def han_codes(codes: list[list[str]], texts: list[str]) -> list[list[str]]:
-    """`codes` with each `xxx_Hani` made `xxx_Hans` or `xxx_Hant` by its text (in place, and returned)."""
-    han = [i for i, row in enumerate(codes) if any(c.endswith("_Hani") for c in row)]
+_HAN = re.compile(r"[\u2E80-\u9FFF\uF900-\uFAFF\U00020000-\U0003FFFF]")
+
+
+def han_codes(codes: list[list[str]], texts: list[str], hani: frozenset[str] | None = None) -> list[list[str]]:
+    """`codes` with each `xxx_Hani` made `xxx_Hans` or `xxx_Hant` by its text (in place, and returned). A text without
+    Han characters has no variant to tell: its Han codes are given the default at once. `hani`: the model's codes
+    that end in `_Hani`, where the caller knows them."""
+    if hani is None:
+        hani = frozenset(c for row in codes for c in row if c.endswith("_Hani"))
+    if not hani:
+        return codes
+    han = [i for i, row in enumerate(codes) if not hani.isdisjoint(row)]
     if han:
-        for i, variant in zip(han, han_variants([texts[i] for i in han])):
-            codes[i] = [_han_code(c, variant) for c in codes[i]]
+        variants = dict(zip(told := [i for i in han if _HAN.search(texts[i])], han_variants([texts[i] for i in told])))
+        for i in han:
+            codes[i] = [_han_code(c, variants.get(i)) for c in codes[i]]
     return codes
 
 
