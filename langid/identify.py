@@ -15,7 +15,8 @@ a model that is sure of *another* language does. So, on whole batches:
   (simplified where traditional is expected, or the reverse). The default, a quarter, leaves room for the
   product names in Latin letters that UI strings of other scripts carry ("ابحث في addons.mozilla.org"), while text
   in another script, or untranslated text, has next to none.
-A language no model knows is checked by its script alone; `covers` tells which is which.
+A language no model knows is checked by its script alone; `covers` tells which is which. Both checks read the
+text without its URLs, placeholders, markup and numbers (langid.tokens), which carry no language.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 
 from langid.matching import LabelMatcher, macro_language  # noqa: F401  (macro_language: part of this module's API)
 from langid.models import FastTextModel
 from langid.scripts import han_variants, weighted_script_fraction
+from langid.tokens import without_tokens
 from langid.thresholds import TOP_K, Thresholds, margins
 
 
@@ -122,7 +125,8 @@ class LanguageIdentifier:
         detail = [""] * n
         first = {}  # pivot sides repeat: each distinct text once (a dict: np.unique sorts strings, 2x slower)
         inverse = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64, count=n)
-        unique = np.array(list(first), dtype=object)
+        # what models and the script check read: URLs, placeholders, markup and numbers say nothing of the language
+        unique = np.array(without_tokens(pl.Series(list(first), dtype=pl.String)).to_list(), dtype=object)
         long_enough = np.fromiter((len(t) >= self.min_model_chars for t in unique), dtype=bool, count=len(unique))
         open_ = np.flatnonzero(long_enough)  # not confirmed by any model yet
         evidence = np.zeros(len(unique), dtype=bool)  # a model named another language surely enough
@@ -151,7 +155,7 @@ class LanguageIdentifier:
             j = place_in_open[int(inverse[i])]
             detail[i] = f"expected {lang}, predicted " + "; ".join(said(j) for _, said in answers)
         script = lang.split("_")[1]
-        fractions = weighted_script_fraction(texts, script)
+        fractions = weighted_script_fraction(unique, script)[inverse]
         for i in np.flatnonzero(passed & (fractions < self.min_script_fraction)):  # NaN (no letters) passes
             passed[i] = False
             failed[i] = "script"
@@ -159,7 +163,7 @@ class LanguageIdentifier:
         if script in ("Hans", "Hant"):
             candidates = np.flatnonzero(passed)
             other = "Hant" if script == "Hans" else "Hans"
-            for i, variant in zip(candidates, han_variants([texts[i] for i in candidates])):
+            for i, variant in zip(candidates, han_variants([unique[inverse[i]] for i in candidates])):
                 if variant == other:
                     passed[i] = False
                     failed[i] = "script"

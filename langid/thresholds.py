@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from langid.matching import LabelMatcher
+from langid.tokens import without_tokens
 from schemas.language_codes import PIVOTS
 
 THRESHOLDS_DIR = Path(__file__).with_name("thresholds")
@@ -176,7 +177,8 @@ def compute(model, texts: pl.DataFrame, min_texts: int = 5, source: str = "", bu
     labels = LabelMatcher(model)
     buckets = tuple(int(b) for b in buckets)
     per_language, reject = {}, {}
-    pooled: list[list[np.ndarray]] = [[] for _ in range(len(buckets) + 1)]
+    pooled = [[] for _ in range(len(buckets) + 1)]  # every language's margins, per bucket
+    few = [[] for _ in range(len(buckets) + 1)]  # those of the languages with too few texts for their own
     for (lang,), group in texts.sort("lang").group_by("lang", maintain_order=True):
         if not labels.covers(lang):
             continue
@@ -192,10 +194,18 @@ def compute(model, texts: pl.DataFrame, min_texts: int = 5, source: str = "", bu
             in_bucket = margin[bucket == b]
             pooled[b].append(in_bucket)
             enough = len(in_bucket) >= min_bucket_texts
+            if not enough:
+                few[b].append(in_bucket)
             table.append(round(reject_threshold(in_bucket, alpha_pivot if lang in PIVOTS else alpha), 3) if enough else None)
         if any(t is not None for t in table):
             reject[lang] = table
-    reject_pooled = [round(reject_threshold(np.concatenate(parts), alpha), 3) if sum(map(len, parts)) else NEVER for parts in pooled]
+    # A language without its own threshold in a bucket gets the one of the other languages without one, where they
+    # have enough text together: they are the languages the model saw least of (UDHR alone, no UI strings), and the
+    # well-known ones would make their threshold too low. Else the one of all languages.
+    reject_pooled = []
+    for every, small in zip(pooled, few):
+        margins_of = np.concatenate(small) if sum(map(len, small)) >= min_bucket_texts else np.concatenate(every) if every else np.zeros(0)
+        reject_pooled.append(round(reject_threshold(margins_of, alpha), 3) if len(margins_of) else NEVER)
     reject = {lang: [p if t is None else t for t, p in zip(table, reject_pooled)] for lang, table in reject.items()}
     return Thresholds(GLOBAL_THRESHOLD, per_language, source, buckets, reject, reject_pooled)
 

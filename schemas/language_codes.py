@@ -56,6 +56,7 @@ LID176_LABELS = {
     "eml": "egl_Latn",  # Emilian-Romagnol (eml is a retired code)
     "nah": "nah_Latn",  # Nahuatl (collective)
     "no": "nob_Latn",
+    "ko": "kor_Hang",  # FLORES-200 writes Korean as Hang (langcodes says Kore)
     "zh": "zho_Hans",  # script decided by the text, see langid
     "wuu": "wuu_Hans",
     "yue": "yue_Hant",

@@ -29,6 +29,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from langid.tokens import MARKUP, NUMBER, PLACEHOLDER, URL
 from pipelines.steps.base import BatchFilter, RemovedRows
 
 TEXTS = ("src_text", "tgt_text")
@@ -128,19 +129,6 @@ def _clip(text: str, width: int = 60) -> str:
 
 # --- numbers, URLs, placeholders, markup -----------------------------------------------------------------------------
 
-URL = r"(?:https?|ftp)://[\w\[][^\s<>\"'\u3000]*|www\.[^\s<>\"'\u3000]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
-PLACEHOLDER = (
-    r"\{\{\s*[\w.$-]+\s*\}\}"  # mustache {{x}}
-    r"|\{\s*[$-]?[\w.-]+\s*(?:\}|,|->)"  # ICU {name} {0} {count, plural ...}, Fluent { $var } { -term } { $n -> ...
-    r"|%(?:\d+\$)?[-+#0]*\d*(?:\.\d+)?(?:hh|h|ll|l|z)?[sSdiufxXeEgGcp@]"  # printf %s %1$S %d %.2f
-    r"|%\(\w+\)[sdrf]"  # Python %(name)s
-    r"|\$[A-Z][A-Z0-9_]*\$?"  # $VAR, $BRAND$
-    r"|&[A-Za-z][\w.-]*;"  # XML/DTD entities &brandShortName;
-)
-MARKUP = r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>"
-# 1,000 1.000 1'000 1.5 1,5 and 1 000 (normalization made its no-break space a space; a space only before a group of
-# three, so "X.509 1." stays two numbers): the digits alone; a decimal ".0" is dropped (2,0× for 2×)
-NUMBER = r"\d+(?:[.,'’\u066B\u066C]\d+|\s\d{3}\b)*"
 # A number written at the start of a text as a list or clause marker ("2. ", "29.3.- ", "(1) "), which one side of
 # a clean pair may have and the other not; a mismatch is forgiven where it goes away without them on both sides.
 LIST_MARKER = r"^\(?\d+(?:\.\d+)*[.)]\S*\s"
