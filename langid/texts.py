@@ -74,6 +74,9 @@ CLDR_CATEGORIES = (
 # A string found in this many languages (or more) says nothing about which it is: names shared with English
 # ("Internet", "Canada"), values a sparse locale inherits from root, numerals.
 CLDR_SHARED_BY = 3
+# Where CLDR's likely script is not the one FLORES-200 (and the Firefox corpus) write the language in: Korean is
+# `Kore` (Hangul with Hanja) in CLDR, `kor_Hang` in FLORES-200.
+CLDR_CODE_FIXES = {"kor_Kore": "kor_Hang"}
 _PLACEHOLDER = re.compile(r"\{\d+\}|'")
 
 
@@ -89,9 +92,10 @@ def cldr_locales() -> dict[str, str]:
         if locale == "root" or len(parts) > 2 or (len(parts) == 2 and not (len(parts[1]) == 4 and parts[1].istitle())):
             continue
         try:
-            mapped[locale] = to_flores(locale)
+            code = to_flores(locale)
         except UnknownLanguageCode:
             continue
+        mapped[locale] = CLDR_CODE_FIXES.get(code, code)
     return mapped
 
 
