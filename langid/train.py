@@ -126,7 +126,7 @@ def source_examples(spec: str, hp: Hyperparameters, never: set[str]) -> pl.DataF
             group = group.sample(hp.max_pieces_per_language, seed=hp.seed)
         times = max(1, -(-hp.min_pieces_per_language // group.height))
         parts.append(pl.concat([group] * times))
-    return pl.concat(parts).with_columns(source=pl.lit(spec))
+    return pl.concat([examples.clear(), *parts]).with_columns(source=pl.lit(spec))  # a source all held out adds nothing
 
 
 def training_examples(sources: list[str], hp: Hyperparameters) -> pl.DataFrame:
