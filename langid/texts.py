@@ -12,6 +12,10 @@
   `BAYLING_GETTEXT_LOCALE`), real short text (menu items, messages, help) in about 150 locales. RESERVED FOR
   EVALUATION: nothing may be trained, calibrated or tuned on them (langid.train refuses them), so that they stay
   a test set that no model or threshold of ours has seen. See `load_gettext`.
+- `cldr:train`, `cldr:heldout`: CLDR locale data as shipped in the `babel` package (Unicode License v3): names of
+  languages, territories, scripts, currencies, units and time zones, months, days, eras, relative dates and the
+  words of list and unit patterns, in every locale babel has that maps to a FLORES-200 style code (`load_cldr`),
+  split by item key (`cldr_split`): a held-out item is held out in every locale.
 - a Parquet file with `text` and `lang` columns, or with pair columns (`src_text`, `src_lang`, `tgt_text`,
   `tgt_lang`, as in the builder's pair files), whose two sides are both used.
 """
@@ -22,6 +26,7 @@ import collections
 import functools
 import logging
 import os
+import re
 from pathlib import Path
 
 import polars as pl
@@ -30,6 +35,7 @@ import polars_hash  # noqa: F401  (registers the `nchash` namespace)
 from langid.scripts import script_fraction
 from pipelines.corpus import UDHR_PATH, load_udhr
 from pipelines.steps.normalize import normalize_text
+from schemas.language_codes import UnknownLanguageCode, to_flores
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +193,103 @@ def load_gettext(folder: Path | None = None, with_pivot: bool = False, per_langu
     log.info("gettext %s: %d texts in %d languages; %d texts under several languages dropped; skipped locales: %s",
              folder, frame.height, frame["lang"].n_unique(), ambiguous.height, skipped)  # fmt: skip
     return frame
+CLDR_SPLITS = ("train", "heldout")
+# Locale-data categories that hold words of the language. Patterns (dates, numbers) hold mostly symbols, symbols and
+# exemplar characters no words; narrow forms are single letters.
+CLDR_CATEGORIES = (
+    "languages", "territories", "scripts", "variants", "months", "days", "quarters", "eras", "day_periods",
+    "date_fields", "currency_names", "currency_names_plural", "unit_display_names", "unit_patterns",
+    "compound_unit_patterns", "meta_zones", "time_zones", "list_patterns", "measurement_systems",
+)  # fmt: skip
+# A string found in this many languages (or more) says nothing about which it is: names shared with English
+# ("Internet", "Canada"), values a sparse locale inherits from root, numerals.
+CLDR_SHARED_BY = 3
+# Where CLDR's likely script is not the one FLORES-200 (and the Firefox corpus) write the language in: Korean is
+# `Kore` (Hangul with Hanja) in CLDR, `kor_Hang` in FLORES-200.
+CLDR_CODE_FIXES = {"kor_Kore": "kor_Hang"}
+_PLACEHOLDER = re.compile(r"\{\d+\}|'")
+
+
+def cldr_locales() -> dict[str, str]:
+    """babel locale id -> FLORES-200 style code, for locales of a language alone or with a script (`sr_Latn`,
+    `zh_Hant`, `uz_Arab`); regional locales (`de_AT`) differ from their parent in a few strings and are left out.
+    Locales whose language has no code we can map (constructed languages such as `tok`) are skipped."""
+    import babel.localedata
+
+    mapped = {}
+    for locale in sorted(babel.localedata.locale_identifiers()):
+        parts = locale.split("_")
+        if locale == "root" or len(parts) > 2 or (len(parts) == 2 and not (len(parts[1]) == 4 and parts[1].istitle())):
+            continue
+        try:
+            code = to_flores(locale)
+        except UnknownLanguageCode:
+            continue
+        mapped[locale] = CLDR_CODE_FIXES.get(code, code)
+    return mapped
+
+
+def cldr_unmapped() -> list[str]:
+    """Language (and language_Script) locales of babel that no FLORES-style code could be found for."""
+    import babel.localedata
+
+    candidates = [i for i in babel.localedata.locale_identifiers() if i != "root" and (len(i.split("_")) == 1 or (len(i.split("_")) == 2 and i.split("_")[1].istitle() and len(i.split("_")[1]) == 4))]
+    return sorted(set(candidates) - set(cldr_locales()))
+
+
+def _flatten(value, path: str):
+    if isinstance(value, str):
+        yield path, value
+    elif hasattr(value, "keys"):
+        for key in value.keys():
+            if key == "narrow":
+                continue
+            try:
+                child = value[key]
+            except KeyError:  # an alias in the locale data to an entry the locale does not have
+                continue
+            yield from _flatten(child, f"{path}/{key}")
+
+
+@functools.cache
+def load_cldr_items() -> pl.DataFrame:
+    """(key, text, lang) of every word-bearing CLDR string of every mapped locale, placeholders (`{0}`) and quotes
+    removed, strings without a letter and strings in CLDR_SHARED_BY or more languages dropped."""
+    from babel import Locale
+
+    rows = []
+    for locale, lang in cldr_locales().items():
+        data = Locale.parse(locale)._data
+        for category in CLDR_CATEGORIES:
+            for key, text in _flatten(data[category] if category in data else {}, category):
+                rows.append((key, text, lang))
+    items = pl.DataFrame(rows, schema={"key": pl.String, "text": pl.String, "lang": pl.String}, orient="row")
+    items = items.with_columns(pl.col("text").str.replace_all(_PLACEHOLDER.pattern, "").str.replace_all(r"\s+", " ").str.strip_chars(" ,;:"))
+    items = items.filter(pl.col("text").str.contains(r"\p{L}") & (pl.col("text").str.len_chars() >= 2))
+    items = items.unique(["key", "text", "lang"]).sort(["lang", "key", "text"])
+    shared = items.group_by("text").agg(pl.col("lang").n_unique().alias("languages"))
+    return items.join(shared, on="text").filter(pl.col("languages") < CLDR_SHARED_BY).drop("languages")
+
+
+def cldr_split(key: pl.Expr) -> pl.Expr:
+    """The split of each CLDR item by its key (`languages/de`, `months/format/wide/3`), so the same in every
+    locale: 9 in 10 keys train, 1 held out (evaluation only)."""
+    return pl.when(key.nchash.xxh3_64() % 10 < 9).then(pl.lit("train")).otherwise(pl.lit("heldout"))
+
+
+def load_cldr(split: str) -> pl.DataFrame:
+    """(text, lang, key) of one split of the CLDR strings, each text once per language. A text of a held-out key
+    is held out under every key it has in its language (a month's name is both its `format` and `stand-alone`
+    form), so no held-out (text, lang) is in the train split."""
+    if split not in CLDR_SPLITS:
+        raise ValueError(f"unknown CLDR split {split!r}: use one of {', '.join(CLDR_SPLITS)}")
+    items = load_cldr_items().with_columns(split=cldr_split(pl.col("key")))
+    heldout = items.filter(pl.col("split") == "heldout").select("text", "lang").unique()
+    if split == "heldout":
+        items = items.filter(pl.col("split") == "heldout")
+    else:
+        items = items.join(heldout, on=["text", "lang"], how="anti")
+    return items.unique(["text", "lang"], keep="first", maintain_order=True).select("text", "lang", "key")
 
 
 UDHR_SPLITS = {"train": ["train"], "validation": ["validation"], "test": ["test"], "heldout": ["validation", "test"]}
@@ -230,6 +333,8 @@ def load_texts(spec: str) -> pl.DataFrame:
         if split != "heldout" or extra not in ("", "pivot"):
             raise ValueError(f"unknown text source {spec!r}: use gettext:heldout[+pivot] (the catalogs are held out as a whole)")
         frame = load_gettext(gettext_folder(), with_pivot=extra == "pivot")  # the folder by name: load_gettext caches by it
+    elif spec.startswith("cldr:"):
+        frame = load_cldr(spec.removeprefix("cldr:")).select("text", "lang")
     elif spec.startswith("firefox:"):
         split, _, extra = spec.removeprefix("firefox:").partition("+")
         if extra not in ("", "pivot"):

@@ -1,13 +1,23 @@
 """Train our own fastText language-ID model so that every language we build has a label.
 
-    python -m langid.train                                    # the embedded corpus, into langid/data/
+    python -m langid.train                                    # bayling-lid, into langid/data/bayling-lid-v2.ftz
+    python -m langid.train --data udhr:train+variants --output udhr-lid.ftz   # UDHR alone, as udhr-lid v1
     python -m langid.train --data udhr:train+variants --data pairs.parquet --output my-lid.ftz
 
-Training text is the UDHR train split (articles 0-24 of every declaration) by default, plus any (text, lang) or
-pair Parquet; text that equals a held-out UDHR paragraph (articles 25-30) is always dropped, so the held-out
-articles stay clean for evaluation. Paragraphs are cut into sentence-sized pieces, and languages with few pieces
-are repeated up to a floor so that every label gets trained. The model is quantized to a small .ftz; a JSON card
-beside it records the training data (with sha256), the hyper-parameters and the per-language counts.
+Training text comes from several genres by default (DEFAULT_SOURCES): the UDHR train split (articles 0-24 of every
+declaration: long legal paragraphs, 459 languages), the Firefox UI strings of the train split with their English
+side (short strings, 96 languages) and CLDR locale data from babel (names, months, units: very short, some 350
+languages), plus any (text, lang) or pair Parquet given with --data. Text of the held-out and calibration splits
+(NEVER_TRAINED_ON: UDHR articles 25-30, Firefox's calibration and held-out strings, CLDR's held-out keys) is always
+dropped, in every language, so evaluation and thresholds stay clean.
+
+Long texts are cut into sentence-sized pieces and also into clauses (short text for the many languages only the
+UDHR has). Each source is balanced on its own: a language with more pieces than max_pieces_per_language is sampled
+down (so a few big locales do not drown the others, nor UI strings the UDHR paragraphs), one with fewer than
+min_pieces_per_language is repeated up to it (so every label gets trained). A language that only a later source
+has gets a label only with min_texts_new_language texts. The model is quantized to a small .ftz; a JSON card beside
+it records the command, every source (sha256, license, examples), the hyper-parameters and the per-language counts.
+One thread and a fixed seed: the same data give the same model, byte for byte.
 fastText can end in NaN (too high a learning rate; on tiny data also by chance): training is then retried,
 every second time with half the learning rate.
 """
@@ -20,18 +30,32 @@ import json
 import logging
 import os
 import re
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
 
-from langid.models import OWN_MODEL_PATH
+from langid.models import MODEL_PATHS
 from langid.texts import load_texts
 
 log = logging.getLogger(__name__)
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;:।॥။።。？！؟])\s+")
+
+
+# One label per language: where two sources name the same language by different codes of one macrolanguage (the
+# UDHR's Standard Estonian `ekk`, Firefox's and CLDR's Estonian `est`), the FLORES-200 code wins, else the UDHR's.
+LABEL_MERGES = {
+    "ekk_Latn": "est_Latn", "gug_Latn": "grn_Latn", "src_Latn": "srd_Latn", "fil_Latn": "tgl_Latn",
+    "aka_Latn": "twi_Latn", "zha_Latn": "zyb_Latn",
+}  # fmt: skip
+# Text that is never trained on, whatever the sources: the held-out splits (evaluation) and Firefox's calibration
+# split (thresholds), in every language (matched by text).
+NEVER_TRAINED_ON = ("udhr:heldout+variants", "firefox:calibration+pivot", "firefox:heldout+pivot", "cldr:heldout")
+DEFAULT_SOURCES = ["udhr:train+variants", "firefox:train+pivot", "cldr:train"]
+_CLAUSE_END = re.compile(r"(?<=[.!?;:,،؛।॥။።።፣፤。？！，、；：؟])\s*")
 
 
 @dataclass
@@ -47,9 +71,13 @@ class Hyperparameters:
     loss: str = "softmax"
     thread: int = 1  # one thread: the same data and seed give the same model
     seed: int = 0
-    min_pieces_per_language: int = 60  # languages with fewer training pieces are repeated up to this
+    min_pieces_per_language: int = 60  # a source's languages with fewer pieces are repeated up to this
+    max_pieces_per_language: int = 1500  # a source's languages with more are sampled down to this
     max_piece_chars: int = 200
-    quantize_cutoff: int = 50_000  # keeps the .ftz near 2 MB; held-out macro-F1 is no lower than unquantized
+    min_clause_chars: int = 15  # clauses of long texts (UDHR paragraphs) are trained on too, as short text
+    max_clause_chars: int = 100
+    min_texts_new_language: int = 200  # a language only a secondary source (CLDR) has needs this many texts
+    quantize_cutoff: int = 100_000
 
 
 def pieces(text: str, max_chars: int) -> list[str]:
@@ -71,19 +99,58 @@ def pieces(text: str, max_chars: int) -> list[str]:
     return [p for p in out if p]
 
 
+def clauses(text: str, min_chars: int, max_chars: int) -> list[str]:
+    """The clauses of a long text (cut at sentence and clause punctuation) of min_chars..max_chars: the short text
+    (UI strings, subtitles) a language that only the UDHR has would otherwise never be trained on."""
+    if len(text) <= max_chars:
+        return []
+    parts = (p.strip() for p in _CLAUSE_END.split(text.replace("\n", " ")))
+    return [p for p in parts if min_chars <= len(p) <= max_chars]
+
+
+def source_examples(spec: str, hp: Hyperparameters, never: set[str]) -> pl.DataFrame:
+    """(text, lang) pieces of one source: held-out text dropped, pieces and clauses cut, each language sampled down
+    to max_pieces_per_language and repeated up to min_pieces_per_language."""
+    texts = load_texts(spec).unique(maintain_order=True).filter(~pl.col("text").is_in(list(never)))
+    texts = texts.with_columns(pl.col("lang").replace(LABEL_MERGES))
+    rows = [
+        (piece, lang)
+        for text, lang in texts.iter_rows()
+        for piece in pieces(text, hp.max_piece_chars) + clauses(text, hp.min_clause_chars, hp.max_clause_chars)
+    ]
+    examples = pl.DataFrame(rows, schema={"text": pl.String, "lang": pl.String}, orient="row")
+    examples = examples.filter(~pl.col("text").is_in(list(never))).unique(maintain_order=True)
+    parts = []
+    for (lang,), group in examples.group_by("lang", maintain_order=True):
+        if group.height > hp.max_pieces_per_language:
+            group = group.sample(hp.max_pieces_per_language, seed=hp.seed)
+        times = max(1, -(-hp.min_pieces_per_language // group.height))
+        parts.append(pl.concat([group] * times))
+    return pl.concat([examples.clear(), *parts]).with_columns(source=pl.lit(spec))  # a source all held out adds nothing
+
+
 def training_examples(sources: list[str], hp: Hyperparameters) -> pl.DataFrame:
-    """(text, lang) training pieces from all sources, held-out text removed, small languages repeated."""
+    """(text, lang) training pieces from all sources, held-out text removed, each source's languages balanced.
+    The first source names the languages every other source may add to; a language no source before has gets a
+    label only with min_texts_new_language distinct texts (a few CLDR month names are not enough to learn from)."""
     if held_out := [s for s in sources if s.startswith("gettext:")]:
         raise ValueError(f"cannot train on {', '.join(held_out)}: the gettext catalogs are reserved for evaluation (see langid.texts)")
-    heldout = set(load_texts("udhr:heldout+variants")["text"].to_list())
-    frames = [load_texts(spec) for spec in sources]
-    texts = pl.concat(frames).unique(maintain_order=True).filter(~pl.col("text").is_in(list(heldout)))
-    rows = [(piece, lang) for text, lang in texts.iter_rows() for piece in pieces(text, hp.max_piece_chars)]
-    examples = pl.DataFrame(rows, schema={"text": pl.String, "lang": pl.String}, orient="row")
-    counts = examples.group_by("lang").len()
-    repeat = counts.with_columns(times=(hp.min_pieces_per_language / pl.col("len")).ceil().cast(pl.Int64).clip(1))
-    examples = examples.join(repeat.select("lang", "times"), on="lang")
-    examples = examples.select(pl.col("text").repeat_by("times").explode(), pl.col("lang").repeat_by("times").explode())
+    never = set()
+    for spec in NEVER_TRAINED_ON:
+        try:
+            never.update(load_texts(spec)["text"].to_list())
+        except FileNotFoundError as e:  # no Firefox corpus here: nothing of it can be trained on either
+            log.warning("%s", e)
+    frames, known = [], set()
+    for spec in sources:
+        examples = source_examples(spec, hp, never)
+        if known:
+            distinct = examples.unique("text").group_by("lang").len()
+            enough = distinct.filter(pl.col("len") >= hp.min_texts_new_language)["lang"].to_list()
+            examples = examples.filter(pl.col("lang").is_in(list(known | set(enough))))
+        known |= set(examples["lang"].unique().to_list())
+        frames.append(examples)
+    examples = pl.concat(frames)
     return examples.sample(fraction=1.0, shuffle=True, seed=hp.seed)
 
 
@@ -115,34 +182,66 @@ def train_robust(train_file: Path, hp: Hyperparameters, max_attempts: int = 12):
 _FASTTEXT_PARAMS = {"dim", "epoch", "lr", "minn", "maxn", "wordNgrams", "minCount", "bucket", "loss", "thread", "seed"}
 
 
-def sha256_of(spec: str) -> str:
+CLDR_LICENSE = "Unicode License v3 (CLDR data, as shipped in the babel package, BSD-3-Clause)"
+FIREFOX_LICENSE = "MPL-2.0 (Mozilla Firefox localization communities)"
+
+
+def _sha256_of_files(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{path.name}\t{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def provenance(spec: str) -> dict:
+    """Where a source's text comes from: the sha256 of its file (for a folder or a package's data files, of the
+    list of `name<TAB>sha256` lines, sorted by name) and its license."""
     if spec.startswith("udhr:"):
-        from pipelines.corpus import UDHR_PATH
+        from pipelines.corpus import UDHR_PATH, udhr_provenance
 
-        spec = str(UDHR_PATH)
-    return hashlib.sha256(Path(spec).read_bytes()).hexdigest()
+        return {"sha256": hashlib.sha256(UDHR_PATH.read_bytes()).hexdigest(), "license": udhr_provenance(UDHR_PATH)["license"]}
+    if spec.startswith("firefox:"):
+        from langid.texts import firefox_folder
+
+        return {"sha256": _sha256_of_files(sorted(firefox_folder().glob("*-eng_Latn.parquet"))), "license": FIREFOX_LICENSE}
+    if spec.startswith("cldr:"):
+        import babel
+        import babel.localedata
+
+        files = sorted(Path(babel.localedata._dirname).glob("*.dat"))
+        return {"sha256": _sha256_of_files(files), "license": CLDR_LICENSE, "package": f"babel=={babel.__version__}"}
+    return {"sha256": hashlib.sha256(Path(spec).read_bytes()).hexdigest()}
 
 
-def train(sources: list[str], output: Path, hp: Hyperparameters, quantize: bool = True) -> dict:
+def train(sources: list[str], output: Path, hp: Hyperparameters, quantize: bool = True, command: str | None = None) -> dict:
     examples = training_examples(sources, hp)
     with tempfile.TemporaryDirectory() as tmp:
         train_file = Path(tmp) / "train.txt"
         write_fasttext_file(examples, train_file)
+        train_file_sha256 = hashlib.sha256(train_file.read_bytes()).hexdigest()
         model, lr = train_robust(train_file, hp)
         if quantize:
             model.quantize(input=str(train_file), qnorm=True, retrain=True, cutoff=hp.quantize_cutoff, epoch=max(1, hp.epoch // 5), lr=lr)
         output.parent.mkdir(parents=True, exist_ok=True)
         model.save_model(str(output))
     counts = dict(examples.group_by("lang").len().sort("lang").iter_rows())
+    per_source = examples.group_by("source").agg(examples=pl.len(), languages=pl.col("lang").n_unique())
+    per_source = {row["source"]: row for row in per_source.to_dicts()}
     card = {
         "model": output.name,
         "sha256": hashlib.sha256(output.read_bytes()).hexdigest(),
         "labels": len(model.get_labels()),
-        "training_data": [{"source": s, "sha256": sha256_of(s)} for s in sources],
-        "heldout": "UDHR articles 25-30 of every declaration are never trained on",
+        "command": command,
+        "training_data": [
+            {"source": s, **provenance(s), "examples": per_source[s]["examples"], "languages": per_source[s]["languages"]} for s in sources
+        ],
+        "heldout": "never trained on (by text, in every language): " + ", ".join(NEVER_TRAINED_ON)
+        + "; UDHR articles 25-30, Firefox strings and CLDR keys of the held-out splits",
+        "label_merges": LABEL_MERGES,
         "hyperparameters": {**asdict(hp), "lr_used": lr},
         "quantized": quantize,
         "examples": examples.height,
+        "training_file_sha256": train_file_sha256,  # the same data (and thread=1, seed) give the same model
         "examples_per_language": counts,
     }
     output.with_suffix(".json").write_text(json.dumps(card, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -151,14 +250,15 @@ def train(sources: list[str], output: Path, hp: Hyperparameters, quantize: bool 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", action="append", help="text source (see langid.texts); repeatable (default: udhr:train+variants)")
-    parser.add_argument("--output", type=Path, default=OWN_MODEL_PATH)
+    parser.add_argument("--data", action="append", help=f"text source (see langid.texts); repeatable (default: {' '.join(DEFAULT_SOURCES)})")
+    parser.add_argument("--output", type=Path, default=MODEL_PATHS["bayling-lid"])
     parser.add_argument("--no-quantize", action="store_true")
     for name, value in asdict(Hyperparameters()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     args = parser.parse_args(argv)
     hp = Hyperparameters(**{name: getattr(args, name) for name in asdict(Hyperparameters())})
-    card = train(args.data or ["udhr:train+variants"], args.output, hp, quantize=not args.no_quantize)
+    command = " ".join(["python -m langid.train", *(argv if argv is not None else sys.argv[1:])])
+    card = train(args.data or DEFAULT_SOURCES, args.output, hp, quantize=not args.no_quantize, command=command)
     size = args.output.stat().st_size
     print(f"wrote {args.output} ({size / 1e6:.1f} MB): {card['labels']} languages, {card['examples']} training pieces, lr {card['hyperparameters']['lr_used']}")
 

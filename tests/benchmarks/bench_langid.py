@@ -5,7 +5,8 @@
 Sentences: 60-100 character pieces of the embedded corpus in the languages lid.176 knows (so that every sentence
 is predicted by the model in each variant), each labelled with its language.
 Measured, best of --repeats, single process:
-  bare      fastText batch prediction (model.predict on the list, k=1), for each model;
+  bare      fastText batch prediction (model.predict on the list, k=1), for each model (lid176, and our udhr-lid
+            and bayling-lid);
   langid    LanguageIdentifier.check with lid.176 alone: both checks, code mapping, per-language thresholds;
   pipeline  LanguageIdentifier.check with the pipeline's default models (lid176 asked first, udhr-lid for what it is
             not sure of);
@@ -58,7 +59,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    models = {spec: FastTextModel.load(spec) for spec in ("lid176", "udhr-lid")}
+    models = {spec: FastTextModel.load(spec) for spec in ("lid176", "udhr-lid", "bayling-lid")}
     lid176_only = LanguageIdentifier([ModelCheck(models["lid176"], Thresholds.for_model(models["lid176"]))])
     # only languages lid.176 knows: every sentence then goes through the model on both sides of the comparison
     data = sentences(args.sentences * 3).filter(pl.col("lang").map_elements(lid176_only.covers, return_dtype=pl.Boolean))
