@@ -53,7 +53,7 @@ HUB_MODELS = {
     "openlid": "hf://laurievb/OpenLID/model.bin",
     "nllb-lid218e": "hf://facebook/fasttext-language-identification/model.bin",
 }
-DEFAULT_MODELS = "udhr-lid,lid176"
+DEFAULT_MODELS = "bayling-lid,lid176"
 
 
 class ModelNotFound(FileNotFoundError):

