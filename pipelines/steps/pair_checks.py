@@ -28,6 +28,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import regex
 
 from langid.tokens import MARKUP, NUMBER, PLACEHOLDER, URL
 from pipelines.steps.base import BatchFilter, RemovedRows
@@ -141,8 +142,14 @@ _TRIGGER = r"\p{Nd}|[%{$&<@]|://|www\."
 
 def _unicode_digits() -> tuple[list[str], list[str]]:
     """Every non-ASCII decimal digit (Arabic-Indic, Devanagari, Bengali, Thai, full-width, ...) and its ASCII digit."""
-    digits = [chr(c) for c in range(0x80, sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Nd"]
+    every = "".join(map(chr, range(0x80, 0xD800))) + "".join(map(chr, range(0xE000, sys.maxunicode + 1)))
+    # one pass of the regex engine, then Python's own category of the few it finds (the two Unicode versions differ)
+    digits = [c for c in regex.findall(r"\p{Nd}", every) if unicodedata.category(c) == "Nd"]
     return digits, [str(unicodedata.digit(c)) for c in digits]
+
+
+# Once per process, at import: the local executor's workers fork from a process that imported this module
+UNICODE_DIGITS = _unicode_digits()
 
 
 _NORMALIZE = {
@@ -181,7 +188,7 @@ class TokenCheck(BatchFilter):
         if unknown:
             raise ValueError(f"unknown token kinds {sorted(unknown)} (expected some of {', '.join(TOKEN_KINDS)})")
         self.kinds = [k for k in TOKEN_KINDS if k in kinds]  # urls and placeholders come out before the numbers
-        self.digits = _unicode_digits()
+        self.digits = UNICODE_DIGITS
 
     def _ascii_digits(self, texts: pl.Series) -> pl.Series:
         other = texts.str.contains(r"[\p{Nd}--0-9]")
