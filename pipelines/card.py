@@ -94,6 +94,13 @@ def write_chart(path: Path, manifest: dict) -> Path:
     right.set_title("Instructions per direction")
     right.invert_yaxis()
     fig.tight_layout()
+    return save_chart(fig, path)
+
+
+def save_chart(fig, path: Path) -> Path:
+    """Write a matplotlib figure as a PNG under a temporary name, then move it into place."""
+    import matplotlib.pyplot as plt
+
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})  # no version stamp: the same bytes each build
     plt.close(fig)

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 if __package__ in (None, ""):  # run as `python pipelines/quality_report.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipelines.card import save_chart
 from schemas.language_codes import language_name
 
 QUALITY_JSON, QUALITY_MD, QUALITY_CHART = "quality.json", "quality.md", "quality.png"
@@ -369,11 +370,7 @@ def write_quality_chart(path: Path, report: dict) -> Path:
     else:
         ax.text(0.5, 0.5, "nothing was removed", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})  # no version stamp: the same bytes each build
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_chart(fig, path)
 
 
 def write_text(path: Path, text: str) -> Path:
