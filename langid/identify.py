@@ -70,19 +70,6 @@ class ModelCheck:
 
         return against, said
 
-    def ask(self, texts: list[str], lang: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """For each text: confirmed, against (see `doubts`; False where confirmed) and what the model said."""
-        confirmed = self.confirms(texts, lang)
-        against = np.zeros(len(texts), dtype=bool)
-        said = [""] * len(texts)
-        doubted = np.flatnonzero(~confirmed)
-        if len(doubted):
-            found, what = self.doubts([texts[i] for i in doubted], lang)
-            against[doubted] = found
-            for j, i in enumerate(doubted):
-                said[i] = what(j)
-        return confirmed, against, said
-
 
 @dataclass
 class SideVerdict:

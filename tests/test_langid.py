@@ -102,7 +102,8 @@ def test_a_model_that_confirms_overrules_one_that_doubts(lid176):
     sure = Thresholds(reject_pooled=[1.0, 1.0, 1.0, 1.0])
     both = LanguageIdentifier([ModelCheck(udhr_lid, sure), ModelCheck(lid176, sure)])
     texts = load_texts_of("deu_Latn", 200)
-    (confirmed_a, against_a, _), (confirmed_b, against_b, _) = [check.ask(texts, "deu_Latn") for check in both.checks]
+    (confirmed_a, confirmed_b) = [check.confirms(texts, "deu_Latn") for check in both.checks]
+    (against_a, _), (against_b, _) = [check.doubts(texts, "deu_Latn") for check in both.checks]  # a confirmed text has margin 0
     expected = confirmed_a | confirmed_b | ~(against_a | against_b)  # rejected only on evidence nobody overrules
     assert (confirmed_a & against_b).any() or (confirmed_b & against_a).any()  # the case this test is about occurs
     assert both.check(texts, "deu_Latn").passed.tolist() == expected.tolist()
@@ -148,7 +149,7 @@ def test_macrolanguage_labels_accept_their_members(lid176):
     check = ModelCheck(lid176, Thresholds())
     text = "يولد جميع الناس أحرارًا متساوين في الكرامة والحقوق. وقد وهبوا عقلاً وضميرًا"
     assert check.covers("arb_Arab") and not check.knows_exactly("ary_Arab")
-    assert check.ask([text], "arb_Arab")[0].tolist() == [True]
+    assert check.confirms([text], "arb_Arab").tolist() == [True]
 
 
 def test_languages_without_a_label_are_checked_by_script(lid176):
