@@ -250,7 +250,12 @@ def write_card(folder: Path, manifest: dict, quality_section: str = "") -> Path:
     removed rows); `quality_section` as for `card_text`."""
     path = Path(folder) / CARD_NAME
     text = "---\n" + yaml.safe_dump(front_matter(manifest), sort_keys=False, allow_unicode=True) + "---\n" + card_text(manifest, (Path(folder) / "recipe.yaml").read_text(encoding="utf-8"), quality_section)
-    tmp = path.with_name(f".{CARD_NAME}.tmp")
+    return save_text(path, text)
+
+
+def save_text(path: Path, text: str) -> Path:
+    """Write a text file under a temporary name, then move it into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -35,7 +34,7 @@ import pyarrow.parquet as pq
 if __package__ in (None, ""):  # run as `python pipelines/quality_report.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.card import save_chart
+from pipelines.card import save_chart, save_text
 from schemas.language_codes import language_name
 
 QUALITY_JSON, QUALITY_MD, QUALITY_CHART = "quality.json", "quality.md", "quality.png"
@@ -373,19 +372,12 @@ def write_quality_chart(path: Path, report: dict) -> Path:
     return save_chart(fig, path)
 
 
-def write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def write_quality(folder: Path, report: dict) -> list[Path]:
     """quality.json, quality.md and quality.png in the version folder."""
     folder = Path(folder)
     return [
-        write_text(folder / QUALITY_JSON, json.dumps(report, indent=1, ensure_ascii=False) + "\n"),
-        write_text(folder / QUALITY_MD, markdown(report)),
+        save_text(folder / QUALITY_JSON, json.dumps(report, indent=1, ensure_ascii=False) + "\n"),
+        save_text(folder / QUALITY_MD, markdown(report)),
         write_quality_chart(folder / QUALITY_CHART, report),
     ]
 
