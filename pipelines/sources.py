@@ -209,6 +209,8 @@ class TableSource(PairSource):
         self._contents: dict[str, tuple[set[str], bool]] = {}
         for path in self.files():
             frame = self._scan(path).select("src_lang", "tgt_lang").unique().collect()
+            if frame.is_empty():  # a header alone (or an empty file) would leave the build with nothing to make
+                raise SourceError(f"source {self.name}: {path} has no rows")
             codes = {c: to_flores(c) for c in set(frame["src_lang"]) | set(frame["tgt_lang"])}
             frame = frame.with_columns(pl.col("src_lang", "tgt_lang").replace_strict(codes), src_text=pl.lit(""), tgt_text=pl.lit(""))
             oriented = orient(frame, keep_unpaired=True)
