@@ -22,7 +22,7 @@ from pydantic import AfterValidator, Field
 from langid.models import DEFAULT_MODELS
 from langid.thresholds import FLOOR, NEVER
 from pipelines.sources import PAIR_SOURCES, HubEvalSet, InstructionSource, PairSource
-from schemas.config import STRICT_KEYS, ConfigError, check, key_path, read_yaml, suggest
+from schemas.config import STRICT_KEYS, ConfigError, check, key_path, located, read_yaml
 from schemas.language_codes import LanguageCode
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
@@ -84,6 +84,11 @@ def loadable_length_table(path: str) -> str:
     return path
 
 
+TokenKinds = Annotated[list[str], AfterValidator(known_tokens)]
+EndMarks = Annotated[list[str], AfterValidator(known_end_punctuation)]
+Shares = Annotated[dict[str, float], AfterValidator(check_shares)]
+
+
 @dataclass
 class LengthCheck:
     """`length_ratio` (pipelines/steps/pair_checks.py): the log length ratio of a pair may be `max_deviation`
@@ -122,8 +127,8 @@ class Filters:
     # null: only the calibrated `length` check
     max_length_ratio: Annotated[float, Field(ge=1)] | None = None
     encoding: bool = True  # mojibake and U+FFFD (`encoding_check`)
-    tokens: Annotated[list[str], AfterValidator(known_tokens)] = field(default_factory=lambda: ["urls", "placeholders", "markup", "numbers"])  # must match (`token_check`)
-    end_punctuation: Annotated[list[str], AfterValidator(known_end_punctuation)] = field(default_factory=lambda: ["question", "exclamation", "ellipsis"])  # (`end_punctuation`)
+    tokens: TokenKinds = field(default_factory=lambda: ["urls", "placeholders", "markup", "numbers"])  # must match (`token_check`)
+    end_punctuation: EndMarks = field(default_factory=lambda: ["question", "exclamation", "ellipsis"])  # (`end_punctuation`)
     length: LengthCheck | None = field(default_factory=LengthCheck)  # null: off
     alignment: Alignment = field(default_factory=Alignment)
 
@@ -182,8 +187,9 @@ class Mixture:
     __pydantic_config__ = STRICT_KEYS
 
     total: Positive = 3_200_000
-    shares: Annotated[dict[str, float], AfterValidator(check_shares)] = field(default_factory=lambda: {"zh": 0.432, "en": 0.262, "cross_lingual": 0.306})
-    temperature: Annotated[float, Field(gt=0)] = 5.0  # cross-lingual budget per language proportional to n ** (1 / temperature)
+    shares: Shares = field(default_factory=lambda: {"zh": 0.432, "en": 0.262, "cross_lingual": 0.306})
+    # cross-lingual budget per language proportional to n ** (1 / temperature)
+    temperature: Annotated[float, Field(gt=0)] = 5.0
     cap_per_language: Count = 0  # 0: no cap
     floor_per_language: Count = 0
 
@@ -242,12 +248,13 @@ class Recipe:
 def _source(data, source: str, i: int) -> PairSource:
     where = ("parallel", i)
     if not isinstance(data, dict) or "type" not in data:
-        raise RecipeError(f"{source}: {key_path(where)}: a source needs a `type` ({', '.join(PAIR_SOURCES)})")
+        raise RecipeError(located(source, key_path(where), f"a source needs a `type` ({', '.join(PAIR_SOURCES)})"))
     kind = data["type"]
     if kind not in PAIR_SOURCES:
         close = difflib.get_close_matches(str(kind), list(PAIR_SOURCES), n=1)
         hint = f"did you mean {close[0]}? " if close else ""
-        raise RecipeError(f"{source}: {key_path(where)}.type: unknown source type {kind!r}; {hint}(expected one of {', '.join(PAIR_SOURCES)})")
+        message = f"unknown source type {kind!r}; {hint}(expected one of {', '.join(PAIR_SOURCES)})"
+        raise RecipeError(located(source, key_path((*where, "type")), message))
     fields = {k: v for k, v in data.items() if k != "type"}
     if kind in ("parquet", "jsonl", "tsv"):
         fields["format"] = kind
@@ -261,7 +268,8 @@ def _eval_set(data, source: str, i: int):
     if isinstance(data, str):
         return data
     if not isinstance(data, dict) or "hub" not in data:
-        raise RecipeError(f"{source}: {key_path(where)}: expected a file path or a Hub dataset ({{hub: org/name, revision: ..., splits: [dev, devtest]}}), got {data!r}")
+        message = f"expected a file path or a Hub dataset ({{hub: org/name, revision: ..., splits: [dev, devtest]}}), got {data!r}"
+        raise RecipeError(located(source, key_path(where), message))
     return check(HubEvalSet, data, source, where, RecipeError)
 
 
@@ -276,18 +284,18 @@ def parse(data: dict, source: str = "") -> Recipe:
     """A recipe from its YAML data, checked whole: every problem is a RecipeError naming `source` and the key."""
     source = source.rstrip(": ")
     if not isinstance(data, dict):
-        raise RecipeError(f"{source or 'recipe'}: the recipe must be a mapping")
+        raise RecipeError(located(source or "recipe", "", "the recipe must be a mapping"))
     if "path" in data:  # where the recipe was read from: not a key of the file
-        raise RecipeError(f"{source}: path: unknown key" if source else "path: unknown key")
+        raise RecipeError(located(source, "path", "unknown key (the recipe's path is where it was read from)"))
     lists = {key: data.get(key) or [] for key in ("parallel", "instructions")}
     for key, value in lists.items():
         if not isinstance(value, list):
-            raise RecipeError(f"{source}: {key}: expected a list, got {value!r}")
+            raise RecipeError(located(source, key, f"expected a list, got {value!r}"))
     recipe = check(Recipe, {k: v for k, v in data.items() if k not in lists}, source, (), RecipeError)
     recipe.parallel = [_source(s, source, i) for i, s in enumerate(lists["parallel"])]
     recipe.instructions = [_instruction_source(s, source, i) for i, s in enumerate(lists["instructions"])]
     if not recipe.parallel and not recipe.instructions:
-        raise RecipeError(f"{source}: parallel: a recipe needs at least one source (parallel or instructions)")
+        raise RecipeError(located(source, "parallel", "a recipe needs at least one source (parallel or instructions)"))
     recipe.decontamination.eval_sets = [_eval_set(e, source, i) for i, e in enumerate(recipe.decontamination.eval_sets)]
     return recipe
 
