@@ -48,6 +48,12 @@ def check_shares(shares: dict[str, float]) -> dict[str, float]:
     return shares
 
 
+def some_languages(languages: str | list[str]) -> str | list[str]:
+    if not languages:
+        raise ValueError("an empty list: give all, or at least one code")
+    return languages
+
+
 def check_segments(segments: list[int]) -> list[int]:
     if not (len(segments) == 2 and 2 <= segments[0] <= segments[1]):
         raise ValueError(f"expected [fewest, most] with 2 <= fewest <= most, got {segments!r}")
@@ -221,7 +227,7 @@ class Recipe:
     name: str
     description: str = ""
     seed: Count = 0
-    languages: typing.Literal["all"] | list[LanguageCode] = "all"
+    languages: Annotated[typing.Literal["all"] | list[LanguageCode], AfterValidator(some_languages)] = "all"
     parallel: list = field(default_factory=list)
     instructions: list = field(default_factory=list)
     pivot_join: bool = True

@@ -55,6 +55,7 @@ BUILD_CASES = [
      r"{recipe}: filters\.lenght: unknown key; did you mean filters\.length\?"),
     ("unknown-language-listed", lambda tsv: UDHR + "languages: [deu_Latn, xxq_Zzzz]\n", [],
      r"{recipe}: languages\[1\]: unknown language 'xxq'"),
+    ("empty-language-list", lambda tsv: UDHR + "languages: []\n", [], r"{recipe}: languages: an empty list"),
     ("max-length-ratio-option", lambda tsv: UDHR, ["--max-length-ratio", "-1"], r"--max-length-ratio: must be at least 1\.0, got -1\.0"),
     ("langid-threshold-option", lambda tsv: UDHR, ["--langid-threshold", "0"], r"--langid-threshold: must be at least 1\.0, got 0\.0"),
     ("empty-langs-option", lambda tsv: UDHR, ["--langs", ","], r"--langs: no language given in ','"),
