@@ -57,6 +57,7 @@ from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.pivot_join import PivotJoin
 from pipelines.steps.read_pairs import PairReader
 from pipelines.steps.write import PairWriter
+from schemas.config import set_key
 from schemas.language_codes import PIVOTS, UnknownLanguageCode, to_flores, unknown_code_error
 from schemas.records import stable_id
 
@@ -129,30 +130,28 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def apply_overrides(recipe: recipes.Recipe, args: argparse.Namespace) -> recipes.Recipe:
-    """Command-line options win over the recipe."""
+    """Command-line options win over the recipe; each is checked as the recipe's key is, and named as the option."""
     if args.langs is not None:
+        if not args.langs.replace(",", " ").split():
+            raise recipes.RecipeError(f"--langs: no language given in {args.langs!r} (expected all, or codes separated by commas)")
         recipe.languages = args.langs
-    if args.seed is not None:
-        recipe.seed = args.seed
-    overrides = {"langid_model": ("langid", "models"), "langid_threshold": ("langid", "threshold"),
-                 "min_script_fraction": ("langid", "min_script_fraction"), "max_length_ratio": ("filters", "max_length_ratio")}  # fmt: skip
-    for option, (section, key) in overrides.items():
+    overrides = {"seed": "seed", "langid_model": "langid.models", "langid_threshold": "langid.threshold",
+                 "min_script_fraction": "langid.min_script_fraction", "max_length_ratio": "filters.max_length_ratio",
+                 "shard_size": "shard_size"}  # fmt: skip
+    for option, key in overrides.items():
         if getattr(args, option) is not None:
-            setattr(getattr(recipe, section), key, getattr(args, option))
-    if args.shard_size is not None:
-        recipe.shard_size = args.shard_size
+            set_key(recipe, key, getattr(args, option), f"--{option.replace('_', '-')}", recipes.RecipeError, name_key=False)
     parse_size(recipe.shard_size, "--shard-size" if args.shard_size is not None else f"{recipe.path}: shard_size")
     if args.total is not None or args.share is not None:
         recipe.mixture = recipe.mixture or recipes.Mixture()
         if args.total is not None:
-            recipe.mixture.total = args.total
+            set_key(recipe, "mixture.total", args.total, "--total", recipes.RecipeError, name_key=False)
         if args.share is not None:
             try:
                 shares = {k.strip(): float(v) for k, v in (item.split("=") for item in args.share.split(","))}
             except ValueError:
                 raise recipes.RecipeError(f"--share: expected name=value pairs like zh=0.4,en=0.3,cross_lingual=0.3, got {args.share!r}") from None
-            recipes.validate_shares(shares, "--share")
-            recipe.mixture.shares = shares
+            set_key(recipe, "mixture.shares", shares, "--share", recipes.RecipeError, name_key=False)
     return recipe
 
 

@@ -37,7 +37,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from schemas.language_codes import PIVOTS, to_flores
+from schemas.config import STRICT_KEYS
+from schemas.language_codes import PIVOTS, LanguageCode, to_flores
 from schemas.records import CHAT_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, stable_id, stable_ids
 
 BATCH_ROWS = 50_000
@@ -90,8 +91,10 @@ def _unpaired_languages(a: str, b: str) -> bool:
 
 @dataclass
 class PairSource:
-    """Base of the parallel-text adapters. `name` tags every row's `source` column."""
+    """Base of the parallel-text adapters. `name` tags every row's `source` column. A recipe's entry is checked
+    against the fields' annotations (schemas.config)."""
 
+    __pydantic_config__ = STRICT_KEYS
     name: str = ""
     split: str = "train"
 
@@ -154,9 +157,9 @@ class TableSource(PairSource):
 
     format: str = "parquet"
     path: str = ""
-    columns: dict = field(default_factory=dict)  # our name -> the file's column name
-    src_lang: str | None = None
-    tgt_lang: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)  # our name -> the file's column name
+    src_lang: LanguageCode | None = None
+    tgt_lang: LanguageCode | None = None
     license: str = ""
 
     def files(self) -> list[str]:
@@ -206,6 +209,8 @@ class TableSource(PairSource):
         self._contents: dict[str, tuple[set[str], bool]] = {}
         for path in self.files():
             frame = self._scan(path).select("src_lang", "tgt_lang").unique().collect()
+            if frame.is_empty():  # a header alone (or an empty file) would leave the build with nothing to make
+                raise SourceError(f"source {self.name}: {path} has no rows")
             codes = {c: to_flores(c) for c in set(frame["src_lang"]) | set(frame["tgt_lang"])}
             frame = frame.with_columns(pl.col("src_lang", "tgt_lang").replace_strict(codes), src_text=pl.lit(""), tgt_text=pl.lit(""))
             oriented = orient(frame, keep_unpaired=True)
@@ -238,7 +243,7 @@ class TableSource(PairSource):
 class MosesSource(PairSource):
     """Line-aligned plain text: `files: {deu_Latn: corpus.de, eng_Latn: corpus.en}` (two files)."""
 
-    files: dict = field(default_factory=dict)
+    files: dict[LanguageCode, str] = field(default_factory=dict)
     license: str = ""
 
     def _langs(self) -> list[str]:
@@ -329,7 +334,7 @@ class GettextSource(PairSource):
     """A gettext .po or .mo catalog: msgid (English) -> msgstr (`lang`); untranslated and fuzzy entries are skipped."""
 
     path: str = ""
-    lang: str = ""
+    lang: LanguageCode = ""
     license: str = ""
 
     def languages(self):
@@ -421,9 +426,9 @@ class HubSource(PairSource):
     config: str | None = None
     revision: str = "main"
     hub_split: str = ""
-    columns: dict = field(default_factory=dict)
-    src_lang: str = ""
-    tgt_lang: str = ""
+    columns: dict[str, str] = field(default_factory=dict)
+    src_lang: LanguageCode = ""
+    tgt_lang: LanguageCode = ""
     license: str = ""
     preset: str = ""
     configs: typing.Any = None
@@ -609,6 +614,8 @@ class HubEvalSet:
     as `revision:`) does not fetch it again. `optional`: if it cannot be reached (offline, gated without a token),
     the build goes on without it and the manifest says so."""
 
+    __pydantic_config__ = STRICT_KEYS
+
     hub: str = ""
     revision: str = "main"
     splits: list = field(default_factory=lambda: ["dev", "devtest"])
@@ -682,9 +689,11 @@ def _chat_table(messages: list[list[dict]], langs: list[str], source_ids: list[s
 class InstructionSource:
     """Instruction rows in one of the common formats, all in language `lang` (or a `lang` field per row)."""
 
-    format: str = "messages"
+    __pydantic_config__ = STRICT_KEYS
+
+    format: typing.Literal["alpaca", "sharegpt", "belle", "messages"] = "messages"
     path: str = ""
-    lang: str | None = None
+    lang: LanguageCode | None = None
     name: str = ""
     license: str = ""
 

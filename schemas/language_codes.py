@@ -10,8 +10,10 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+from typing import Annotated
 
 import langcodes
+from pydantic import AfterValidator
 
 PIVOTS = ("eng_Latn", "zho_Hans")
 
@@ -118,6 +120,21 @@ def to_flores(code: str, script: str | None = None) -> str:
     if not script:
         raise UnknownLanguageCode(f"cannot tell the script of {code!r}: give it as <language>_<Script>, e.g. {alpha3}_Latn")
     return f"{language}_{script}"
+
+
+def check_code(code: str) -> str:
+    """`code` as it is, if to_flores reads it and its script is an ISO 15924 code; else UnknownLanguageCode
+    (a ValueError, so the configuration validator names the key it came from)."""
+    flores = to_flores(code)
+    script = flores.split("_")[1]
+    if not langcodes.Language.get(f"und-{script}").is_valid():
+        raise unknown_code_error(code, FLORES200, what=f"script {script!r} in language code")
+    return code
+
+
+# A field that holds a language code in any form to_flores reads (schemas.config checks it when a file is loaded;
+# the value is kept as written).
+LanguageCode = Annotated[str, AfterValidator(check_code)]
 
 
 def from_lid176_label(label: str) -> str:

@@ -165,12 +165,12 @@ def test_hub_entries_are_validated_with_the_key_named():
         ({"type": "hub", "preset": "opus-100"}, r"parallel\[0\]: .*a preset needs `configs:`"),
         ({"type": "hub", "preset": "opus-100", "configs": "some"}, r"parallel\[0\]: .*configs: expected all or a list"),
         ({"type": "hub", "repo": "org/data"}, r"parallel\[0\]: .*needs src_lang, tgt_lang, columns.src_text, columns.tgt_text"),
-        ({"type": "hub", "preset": "nllb", "configs": "all", "revison": "main"}, r"parallel\[0\]\.revison: unknown key; did you mean revision"),
+        ({"type": "hub", "preset": "nllb", "configs": "all", "revison": "main"}, r"parallel\[0\]\.revison: unknown key; did you mean parallel\[0\]\.revision\?"),
     ]
     for source, message in cases:
         with pytest.raises(recipes.RecipeError, match=message):
             recipes.parse({"name": "r", "parallel": [source]})
-    with pytest.raises(recipes.RecipeError, match=r"decontamination.eval_sets\[1\].split: unknown key; did you mean splits"):
+    with pytest.raises(recipes.RecipeError, match=r"decontamination.eval_sets\[1\].split: unknown key; did you mean decontamination.eval_sets\[1\].splits\?"):
         recipes.parse({"name": "r", "parallel": [{"type": "udhr"}], "decontamination": {"eval_sets": ["a.txt", {"hub": "o/f", "split": ["dev"]}]}})
     with pytest.raises(recipes.RecipeError, match=r"decontamination.eval_sets\[0\]: expected a file path or a Hub dataset"):
         recipes.parse({"name": "r", "parallel": [{"type": "udhr"}], "decontamination": {"eval_sets": [{"path": "x"}]}})

@@ -40,13 +40,17 @@ def test_config_yaml_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["optimizer.lrr=1"], "optimizer.lrr: unknown key; did you mean lr?"),
-        (["optimiser.lr=1"], "'optimiser': unknown section; did you mean optimizer?"),
+        (["optimizer.lrr=1"], "command line: optimizer.lrr: unknown key; did you mean optimizer.lr?"),
+        (["optimiser.lr=1"], "command line: optimiser: unknown key; did you mean optimizer?"),
         (["training.steps=many"], "training.steps: expected an integer, got 'many'"),
         (["training.steps=0"], "training.steps: must be at least 1"),
         (["data.chat_format=llama4"], "data.chat_format: 'llama4' is not one of"),
-        (["data.shuffle_windw=3"], "data.shuffle_windw: unknown key; did you mean shuffle_window"),
+        (["data.shuffle_windw=3"], "data.shuffle_windw: unknown key; did you mean data.shuffle_window"),
         (["--training.steps"], "--training.steps needs a value"),
+        (["optimizer.beta2=1"], "command line: optimizer.beta2: must be below 1"),
+        (["training.device=tpu"], "command line: training.device: 'tpu' is not one of 'auto', 'cuda' or 'cpu'"),
+        (["training.max_nonfinite_steps=-1"], "command line: training.max_nonfinite_steps: must be at least 0"),
+        (["model.config=3"], "command line: model.config: expected a mapping, got 3"),
     ],
 )
 def test_config_errors_name_the_key(overrides, message):
@@ -58,7 +62,7 @@ def test_config_errors_name_the_key(overrides, message):
 def test_config_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  name_or_path: x\ntraining:\n  stpes: 3\n")
-    with pytest.raises(config_module.ConfigError, match=r"bad.yaml: training.stpes: unknown key; did you mean steps\?"):
+    with pytest.raises(config_module.ConfigError, match=r"bad.yaml: training.stpes: unknown key; did you mean training.steps\?"):
         config_module.load(bad)
 
 
@@ -148,7 +152,7 @@ def test_torchrun_trains_checkpoints_resumes_and_exports(small_build, tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("training.stesp=3", "command line: training.stesp: unknown key; did you mean steps?"),
+        ("training.stesp=3", "command line: training.stesp: unknown key; did you mean training.steps?"),
         ("data.path=no/such/build", "data.path: no/such/build is not a folder"),
     ],
 )

@@ -24,24 +24,31 @@ import os
 import re
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator, Literal
 
 import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from pydantic import Field
+
+from schemas.config import STRICT_KEYS_NUMBERS_AS_TEXT, check
 from training.chat_format import FORMATS, IGNORE_INDEX, check_messages, encode_batch
 from training.packing import Packer, collate
 
 STATE_VERSION = 1
 HUB_PREFIX = "hf://datasets/"
+ChatFormat = Literal[FORMATS]
+Positive = Annotated[int, Field(ge=1)]
 
 
 @dataclass
 class DataConfig:
-    """The `data` section of a training config."""
+    """The `data` section of a training config (its values are checked by schemas.config, as annotated)."""
+
+    __pydantic_config__ = STRICT_KEYS_NUMBERS_AS_TEXT
 
     # A local dataset version (the folder with data/), a glob of Parquet files, or hf://datasets/<org>/<name>@<revision>
     path: str = ""
@@ -50,39 +57,25 @@ class DataConfig:
     # configs named (comma-separated folder names or globs: "zh,en", "deu_Latn", "*_*")
     config: str | None = None
     messages_column: str = "messages"
-    chat_format: str = "auto"  # auto (the tokenizer's chat template) | bayling-llama2 | bayling-llama3
-    max_length: str = "truncate"  # rows longer than seq_len: truncate | drop (both counted in stats())
+    chat_format: ChatFormat = "auto"  # auto (the tokenizer's chat template) | bayling-llama2 | bayling-llama3
+    max_length: Literal["truncate", "drop"] = "truncate"  # rows longer than seq_len (both counted in stats())
     shuffle: bool = True
-    shuffle_window: int = 10_000  # rows shuffled together within a rank
-    pack_buffer: int = 256  # rows the packer chooses from
-    epochs: int | None = None  # None: repeat for ever (the trainer stops after its steps)
-    encode_batch: int = 512  # rows formatted and tokenized together
+    shuffle_window: Positive = 10_000  # rows shuffled together within a rank
+    pack_buffer: Positive = 256  # rows the packer chooses from
+    epochs: Positive | None = None  # None: repeat for ever (the trainer stops after its steps)
+    encode_batch: Positive = 512  # rows formatted and tokenized together
     # Processes that format and tokenize rows (in order, so the batches do not depend on it); 0: in the training
     # process, where a fast tokenizer still spreads each batch over its own threads.
-    workers: int = 0
+    workers: Annotated[int, Field(ge=0)] = 0
 
     def validate(self) -> None:
+        """What a complete config needs beyond its values' types and ranges."""
         if not self.path:
             raise ValueError("data.path: required (a dataset version folder, a Parquet glob, or hf://datasets/org/name@revision)")
-        if self.chat_format not in FORMATS:
-            raise ValueError(f"data.chat_format: {self.chat_format!r} is not one of {', '.join(FORMATS)}")
-        if self.max_length not in ("truncate", "drop"):
-            raise ValueError(f"data.max_length: {self.max_length!r} is not one of truncate, drop")
-        if not isinstance(self.workers, int) or self.workers < 0:
-            raise ValueError(f"data.workers: must be an integer >= 0, got {self.workers!r}")
-        for name in ("shuffle_window", "pack_buffer", "encode_batch"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"data.{name}: must be a positive integer, got {getattr(self, name)!r}")
-        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
-            raise ValueError(f"data.epochs: must be a positive integer or null, got {self.epochs!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "DataConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"data.{unknown[0]}: unknown key; known keys: {', '.join(sorted(known))}")
-        config = cls(**values)
+        config = check(cls, values, prefix=("data",))
         config.validate()
         return config
 
