@@ -115,8 +115,7 @@ KILL_POINTS = [
     ("logs/pivot/completions/*", "deu_Latn", False),  # between the pivot and pairs stages
     ("logs/mix/completions/*", "swh_Latn", False),  # between the mix and shards stages, rerun with other options
     ("logs/manifest/logs/*", "swh_Latn", False),  # inside the manifest stage: the shards are written
-    ("logs/mix/completions/*", "deu_Latn", True),  # as if killed inside the shards stage
-    ("logs/manifest/logs/*", "deu_Latn", True),
+    ("logs/manifest/logs/*", "deu_Latn", True),  # and as if killed inside the shards stage, or the manifest's writes
 ]
 
 
