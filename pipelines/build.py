@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+import polars as pl
+
 if __package__ in (None, ""):  # run as `python pipelines/build.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,10 +41,11 @@ from langid.identify import LanguageIdentifier
 from langid.models import file_sha256
 from pipelines import recipe as recipes
 from pipelines.corpus import UDHR_PATH, udhr_provenance
-from pipelines.manifest import bump, code_version, finished_versions, parse_version, read_manifest, sha256_file
+from pipelines.manifest import bump, code_version, damaged_files, finished_versions, parse_version, read_manifest, sha256_file
 from pipelines.mixture import MixtureError
 from pipelines.publish import PublishError
 from pipelines.sources import SourceError
+from pipelines.staging import BuildError, Staging
 from pipelines.steps.alignment import AlignmentFilter
 from pipelines.steps.base import RemovedRows
 from pipelines.steps.chat import DedupChat, PrepareChat, chat_chunks
@@ -74,10 +77,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TASK_IMPORTS = ["__main__", "pyarrow.compute", "hanzidentifier", "language_data.name_data", "pandas", "pipelines.build"]
 
 
-class BuildError(Exception):
-    """A problem with the arguments or the output folder, reported without a traceback."""
-
-
 def resolve_languages(spec: str, available: list[str]) -> list[str]:
     """`all`, or codes separated by commas or spaces in any form to_flores reads (deu_Latn, de, zh-Hant)."""
     if spec.strip().lower() == "all":
@@ -102,6 +101,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--version", default=None, help="version id, e.g. v1.0.0 (default: v1.0.0, or the latest if it is this build)")
     parser.add_argument("--bump", choices=["major", "minor", "patch"], default=None, help="the latest version in the store, bumped")
     parser.add_argument("--output", type=Path, default=None, help="write the version to this folder instead of the store")
+    parser.add_argument("--verify", action="store_true",
+                        help="where the version already exists, check every file's sha256 against its manifest (default: sizes only)")
     parser.add_argument("--executor", choices=["local", "ray"], default="local")
     parser.add_argument("--ray-address", default=None, help="address of an existing Ray cluster (default: start a local one)")
     parser.add_argument("--tasks", type=int, default=4, help="datatrove tasks (the rows do not depend on it)")
@@ -201,9 +202,12 @@ def choose_version(args: argparse.Namespace, name: str, build_key: str) -> tuple
     versions = finished_versions(folder)
     if args.version:
         parse_version(args.version)
+        if args.version not in versions:
+            warn_if_same_build(folder, versions, args.version, build_key)
         return args.version, folder / args.version
     if args.bump or not versions:
         version = bump(versions[-1], args.bump) if versions else "v1.0.0"
+        warn_if_same_build(folder, versions, version, build_key)
         return version, folder / version
     latest = read_manifest(folder / versions[-1])
     if latest.get("build_key") == build_key:
@@ -214,10 +218,19 @@ def choose_version(args: argparse.Namespace, name: str, build_key: str) -> tuple
     )
 
 
-def check_output(output: Path, version: str, build_key: str) -> bool:
+def warn_if_same_build(folder: Path, versions: list[str], version: str, build_key: str) -> None:
+    """A new version of the same build key as an existing one holds the same rows: it is built (a Hub user may
+    want the same data under a new tag), with a one-line warning naming the latest such version."""
+    same = [v for v in versions if (read_manifest(folder / v) or {}).get("build_key") == build_key]
+    if same:
+        print(f"warning: {version} has the same build key as {same[-1]} ({build_key}): it will hold the same rows", file=sys.stderr)
+
+
+def check_output(output: Path, version: str, build_key: str, hashes: bool = False) -> bool:
     """True when `output` already holds this very build. A finished version is never overwritten: this refuses
-    a folder that holds another version or is not a finished build; a build with other arguments under the same
-    version is built aside and compared when done (see `keep_version`)."""
+    a folder that holds another version or is not a finished build, or whose files do not match its manifest
+    (sizes; with `hashes`, sha256 too); a build with other arguments under the same version is built aside and
+    compared when done (see `keep_version`)."""
     manifest = read_manifest(output)
     if manifest is None:
         if output.exists() and any(output.iterdir()):
@@ -227,6 +240,11 @@ def check_output(output: Path, version: str, build_key: str) -> bool:
         raise BuildError(f"{output} holds a build made before versions existed; choose another --output, or remove it")
     if manifest.get("version") != version:
         raise BuildError(f"{output} holds version {manifest.get('version')}, not {version}: a finished version is never overwritten")
+    damaged = damaged_files(output, manifest, hashes)
+    if damaged:
+        raise BuildError(f"version {version} in {output} does not match its manifest: {'; '.join(damaged[:3])}"
+                         + (f" (and {len(damaged) - 3} more)" if len(damaged) > 3 else "")
+                         + "; a finished version is never overwritten: restore it (e.g. from the Hub) or remove it and build again")  # fmt: skip
     return manifest.get("build_key") == build_key
 
 
@@ -253,12 +271,15 @@ def keep_version(staging: Path, output: Path) -> dict:
 def reproduce_command(argv: list[str], recipe: recipes.Recipe, version: str) -> str:
     """The build command without the options that do not change the rows (executor, tasks, output, Hub)."""
     skip = {"--output", "--store", "--executor", "--ray-address", "--tasks", "--workers", "--push-to-hub", "--bump", "--version"}
+    flags = {"--private", "--verify"}  # options without a value
     kept, i = [], 0
     while i < len(argv):
         option = argv[i].split("=")[0]
-        has_value = "=" not in argv[i] and option not in ("--private",)
-        if option in skip or option == "--private":
-            i += 2 if has_value and option != "--private" else 1
+        if option in flags:
+            i += 1
+            continue
+        if option in skip:
+            i += 1 if "=" in argv[i] else 2
             continue
         if option == "--recipe":
             value = argv[i].split("=", 1)[1] if "=" in argv[i] else argv[i + 1]
@@ -407,38 +428,44 @@ def build(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     arguments = {**row_arguments(recipe, langs, identifier, provenance), "eval_sets": json.dumps(eval_records, sort_keys=True)}
     build_key = stable_id(json.dumps(arguments, sort_keys=True))
     version, output = choose_version(args, recipe.name, build_key)
-    if check_output(output, version, build_key):
-        manifest = read_manifest(output)
-        print(f"{output} already holds this build (version {version}, build key {build_key}): nothing to do.")
-        print_summary(manifest, output, None)
-        return publish_if_asked(args, output, manifest)
+    with Staging(output, build_key) as staging:  # held until the version is in place: one build of a folder at a time
+        if check_output(output, version, build_key, hashes=args.verify):
+            manifest = read_manifest(output)
+            print(f"{output} already holds this build (version {version}, build key {build_key}): nothing to do.")
+            print_summary(manifest, output, None)
+        else:
+            staging.prepare()  # a folder left by a build of other arguments is emptied here, before any work
+            x_langs = [lang for lang in langs if lang not in PIVOTS or lang == "zho_Hans"]
+            manifest_base = {
+                "name": recipe.name,
+                "build_key": build_key,
+                "version": version,
+                "arguments": {**arguments, "recipe_file": recipe.path, "command_line": shlex.join(sys.argv[1:]),
+                              "reproduce": reproduce_command(sys.argv[1:] if argv is None else argv, recipe, version),
+                              "executor": args.executor, "tasks": str(args.tasks)},  # fmt: skip
+                "code_version": code_version(),
+                "sources": provenance,
+                "eval_sets": eval_records,
+                "language_id": {
+                    "models": [{"name": c.model.name, "sha256": c.model.sha256, "thresholds": c.thresholds.source} for c in identifier.checks],
+                    "checked_by_model": [lang for lang in x_langs if identifier.covers(lang)],
+                    "checked_by_script_only": [lang for lang in x_langs if not identifier.covers(lang)],
+                },
+            }
+            started = time.time()
+            timings = run_stages(args, recipe, source_languages, x_langs, eval_sets, staging, manifest_base)
+            manifest = finish(staging, timings)
+            print_summary(manifest, output, time.time() - started)
+    return publish_if_asked(args, output, manifest)
 
-    staging = output.with_name(f".{output.name}.partial")  # becomes `output` in one rename when finished
-    work = staging / ".work" / build_key
-    for stale in (staging / ".work").glob("*"):  # an unfinished run with other arguments cannot be resumed
-        if stale != work:
-            shutil.rmtree(stale)
-    x_langs = [lang for lang in langs if lang not in PIVOTS or lang == "zho_Hans"]
-    manifest_base = {
-        "name": recipe.name,
-        "build_key": build_key,
-        "version": version,
-        "arguments": {**arguments, "recipe_file": recipe.path, "command_line": shlex.join(sys.argv[1:]),
-                      "reproduce": reproduce_command(sys.argv[1:] if argv is None else argv, recipe, version),
-                      "executor": args.executor, "tasks": str(args.tasks)},  # fmt: skip
-        "code_version": code_version(),
-        "sources": provenance,
-        "eval_sets": eval_records,
-        "language_id": {
-            "models": [{"name": c.model.name, "sha256": c.model.sha256, "thresholds": c.thresholds.source} for c in identifier.checks],
-            "checked_by_model": [lang for lang in x_langs if identifier.covers(lang)],
-            "checked_by_script_only": [lang for lang in x_langs if not identifier.covers(lang)],
-        },
-    }
 
-    started = time.time()
+def run_stages(args, recipe: recipes.Recipe, source_languages: list, x_langs: list[str], eval_sets: list, staging: Staging,
+               manifest_base: dict) -> dict[str, list[float]]:  # fmt: skip
+    """Run every stage into the staging folder; returns when each ran (stage -> [start, end], seconds since the
+    epoch)."""
+    work, sources = staging.work, recipe.parallel
     ray_started = start_ray(args) if args.executor == "ray" else False
-    timings: dict[str, list[float]] = {}  # stage -> [start, end] (seconds since the epoch)
+    timings: dict[str, list[float]] = {}
 
     def run_stage(stage: str, pipeline: list, tasks: int) -> None:
         stage_started = time.time()
@@ -459,6 +486,8 @@ def build(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
             run_stage("chat", chat, max(1, min(args.tasks, len(chunks))))
             run_stage("chat_dedup", [DedupChat(work, recipe.seed)], args.tasks)
         cross_supply, chat_supply = supply(work / "pairs", work / "chat")
+        if not sum(cross_supply.values()) + sum(chat_supply.values()):
+            raise BuildError(f"{no_train_rows(work, x_langs)}; the version was not written (the stages' logs: {work / 'logs'})")
         budgets = plan(recipe.mixture, cross_supply, chat_supply)
         plan_path = work / "plan.json"
         plan_path.write_text(json.dumps({**budgets, "chat_cutoffs": chat_cutoffs(work / "chat", budgets)}, sort_keys=True))
@@ -468,26 +497,61 @@ def build(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
         shards_path.write_text(json.dumps(shards, sort_keys=True))
         if any(job["shards"] > 1 for job in shards):
             run_stage("shard_parts", [PartitionShards(shards_path, work / "shard_parts")], args.tasks)
-        run_stage("shards", [WriteShards(shards_path, staging, work / "shard_parts")], args.tasks)
+        run_stage("shards", [WriteShards(shards_path, staging.path, work / "shard_parts", work / "tmp")], args.tasks)
         mixture = {"plan": json.dumps(budgets, sort_keys=True), "recipe": json.dumps(recipe.to_dict()["mixture"])}
         license_text = license_summary(manifest_base["sources"], udhr_provenance()["license_text"] if multiway else "")
         recipe_text = Path(recipe.path).read_text(encoding="utf-8") if recipe.path else ""
-        finish = [WriteManifest(work, staging, {**manifest_base, "mixture": mixture}, license_text, recipe_text)]
+        finish = [WriteManifest(work, staging.path, {**manifest_base, "mixture": mixture}, license_text, recipe_text)]
         run_stage("manifest", finish, 1)
     finally:
         if ray_started:
             import ray
 
             ray.shutdown()
-    manifest = read_manifest(staging)
-    if manifest is None or manifest["build_key"] != build_key:
-        raise BuildError(f"the build did not finish: see the logs in {work / 'logs'}")
-    shutil.copytree(work / "logs", staging / "logs", dirs_exist_ok=True)
-    (staging / "logs" / "timings.json").write_text(json.dumps(timings, indent=1))  # when each stage ran
-    shutil.rmtree(staging / ".work")
-    manifest = keep_version(staging, output)
-    print_summary(manifest, output, time.time() - started)
-    return publish_if_asked(args, output, manifest)
+    return timings
+
+
+def finish(staging: Staging, timings: dict[str, list[float]]) -> dict:
+    """Check the built folder against its manifest and move it into place (see `keep_version`)."""
+    manifest = read_manifest(staging.path)
+    if manifest is None or manifest["build_key"] != staging.build_key:
+        raise BuildError(f"the build did not finish: see the logs in {staging.work / 'logs'}")
+    shutil.copytree(staging.work / "logs", staging.path / "logs", dirs_exist_ok=True)
+    (staging.path / "logs" / "timings.json").write_text(json.dumps(timings, indent=1))  # when each stage ran
+    staging.seal(manifest)
+    return keep_version(staging.path, staging.output)
+
+
+def removed_train_rows(work: Path) -> pl.DataFrame:
+    """The train rows each step removed per language and unit, from the steps' removed rows in the work folder: a
+    pair counts for its non-pivot side (zho_Hans for the pivot pairs), an instruction for its language."""
+    pair_files = [f for f in sorted((work / "removed").glob("*/*.parquet")) if f.parent.name != "chat"]
+    chat_files = sorted((work / "removed" / "chat").glob("*.parquet"))
+    frames = [pl.DataFrame(schema={"step": pl.String, "lang": pl.String, "unit": pl.String, "len": pl.UInt32})]
+    if pair_files:
+        side = pl.when(pl.col("src_lang") == "eng_Latn").then("tgt_lang").when(pl.col("tgt_lang") == "eng_Latn").then("src_lang")
+        lang = side.when(pl.col("src_lang") == "zho_Hans").then("tgt_lang").otherwise("src_lang")
+        pairs = pl.scan_parquet(pair_files).filter(pl.col("split") == "train").group_by(pl.col("stage").alias("step"), lang.alias("lang")).len()
+        frames.append(pairs.with_columns(unit=pl.lit("pairs")).select(frames[0].columns).collect())
+    if chat_files:  # instructions have no split: they are all train rows
+        chat = pl.scan_parquet(chat_files).group_by(pl.format("chat ({})", "reason").alias("step"), "lang").len()
+        frames.append(chat.with_columns(unit=pl.lit("instructions")).select(frames[0].columns).collect())
+    return pl.concat(frames, how="vertical_relaxed").sort("len", "step", descending=[True, False])
+
+
+def no_train_rows(work: Path, langs: list[str]) -> str:
+    """Why a build has no train rows: which steps removed the train rows of each language (`removed_train_rows`)."""
+    removed = removed_train_rows(work)
+    if removed.is_empty():
+        return f"0 train rows: the sources gave no train rows for {', '.join(langs) or 'the instructions'}"
+    reasons = []
+    for (language, unit), steps in sorted(removed.group_by("lang", "unit", maintain_order=True), key=lambda group: group[0]):
+        counts = list(zip(steps["step"], steps["len"]))
+        if len(counts) == 1:
+            reasons.append(f"{counts[0][0]} removed all {counts[0][1]:,} train {unit} of {language}")
+        else:
+            reasons.append(f"of the {sum(n for _, n in counts):,} train {unit} of {language}, " + ", ".join(f"{s} removed {n:,}" for s, n in counts))
+    return "0 train rows: " + "; ".join(reasons[:5]) + (f"; and {len(reasons) - 5} more languages" if len(reasons) > 5 else "")
 
 
 def license_summary(sources: list[dict], texts: str) -> str:

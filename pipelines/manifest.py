@@ -15,7 +15,7 @@ import pyarrow as pa
 from schemas.records import MANIFEST_SCHEMA
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 3  # 3: eval_sets (decontamination's evaluation sets, Hub ones with their commit)
+FORMAT_VERSION = 4  # 3: eval_sets (decontamination's evaluation sets, Hub ones with their commit); 4: files[].bytes
 _MAP_FIELDS = {"arguments", "rows_per_split", "rows_per_config", "rows_per_language", "rows_per_direction", "rows_per_task", "removed", "decontamination", "mixture"}
 VERSION_PATTERN = re.compile(r"v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
 HASHED_FOLDERS = ("data/", "removed/")  # with LICENSE and recipe.yaml: what a version holds, not how it is described
@@ -42,6 +42,27 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_entry(folder: Path, path: Path, rows: int = 0, digest: str | None = None) -> dict:
+    """A manifest entry of a file of the version in `folder`: its path there, sha256, rows and size."""
+    path = Path(path)
+    return {"path": path.relative_to(folder).as_posix(), "sha256": digest or sha256_file(path), "rows": rows, "bytes": path.stat().st_size}
+
+
+def damaged_files(folder: Path, manifest: dict, hashes: bool = False) -> list[str]:
+    """What in a finished version does not match its manifest: a missing file, another size (recorded since format
+    4), and with `hashes` another sha256 (which reads every byte). Empty when the version is whole."""
+    problems = []
+    for entry in manifest.get("files", []):
+        path = Path(folder) / entry["path"]
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+        elif entry.get("bytes") is not None and path.stat().st_size != entry["bytes"]:
+            problems.append(f"{path}: {path.stat().st_size} bytes, the manifest says {entry['bytes']}")
+        elif hashes and sha256_file(path) != entry["sha256"]:
+            problems.append(f"{path}: sha256 differs from the manifest's {entry['sha256']}")
+    return problems
 
 
 def content_hash(files: list[dict]) -> str:

@@ -142,7 +142,9 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("mixture", pa.map_(pa.string(), pa.string()), nullable=False),  # the plan: totals and budgets (JSON)
         pa.field(
             "files",
-            pa.list_(pa.struct([pa.field("path", pa.string()), pa.field("sha256", pa.string()), pa.field("rows", pa.int64())])),
+            # bytes: the file's size, so that a damaged version is found without hashing it (absent before format 4)
+            pa.list_(pa.struct([pa.field("path", pa.string()), pa.field("sha256", pa.string()), pa.field("rows", pa.int64()),
+                                pa.field("bytes", pa.int64())])),
             nullable=False,
         ),
     ]

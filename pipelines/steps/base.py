@@ -46,10 +46,12 @@ class AtomicParquetWriter:
     """Writes one Parquet file under a temporary name and moves it into place only on `close()`, so a killed run
     never leaves a partial file where a finished one is expected. Dictionaries for `DICTIONARY_COLUMNS` only, and
     statistics for `statistics_columns`. `work=True`: a file only a later stage of the build reads and whose size
-    nothing depends on: no compression and no statistics (no reader of ours filters on them)."""
+    nothing depends on: no compression and no statistics (no reader of ours filters on them). `tmp_dir`: where the
+    temporary file is written (default: beside `path`); a build's work folder, so that a killed run leaves nothing
+    next to a version's files (it must be on the same file system, for the final rename)."""
 
     def __init__(self, path: str | os.PathLike, schema: pa.Schema, row_group_size: int = 65536, compression: str = "zstd",
-                 work: bool = False):  # fmt: skip
+                 work: bool = False, tmp_dir: str | os.PathLike | None = None):  # fmt: skip
         self.path = Path(path)
         self.schema = schema
         self.row_group_size = row_group_size
@@ -58,12 +60,13 @@ class AtomicParquetWriter:
             "use_dictionary": dictionary_columns(schema),
             "write_statistics": False if work else statistics_columns(schema),
         }
-        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        self._tmp = Path(tmp_dir or self.path.parent) / f".{self.path.name}.{uuid.uuid4().hex}.tmp"
         self._writer: pq.ParquetWriter | None = None
         self.rows = 0
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp.parent.mkdir(parents=True, exist_ok=True)
         self._writer = pq.ParquetWriter(self._tmp, self.schema, **self.options)
 
     def write(self, table: pa.Table) -> None:
@@ -85,8 +88,8 @@ class AtomicParquetWriter:
 
 
 def write_parquet_atomic(path: str | os.PathLike, table: pa.Table, row_group_size: int = 65536, compression: str = "zstd",
-                         work: bool = False) -> None:  # fmt: skip
-    writer = AtomicParquetWriter(path, table.schema, row_group_size, compression, work=work)
+                         work: bool = False, tmp_dir: str | os.PathLike | None = None) -> None:  # fmt: skip
+    writer = AtomicParquetWriter(path, table.schema, row_group_size, compression, work=work, tmp_dir=tmp_dir)
     writer.write(table)
     writer.close()
 

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
 from pipelines.card import CHART_NAME, write_card, write_chart
-from pipelines.manifest import FORMAT_VERSION, content_hash, sha256_file, write_manifest
+from pipelines.manifest import FORMAT_VERSION, content_hash, file_entry, sha256_file, write_manifest
 from pipelines.quality_report import build_report, card_section, passed_counts, write_quality
 from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
 from pipelines.steps.templates import CROSS_LINGUAL_TASKS
@@ -115,9 +115,11 @@ def shard_plan(work_dir: Path, shard_bytes: int) -> list[dict]:
     return plan
 
 
-def write_shard(path: Path, rows: pa.Table) -> None:
-    """A published shard: its rows sorted by id, zstd, row groups of about ROW_GROUP_BYTES of text (`text_bytes`)."""
-    write_parquet_atomic(path, rows.sort_by("id").cast(INSTRUCTION_SCHEMA), row_group_size=row_group_rows(text_bytes(rows), rows.num_rows))
+def write_shard(path: Path, rows: pa.Table, tmp_dir: Path | None = None) -> None:
+    """A published shard: its rows sorted by id, zstd, row groups of about ROW_GROUP_BYTES of text (`text_bytes`);
+    written under a temporary name in `tmp_dir` (default: beside it)."""
+    write_parquet_atomic(path, rows.sort_by("id").cast(INSTRUCTION_SCHEMA), row_group_size=row_group_rows(text_bytes(rows), rows.num_rows),
+                         tmp_dir=tmp_dir)  # fmt: skip
 
 
 def ready_shard(work_dir: Path, split: str, name: str) -> Path:
@@ -166,21 +168,25 @@ class PartitionShards(PipelineStep):
 
 
 class WriteShards(PipelineStep):
+    """The shards of the plan, a task per shard. Temporary files go to `tmp_dir` (the build's work folder), so
+    that a killed task leaves nothing beside the version's files (default: beside them)."""
+
     name = "write_shards"
     type = "💽 - WRITER"
 
-    def __init__(self, plan_path: Path, output_dir: Path, parts_dir: Path):
+    def __init__(self, plan_path: Path, output_dir: Path, parts_dir: Path, tmp_dir: Path | None = None):
         super().__init__()
         self.plan_path = Path(plan_path)
         self.output_dir = Path(output_dir)
         self.parts_dir = Path(parts_dir)  # see PartitionShards
+        self.tmp_dir = Path(tmp_dir) if tmp_dir is not None else None
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         plan = json.loads(self.plan_path.read_text())
         shards = [(job, index) for job in plan for index in range(job["shards"])]
         for job, index in shards[rank::world_size]:
             path = self.output_dir / "data" / job["config"] / shard_name(job["split"], index, job["shards"])
-            if self.link_ready(job, path):
+            if self.link_ready(job, path, self.tmp_dir):
                 self.stat_update(job["split"], value=job["rows"])
                 continue
             if job["shards"] > 1:  # in the order of the job's files, as if read from them
@@ -190,13 +196,13 @@ class WriteShards(PipelineStep):
             # batch by batch: a whole input file (the zh part is over a million rows) never sits in memory
             parts = [batch for path in files for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536)]
             rows = pa.Table.from_batches(parts, schema=parts[0].schema) if parts else INSTRUCTION_SCHEMA.empty_table()
-            write_shard(path, rows)
+            write_shard(path, rows, self.tmp_dir)
             self.stat_update(job["split"], value=rows.num_rows)
         return
         yield
 
     @staticmethod
-    def link_ready(job: dict, path: Path) -> bool:
+    def link_ready(job: dict, path: Path, tmp_dir: Path | None = None) -> bool:
         """Puts the job's one file in place where it is the config's one shard, already written as such by the mix
         stage (`ready_shard`): a hard link (a copy where the file system has none), so that a task run again finds
         it where it was."""
@@ -204,7 +210,8 @@ class WriteShards(PipelineStep):
         if job["shards"] > 1 or len(job["files"]) > 1 or ready != ready_shard(ready.parents[2], job["split"], ready.stem):
             return False
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
+        partial = (tmp_dir or path.parent) / f".{job['config']}.{path.name}.partial"
+        partial.parent.mkdir(parents=True, exist_ok=True)
         partial.unlink(missing_ok=True)
         try:
             os.link(ready, partial)
@@ -219,7 +226,7 @@ def removed_bytes(step_dir: Path) -> int:
     return sum(uncompressed_bytes(pq.read_metadata(f)) for f in step_dir.glob("*.parquet"))
 
 
-def merge_removed(step_dir: Path, path: Path) -> dict[str, int]:
+def merge_removed(step_dir: Path, path: Path, tmp_dir: Path | None = None) -> dict[str, int]:
     """One sorted file of a step's removed rows, streamed: ids are range-partitioned into passes of about
     REMOVED_ROWS_PER_PASS rows, each sorted on its own; written in fixed-size row groups. Returns the rows per reason.
 
@@ -230,7 +237,7 @@ def merge_removed(step_dir: Path, path: Path) -> dict[str, int]:
     files = sorted(str(f) for f in step_dir.glob("*.parquet"))
     total = sum(pq.read_metadata(f).num_rows for f in files)
     schema = pq.read_schema(files[0]) if files else pa.schema([])
-    writer = AtomicParquetWriter(path, schema, row_group_size=REMOVED_ROW_GROUP)
+    writer = AtomicParquetWriter(path, schema, row_group_size=REMOVED_ROW_GROUP, tmp_dir=tmp_dir)
     if not total:
         writer.close()
         return {}
@@ -305,13 +312,13 @@ class WriteManifest(PipelineStep):
             merged = [merging[step].result() for step in steps]
         removed_counts: dict[str, dict[str, int]] = {}
         for step_dir, (path, reasons, digest) in zip(steps, merged):
-            files.append({"path": str(path.relative_to(self.output_dir)), "sha256": digest, "rows": sum(reasons.values())})
+            files.append(file_entry(self.output_dir, path, sum(reasons.values()), digest))
             if reasons:
                 removed_counts[step_dir.name] = reasons
 
         for name, text in (("LICENSE", self.license_text), ("recipe.yaml", self.recipe_text)):
             (self.output_dir / name).write_text(text, encoding="utf-8")
-            files.append({"path": name, "sha256": sha256_file(self.output_dir / name), "rows": 0})
+            files.append(file_entry(self.output_dir, self.output_dir / name))
         manifest = {
             **self.manifest_base,
             "format_version": FORMAT_VERSION,
@@ -333,7 +340,7 @@ class WriteManifest(PipelineStep):
         quality = write_quality(self.output_dir, report)
         card = write_card(self.output_dir, manifest, card_section(report))
         for path in (card, chart, *quality):  # the card, its charts and the quality report: derived, not in the hash
-            manifest["files"].append({"path": path.name, "sha256": sha256_file(path), "rows": 0})
+            manifest["files"].append(file_entry(self.output_dir, path))
         write_manifest(self.output_dir, manifest)  # last: its presence marks a finished build
         return
         yield
@@ -352,11 +359,11 @@ class WriteManifest(PipelineStep):
                 configs.setdefault(folder.name, {})[split] = sum(rows)
                 per_split[split] += sum(rows)
         digests = map(sha256_file, [path for path, _ in shards])  # hashlib: C, without the GIL, beside the merges
-        files = [{"path": str(path.relative_to(self.output_dir)), "sha256": digest, "rows": rows} for (path, rows), digest in zip(shards, digests)]
+        files = [file_entry(self.output_dir, path, rows, digest) for (path, rows), digest in zip(shards, digests)]
         return files, configs, per_split
 
     def merge_step(self, step_dir: Path) -> tuple[Path, dict[str, int], str]:
         """removed/<step>.parquet from the step's files: its path, rows per reason and sha256."""
         path = self.output_dir / "removed" / f"{step_dir.name}.parquet"
-        reasons = merge_removed(step_dir, path)
+        reasons = merge_removed(step_dir, path, self.work_dir / "tmp")
         return path, reasons, sha256_file(path)

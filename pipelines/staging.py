@@ -1,0 +1,88 @@
+"""Where a version is built before it is moved into place: `<parent>/.<version>.partial/`.
+
+    .<version>.lock          beside it: held by the one build of this folder (an OS lock, released if it dies)
+    .<version>.partial/
+        .build_key           written first: the build key this folder was made for
+        .work/<build key>/   the stages' intermediate files, datatrove's logs and completion markers
+        data/ removed/ ...   what becomes the version
+
+A folder made for another build key (or for none: a build from before the marker, or a renamed folder) is emptied
+before any work starts: datatrove skips tasks whose completion markers it finds, and the manifest stage reads every
+shard it finds, so leftovers of other arguments would be published as this build's. The same build key resumes.
+Before the version is moved into place, it is checked against its manifest: hidden leftovers (temporary files of a
+killed run) are removed, and any other file the manifest does not list stops the build.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from pipelines.manifest import MANIFEST_NAME
+
+BUILD_KEY_NAME = ".build_key"
+DESCRIBED_FOLDERS = ("logs",)  # copied from the work folder: how the version was built, not listed in the manifest
+
+
+class BuildError(Exception):
+    """A problem with the arguments or the output folder, reported without a traceback."""
+
+
+class Staging:
+    """The staging folder of one output, locked for one build (`with Staging(output, key) as staging:`)."""
+
+    def __init__(self, output: Path, build_key: str):
+        self.output = Path(output)
+        self.build_key = build_key
+        self.path = self.output.with_name(f".{self.output.name}.partial")
+        self.work = self.path / ".work" / build_key
+        self._lock = FileLock(self.output.with_name(f".{self.output.name}.lock"), blocking=False)
+
+    def __enter__(self) -> Staging:
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise BuildError(f"another build of {self.output} is running (it holds {self._lock.lock_file}); "
+                             "wait for it to finish") from None  # fmt: skip
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+    def prepare(self) -> None:
+        """Empty the folder unless it was made for this build key, then record the key (first, before any work)."""
+        marker = self.path / BUILD_KEY_NAME
+        if self.path.exists() and not (marker.is_file() and marker.read_text(encoding="utf-8").strip() == self.build_key):
+            shutil.rmtree(self.path)
+        self.work.mkdir(parents=True, exist_ok=True)
+        if not marker.is_file():
+            tmp = self.work / f"{BUILD_KEY_NAME}.tmp"
+            tmp.write_text(self.build_key + "\n", encoding="utf-8")
+            os.replace(tmp, marker)
+
+    def seal(self, manifest: dict) -> None:
+        """Leave in the folder only what the version holds: the manifest's files, the manifest and the logs. Hidden
+        files are leftovers of a killed run's temporary names and are removed (the work folder and the key marker
+        with them); a file that is neither listed nor hidden, or a listed file that is missing, is an error."""
+        shutil.rmtree(self.path / ".work", ignore_errors=True)
+        expected = {entry["path"] for entry in manifest["files"]} | {MANIFEST_NAME}
+        found, unexpected = [], []
+        for path in sorted(self.path.rglob("*")):
+            relative = path.relative_to(self.path)
+            if any(part.startswith(".") for part in relative.parts):
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+            elif path.is_file() and relative.parts[0] not in DESCRIBED_FOLDERS:
+                (found if relative.as_posix() in expected else unexpected).append(relative.as_posix())
+        missing = sorted(expected - set(found))
+        if unexpected or missing:
+            raise BuildError(
+                f"{self.path} does not match its manifest (unlisted: {unexpected[:5] or 'none'}, missing: {missing[:5] or 'none'}); "
+                "the version was not moved into place: remove that folder and build again"
+            )
