@@ -182,48 +182,73 @@ def _read_bytes(path: str, name: str) -> bytes:
         raise SourceError(f"source {name}: cannot read {path}: {e}") from None
 
 
-def _text_lines(path: str, data: bytes) -> tuple[list[str], list[Malformed]]:
-    """The file's lines (a final newline and blank lines at the end do not count), "" for a line that is not UTF-8,
-    which is reported instead. Decoded whole where the file is valid UTF-8, the common case."""
-    lines = data.split(b"\n")
-    while lines and not lines[-1].strip():
-        lines.pop()
+def _text_lines(path: str, data: bytes) -> tuple[pl.Series, list[Malformed]]:
+    """The file's lines, "\\r" ends dropped (a final newline and blank lines at the end are no lines); a line that is
+    not UTF-8 is reported instead, and left empty. Split in polars where the file is valid UTF-8, the common case."""
     try:
-        return [line.removesuffix("\r") for line in b"\n".join(lines).decode("utf-8").split("\n")], []
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        pass
+        text = None
+    if text is not None:
+        text = text.rstrip("\r\n")  # only line ends: a last field may end in a tab or a space
+        lines = pl.Series("_text", [text]).str.split("\n").explode().str.strip_suffix("\r") if text else pl.Series("_text", [], pl.String)
+        return lines, []
+    raw = data.rstrip(b"\r\n").split(b"\n")
     texts, bad = [], []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(raw, start=1):
         try:
             texts.append(line.decode("utf-8").removesuffix("\r"))
         except UnicodeDecodeError as e:
             texts.append("")
             bad.append(Malformed(path, f"line {number}", f"not valid UTF-8 (byte {e.start + 1} of the line)", text=line.decode("utf-8", "replace")))
-    return texts, bad
+    return pl.Series("_text", texts, pl.String), bad
+
+
+def _clean_tsv(data: bytes) -> pl.DataFrame | None:
+    """`read_tsv`'s frame of a file with nothing malformed, read by polars' CSV reader; None where the file may have
+    something malformed (a line with another number of tabs than the header, a carriage return, a single column,
+    invalid UTF-8): then `read_tsv` reads it line by line and names each. Tabs are counted per line on the bytes,
+    so that a clean file, the common case, is never split into Python strings."""
+    body = data.rstrip(b"\n")
+    newlines = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == ord("\n"))
+    tabs = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == ord("\t"))
+    per_line = np.bincount(np.searchsorted(newlines, tabs), minlength=len(newlines) + 1)
+    if not body or b"\r" in body or per_line[0] == 0 or (per_line != per_line[0]).any():
+        return None
+    try:
+        frame = pl.read_csv(io.BytesIO(body), separator="\t", quote_char=None, has_header=True, infer_schema=False,
+                            empty_string_is_null=False, raise_if_empty=False)  # fmt: skip
+    except (pl.exceptions.PolarsError, UnicodeDecodeError):
+        return None
+    if frame.width != per_line[0] + 1 or frame.height != len(newlines):
+        return None
+    return frame.with_columns(_line=pl.int_range(2, frame.height + 2, dtype=pl.Int64), _record=pl.int_range(frame.height, dtype=pl.Int64))
 
 
 def read_tsv(path: str, name: str) -> tuple[pl.DataFrame, list[Malformed]]:
     """A tab-separated file with a header line, strictly: every line must have the header's number of fields (no
     quoting: a tab always separates), be UTF-8 and not be blank (blank lines at the end are no records). Columns are
-    strings ("" for an empty field); `_line` is the line number, `_record` the record's index (blank lines and the
-    header do not count). A bad header is a bad file (SourceError)."""
-    lines, bad = _text_lines(path, _read_bytes(path, name))
-    if not lines or not lines[0] or bad and bad[0].place == "line 1":
+    strings ("" for an empty field); `_line` is the line number, `_record` the record's index (the header does not
+    count). A bad header is a bad file (SourceError)."""
+    data = _read_bytes(path, name)
+    clean = _clean_tsv(data)
+    if clean is not None:
+        return clean, []
+    lines, bad = _text_lines(path, data)
+    if not len(lines) or not lines[0] or bad and bad[0].place == "line 1":
         raise SourceError(f"source {name}: {path}, line 1: expected a header line of tab-separated column names")
     names = lines[0].split("\t")
     if len(set(names)) != len(names):
         raise SourceError(f"source {name}: {path}, line 1: a column name appears twice in {names}")
-    invalid = {int(m.place.split()[1]) for m in bad}
-    body = pl.DataFrame({"_text": lines[1:]}).with_columns(_line=pl.int_range(2, len(lines) + 1, dtype=pl.Int64))
-    body = body.filter(~pl.col("_line").is_in(list(invalid)))
-    fields = body["_text"].str.count_matches("\t", literal=True) + 1
-    blank = body["_text"] == ""
-    wrong = body.filter(blank | (fields != len(names)))
-    for line, text, count in zip(wrong["_line"], wrong["_text"], fields.filter(blank | (fields != len(names)))):
+    body = pl.DataFrame(lines.slice(1)).with_columns(_line=pl.int_range(2, len(lines) + 1, dtype=pl.Int64))
+    body = body.filter(~pl.col("_line").is_in([int(m.place.split()[1]) for m in bad])).with_columns(
+        _fields=pl.col("_text").str.count_matches("\t", literal=True) + 1
+    )  # fmt: skip
+    well_formed = (pl.col("_text") != "") & (pl.col("_fields") == len(names))
+    for line, text, count in body.filter(~well_formed).select("_line", "_text", "_fields").iter_rows():
         why = "blank line (only blank lines at the end are allowed)" if text == "" else f"{count} tab-separated fields, the header has {len(names)}"
         bad.append(Malformed(path, f"line {line}", why, text=text))
-    good = body.filter(~blank & (fields == len(names)))
-    frame = good.select(
+    frame = body.filter(well_formed).select(
         pl.col("_text").str.split_exact("\t", len(names) - 1).struct.rename_fields(names).struct.unnest(),
         "_line", _record=pl.col("_line") - 2,
     )  # fmt: skip
@@ -232,29 +257,46 @@ def read_tsv(path: str, name: str) -> tuple[pl.DataFrame, list[Malformed]]:
 
 def read_jsonl_records(path: str, name: str, strings: set[str]) -> tuple[pl.DataFrame, list[Malformed]]:
     """A JSONL file, an object a line, strictly: the fields in `strings` must be strings where present (JSON's
-    numbers and nulls are not text; a parser that casts them changes the text). Blank lines are skipped; `_line`
-    is the line number, `_record` the record's index (as polars numbers the rows of such a file)."""
-    lines, bad = _text_lines(path, _read_bytes(path, name))
+    numbers are not text, and polars' reader casts them without a word). Blank lines are skipped; `_line` is the
+    line number, `_record` the record's index (as polars numbers the rows of such a file). Arrow's JSON reader
+    takes a file that is all well-formed (it refuses a number where a string is declared); else line by line."""
+    data = _read_bytes(path, name)
+    schema = pa.schema([(column, pa.string()) for column in sorted(strings)])
+    try:
+        table = pa_json.read_json(io.BytesIO(data), read_options=pa_json.ReadOptions(block_size=max(len(data), 1 << 20)),
+                                  parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"))  # fmt: skip
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return _read_jsonl_lines(path, data, strings)
+    numbers = [i for i, line in enumerate(data.split(b"\n"), start=1) if line.strip()]
+    if len(numbers) != table.num_rows:  # a record over several lines, or several on one: not JSONL
+        return _read_jsonl_lines(path, data, strings)
+    frame = pl.from_arrow(table) if table.num_columns else pl.DataFrame(height=table.num_rows)
+    return frame.with_columns(_line=pl.Series(numbers, dtype=pl.Int64), _record=pl.int_range(pl.len(), dtype=pl.Int64)), []
+
+
+def _read_jsonl_lines(path: str, data: bytes, strings: set[str]) -> tuple[pl.DataFrame, list[Malformed]]:
+    """`read_jsonl_records` a line at a time, for a file with malformed lines: each is reported."""
+    lines, bad = _text_lines(path, data)
     invalid = {int(m.place.split()[1]) for m in bad}
     rows, record = [], 0
     for number, line in enumerate(lines, start=1):
-        if not line.strip() or number in invalid:
-            record += number in invalid
+        if not line.strip() and number not in invalid:
+            continue
+        record += 1
+        if number in invalid:
             continue
         try:
             value = json.loads(line)
         except json.JSONDecodeError as e:
             bad.append(Malformed(path, f"line {number}", f"not valid JSON: {e.msg} (column {e.colno})", text=line))
-            record += 1
             continue
-        wrong = sorted(k for k in strings if isinstance(value, dict) and k in value and not isinstance(value[k], str))
+        wrong = sorted(k for k in strings if isinstance(value, dict) and k in value and not isinstance(value[k], str | None))
         if not isinstance(value, dict) or wrong:
             why = "not a JSON object" if not isinstance(value, dict) else f"{wrong[0]} is {json.dumps(value[wrong[0]])[:40]}, not a string"
             bad.append(Malformed(path, f"line {number}", why, text=line))
         else:
-            rows.append({**{k: v if isinstance(v, str) or v is None else json.dumps(v) for k, v in value.items()}, "_line": number, "_record": record})
-        record += 1
-    frame = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame({"_line": [], "_record": []}, schema={"_line": pl.Int64, "_record": pl.Int64})
+            rows.append({**value, "_line": number, "_record": record - 1})
+    frame = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame(schema={"_line": pl.Int64, "_record": pl.Int64})
     return frame, sorted(bad, key=lambda m: int(m.place.split()[1]))
 
 
