@@ -463,17 +463,19 @@ class MosesSource(PairSource):
 
     def languages(self):
         a, b = self._langs()
+        self._lines()  # in the driver, before any stage: a file that cannot be paired line by line stops the build
         return {x for x in (a, b) if x not in PIVOTS} or {"zho_Hans"}
 
     def has_unpaired(self):
         return _unpaired_languages(*self._langs())
 
-    def read(self, langs, unpaired=False):
-        (code_a, path_a), (code_b, path_b) = self.files.items()
+    def _lines(self) -> list[list[str]]:
+        """Both files' lines. A line that is not UTF-8 is a bad file, not a record to skip: a line left out would
+        pair every later line with the wrong one."""
         lines = []
-        for path in (path_a, path_b):
+        for path in self.files.values():
             data = _read_bytes(path, self.name)
-            try:  # not a record to skip: a line left out would misalign every line after it with the other file
+            try:
                 lines.append(data.decode("utf-8").split("\n"))
             except UnicodeDecodeError as e:
                 line = data[: e.start].count(b"\n") + 1
@@ -481,7 +483,13 @@ class MosesSource(PairSource):
             if lines[-1] and lines[-1][-1] == "":
                 lines[-1].pop()
         if len(lines[0]) != len(lines[1]):
+            (path_a, path_b) = self.files.values()
             raise SourceError(f"source {self.name}: {path_a} has {len(lines[0])} lines but {path_b} has {len(lines[1])}")
+        return lines
+
+    def read(self, langs, unpaired=False):
+        (code_a, path_a), (code_b, _) = self.files.items()
+        lines = self._lines()
         frame = pl.DataFrame({"src_text": lines[0], "tgt_text": lines[1]}).with_columns(
             src_lang=pl.lit(to_flores(code_a)), tgt_lang=pl.lit(to_flores(code_b)),
             source_id=pl.lit(f"{Path(path_a).name}:") + (pl.int_range(pl.len()) + 1).cast(pl.String),

@@ -140,6 +140,47 @@ def test_strict_build_exits_with_one_line_and_writes_nothing(tmp_path, capsys, t
     tally()
 
 
+def test_well_formed_text_is_kept_to_the_byte(tmp_path, tally):
+    """What strict parsing must not touch: spaces at either end, an empty last field, CRLF line ends (a malformed
+    line sends the file down the line-by-line path, which must keep the same texts)."""
+    texts = [(" Ja ", "Yes "), ("Leer", ""), ("Tab\u00a0Ende", "Tab end")]
+    body = "".join(f"{d}\t{e}\n" for d, e in texts)
+    for name, content, malformed in (("clean", HEADER + body, 0), ("crlf", (HEADER + body).replace("\n", "\r\n"), 0),
+                                     ("crlf with a short row", (HEADER + "kurz\n" + body).replace("\n", "\r\n"), 1)):  # fmt: skip
+        folder = tmp_path / name.replace(" ", "_")
+        folder.mkdir()
+        path = write_case(folder, "tsv", content.encode())
+        source = TableSource(name="t", format="tsv", path=str(path), src_lang="de", tgt_lang="en")
+        source.languages()
+        rows = pl.from_arrow(pa.concat_tables(source.read({"deu_Latn"})))
+        assert list(zip(rows["src_text"], rows["tgt_text"])) == texts, name
+        assert len(source.malformed()) == malformed, name
+    tally()
+
+
+@pytest.mark.parametrize("case", ["moses invalid UTF-8", "tmx not XML"])
+def test_other_pair_formats_name_the_line_of_a_bad_file(tmp_path, capsys, tally, case):
+    """Both stop the build before anything is written. Moses: a line left out would pair every later line with the
+    wrong one, so a bad line is a bad file."""
+    from pipelines.build import main
+
+    if case.startswith("moses"):
+        bad = tmp_path / "c.de"
+        bad.write_bytes("\n".join(DE).encode().replace(b"Leben", b"Leb\xe9n") + b"\n")
+        (tmp_path / "c.en").write_text("\n".join(EN) + "\n")
+        source, named = f"{{type: moses, files: {{de: '{bad}', en: '{tmp_path / 'c.en'}'}}, name: m}}", f"{bad}, line 2: "
+    else:
+        bad = tmp_path / "m.tmx"
+        bad.write_text('<tmx version="1.4"><body>\n<tu><tuv xml:lang="de"><seg>Hallo</seg></tuv>\n</body></tmx>\n')
+        source, named = f"{{type: tmx, path: '{bad}', name: x}}", "line 3"
+    (tmp_path / "r.yaml").write_text(f"name: faults\nparallel:\n  - {source}\n")
+    code = main(["--recipe", str(tmp_path / "r.yaml"), "--output", str(tmp_path / "out"), "--tasks", "1", "--workers", "1"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and str(bad) in lines[0] and named in lines[0], lines
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()
+    tally()
+
+
 # --- gettext: a syntax error is a bad file --------------------------------------------------------------------------
 
 PO_HEADER = 'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
