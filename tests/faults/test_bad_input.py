@@ -3,8 +3,9 @@ bad record. By default the record goes to the reading stage's removed/ as `malfo
 strict (`strict: true`, `--strict`) stops at the first one with one line naming it; a bad file (a .po syntax
 error, a broken .mo) stops the build before anything is written. No good record's text changes on the way.
 
-The readers run through datatrove's LocalPipelineExecutor (a tiny build costs seconds; these cases many times
-less); one test runs the whole build each way. The tally of handled cases is printed at the end of the module."""
+Most cases run the reading step alone through datatrove's LocalPipelineExecutor, so the table stays cheap; the
+strict and bad-file cases and one default case run the whole build. The tally of handled cases is printed at the
+end of the module."""
 
 from __future__ import annotations
 
