@@ -175,6 +175,13 @@ class UdhrSource(PairSource):
 OUR_COLUMNS = ("src_text", "tgt_text", "src_lang", "tgt_lang", "source_id")
 
 
+def _flores_or_none(code: str) -> str | None:
+    try:
+        return to_flores(code)
+    except ValueError:
+        return None
+
+
 def _read_bytes(path: str, name: str) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -360,22 +367,25 @@ class TableSource(PairSource):
         return frame.select(*exprs, "_line").with_columns(source_id=pl.lit(Path(path).name + ":") + pl.col("source_id")), bad
 
     def _load(self, path: str) -> tuple[pl.DataFrame, list[Malformed]]:
-        """Our columns of the file's well-formed records, and its malformed ones in file order."""
+        """Our columns of the file's well-formed records, and its malformed ones in file order: those of `_scan`,
+        and records with a null text, id or language, or a language that is no known code."""
         lazy, bad = self._scan(path)
         frame = lazy.collect()
-        null = pl.any_horizontal(pl.col(c).is_null() for c in OUR_COLUMNS)
-        broken = frame.filter(null)
+        theirs = self._theirs()
+        codes = {code: _flores_or_none(code) for code in set(frame["src_lang"].drop_nulls()) | set(frame["tgt_lang"].drop_nulls())}
+        unknown = [code for code, flores in codes.items() if flores is None]
+        reasons = [pl.when(pl.col(c).is_null()).then(pl.lit(f"{c} (column {theirs.get(c)!r}) is missing or null")) for c in OUR_COLUMNS]
+        reasons += [pl.when(pl.col(c).is_in(unknown)).then(pl.format("{} {} is not a language code", pl.lit(c), pl.col(c))) for c in ("src_lang", "tgt_lang")]
+        frame = frame.with_columns(_why=pl.coalesce(reasons))
+        broken = frame.filter(pl.col("_why").is_not_null())
         if broken.height:
-            frame = frame.filter(~null)
-            places = self._places(path, broken["_line"])
-            theirs = self._theirs()
-            for row, place in zip(broken.iter_rows(named=True), places):
-                missing = next(c for c in OUR_COLUMNS if row[c] is None)
-                bad.append(Malformed(path, place, f"{missing} (column {theirs.get(missing)!r}) is missing or null", row["src_lang"] or "",
-                                     row["tgt_lang"] or "", row["src_text"] or row["tgt_text"] or ""))  # fmt: skip
+            frame = frame.filter(pl.col("_why").is_null())
+            for row, place in zip(broken.iter_rows(named=True), self._places(path, broken["_line"])):
+                bad.append(Malformed(path, place, row["_why"], codes.get(row["src_lang"]) or "", codes.get(row["tgt_lang"]) or "",
+                                     row["src_text"] or row["tgt_text"] or ""))  # fmt: skip
             bad.sort(key=lambda m: [int(n) for n in re.findall(r"\d+", m.place)])
         fixed = {side: to_flores(code) for side, code in (("src_lang", self.src_lang), ("tgt_lang", self.tgt_lang)) if code}
-        return frame.drop("_line"), [replace(m, **{side: code for side, code in fixed.items() if not getattr(m, side)}) for m in bad]
+        return frame.drop("_line", "_why"), [replace(m, **{side: code for side, code in fixed.items() if not getattr(m, side)}) for m in bad]
 
     def _places(self, path: str, rows: pl.Series) -> list[str]:
         if self.format != "parquet":
@@ -415,12 +425,11 @@ class TableSource(PairSource):
         self._contents: dict[str, tuple[set[str], bool]] = {}
         self._malformed = []
         for path in self.files():
-            if self._may_be_malformed(path):
+            frame = None if self._may_be_malformed(path) else self._scan(path)[0].select("src_lang", "tgt_lang").unique().collect()
+            if frame is None or any(_flores_or_none(c) is None for c in set(frame["src_lang"]) | set(frame["tgt_lang"])):
                 frame, bad = self._load(path)
                 self._malformed += bad
                 frame = frame.select("src_lang", "tgt_lang").unique()
-            else:
-                frame = self._scan(path)[0].select("src_lang", "tgt_lang").unique().collect()
             codes = {c: to_flores(c) for c in set(frame["src_lang"]) | set(frame["tgt_lang"])}
             frame = frame.with_columns(pl.col("src_lang", "tgt_lang").replace_strict(codes), src_text=pl.lit(""), tgt_text=pl.lit(""))
             oriented = orient(frame, keep_unpaired=True)
@@ -1099,7 +1108,9 @@ class InstructionSource:
             pl.when(pl.col("id").is_null() | (pl.col("id") == "")).then(pl.lit(f"{name}:") + pl.Series(numbers).cast(pl.String)).otherwise("id")
         ).to_series()  # fmt: skip
         langs = frame.with_columns(lang=lang)["lang"]
-        codes = {code: to_flores(code) for code in langs.unique().to_list()}
+        codes = {code: _flores_or_none(code) for code in langs.unique().to_list()}
+        if None in codes.values():  # a code that is no language: the line-by-line path names its line
+            return None
         return pa.table(
             {"id": stable_ids(pl.select(pl.concat_str(pl.lit(self.name), pl.lit(source_ids), separator="\x1f")).to_series()).to_arrow(),
              "messages": table.column("messages"),

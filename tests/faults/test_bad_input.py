@@ -46,6 +46,14 @@ def parquet_with_null(path: Path) -> None:
     pl.DataFrame({"src_text": [DE[0], DE[1], None, DE[2]], "tgt_text": [EN[0], EN[1], "Lost.", EN[2]]}).write_parquet(path, row_group_size=2)
 
 
+def parquet_with_languages(path: Path, src_langs: list) -> None:
+    """The good rows with `src_lang` and `tgt_lang` columns; one bad language among them (its row's text "Lost.")."""
+    texts = iter(DE)
+    src = [next(texts) if lang == "de" else "Lost." for lang in src_langs]
+    tgt = [EN[DE.index(t)] if t in DE else "Lost." for t in src]
+    pl.DataFrame({"src_text": src, "tgt_text": tgt, "src_lang": src_langs, "tgt_lang": ["en"] * 4}).write_parquet(path, row_group_size=2)
+
+
 # name: (format, file content or writer, the place of the malformed record, or None where nothing is malformed)
 PAIR_CASES = {
     "tsv blank line in the middle": ("tsv", tsv("\n"), "line 3"),
@@ -58,6 +66,8 @@ PAIR_CASES = {
     "jsonl not JSON": ("jsonl", jsonl('{"src_text": "Hallo\n'), "line 2"),
     "jsonl not an object": ("jsonl", jsonl('["Hallo", "Hello"]\n'), "line 2"),
     "parquet null text": ("parquet", parquet_with_null, "row group 1, row 0"),
+    "parquet unknown language code": ("parquet", lambda path: parquet_with_languages(path, ["de", "de", "xx-nope", "de"]), "row group 1, row 0"),
+    "parquet null language": ("parquet", lambda path: parquet_with_languages(path, ["de", None, "de", "de"]), "row group 0, row 1"),
 }
 
 
@@ -84,6 +94,12 @@ def write_case(folder: Path, fmt: str, content) -> Path:
     return path
 
 
+def pair_source(fmt: str, path: Path, case: str) -> TableSource:
+    """Fixed languages, unless the case is about the file's own language columns."""
+    fixed = {} if "language" in case else {"src_lang": "de", "tgt_lang": "en"}
+    return TableSource(name="t", format=fmt, path=str(path), **fixed)
+
+
 def run_pair_reader(tmp_path: Path, source: TableSource) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(kept pairs, removed rows) of the reading step run by a real executor, after the driver's `languages()`."""
     languages = source.languages()
@@ -98,14 +114,15 @@ def run_pair_reader(tmp_path: Path, source: TableSource) -> tuple[pl.DataFrame, 
 def test_pair_readers_send_a_malformed_record_to_removed_and_go_on(tmp_path, tally, case):
     fmt, content, place = PAIR_CASES[case]
     path = write_case(tmp_path, fmt, content)
-    kept, removed = run_pair_reader(tmp_path, TableSource(name="t", format=fmt, path=str(path), src_lang="de", tgt_lang="en"))
+    kept, removed = run_pair_reader(tmp_path, pair_source(fmt, path, case))
     assert kept["src_text"].to_list() == DE and kept["tgt_text"].to_list() == EN  # 0 silent changes, none lost
     if place is None:
         assert removed.height == 0
     else:
         assert removed.height == 1 and removed["reason"].to_list() == ["malformed"] and removed["stage"].to_list() == ["read_pairs"]
         assert removed["detail"][0].startswith(f"pairs.{fmt}, {place}: "), removed["detail"][0]
-        assert removed["source_id"][0] == f"pairs.{fmt}:{place}" and removed["src_lang"][0] == "deu_Latn"
+        assert removed["source_id"][0] == f"pairs.{fmt}:{place}"
+        assert removed["src_lang"][0] == ("" if "language" in case else "deu_Latn")  # a bad language is not guessed
     tally()
 
 
@@ -113,7 +130,7 @@ def test_pair_readers_send_a_malformed_record_to_removed_and_go_on(tmp_path, tal
 def test_strict_stops_at_the_first_malformed_pair_naming_file_and_line(tmp_path, tally, case):
     fmt, content, place = PAIR_CASES[case]
     path = write_case(tmp_path, fmt, content)
-    source = TableSource(name="t", format=fmt, path=str(path), src_lang="de", tgt_lang="en")
+    source = pair_source(fmt, path, case)
     source.languages()
     with pytest.raises(SourceError) as raised:
         first_malformed([source], [])
