@@ -73,8 +73,8 @@ def dedup_keys(lang: pl.Series, lengths: np.ndarray, role: pl.Series, lowered: p
 
 
 def malformed_chat_rows(records: list, source: str) -> pa.Table:
-    """Malformed instruction records as removed rows: no turns (none could be read), the file and line in `detail`
-    and `source_id`, the record's text lost only where it was not JSON (then it is in `detail`'s line)."""
+    """Malformed instruction records as removed rows: no turns (none could be read whole), the file and line in
+    `detail` and `source_id`, and the start of the record's text after them in `detail`."""
     source_ids = [f"{Path(r.path).name}:{r.place.removeprefix('line ')}" for r in records]
     return pa.table(
         {"id": [stable_id(source, sid) for sid in source_ids], "messages": pa.array([[]] * len(records), type=CHAT_SCHEMA.field("messages").type),
