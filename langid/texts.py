@@ -31,6 +31,7 @@ from pathlib import Path
 
 import polars as pl
 import polars_hash  # noqa: F401  (registers the `nchash` namespace)
+import pyarrow.parquet as pq
 
 from langid.scripts import script_fraction
 from pipelines.corpus import UDHR_PATH, load_udhr
@@ -320,6 +321,39 @@ def with_clauses(data: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([data.select("text", "lang"), pieces.unique(maintain_order=True)])
 
 
+def read_labelled_parquet(path: Path) -> pl.DataFrame:
+    """(text, lang) rows of a Parquet file with `text` and `lang`, or with both sides of pairs. Strictly: a file that
+    is not Parquet, a column that is not text, or a null text or label is a ValueError naming the file (and the row
+    group and row), not a traceback from deep inside the evaluation."""
+    try:
+        columns = pl.read_parquet_schema(path)
+    except Exception as e:  # polars names no file in its errors
+        raise ValueError(f"{path}: not a Parquet file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if {"text", "lang"} <= set(columns):
+        names = ["text", "lang"]
+    elif {"src_text", "src_lang", "tgt_text", "tgt_lang"} <= set(columns):
+        names = ["src_text", "src_lang", "tgt_text", "tgt_lang"]
+    else:
+        raise ValueError(f"{path}: needs columns text and lang, or src_text, src_lang, tgt_text, tgt_lang; has {sorted(columns)}")
+    for name in names:
+        if columns[name] not in (pl.String, pl.Categorical, pl.Null):
+            raise ValueError(f"{path}: column {name} holds {columns[name]}, not text")
+    frame = pl.read_parquet(path, columns=names).with_columns(pl.col(names).cast(pl.String))
+    nulls = frame.with_row_index().filter(pl.any_horizontal(pl.col(names).is_null()))
+    if nulls.height:
+        row = nulls.row(0, named=True)
+        meta = pq.ParquetFile(path).metadata
+        group, first = 0, 0
+        while first + meta.row_group(group).num_rows <= row["index"]:
+            first += meta.row_group(group).num_rows
+            group += 1
+        column = next(name for name in names if row[name] is None)
+        raise ValueError(f"{path}, row group {group}, row {row['index'] - first}: {column} is null ({nulls.height} such rows)")
+    if len(names) == 2:
+        return frame
+    return pl.concat([frame.select(text="src_text", lang="src_lang"), frame.select(text="tgt_text", lang="tgt_lang")])
+
+
 def load_texts(spec: str) -> pl.DataFrame:
     """(text, lang) rows of `spec`, normalized as the builder normalizes, empty texts dropped."""
     if spec.startswith("udhr:"):
@@ -344,18 +378,6 @@ def load_texts(spec: str) -> pl.DataFrame:
         path = Path(spec)
         if not path.is_file():
             raise FileNotFoundError(f"text source not found: {path}")
-        columns = set(pl.read_parquet_schema(path))
-        if {"text", "lang"} <= columns:
-            frame = pl.read_parquet(path, columns=["text", "lang"])
-        elif {"src_text", "src_lang", "tgt_text", "tgt_lang"} <= columns:
-            sides = pl.read_parquet(path, columns=["src_text", "src_lang", "tgt_text", "tgt_lang"])
-            frame = pl.concat(
-                [
-                    sides.select(text="src_text", lang="src_lang"),
-                    sides.select(text="tgt_text", lang="tgt_lang"),
-                ]
-            )
-        else:
-            raise ValueError(f"{path}: needs columns text and lang, or src_text, src_lang, tgt_text, tgt_lang; has {sorted(columns)}")
+        frame = read_labelled_parquet(path)
     frame = frame.with_columns(normalize_text(frame["text"]))
     return frame.filter(pl.col("text").str.len_chars() > 0)

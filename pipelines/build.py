@@ -44,7 +44,7 @@ from pipelines.corpus import UDHR_PATH, udhr_provenance
 from pipelines.manifest import bump, code_version, damaged_files, finished_versions, parse_version, read_manifest, sha256_file
 from pipelines.mixture import MixtureError
 from pipelines.publish import PublishError
-from pipelines.sources import SourceError
+from pipelines.sources import SourceError, first_malformed
 from pipelines.staging import BuildError, Staging
 from pipelines.steps.alignment import AlignmentFilter
 from pipelines.steps.base import RemovedRows
@@ -119,6 +119,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--shard-size", default=None, help="uncompressed data per shard, e.g. 256MB (default: the recipe's)")
     parser.add_argument("--push-to-hub", metavar="ORG/NAME", default=None, help="publish the version to this Hub dataset after the build")
     parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
+    parser.add_argument("--strict", action="store_true", help="stop at the first malformed input record (default: to removed/)")
     args = parser.parse_args(argv)
     if args.version and args.bump:
         parser.error("give --version or --bump, not both")
@@ -136,6 +137,7 @@ def apply_overrides(recipe: recipes.Recipe, args: argparse.Namespace) -> recipes
         if not args.langs.replace(",", " ").split():
             raise recipes.RecipeError(f"--langs: no language given in {args.langs!r} (expected all, or codes separated by commas)")
         recipe.languages = args.langs
+    recipe.strict = recipe.strict or args.strict
     overrides = {"seed": "seed", "langid_model": "langid.models", "langid_threshold": "langid.threshold",
                  "min_script_fraction": "langid.min_script_fraction", "max_length_ratio": "filters.max_length_ratio",
                  "shard_size": "shard_size"}  # fmt: skip
@@ -158,7 +160,7 @@ def apply_overrides(recipe: recipes.Recipe, args: argparse.Namespace) -> recipes
 
 def row_arguments(recipe: recipes.Recipe, langs: list[str], identifier: LanguageIdentifier, sources: list[dict]) -> dict[str, str]:
     """What the rows depend on; their hash is the build key (executor, tasks and workers are not in it)."""
-    settings = {k: v for k, v in recipe.to_dict().items() if k not in ("parallel", "instructions", "path", "languages")}
+    settings = {k: v for k, v in recipe.to_dict().items() if k not in ("parallel", "instructions", "path", "languages", "strict")}
     return {
         "recipe": recipe.name,
         "langs": ",".join(langs),
@@ -419,6 +421,8 @@ def build(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     recipe = apply_overrides(recipes.load(args.recipe), args)
     sources = recipe.parallel
     source_languages = [s.languages() for s in sources]  # once: each reads the language columns of every file
+    if recipe.strict:
+        first_malformed(sources, recipe.instructions)
     available = sorted(set().union(*source_languages)) if sources else []
     spec = recipe.languages if isinstance(recipe.languages, str) else ",".join(recipe.languages)
     langs = resolve_languages(spec, available)
@@ -482,7 +486,7 @@ def run_stages(args, recipe: recipes.Recipe, source_languages: list, x_langs: li
             run_stage("pairs", pair_pipeline(recipe, sources, source_languages, others, work, "pairs", joiner, True, eval_sets), args.tasks)
         if recipe.instructions:
             chunks = chat_chunks(recipe.instructions)
-            chat = [PrepareChat(recipe.instructions, chunks, work, eval_sets, recipe.decontamination.ngram)]
+            chat = [PrepareChat(recipe.instructions, chunks, work, eval_sets, recipe.decontamination.ngram, recipe.strict)]
             run_stage("chat", chat, max(1, min(args.tasks, len(chunks))))
             run_stage("chat_dedup", [DedupChat(work, recipe.seed)], args.tasks)
         cross_supply, chat_supply = supply(work / "pairs", work / "chat")

@@ -238,8 +238,7 @@ class Recipe:
     mixture: Mixture | None = None
     templates: Templates = field(default_factory=Templates)
     shard_size: str = "256MB"  # uncompressed data per shard; each is sorted in memory by one task (bounds its memory)
-    # stop the build at the first bad row instead of sending it to removed/
-    strict: bool = False
+    strict: bool = False  # a malformed input record stops the build (default: it goes to removed/ as `malformed`)
     path: str = ""
 
     def to_dict(self) -> dict:

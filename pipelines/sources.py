@@ -27,7 +27,7 @@ import typing
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,26 @@ CHUNK_BYTES = 32 << 20  # instruction files are read in parallel in pieces of ab
 
 class SourceError(ValueError):
     """Bad input: the message names the file, line or key."""
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A record a reader cannot take (a short TSV row, a line that is not JSON, a null text): where it is, `place`
+    ("line 3", "row group 0, row 3"), and why. Readers skip it; the build reports it (or, strict, stops at it)."""
+
+    path: str
+    place: str
+    why: str
+    src_lang: str = ""
+    tgt_lang: str = ""
+    text: str = ""  # what of the record could be read, kept in removed/
+
+    def message(self) -> str:
+        return f"{self.path}, {self.place}: {self.why}"
+
+    def detail(self) -> str:
+        """The message as published in removed/: the file's name, not where the build machine keeps it."""
+        return f"{Path(self.path).name}, {self.place}: {self.why}"
 
 
 def _pairs_table(frame: pl.DataFrame, source: str) -> pa.Table:
@@ -112,6 +132,10 @@ class PairSource:
         (or streamed from the Hub) only to find none."""
         return True
 
+    def malformed(self) -> list[Malformed]:
+        """The malformed records `languages()` found (the driver asks it first); `read` skips them."""
+        return list(getattr(self, "_malformed", []))
+
     def provenance(self) -> dict:
         return {"name": self.name, "version": "", "origin": "", "license": "", "sha256": "", "details": {}}
 
@@ -151,9 +175,145 @@ class UdhrSource(PairSource):
                             "heldout": "articles 25-27 validation, 28-30 test"}}  # fmt: skip
 
 
+OUR_COLUMNS = ("src_text", "tgt_text", "src_lang", "tgt_lang", "source_id")
+
+
+def _flores_or_none(code: str) -> str | None:
+    try:
+        return to_flores(code)
+    except ValueError:
+        return None
+
+
+def _read_bytes(path: str, name: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise SourceError(f"source {name}: cannot read {path}: {e}") from None
+
+
+def _text_lines(path: str, data: bytes) -> tuple[pl.Series, list[Malformed]]:
+    """The file's lines, "\\r" ends dropped (a final newline and blank lines at the end are no lines); a line that is
+    not UTF-8 is reported instead, and left empty. Split in polars where the file is valid UTF-8, the common case."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        text = text.rstrip("\r\n")  # only line ends: a last field may end in a tab or a space
+        lines = pl.Series("_text", [text]).str.split("\n").explode().str.strip_suffix("\r") if text else pl.Series("_text", [], pl.String)
+        return lines, []
+    raw = data.rstrip(b"\r\n").split(b"\n")
+    texts, bad = [], []
+    for number, line in enumerate(raw, start=1):
+        try:
+            texts.append(line.decode("utf-8").removesuffix("\r"))
+        except UnicodeDecodeError as e:
+            texts.append("")
+            bad.append(Malformed(path, f"line {number}", f"not valid UTF-8 (byte {e.start + 1} of the line)", text=line.decode("utf-8", "replace")))
+    return pl.Series("_text", texts, pl.String), bad
+
+
+def _clean_tsv(data: bytes) -> pl.DataFrame | None:
+    """`read_tsv`'s frame of a file with nothing malformed, read by polars' CSV reader; None where the file may have
+    something malformed (a line with another number of tabs than the header, a carriage return, a single column,
+    invalid UTF-8): then `read_tsv` reads it line by line and names each. Tabs are counted per line on the bytes,
+    so that a clean file, the common case, is never split into Python strings."""
+    body = data.rstrip(b"\n")
+    newlines = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == ord("\n"))
+    tabs = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == ord("\t"))
+    per_line = np.bincount(np.searchsorted(newlines, tabs), minlength=len(newlines) + 1)
+    if not body or b"\r" in body or per_line[0] == 0 or (per_line != per_line[0]).any():
+        return None
+    try:
+        frame = pl.read_csv(io.BytesIO(body), separator="\t", quote_char=None, has_header=True, infer_schema=False,
+                            empty_string_is_null=False, raise_if_empty=False)  # fmt: skip
+    except (pl.exceptions.PolarsError, UnicodeDecodeError):
+        return None
+    if frame.width != per_line[0] + 1 or frame.height != len(newlines):
+        return None
+    return frame.with_columns(_line=pl.int_range(2, frame.height + 2, dtype=pl.Int64), _record=pl.int_range(frame.height, dtype=pl.Int64))
+
+
+def read_tsv(path: str, name: str) -> tuple[pl.DataFrame, list[Malformed]]:
+    """A tab-separated file with a header line, strictly: every line must have the header's number of fields (no
+    quoting: a tab always separates), be UTF-8 and not be blank (blank lines at the end are no records). Columns are
+    strings ("" for an empty field); `_line` is the line number, `_record` the record's index (the header does not
+    count). A bad header is a bad file (SourceError)."""
+    data = _read_bytes(path, name)
+    clean = _clean_tsv(data)
+    if clean is not None:
+        return clean, []
+    lines, bad = _text_lines(path, data)
+    if not len(lines) or not lines[0] or bad and bad[0].place == "line 1":
+        raise SourceError(f"source {name}: {path}, line 1: expected a header line of tab-separated column names")
+    names = lines[0].split("\t")
+    if len(set(names)) != len(names):
+        raise SourceError(f"source {name}: {path}, line 1: a column name appears twice in {names}")
+    body = pl.DataFrame(lines.slice(1)).with_columns(_line=pl.int_range(2, len(lines) + 1, dtype=pl.Int64))
+    body = body.filter(~pl.col("_line").is_in([int(m.place.split()[1]) for m in bad])).with_columns(
+        _fields=pl.col("_text").str.count_matches("\t", literal=True) + 1
+    )  # fmt: skip
+    well_formed = (pl.col("_text") != "") & (pl.col("_fields") == len(names))
+    for line, text, count in body.filter(~well_formed).select("_line", "_text", "_fields").iter_rows():
+        why = "blank line (only blank lines at the end are allowed)" if text == "" else f"{count} tab-separated fields, the header has {len(names)}"
+        bad.append(Malformed(path, f"line {line}", why, text=text))
+    frame = body.filter(well_formed).select(
+        pl.col("_text").str.split_exact("\t", len(names) - 1).struct.rename_fields(names).struct.unnest(),
+        "_line", _record=pl.col("_line") - 2,
+    )  # fmt: skip
+    return frame, sorted(bad, key=lambda m: int(m.place.split()[1]))
+
+
+def read_jsonl_records(path: str, name: str, strings: set[str]) -> tuple[pl.DataFrame, list[Malformed]]:
+    """A JSONL file, an object a line, strictly: the fields in `strings` must be strings where present (JSON's
+    numbers are not text, and polars' reader casts them without a word). Blank lines are skipped; `_line` is the
+    line number, `_record` the record's index (as polars numbers the rows of such a file). Arrow's JSON reader
+    takes a file that is all well-formed (it refuses a number where a string is declared); else line by line."""
+    data = _read_bytes(path, name)
+    schema = pa.schema([(column, pa.string()) for column in sorted(strings)])
+    try:
+        table = pa_json.read_json(io.BytesIO(data), read_options=pa_json.ReadOptions(block_size=max(len(data), 1 << 20)),
+                                  parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"))  # fmt: skip
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return _read_jsonl_lines(path, data, strings)
+    numbers = [i for i, line in enumerate(data.split(b"\n"), start=1) if line.strip()]
+    if len(numbers) != table.num_rows:  # a record over several lines, or several on one: not JSONL
+        return _read_jsonl_lines(path, data, strings)
+    frame = pl.from_arrow(table) if table.num_columns else pl.DataFrame(height=table.num_rows)
+    return frame.with_columns(_line=pl.Series(numbers, dtype=pl.Int64), _record=pl.int_range(pl.len(), dtype=pl.Int64)), []
+
+
+def _read_jsonl_lines(path: str, data: bytes, strings: set[str]) -> tuple[pl.DataFrame, list[Malformed]]:
+    """`read_jsonl_records` a line at a time, for a file with malformed lines: each is reported."""
+    lines, bad = _text_lines(path, data)
+    invalid = {int(m.place.split()[1]) for m in bad}
+    rows, record = [], 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() and number not in invalid:
+            continue
+        record += 1
+        if number in invalid:
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            bad.append(Malformed(path, f"line {number}", f"not valid JSON: {e.msg} (column {e.colno})", text=line))
+            continue
+        wrong = sorted(k for k in strings if isinstance(value, dict) and k in value and not isinstance(value[k], str | None))
+        if not isinstance(value, dict) or wrong:
+            why = "not a JSON object" if not isinstance(value, dict) else f"{wrong[0]} is {json.dumps(value[wrong[0]])[:40]}, not a string"
+            bad.append(Malformed(path, f"line {number}", why, text=line))
+        else:
+            rows.append({**value, "_line": number, "_record": record - 1})
+    frame = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame(schema={"_line": pl.Int64, "_record": pl.Int64})
+    return frame, sorted(bad, key=lambda m: int(m.place.split()[1]))
+
+
 @dataclass
 class TableSource(PairSource):
-    """Parquet, JSONL or TSV files (a glob), with column names and optional fixed languages."""
+    """Parquet, JSONL or TSV files (a glob), with column names and optional fixed languages. A record with a null or
+    non-string text or language, or a TSV/JSONL line that cannot be parsed, is malformed (see `Malformed`)."""
 
     format: str = "parquet"
     path: str = ""
@@ -168,34 +328,92 @@ class TableSource(PairSource):
             raise SourceError(f"source {self.name}: no files match {self.path}")
         return found
 
-    def _scan(self, path: str) -> pl.LazyFrame:
-        try:
-            if self.format == "parquet":
-                frame = pl.scan_parquet(path)
-            elif self.format == "jsonl":
-                frame = pl.scan_ndjson(path)
-            else:
-                frame = pl.scan_csv(path, separator="\t", quote_char=None, has_header=True, infer_schema=False)
-            names = frame.collect_schema().names()
-        except Exception as e:
-            raise SourceError(f"source {self.name}: cannot read {path}: {e}") from None
+    def _theirs(self) -> dict[str, str]:
+        """Our column -> the file's, for the columns read from the file (not those the recipe fixes)."""
         wanted = {"src_text": "src_text", "tgt_text": "tgt_text", "src_lang": "src_lang", "tgt_lang": "tgt_lang", "source_id": "id"}
         wanted.update(self.columns)
         fixed = {"src_lang": self.src_lang, "tgt_lang": self.tgt_lang}
-        exprs = []
-        for ours, theirs in wanted.items():
-            if fixed.get(ours):
-                exprs.append(pl.lit(to_flores(fixed[ours])).alias(ours))
-            elif theirs in names:
-                exprs.append(pl.col(theirs).cast(pl.String).alias(ours))
-            elif ours == "source_id":
-                exprs.append(pl.int_range(pl.len()).cast(pl.String).alias(ours))
+        return {ours: theirs for ours, theirs in wanted.items() if not fixed.get(ours)}
+
+    def _scan(self, path: str) -> tuple[pl.LazyFrame, list[Malformed]]:
+        """Our columns of every record that could be parsed, with `_line` (TSV, JSONL; for Parquet the row number)
+        and `_record` (its index: the default source_id), and the records that could not be parsed."""
+        bad = []
+        try:
+            if self.format == "parquet":
+                frame = pl.scan_parquet(path).with_row_index("_record").with_columns(_line=pl.col("_record"))
+            elif self.format == "jsonl":
+                texts = {theirs for ours, theirs in self._theirs().items() if ours != "source_id"}
+                data, bad = read_jsonl_records(path, self.name, texts)
+                frame = data.lazy()
             else:
-                raise SourceError(f"source {self.name}: {path} has no column {theirs!r} for {ours} (columns: {names})")
-        return frame.select(exprs).with_columns(source_id=pl.lit(Path(path).name + ":") + pl.col("source_id"))
+                data, bad = read_tsv(path, self.name)
+                frame = data.lazy()
+            names = [n for n in frame.collect_schema().names() if n not in ("_line", "_record")]
+        except SourceError:
+            raise
+        except Exception as e:
+            raise SourceError(f"source {self.name}: cannot read {path}: {e}") from None
+        theirs = self._theirs()
+        exprs = []
+        for ours in OUR_COLUMNS:
+            if ours not in theirs:
+                exprs.append(pl.lit(to_flores({"src_lang": self.src_lang, "tgt_lang": self.tgt_lang}[ours])).alias(ours))
+            elif theirs[ours] in names:
+                exprs.append(pl.col(theirs[ours]).cast(pl.String).alias(ours))
+            elif ours == "source_id":
+                exprs.append(pl.col("_record").cast(pl.String).alias(ours))
+            elif not names:  # no line could be parsed (each is reported): no column to look for
+                exprs.append(pl.lit(None, dtype=pl.String).alias(ours))
+            else:
+                raise SourceError(f"source {self.name}: {path} has no column {theirs[ours]!r} for {ours} (columns: {names})")
+        return frame.select(*exprs, "_line").with_columns(source_id=pl.lit(Path(path).name + ":") + pl.col("source_id")), bad
+
+    def _load(self, path: str) -> tuple[pl.DataFrame, list[Malformed]]:
+        """Our columns of the file's well-formed records, and its malformed ones in file order: those of `_scan`,
+        and records with a null text, id or language, or a language that is no known code."""
+        lazy, bad = self._scan(path)
+        frame = lazy.collect()
+        theirs = self._theirs()
+        codes = {code: _flores_or_none(code) for code in set(frame["src_lang"].drop_nulls()) | set(frame["tgt_lang"].drop_nulls())}
+        unknown = [code for code, flores in codes.items() if flores is None]
+        reasons = [pl.when(pl.col(c).is_null()).then(pl.lit(f"{c} (column {theirs.get(c)!r}) is missing or null")) for c in OUR_COLUMNS]
+        reasons += [pl.when(pl.col(c).is_in(unknown)).then(pl.format("{} {} is not a language code", pl.lit(c), pl.col(c))) for c in ("src_lang", "tgt_lang")]
+        frame = frame.with_columns(_why=pl.coalesce(reasons))
+        broken = frame.filter(pl.col("_why").is_not_null())
+        if broken.height:
+            frame = frame.filter(pl.col("_why").is_null())
+            for row, place in zip(broken.iter_rows(named=True), self._places(path, broken["_line"])):
+                bad.append(Malformed(path, place, row["_why"], codes.get(row["src_lang"]) or "", codes.get(row["tgt_lang"]) or "",
+                                     row["src_text"] or row["tgt_text"] or ""))  # fmt: skip
+            bad.sort(key=lambda m: [int(n) for n in re.findall(r"\d+", m.place)])
+        fixed = {side: to_flores(code) for side, code in (("src_lang", self.src_lang), ("tgt_lang", self.tgt_lang)) if code}
+        return frame.drop("_line", "_why"), [replace(m, **{side: code for side, code in fixed.items() if not getattr(m, side)}) for m in bad]
+
+    def _places(self, path: str, rows: pl.Series) -> list[str]:
+        if self.format != "parquet":
+            return [f"line {line}" for line in rows]
+        meta = pq.ParquetFile(path).metadata
+        starts = np.cumsum([0] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+        groups = np.searchsorted(starts, rows.to_numpy(), side="right") - 1
+        return [f"row group {g}, row {r - starts[g]}" for g, r in zip(groups, rows)]
+
+    def _may_be_malformed(self, path: str) -> bool:
+        """Whether a file can hold malformed records: TSV and JSONL always (parsing tells), Parquet only where its
+        statistics count nulls in a column read (or it has none), so the driver reads no Parquet text to find none."""
+        if self.format != "parquet":
+            return True
+        meta = pq.ParquetFile(path).metadata
+        names = set(self._theirs().values())
+        for g in range(meta.num_row_groups):
+            for c in range(meta.num_columns):
+                column = meta.row_group(g).column(c)
+                if column.path_in_schema in names and (column.statistics is None or not column.statistics.has_null_count or column.statistics.null_count):
+                    return True
+        return False
 
     def _frame(self, path: str) -> pl.DataFrame:
-        frame = self._scan(path).collect()
+        frame, _ = self._load(path)
         codes = {c: to_flores(c) for c in set(frame["src_lang"]) | set(frame["tgt_lang"])}
         renamed = {code: flores for code, flores in codes.items() if code != flores}  # none when the file has FLORES codes
         if renamed:
@@ -205,11 +423,18 @@ class TableSource(PairSource):
     def languages(self):
         """Also notes each file's languages and whether it has pairs without a pivot, so that a task reads only
         the files that hold its languages: corpora ship a file per language pair, and every task reading every
-        file cost more than the task's own work on the Firefox corpus (100 files, 8 tasks)."""
+        file cost more than the task's own work on the Firefox corpus (100 files, 8 tasks). And the malformed
+        records, which the driver reports once (see `malformed`)."""
         self._contents: dict[str, tuple[set[str], bool]] = {}
+        self._malformed = []
         for path in self.files():
-            frame = self._scan(path).select("src_lang", "tgt_lang").unique().collect()
-            if frame.is_empty():  # a header alone (or an empty file) would leave the build with nothing to make
+            bad = []
+            frame = None if self._may_be_malformed(path) else self._scan(path)[0].select("src_lang", "tgt_lang").unique().collect()
+            if frame is None or any(_flores_or_none(c) is None for c in set(frame["src_lang"]) | set(frame["tgt_lang"])):
+                frame, bad = self._load(path)
+                self._malformed += bad
+                frame = frame.select("src_lang", "tgt_lang").unique()
+            if frame.is_empty() and not bad:  # a header alone (or an empty file) would leave the build with nothing to make
                 raise SourceError(f"source {self.name}: {path} has no rows")
             codes = {c: to_flores(c) for c in set(frame["src_lang"]) | set(frame["tgt_lang"])}
             frame = frame.with_columns(pl.col("src_lang", "tgt_lang").replace_strict(codes), src_text=pl.lit(""), tgt_text=pl.lit(""))
@@ -253,23 +478,33 @@ class MosesSource(PairSource):
 
     def languages(self):
         a, b = self._langs()
+        self._lines()  # in the driver, before any stage: a file that cannot be paired line by line stops the build
         return {x for x in (a, b) if x not in PIVOTS} or {"zho_Hans"}
 
     def has_unpaired(self):
         return _unpaired_languages(*self._langs())
 
-    def read(self, langs, unpaired=False):
-        (code_a, path_a), (code_b, path_b) = self.files.items()
+    def _lines(self) -> list[list[str]]:
+        """Both files' lines. A line that is not UTF-8 is a bad file, not a record to skip: a line left out would
+        pair every later line with the wrong one."""
         lines = []
-        for path in (path_a, path_b):
+        for path in self.files.values():
+            data = _read_bytes(path, self.name)
             try:
-                lines.append(Path(path).read_text(encoding="utf-8").split("\n"))
-            except (OSError, UnicodeDecodeError) as e:
-                raise SourceError(f"source {self.name}: cannot read {path}: {e}") from None
+                lines.append(data.decode("utf-8").split("\n"))
+            except UnicodeDecodeError as e:
+                line = data[: e.start].count(b"\n") + 1
+                raise SourceError(f"source {self.name}: {path}, line {line}: not valid UTF-8 ({e.reason})") from None
             if lines[-1] and lines[-1][-1] == "":
                 lines[-1].pop()
         if len(lines[0]) != len(lines[1]):
+            (path_a, path_b) = self.files.values()
             raise SourceError(f"source {self.name}: {path_a} has {len(lines[0])} lines but {path_b} has {len(lines[1])}")
+        return lines
+
+    def read(self, langs, unpaired=False):
+        (code_a, path_a), (code_b, _) = self.files.items()
+        lines = self._lines()
         frame = pl.DataFrame({"src_text": lines[0], "tgt_text": lines[1]}).with_columns(
             src_lang=pl.lit(to_flores(code_a)), tgt_lang=pl.lit(to_flores(code_b)),
             source_id=pl.lit(f"{Path(path_a).name}:") + (pl.int_range(pl.len()) + 1).cast(pl.String),
@@ -329,30 +564,96 @@ class TmxSource(PairSource):
         return {**super().provenance(), "origin": self.path, "license": self.license, "sha256": _file_sha256([self.path])}
 
 
+PO_STRING = rb'"(?:[^"\\]|\\.)*"'
+PO_KEYWORD_LINE = re.compile(rb"(msgctxt|msgid|msgid_plural|msgstr|msgstr\[\d+\])\s+" + PO_STRING + rb"\s*")
+PO_CONTINUATION = re.compile(PO_STRING + rb"\s*")
+MO_MAGIC = {b"\xde\x12\x04\x95": "<", b"\x95\x04\x12\xde": ">"}
+
+
+def check_po(path: str, data: bytes) -> None:
+    """A .po catalog's syntax, strictly: polib (like babel) reads `msgstr "Wiese.` as "Wiese" and `msgstr Das Wetter`
+    as "as Wette", cutting the text without a word. Every line must be blank, a comment, a keyword with one quoted
+    string or a quoted continuation of one (obsolete `#~` entries alike), and the text must be in the catalog's
+    charset. SourceError naming the file and line otherwise: a bad catalog is a bad file, not a bad record."""
+    after_keyword = False
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        line = raw.strip()
+        if line.startswith(b"#~"):
+            line = line[2:].lstrip(b"|").strip()
+        elif line.startswith(b"#") or not line:
+            after_keyword = after_keyword and line.startswith(b"#")
+            continue
+        if PO_KEYWORD_LINE.fullmatch(line):
+            after_keyword = True
+        elif not (after_keyword and PO_CONTINUATION.fullmatch(line)):
+            what = "a string continued without a keyword before it" if PO_CONTINUATION.fullmatch(line) else "expected a keyword and one quoted string"
+            raise SourceError(f"{path}, line {number}: not valid .po syntax ({what}): {raw.decode('utf-8', 'replace').strip()[:60]}")
+    charset = re.search(rb"charset=([\w.-]+)", data)
+    try:
+        data.decode(charset.group(1).decode() if charset else "utf-8")
+    except LookupError:
+        raise SourceError(f"{path}: unknown charset {charset.group(1).decode()!r} in the header") from None
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise SourceError(f"{path}, line {line}: not valid {e.encoding}: {e.reason}") from None
+
+
+def check_mo(path: str, data: bytes) -> None:
+    """A .mo catalog's structure: the magic number, and every string's offset and length inside the file (polib
+    reads past a bad one without a word). SourceError naming the file and the entry otherwise."""
+    import struct
+
+    order = MO_MAGIC.get(data[:4])
+    if order is None or len(data) < 28:
+        raise SourceError(f"{path}: not a .mo file (magic number {data[:4].hex() or 'missing'}, expected 950412de)")
+    revision, count, originals, translations = struct.unpack(f"{order}4I", data[4:20])
+    if revision >> 16 > 1:
+        raise SourceError(f"{path}: unknown .mo revision {revision >> 16}")
+    for table, offset in (("original", originals), ("translation", translations)):
+        if offset + 8 * count > len(data):
+            raise SourceError(f"{path}: the {table} table (offset {offset}, {count} entries) ends past the end of the file ({len(data)} bytes)")
+        for entry in range(count):
+            length, start = struct.unpack(f"{order}2I", data[offset + 8 * entry : offset + 8 * entry + 8])
+            if start + length >= len(data) or data[start + length] != 0:
+                raise SourceError(f"{path}: entry {entry}: its {table} string (offset {start}, {length} bytes) is not inside the file or not ended by NUL")
+
+
 @dataclass
 class GettextSource(PairSource):
-    """A gettext .po or .mo catalog: msgid (English) -> msgstr (`lang`); untranslated and fuzzy entries are skipped."""
+    """A gettext .po or .mo catalog: msgid (English) -> msgstr (`lang`); untranslated and fuzzy entries are skipped.
+    Parsed strictly (see `check_po`, `check_mo`): a catalog polib would read with a text cut short stops the build."""
 
     path: str = ""
     lang: LanguageCode = ""
     license: str = ""
 
     def languages(self):
+        self._catalog()  # in the driver, before any stage: a bad catalog stops the build before anything is written
         return {to_flores(self.lang)}
 
     def has_unpaired(self):
         return _unpaired_languages(to_flores(self.lang), "eng_Latn")
 
-    def read(self, langs, unpaired=False):  # always -> eng_Latn
+    def _catalog(self):
         import polib
 
+        data = _read_bytes(self.path, self.name)
+        try:
+            if self.path.endswith(".mo"):
+                check_mo(self.path, data)
+                return polib.mofile(self.path)
+            check_po(self.path, data)
+            return polib.pofile(self.path)
+        except SourceError as e:
+            raise SourceError(f"source {self.name}: {e}") from None
+        except (OSError, ValueError) as e:
+            raise SourceError(f"source {self.name}: cannot read {self.path}: {e}") from None
+
+    def read(self, langs, unpaired=False):  # always -> eng_Latn
         lang = to_flores(self.lang)
         if lang not in langs and not (unpaired and self.has_unpaired()):
             return
-        try:
-            catalog = polib.mofile(self.path) if self.path.endswith(".mo") else polib.pofile(self.path)
-        except (OSError, ValueError) as e:
-            raise SourceError(f"source {self.name}: cannot read {self.path}: {e}") from None
+        catalog = self._catalog()
         rows = [
             (entry.msgstr, entry.msgid, f"{Path(self.path).name}:{getattr(entry, 'linenum', None) or i}:{entry.msgctxt or ''}")
             for i, entry in enumerate(catalog)
@@ -727,15 +1028,21 @@ class InstructionSource:
                     del data  # a view of the mapping: it must go before the mapping closes
         return found
 
-    def _records(self, chunk: tuple[str, int, int, int]) -> Iterator[tuple[str, int, dict]]:
+    def _records(self, chunk: tuple[str, int, int, int], malformed: list | None = None) -> Iterator[tuple[str, int, str, dict]]:
+        """(path, number, place, record) of a chunk: `number` the line (JSONL) or the record's position (JSON array),
+        `place` its words for messages. A line that is not JSON goes to `malformed` (SourceError without it)."""
         path, start, end, first_line = chunk
-        if end == -1:  # a JSON array (Alpaca and BELLE are often shipped so): read whole
+        if end == -1:  # a JSON array (Alpaca and BELLE are often shipped so): read whole; a bad one is a bad file
             with open(path, encoding="utf-8") as f:
                 try:
                     records = json.load(f)
                 except json.JSONDecodeError as e:
                     raise SourceError(f"{path}: not valid JSON (line {e.lineno}): {e.msg}") from None
-            yield from ((path, i + 1, r) for i, r in enumerate(records))
+                except UnicodeDecodeError as e:
+                    raise SourceError(f"{path}: not UTF-8 (byte {e.start + 1}): {e.reason}") from None
+            if not isinstance(records, list):
+                raise SourceError(f"{path}: expected a JSON array of records or a record a line")
+            yield from ((path, i + 1, f"record {i + 1}", r) for i, r in enumerate(records))
             return
         with open(path, "rb") as f:  # JSONL: a chunk at a time, never the whole file in memory
             f.seek(start)
@@ -743,34 +1050,46 @@ class InstructionSource:
         for number, line in enumerate(lines, start=first_line):
             if line.strip():
                 try:
-                    yield path, number, json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise SourceError(f"{path}, line {number}: not valid JSON: {e.msg}") from None
-                except UnicodeDecodeError as e:
-                    raise SourceError(f"{path}, line {number}: not UTF-8: {e.reason}") from None
+                    yield path, number, f"line {number}", json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                    why = f"not valid JSON: {e.msg}" if isinstance(e, json.JSONDecodeError) else f"not UTF-8: {e.reason}"
+                    if malformed is None:
+                        raise SourceError(f"{path}, line {number}: {why}") from None
+                    malformed.append(Malformed(path, f"line {number}", why, text=line.decode("utf-8", "replace")))
 
     def to_messages(self, record: dict, where: str) -> list[dict]:
+        """The record's turns; SourceError naming `where` if it lacks a key or a role or text is not a string (a
+        null or numeric answer, which Arrow would refuse with no word of where)."""
         try:
             if self.format == "messages":
-                return [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
-            if self.format == "sharegpt":
+                turns = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
+            elif self.format == "sharegpt":
                 roles = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-                return [{"role": roles[m["from"]], "content": m["value"]} for m in record["conversations"]]
-            if self.format in ("alpaca", "belle"):
+                turns = [{"role": roles[m["from"]], "content": m["value"]} for m in record["conversations"]]
+            elif self.format in ("alpaca", "belle"):
                 if "instruction" in record:
                     prompt = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
-                    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": record["output"]}]
-                return [{"role": "user", "content": record["question"]}, {"role": "assistant", "content": record["std_answer"]}]
+                    turns = [{"role": "user", "content": prompt}, {"role": "assistant", "content": record["output"]}]
+                else:
+                    turns = [{"role": "user", "content": record["question"]}, {"role": "assistant", "content": record["std_answer"]}]
+            else:
+                raise SourceError(f"instruction source {self.name}: unknown format {self.format!r}")
         except (KeyError, TypeError) as e:
             raise SourceError(f"{where}: not a {self.format} record: missing or bad key {e}") from None
-        raise SourceError(f"instruction source {self.name}: unknown format {self.format!r}")
+        for number, turn in enumerate(turns, start=1):
+            for key in ("role", "content"):
+                if not isinstance(turn[key], str):
+                    raise SourceError(f"{where}: not a {self.format} record: turn {number}'s {key} is {json.dumps(turn[key])[:40]}, not a string")
+        return turns
 
-    def read(self, chunk: tuple[str, int, int, int] | None = None) -> Iterator[pa.Table]:
-        """Batches of CHAT_SCHEMA rows of one chunk (see `chunks`), or of every file."""
+    def read(self, chunk: tuple[str, int, int, int] | None = None, malformed: list | None = None) -> Iterator[pa.Table]:
+        """Batches of CHAT_SCHEMA rows of one chunk (see `chunks`), or of every file. A malformed record (not JSON,
+        not of the format, a text that is not a string) is appended to `malformed` and skipped; without that list,
+        it is a SourceError naming its file and line."""
         for part in [chunk] if chunk else self.chunks():
             parsed = self._parse_messages(part) if self.format == "messages" and part[2] != -1 else None
             if parsed is None:
-                yield from self._read_records(part)
+                yield from self._read_records(part, malformed)
             else:
                 yield from (parsed.slice(first, BATCH_ROWS) for first in range(0, parsed.num_rows, BATCH_ROWS))
 
@@ -799,7 +1118,9 @@ class InstructionSource:
             pl.when(pl.col("id").is_null() | (pl.col("id") == "")).then(pl.lit(f"{name}:") + pl.Series(numbers).cast(pl.String)).otherwise("id")
         ).to_series()  # fmt: skip
         langs = frame.with_columns(lang=lang)["lang"]
-        codes = {code: to_flores(code) for code in langs.unique().to_list()}
+        codes = {code: _flores_or_none(code) for code in langs.unique().to_list()}
+        if None in codes.values():  # a code that is no language: the line-by-line path names its line
+            return None
         return pa.table(
             {"id": stable_ids(pl.select(pl.concat_str(pl.lit(self.name), pl.lit(source_ids), separator="\x1f")).to_series()).to_arrow(),
              "messages": table.column("messages"),
@@ -808,15 +1129,24 @@ class InstructionSource:
             schema=CHAT_SCHEMA,
         )  # fmt: skip
 
-    def _read_records(self, chunk: tuple[str, int, int, int]) -> Iterator[pa.Table]:
+    def _read_records(self, chunk: tuple[str, int, int, int], malformed: list | None = None) -> Iterator[pa.Table]:
         messages, langs, ids = [], [], []
-        for path, number, record in self._records(chunk):
-            where = f"{path}, line {number}"
-            messages.append(self.to_messages(record, where))
-            lang = self.lang or record.get("lang")
-            if not lang:
-                raise SourceError(f"{where}: no language: give `lang:` in the recipe or a `lang` field")
-            langs.append(to_flores(lang))
+        for path, number, place, record in self._records(chunk, malformed):
+            where = f"{path}, {place}"
+            try:
+                turns = self.to_messages(record, where)
+                lang = self.lang or record.get("lang")
+                if not isinstance(lang, str) or not lang:
+                    raise SourceError(f"{where}: no language: give `lang:` in the recipe or a `lang` field")
+                lang = self._flores(lang, where)
+            except SourceError as e:
+                if malformed is None:
+                    raise
+                lang = self.lang and to_flores(self.lang)
+                malformed.append(Malformed(path, place, str(e).removeprefix(f"{where}: "), src_lang=lang or "", text=json.dumps(record, ensure_ascii=False)))
+                continue
+            messages.append(turns)
+            langs.append(lang)
             ids.append(str(record.get("id") or f"{Path(path).name}:{number}"))
             if len(ids) == BATCH_ROWS:
                 yield _chat_table(messages, langs, ids, self.name)
@@ -824,6 +1154,27 @@ class InstructionSource:
         if ids:
             yield _chat_table(messages, langs, ids, self.name)
 
+    @staticmethod
+    def _flores(lang: str, where: str) -> str:
+        try:
+            return to_flores(lang)
+        except ValueError as e:
+            raise SourceError(f"{where}: {e}") from None
+
     def provenance(self):
         return {"name": self.name, "version": "", "origin": self.path, "license": self.license,
                 "sha256": _file_sha256(self.files()), "details": {"format": self.format}}  # fmt: skip
+
+
+def first_malformed(pair_sources: list, instruction_sources: list) -> None:
+    """Strict reading (`strict: true`, `--strict`): SourceError naming the first malformed record's file and line,
+    asked by the driver before any stage writes. Pair sources found theirs in `languages()`; instruction files are
+    read here once more (the Arrow path where it can), since their tasks would stop only with a task's traceback."""
+    for source in pair_sources:
+        for record in source.malformed():
+            raise SourceError(f"source {source.name}: {record.message()} (strict: a malformed record stops the build)")
+    for source in instruction_sources:
+        for chunk in source.chunks():
+            for _ in source.read(chunk):  # raises at the first malformed record
+                pass
+

@@ -25,7 +25,7 @@ from pipelines.mixture import selection_keys
 from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
 from pipelines.steps.decontaminate import eval_index
 from pipelines.steps.normalize import SPACING, nfc
-from schemas.records import CHAT_SCHEMA, stable_digests
+from schemas.records import CHAT_SCHEMA, stable_digests, stable_id
 
 REMOVED_CHAT_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("stage", pa.string()), pa.field("reason", pa.string()), pa.field("detail", pa.string())])
 CHAT_BUCKETS = 32  # divides 256 (a bucket is the key's first byte mod this); fixed: a duplicate always lands in the bucket of its first copy, whatever the task count
@@ -72,6 +72,18 @@ def dedup_keys(lang: pl.Series, lengths: np.ndarray, role: pl.Series, lowered: p
     return stable_digests(folded)
 
 
+def malformed_chat_rows(records: list, source: str) -> pa.Table:
+    """Malformed instruction records as removed rows: no turns (none could be read whole), the file and line in
+    `detail` and `source_id`, and the start of the record's text after them in `detail`."""
+    source_ids = [f"{Path(r.path).name}:{r.place.removeprefix('line ')}" for r in records]
+    return pa.table(
+        {"id": [stable_id(source, sid) for sid in source_ids], "messages": pa.array([[]] * len(records), type=CHAT_SCHEMA.field("messages").type),
+         "lang": [r.src_lang for r in records], "source": [source] * len(records), "source_id": source_ids,
+         "stage": ["chat"] * len(records), "reason": ["malformed"] * len(records), "detail": [f"{r.detail()}: {r.text[:200]}" for r in records]},
+        schema=REMOVED_CHAT_SCHEMA,
+    )  # fmt: skip
+
+
 def chat_chunks(sources: list) -> list[tuple[int, tuple]]:
     """Every instruction source's chunks, in source order: (source index, chunk). Computed once, by the driver."""
     return [(number, chunk) for number, source in enumerate(sources) for chunk in source.chunks()]
@@ -81,9 +93,10 @@ class PrepareChat(PipelineStep):
     name = "chat"
     type = "💬 - CHAT"
 
-    def __init__(self, sources: list, chunks: list[tuple[int, tuple]], work_dir: Path, eval_sets: list, ngram: int):
+    def __init__(self, sources: list, chunks: list[tuple[int, tuple]], work_dir: Path, eval_sets: list, ngram: int, strict: bool = False):
         super().__init__()
         self.sources = sources
+        self.strict = strict  # a malformed record stops the build; else it goes to removed/chat as `malformed`
         self.chunks = chunks
         self.work_dir = Path(work_dir)
         self.eval_sets = tuple(e if isinstance(e, str) else tuple(e) for e in eval_sets)  # paths or (name, path)
@@ -93,12 +106,14 @@ class PrepareChat(PipelineStep):
         index = eval_index(self.eval_sets, self.ngram, folder=self.work_dir / "eval_index")
         for number in range(rank, len(self.chunks), world_size):
             source, chunk = self.chunks[number]
-            self.prepare_chunk(number, self.sources[source].read(chunk), index)
+            malformed = None if self.strict else []  # filled while the chunk is read
+            self.prepare_chunk(number, self.sources[source].read(chunk, malformed), index, malformed, self.sources[source].name)
         return
         yield
 
-    def prepare_chunk(self, number: int, tables, index) -> None:
-        """Rows of chunk `number`, cleaned and checked, into `chat_parts/<bucket>/<number>.parquet`."""
+    def prepare_chunk(self, number: int, tables, index, malformed: list | None = None, source: str = "") -> None:
+        """Rows of chunk `number`, cleaned and checked, into `chat_parts/<bucket>/<number>.parquet`; the records of
+        `malformed` (which reading `tables` fills) to removed/."""
         removed = AtomicParquetWriter(self.work_dir / "removed" / "chat" / f"chunk-{number:05d}.parquet", REMOVED_CHAT_SCHEMA, work=True)
         kept, first_row = [], 0
         try:
@@ -121,6 +136,9 @@ class PrepareChat(PipelineStep):
                 keys = dedup_keys(frame["lang"], lengths, role, lowered)
                 frame = frame.with_columns(key=keys, bucket=keys.bin.slice(0, 1).bin.reinterpret(dtype=pl.UInt8).cast(pl.UInt32) % CHAT_BUCKETS)
                 kept.append(frame.filter(verdict["reason"].is_null()))
+            if malformed:
+                removed.write(malformed_chat_rows(malformed, source))
+                self.stat_update("malformed", value=len(malformed))
         except BaseException:
             removed.abort()
             raise

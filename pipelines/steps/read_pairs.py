@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
-from pipelines.sources import BATCH_ROWS, HAS_PIVOT
+from pipelines.sources import BATCH_ROWS, HAS_PIVOT, _pairs_table, orient
 from pipelines.steps.base import RemovedRows
+from schemas.records import REMOVED_SCHEMA
 
 
 def languages_of_task(langs: list[str], rank: int, world_size: int) -> list[str]:
@@ -16,10 +19,25 @@ def languages_of_task(langs: list[str], rank: int, world_size: int) -> list[str]
     return sorted(langs)[rank::world_size]
 
 
+def malformed_rows(source, stage: str) -> pa.Table:
+    """A source's malformed records as removed rows: reason `malformed`, the file and line in `detail` and in
+    `source_id`, what could be read of the record as its text."""
+    records = source.malformed()
+    frame = pl.DataFrame(
+        {"src_lang": [r.src_lang for r in records], "tgt_lang": [r.tgt_lang for r in records], "src_text": [r.text for r in records],
+         "tgt_text": [""] * len(records), "source_id": [f"{Path(r.path).name}:{r.place}" for r in records],
+         "detail": [r.detail() for r in records]},
+        schema={name: pl.String for name in ("src_lang", "tgt_lang", "src_text", "tgt_text", "source_id", "detail")},
+    )  # fmt: skip
+    pairs = pl.from_arrow(_pairs_table(orient(frame, keep_unpaired=True).with_columns(split=pl.lit(source.split)), source.name))
+    return pairs.with_columns(stage=pl.lit(stage), reason=pl.lit("malformed"), detail=frame["detail"]).to_arrow().cast(REMOVED_SCHEMA)
+
+
 class PairReader(PipelineStep):
     """`source_languages[i]` is `sources[i].languages()`, computed once by the driver (it reads every file's
     language columns). With `removed`, task 0 also sends the pairs that have no pivot side (en-CA <-> en-GB) there:
-    no build can use them, and they must not disappear silently."""
+    no build can use them, and they must not disappear silently; and likewise the malformed records the driver's
+    `languages()` found (the sources skip them), once for the whole build."""
 
     name = "read_pairs"
     type = "📖 - READER"
@@ -43,6 +61,11 @@ class PairReader(PipelineStep):
 
             sources = tqdm(sources, desc=f"task {rank}: sources", unit="source", position=rank, leave=False)
         try:
+            for source in self.sources if report else []:
+                if source.malformed():
+                    bad = malformed_rows(source, self.name)
+                    writer.write(bad)
+                    self.stat_update("malformed", value=bad.num_rows)
             for source, languages in sources:
                 wanted, unpaired = mine & languages, report and source.has_unpaired()
                 if not wanted and not unpaired:
