@@ -14,7 +14,7 @@ from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.steps.read_udhr import align, language_pairs, udhr_pairs
 from pipelines.steps.mix import MixInstructions
-from pipelines.steps.templates import PHRASINGS, choose_phrasing, dialogue_rows, document_rows, ordered_runs, positioned, translation_rows
+from schemas.text.templates import PHRASINGS, choose_phrasing, dialogue_rows, document_rows, ordered_runs, positioned, translation_rows
 from pipelines.recipe import Templates
 from pipelines.steps.write import PairWriter
 from schemas.language_codes import language_name

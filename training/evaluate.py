@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--prompt-format", default="auto", help="auto (the tokenizer's chat template), bayling-llama2, bayling-llama3"
     )
     translation.add_argument(
-        "--phrasing", type=int, default=0, help="which instruction phrasing of pipelines/steps/templates.py"
+        "--phrasing", type=int, default=0, help="which instruction phrasing of schemas/text/templates.py"
     )
     translation.add_argument("--max-new-tokens", type=int, default=256)
     translation.add_argument("--num-beams", type=int, default=1, help="1: greedy")

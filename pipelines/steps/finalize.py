@@ -39,8 +39,8 @@ from pipelines.card import CHART_NAME, write_card, write_chart
 from pipelines.manifest import FORMAT_VERSION, content_hash, sha256_file, write_manifest
 from pipelines.quality_report import build_report, card_section, passed_counts, write_quality
 from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
-from pipelines.steps.templates import CROSS_LINGUAL_TASKS
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
+from schemas.text.templates import CROSS_LINGUAL_TASKS
 
 CHAT_CONFIGS = {"zho_Hans": "zh", "eng_Latn": "en"}  # the language of the mixture's chat-<lang>*.parquet -> config
 ROW_GROUP_BYTES = 16 << 20  # streaming readers (datasets, the Hub viewer) fetch a row group at a time

@@ -17,8 +17,8 @@ from pipelines.steps.base import AtomicParquetWriter
 from pipelines.steps.finalize import ready_shard, write_shard
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.recipe import Templates
-from pipelines.steps.templates import dialogue_rows, document_rows, ordered_runs, positioned, translation_rows
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
+from schemas.text.templates import dialogue_rows, document_rows, ordered_runs, positioned, translation_rows
 
 CHAT_NAMES = {"zh": "zho_Hans", "en": "eng_Latn"}
 # a task's languages are templated together up to about this many sentences: `translation_rows` cost about as much
