@@ -38,7 +38,6 @@ if __package__ in (None, ""):  # run as `python pipelines/build.py`: make the re
 from langid.identify import LanguageIdentifier
 from langid.models import file_sha256
 from pipelines import recipe as recipes
-from pipelines.corpus import UDHR_PATH, udhr_provenance
 from pipelines.manifest import bump, code_version, finished_versions, parse_version, read_manifest, sha256_file
 from pipelines.mixture import MixtureError
 from pipelines.publish import PublishError
@@ -59,6 +58,7 @@ from pipelines.steps.read_pairs import PairReader
 from pipelines.steps.write import PairWriter
 from schemas.language_codes import PIVOTS, UnknownLanguageCode, to_flores, unknown_code_error
 from schemas.records import stable_id
+from schemas.text.udhr import UDHR_PATH, udhr_provenance
 
 # What is imported lives as long as the process: the cyclic garbage collector need not walk it again at each full
 # collection, in this process or in the workers forked from the forkserver, which imports this module last.

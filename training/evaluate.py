@@ -105,7 +105,7 @@ def resolve_langs(spec: str, suite: str, data: str | None = None) -> list[str] |
 
     if suite == "translation" and data in (None, "udhr"):
         from pipelines.build import resolve_languages
-        from pipelines.corpus import udhr_languages
+        from schemas.text.udhr import udhr_languages
 
         try:
             return resolve_languages(spec, udhr_languages())

@@ -91,8 +91,7 @@ def load_segments(
 
 
 def _udhr_segments(pairs: list[tuple[str, str]], split: str) -> list[Segment]:
-    from pipelines.corpus import load_udhr
-    from pipelines.steps.read_udhr import align
+    from schemas.text.udhr import align, load_udhr
 
     if split not in ("test", "validation"):
         raise ValueError(

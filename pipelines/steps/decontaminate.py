@@ -28,9 +28,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipelines.corpus import UDHR_PATH, load_udhr
 from pipelines.steps.base import BatchFilter, RemovedRows
 from schemas.records import stable_id
+from schemas.text.udhr import UDHR_PATH, load_udhr
 
 MIN_QUOTE_WORDS = 6  # a shorter evaluation text is matched only when a whole text equals it
 MIN_EXACT_CHARS = 12  # nor that when it is shorter than this ("1", "Article 3" are no evaluation text)

@@ -322,9 +322,8 @@ def calibrate(output: Path = LENGTH_TABLE) -> dict:
     a + b / n fitted (least squares, weighted by count) to the squared robust deviation (1.4826 MAD) of the log ratio
     from its language's mu, in bins of n a power of two wide."""
     from langid.texts import firefox_folder, firefox_split
-    from pipelines.corpus import load_udhr
     from pipelines.steps.normalize import normalize_text
-    from pipelines.steps.read_udhr import udhr_pairs
+    from schemas.text.udhr import load_udhr, udhr_pairs
 
     files = sorted(firefox_folder().glob("*-eng_Latn.parquet"))
     firefox = pl.concat([pl.read_parquet(f, columns=["src_lang", "src_text", "tgt_text"]) for f in files])
