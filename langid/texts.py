@@ -33,8 +33,8 @@ import polars as pl
 import polars_hash  # noqa: F401  (registers the `nchash` namespace)
 
 from langid.scripts import script_fraction
-from pipelines.steps.normalize import normalize_text
 from schemas.language_codes import UnknownLanguageCode, to_flores
+from schemas.text.normalize import normalize_text
 from schemas.text.udhr import UDHR_PATH, load_udhr
 
 log = logging.getLogger(__name__)

@@ -177,7 +177,7 @@ def test_nfc_unsafe_has_every_character_that_nfc_may_change():
     """Derived from polars' own normalizer over every code point: what NFC changes alone, what comes after the first
     character of a decomposition (what may compose with the character before), and what has a combining class (what
     canonical ordering may move: probed against U+0345, class 240, and U+0334, class 1)."""
-    from pipelines.steps.normalize import NFC_UNSAFE
+    from schemas.text.normalize import NFC_UNSAFE
 
     chars = pl.Series([chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000], dtype=pl.String)
     nfd = chars.str.normalize("NFD")
@@ -200,7 +200,7 @@ def _random_texts(generator: random.Random, count: int) -> list[str]:
 
 
 def test_normalize_rewrites_only_what_would_change():
-    from pipelines.steps.normalize import NormalizeText, _rewrite, nfc, normalize_text
+    from schemas.text.normalize import NormalizeText, _rewrite, nfc, normalize_text
 
     texts = pl.Series(_random_texts(random.Random(5), 3000) + ["plain text", "Ünïcödé", "中文"], dtype=pl.String)
     assert normalize_text(texts).to_list() == _rewrite(texts).to_list()  # the five rewrites applied to every text
@@ -256,7 +256,7 @@ def test_the_pivot_join_keeps_the_batch_order(tmp_path, batch_rows):
 
 
 def test_normalize_removes_word_joiners_and_zero_width_joiners_that_join_nothing():
-    from pipelines.steps.normalize import normalize_text
+    from schemas.text.normalize import normalize_text
 
     texts = ["Save\u2060 file", "Sa\u200cve", "\u200dOpen", "Open\u200c", "क्\u200dष", "می\u200cخواهم", "👩\u200d💻"]
     assert normalize_text(pl.Series(texts)).to_list() == ["Save file", "Save", "Open", "Open", "क्\u200dष", "می\u200cخواهم", "👩\u200d💻"]

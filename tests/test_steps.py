@@ -10,12 +10,12 @@ from pipelines.steps.decontaminate import Decontaminate, EvalIndex
 from pipelines.steps.dedup import ExactPairDedup, MinhashSigner, NearDuplicateDedup, minhash_config
 from pipelines.steps.language_id import LanguageIdFilter
 from pipelines.steps.mix import MixInstructions
-from pipelines.steps.normalize import NormalizeText
 from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.steps.write import PairWriter
 from schemas.language_codes import language_name
 from schemas.records import INSTRUCTION_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, REMOVED_SCHEMA, stable_digests, stable_id, stable_ids
+from schemas.text.normalize import NormalizeText
 from schemas.text.templates import PHRASINGS, choose_phrasing, dialogue_rows, document_rows, ordered_runs, positioned, translation_rows
 from schemas.text.udhr import align, language_pairs, load_udhr, udhr_pairs
 from tests.helpers import pairs
@@ -524,7 +524,7 @@ def _old_clean(messages: pl.Series) -> pl.Series:
 
 
 def test_chat_nfc_of_the_non_ascii_strings_alone_equals_nfc_of_all():
-    from pipelines.steps.normalize import nfc
+    from schemas.text.normalize import nfc
 
     texts = pl.Series(CHAT_TEXTS + [None, "only ascii again"], dtype=pl.String)
     assert nfc(texts).to_list() == texts.str.normalize("NFC").to_list()
@@ -547,7 +547,7 @@ def test_chat_contents_cleaned_on_the_flat_column_equal_the_per_list_cleaning():
 def test_chat_spacing_rewrite_equals_replacing_every_whitespace_run():
     import random
 
-    from pipelines.steps.normalize import SPACING
+    from schemas.text.normalize import SPACING
 
     alphabet = ["a", "\u4eba", " ", " ", "\n", "\t", "\r", "\u00a0", "\u3000", "\u2028", "\u0085", "\x0b", "\u200b"]
     generator = random.Random(0)

@@ -322,7 +322,7 @@ def calibrate(output: Path = LENGTH_TABLE) -> dict:
     a + b / n fitted (least squares, weighted by count) to the squared robust deviation (1.4826 MAD) of the log ratio
     from its language's mu, in bins of n a power of two wide."""
     from langid.texts import firefox_folder, firefox_split
-    from pipelines.steps.normalize import normalize_text
+    from schemas.text.normalize import normalize_text
     from schemas.text.udhr import load_udhr, udhr_pairs
 
     files = sorted(firefox_folder().glob("*-eng_Latn.parquet"))

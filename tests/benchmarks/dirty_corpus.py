@@ -43,7 +43,7 @@ from pathlib import Path
 import polars as pl
 
 from langid.texts import FIREFOX_SPLITS, firefox_folder, firefox_split, in_declared_script
-from pipelines.steps.normalize import folded, normalize_text
+from schemas.text.normalize import folded, normalize_text
 from schemas.text.udhr import align, load_udhr
 
 KINDS = ("wrong_language", "untranslated", "misaligned", "duplicated", "empty", "mojibake", "truncated", "control_chars")
