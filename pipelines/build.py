@@ -50,6 +50,7 @@ from pipelines.steps.dedup import ExactPairDedup, NearDuplicateDedup
 from pipelines.steps.finalize import PartitionShards, WriteManifest, WriteShards, parse_size, shard_plan
 from pipelines.steps.language_id import LanguageIdFilter
 from pipelines.steps.mix import MixInstructions, chat_cutoffs, plan, supply
+from pipelines.steps.normalize import NormalizeText
 from pipelines.steps.pair_checks import pair_checks
 from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.pivot_join import PivotJoin
@@ -57,7 +58,6 @@ from pipelines.steps.read_pairs import PairReader
 from pipelines.steps.write import PairWriter
 from schemas.language_codes import PIVOTS, UnknownLanguageCode, to_flores, unknown_code_error
 from schemas.records import stable_id
-from schemas.text.normalize import NormalizeText
 from schemas.text.udhr import UDHR_PATH, udhr_provenance
 
 # What is imported lives as long as the process: the cyclic garbage collector need not walk it again at each full

@@ -200,7 +200,8 @@ def _random_texts(generator: random.Random, count: int) -> list[str]:
 
 
 def test_normalize_rewrites_only_what_would_change():
-    from schemas.text.normalize import NormalizeText, _rewrite, nfc, normalize_text
+    from pipelines.steps.normalize import NormalizeText
+    from schemas.text.normalize import _rewrite, nfc, normalize_text
 
     texts = pl.Series(_random_texts(random.Random(5), 3000) + ["plain text", "Ünïcödé", "中文"], dtype=pl.String)
     assert normalize_text(texts).to_list() == _rewrite(texts).to_list()  # the five rewrites applied to every text

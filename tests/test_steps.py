@@ -10,12 +10,12 @@ from pipelines.steps.decontaminate import Decontaminate, EvalIndex
 from pipelines.steps.dedup import ExactPairDedup, MinhashSigner, NearDuplicateDedup, minhash_config
 from pipelines.steps.language_id import LanguageIdFilter
 from pipelines.steps.mix import MixInstructions
+from pipelines.steps.normalize import NormalizeText
 from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.steps.write import PairWriter
 from schemas.language_codes import language_name
 from schemas.records import INSTRUCTION_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, REMOVED_SCHEMA, stable_digests, stable_id, stable_ids
-from schemas.text.normalize import NormalizeText
 from schemas.text.templates import PHRASINGS, choose_phrasing, dialogue_rows, document_rows, ordered_runs, positioned, translation_rows
 from schemas.text.udhr import align, language_pairs, load_udhr, udhr_pairs
 from tests.helpers import pairs

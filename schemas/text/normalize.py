@@ -1,11 +1,9 @@
-"""Unicode and whitespace normalization of both sides of a pair, and the text helpers other steps share."""
+"""Unicode and whitespace normalization of texts, and the folded form dedup and the pivot join compare: shared by
+the build's steps (pipelines/steps/normalize.py applies it to both sides of a pair) and language ID's text sources."""
 
 from __future__ import annotations
 
 import polars as pl
-import pyarrow as pa
-
-from pipelines.steps.base import BatchStep
 
 SPACING = r"\s{2,}|[\s--\x20]"  # the runs of `\s+` that are not already one space: rewriting only those gives the
 # same text as replacing every `\s+` by a space, and most real texts have none, which makes it 4x cheaper
@@ -56,6 +54,12 @@ def normalize_text(texts: pl.Series) -> pl.Series:
     return _only_where(texts, texts.str.contains(_CHANGING), _rewrite)
 
 
+def normalize_if_changed(texts: pl.Series) -> pl.Series | None:
+    """`normalize_text(texts)`, or None where it would change no text: the caller keeps its column as it is."""
+    changing = texts.str.contains(_CHANGING)
+    return _only_where(texts, changing, _rewrite) if changing.any() else None
+
+
 def _rewrite(texts: pl.Series) -> pl.Series:
     return (
         texts.str.normalize("NFC")
@@ -76,19 +80,3 @@ def folded(texts: pl.Expr) -> pl.Expr:
     """Lower-cased, each run of white space one space: texts that differ only so are the same text to dedup."""
     return texts.str.to_lowercase().str.replace_all(SPACING, " ")
 
-
-class NormalizeText(BatchStep):
-    name = "normalize"
-    type = "✂️ - FORMAT"
-
-    def process(self, batch: pa.Table) -> pa.Table:
-        # the two text columns alone, each only if a text changed: converting the whole batch to polars and back cost
-        # more than the normalizing
-        for name in ("src_text", "tgt_text"):
-            texts = pl.Series(batch.column(name))
-            changing = texts.str.contains(_CHANGING)
-            if changing.any():
-                field = batch.schema.field(name)
-                rewritten = _only_where(texts, changing, _rewrite).to_arrow().cast(field.type)
-                batch = batch.set_column(batch.schema.get_field_index(name), field, rewritten)
-        return batch
