@@ -6,7 +6,6 @@ import pytest
 
 from pipelines.recipe import Templates
 from pipelines.steps.base import AtomicParquetWriter, RemovedRows
-from pipelines.steps.decontaminate import Decontaminate, EvalIndex
 from pipelines.steps.dedup import ExactPairDedup, MinhashSigner, NearDuplicateDedup, minhash_config
 from pipelines.steps.language_id import LanguageIdFilter
 from pipelines.steps.mix import MixInstructions
@@ -16,6 +15,7 @@ from pipelines.steps.read_pairs import languages_of_task
 from pipelines.steps.write import PairWriter
 from schemas.language_codes import language_name
 from schemas.records import INSTRUCTION_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, REMOVED_SCHEMA, stable_digests, stable_id, stable_ids
+from schemas.text.overlap import Decontaminate, EvalIndex
 from schemas.text.templates import PHRASINGS, choose_phrasing, dialogue_rows, document_rows, ordered_runs, positioned, translation_rows
 from schemas.text.udhr import align, language_pairs, load_udhr, udhr_pairs
 from tests.helpers import pairs
@@ -603,7 +603,7 @@ def test_quotes_are_found_where_a_short_evaluation_text_lies_inside_a_run_of_kno
     that must not lose a quote, move the first one found in a text, or change its evaluation set."""
     import random
 
-    from pipelines.steps.decontaminate import MIN_EXACT_CHARS, word_lists
+    from schemas.text.overlap import MIN_EXACT_CHARS, word_lists
 
     generator = random.Random(1)
     vocabulary = ["alpha", "beta", "gamma", "delta", "épée", "中", "文", "한", "x1", "ok"]  # one word each

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines.steps.decontaminate import MIN_EXACT_CHARS, MIN_QUOTE_WORDS, EvalIndex, word_lists
+from schemas.text.overlap import MIN_EXACT_CHARS, MIN_QUOTE_WORDS, EvalIndex, word_lists
 
 DEFAULT_NGRAM = 13  # the build's default (recipe decontamination.ngram)
 TRAIN_GLOBS = ("data/train-*.parquet", "data/*/train-*.parquet")

@@ -23,9 +23,9 @@ from datatrove.pipeline.base import PipelineStep
 
 from pipelines.mixture import selection_keys
 from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
-from pipelines.steps.decontaminate import eval_index
 from schemas.records import CHAT_SCHEMA, stable_digests
 from schemas.text.normalize import SPACING, nfc
+from schemas.text.overlap import eval_index
 
 REMOVED_CHAT_SCHEMA = pa.schema([*CHAT_SCHEMA, pa.field("stage", pa.string()), pa.field("reason", pa.string()), pa.field("detail", pa.string())])
 CHAT_BUCKETS = 32  # divides 256 (a bucket is the key's first byte mod this); fixed: a duplicate always lands in the bucket of its first copy, whatever the task count

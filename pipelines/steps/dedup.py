@@ -19,8 +19,8 @@ from datatrove.utils.text import TextNormConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from pipelines.steps.base import BatchFilter, RemovedRows
-from pipelines.steps.decontaminate import word_lists
 from schemas.text.normalize import folded
+from schemas.text.overlap import word_lists
 
 SIGNATURES_KEPT = 65_536  # texts per task whose MinHash signatures are kept: 59 MB with 112 hashes
 BLOCK = 2048  # shingles permuted at once: BLOCK * num_hashes * 8 bytes of temporaries, twice
