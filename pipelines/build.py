@@ -45,6 +45,7 @@ from pipelines.sources import SourceError
 from pipelines.steps.alignment import AlignmentFilter
 from pipelines.steps.base import RemovedRows
 from pipelines.steps.chat import DedupChat, PrepareChat, chat_chunks
+from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup, NearDuplicateDedup
 from pipelines.steps.finalize import PartitionShards, WriteManifest, WriteShards, parse_size, shard_plan
 from pipelines.steps.language_id import LanguageIdFilter
@@ -57,7 +58,7 @@ from pipelines.steps.read_pairs import PairReader
 from pipelines.steps.write import PairWriter
 from schemas.language_codes import PIVOTS, UnknownLanguageCode, to_flores, unknown_code_error
 from schemas.records import stable_id
-from schemas.text.overlap import Decontaminate, named_eval_set
+from schemas.text.overlap import named_eval_set
 from schemas.text.udhr import UDHR_PATH, udhr_provenance
 
 # What is imported lives as long as the process: the cyclic garbage collector need not walk it again at each full

@@ -10,10 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.steps import decontaminate
 from pipelines.steps.base import RemovedRows
+from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.pivot_join import PivotJoin
 from schemas.text import overlap
-from schemas.text.overlap import MIN_EXACT_CHARS, MIN_QUOTE_WORDS, Decontaminate, EvalIndex, eval_index, word_lists
+from schemas.text.overlap import MIN_EXACT_CHARS, MIN_QUOTE_WORDS, EvalIndex, eval_index, word_lists
 from tests.helpers import pairs
 
 VOCABULARY = ["alpha", "beta", "gamma", "delta", "épée", "中", "文", "한", "x1", "ok", "straße"]
@@ -147,7 +149,7 @@ def test_the_index_is_built_once_per_folder_then_loaded(tmp_path, monkeypatch):
 def test_decontaminate_checks_each_pivot_text_once_and_drops_every_copy(tmp_path, monkeypatch, checked_bound):
     """The step remembers which pivot texts it checked (up to a bound, then starts over); the rows it drops must be
     those the definition gives row by row, in every batch a text comes back in."""
-    monkeypatch.setattr(overlap, "CHECKED_PIVOT_TEXTS", checked_bound)
+    monkeypatch.setattr(decontaminate, "CHECKED_PIVOT_TEXTS", checked_bound)
     heldout = overlap.load_udhr().filter(pl.col("split") != "train")["text"].to_list()
     generator = random.Random(11)
     english = [t for t in heldout[:400] if t.isascii()][:20]

@@ -6,6 +6,7 @@ import pytest
 
 from pipelines.recipe import Templates
 from pipelines.steps.base import AtomicParquetWriter, RemovedRows
+from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup, MinhashSigner, NearDuplicateDedup, minhash_config
 from pipelines.steps.language_id import LanguageIdFilter
 from pipelines.steps.mix import MixInstructions
@@ -15,7 +16,7 @@ from pipelines.steps.read_pairs import languages_of_task
 from pipelines.steps.write import PairWriter
 from schemas.language_codes import language_name
 from schemas.records import INSTRUCTION_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, REMOVED_SCHEMA, stable_digests, stable_id, stable_ids
-from schemas.text.overlap import Decontaminate, EvalIndex
+from schemas.text.overlap import EvalIndex
 from schemas.text.templates import PHRASINGS, choose_phrasing, dialogue_rows, document_rows, ordered_runs, positioned, translation_rows
 from schemas.text.udhr import align, language_pairs, load_udhr, udhr_pairs
 from tests.helpers import pairs

@@ -1,18 +1,16 @@
-"""Decontamination: nothing in the output may overlap an evaluation set.
+"""Whether a text overlaps an evaluation set: word n-grams and the overlap index, shared by the build's
+decontamination and chat stage (pipelines/steps/decontaminate.py, pipelines/steps/chat.py), dedup's word lists and
+the trainer's count of leaked evaluation items (training/contamination.py).
 
-Evaluation sets: the held-out UDHR articles 25-30 of every language (always: they are this corpus's validation
-and test text), and every file the recipe lists under `decontamination.eval_sets` (Parquet or JSONL with a `text`
-column or `src_text`/`tgt_text`, or plain text, one segment a line). A text overlaps an evaluation text when,
-compared as lower-cased words (Han, kana and Hangul characters count as words, punctuation does not), it equals
-it, quotes it whole, or shares a run of `ngram` words with it. Train rows only: the held-out splits are the
-evaluation text. The removed row's reason names the evaluation set.
+A text overlaps an evaluation text when, compared as lower-cased words (Han, kana and Hangul characters count as
+words, punctuation does not), it equals it, quotes it whole, or shares a run of `ngram` words with it.
 
 Every word of a match is a word of some evaluation text, so a text is first cut into runs of such words (numpy,
 over a whole batch): only runs of `ngram` words are hashed and looked up among the evaluation n-grams, only runs of
 MIN_QUOTE_WORDS go through the Aho-Corasick automaton of the short evaluation texts, and only texts all of whose
 words are known (and hash as an evaluation text's) are compared whole. Most training text has no such run. A text
-with fewer characters than the words of any finding is not cut at all, a task checks each text once (its pivot
-texts recur in the pairs of all its languages), and a build builds the index once (see `eval_index`).
+with fewer characters than the words of any finding is not cut at all, and a build builds the index once (see
+`eval_index`).
 """
 
 from __future__ import annotations
@@ -28,13 +26,11 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipelines.steps.base import BatchFilter, RemovedRows
 from schemas.records import stable_id
 from schemas.text.udhr import UDHR_PATH, load_udhr
 
 MIN_QUOTE_WORDS = 6  # a shorter evaluation text is matched only when a whole text equals it
 MIN_EXACT_CHARS = 12  # nor that when it is shorter than this ("1", "Article 3" are no evaluation text)
-CHECKED_PIVOT_TEXTS = 100_000  # a task remembers which pivot texts it checked, up to this many (a Firefox task has 8,500)
 INDEX_FORMAT = 1  # of a saved EvalIndex: a new one when its parts change
 _WORD = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]|[\p{L}\p{N}\p{M}]+"
 
@@ -362,53 +358,3 @@ def eval_index(eval_sets: tuple, n: int, corpus_path=UDHR_PATH, folder: Path | N
     if saved is not None:
         index.save(saved)
     return index
-
-
-class Decontaminate(BatchFilter):
-    """`index_folder`: where the build keeps the evaluation index its tasks share (see `eval_index`)."""
-
-    name = "decontaminate"
-
-    def __init__(self, removed: RemovedRows, eval_sets: list = (), ngram: int = 13, corpus_path=UDHR_PATH,
-                 index_folder: Path | None = None):  # fmt: skip
-        super().__init__(removed)
-        self.eval_sets = tuple(e if isinstance(e, str) else tuple(e) for e in eval_sets)  # paths or (name, path)
-        self.ngram = ngram
-        self.corpus_path = corpus_path
-        self.index_folder = index_folder
-        self._checked = pl.Series(dtype=pl.String)  # pivot texts checked by this task
-        self._found: dict[str, tuple[str, str]] = {}  # the finding of each checked text that has one
-
-    def reasons(self, batch: pa.Table) -> pl.DataFrame:
-        index = eval_index(self.eval_sets, self.ngram, self.corpus_path, self.index_folder)
-        frame = pl.from_arrow(batch.select(["split", "src_text", "tgt_text"]))
-        is_train = frame["split"] == "train"
-        train = frame if is_train.all() else frame.filter(is_train)
-        self._check(index, train["tgt_text"], train["src_text"])
-        none = pl.Series(dtype=pl.String).extend_constant(None, batch.num_rows)
-        if not self._found:
-            return pl.DataFrame({"reason": none, "detail": none})
-        reason, detail = none.to_list(), none.to_list()
-        rows = is_train.arg_true()
-        found = pl.Series(list(self._found), dtype=pl.String).implode()
-        for column in ("tgt_text", "src_text"):  # src last: its finding is the one reported when both overlap
-            hits = train[column].is_in(found).arg_true()
-            for row, text in zip(rows.gather(hits).to_list(), train[column].gather(hits).to_list()):
-                name, how = self._found[text]
-                reason[row] = f"overlap:{name}"
-                detail[row] = f"{column} {how} an evaluation text of {name}"
-        return pl.DataFrame({"reason": reason, "detail": detail}, schema={"reason": pl.String, "detail": pl.String})
-
-    def _check(self, index: EvalIndex, pivot: pl.Series, other: pl.Series) -> None:
-        """Checks each text once: a pivot text (English, Chinese) recurs in the pairs of every language of the task
-        (the Firefox benchmark's tasks have each English text 12 times), so those already checked are skipped. The
-        finding is a function of the text alone. Up to CHECKED_PIVOT_TEXTS are kept, then it starts over."""
-        if len(self._checked) > CHECKED_PIVOT_TEXTS:
-            self._checked, self._found = pl.Series(dtype=pl.String), {}
-        pivot = pivot.unique()
-        pivot = pivot.filter(~pivot.is_in(self._checked.implode()))
-        self._checked = pl.concat([self._checked, pivot], rechunk=False)
-        texts = pl.concat([pivot, other.unique()])
-        found = index.overlaps(texts)
-        hits = [i for i, hit in enumerate(found) if hit]
-        self._found.update(zip(texts.gather(hits).to_list(), (found[i] for i in hits)))
