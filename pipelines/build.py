@@ -56,7 +56,7 @@ from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.pivot_join import PivotJoin
 from pipelines.steps.read_pairs import PairReader
 from pipelines.steps.write import PairWriter
-from schemas.language_codes import PIVOTS, UnknownLanguageCode, to_flores, unknown_code_error
+from schemas.language_codes import PIVOTS, UnknownLanguageCode, resolve_languages
 from schemas.records import stable_id
 from schemas.text.overlap import named_eval_set
 from schemas.text.udhr import UDHR_PATH, udhr_provenance
@@ -76,22 +76,6 @@ TASK_IMPORTS = ["__main__", "pyarrow.compute", "hanzidentifier", "language_data.
 
 class BuildError(Exception):
     """A problem with the arguments or the output folder, reported without a traceback."""
-
-
-def resolve_languages(spec: str, available: list[str]) -> list[str]:
-    """`all`, or codes separated by commas or spaces in any form to_flores reads (deu_Latn, de, zh-Hant)."""
-    if spec.strip().lower() == "all":
-        return list(available)
-    chosen = []
-    for code in spec.replace(",", " ").split():
-        try:
-            flores = to_flores(code)
-        except UnknownLanguageCode:
-            flores = code
-        if flores not in available:
-            raise unknown_code_error(code, available, what="language (not in the recipe's sources)")
-        chosen.append(flores)
-    return sorted(set(chosen) | ({p for p in PIVOTS} & set(available) if chosen else set()))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

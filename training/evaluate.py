@@ -101,10 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def resolve_langs(spec: str, suite: str, data: str | None = None) -> list[str] | None:
     """Translation languages: checked against the embedded corpus when it is the data (the pivots are added);
     knowledge languages: any FLORES-200 code, None for every language of the task table."""
-    from schemas.language_codes import PIVOTS, to_flores
+    from schemas.language_codes import PIVOTS, resolve_languages, to_flores
 
     if suite == "translation" and data in (None, "udhr"):
-        from pipelines.build import resolve_languages
         from schemas.text.udhr import udhr_languages
 
         try:
