@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=None,
-        help="CPU threads for torch (on a machine shared with other jobs, 1 can be 10x faster than 2: idle threads spin)",
+        help="CPU threads for torch (on a machine shared with other jobs, 1 can be far faster than 2: idle threads spin)",
     )
     translation = parser.add_argument_group("translation")
     translation.add_argument(

@@ -138,7 +138,8 @@ class PrepareChat(PipelineStep):
         rows = len(lengths)
         row_of_turn = np.repeat(np.arange(rows), lengths)
         answer = ((role == "assistant") & (lowered.str.len_bytes() > 0)).fill_null(False).to_numpy()
-        answered = np.bincount(row_of_turn[answer], minlength=rows) > 0  # per row, in numpy: a group_by cost 10x more
+        # per row, in numpy, not a group_by (tests/benchmarks/bench_chat.py)
+        answered = np.bincount(row_of_turn[answer], minlength=rows) > 0
         name, how = [None] * rows, [None] * rows
         for turn, hit in enumerate(index.overlaps(lowered.fill_null(""), lowered=True)):
             if hit and name[row_of_turn[turn]] is None:  # a row's first turn with a finding names it

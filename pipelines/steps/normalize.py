@@ -14,8 +14,8 @@ class NormalizeText(BatchStep):
     type = "✂️ - FORMAT"
 
     def process(self, batch: pa.Table) -> pa.Table:
-        # the two text columns alone, each only if a text changed: converting the whole batch to polars and back cost
-        # more than the normalizing
+        # the two text columns alone, each only if a text changed: converting the whole batch to polars and back would
+        # cost more than the normalizing (tests/benchmarks/bench_pair_steps.py)
         for name in ("src_text", "tgt_text"):
             rewritten = normalize_if_changed(pl.Series(batch.column(name)))
             if rewritten is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 
 SPACING = r"\s{2,}|[\s--\x20]"  # the runs of `\s+` that are not already one space: rewriting only those gives the
-# same text as replacing every `\s+` by a space, and most real texts have none, which makes it 4x cheaper
+# same text as replacing every `\s+` by a space, and most real texts have none (tests/benchmarks/bench_pair_steps.py)
 
 
 # The characters NFC may change or that may change under NFC next to another: combining marks (\p{M}: reordered or
@@ -25,7 +25,7 @@ NFC_UNSAFE = (
 )
 # What else `normalize_text` rewrites: the white space it turns into a space, the characters it removes, two spaces,
 # a newline next to a space or newline, white space at either end. A text with none of these nor NFC_UNSAFE is left
-# as it is (95% of the Firefox benchmark's), so only the others go through the five rewrites.
+# as it is (most real text), so only the others go through the five rewrites.
 _REWRITTEN = (
     r"[\t\x0B\x0C\r\u00A0\u2000-\u200A\u202F\u205F\u3000]|[\p{Cc}\u200B\u2060-\u2064\uFEFF--\n]|  | \n|\n[\n ]|^\s|\s$"
     r"|[\x00-\x7F][\u200C\u200D]|[\u200C\u200D][\x00-\x7F]|^[\u200C\u200D]|[\u200C\u200D]$"
@@ -48,9 +48,8 @@ def _only_where(texts: pl.Series, mask: pl.Series, rewrite) -> pl.Series:
 def normalize_text(texts: pl.Series) -> pl.Series:
     """NFC; control characters, byte-order marks, word joiners and the zero-width joiners that join nothing removed
     (newlines kept); runs of spaces and of blank lines
-    collapsed; ends stripped. (`"  +"`, not `" +"`: rewriting every single space cost a third of the step.) Only on
-    the texts that have something to rewrite (`_REWRITTEN`, NFC_UNSAFE): 0.06 s instead of 0.15 s on the texts of a
-    Firefox benchmark task."""
+    collapsed; ends stripped. (`"  +"`, not `" +"`: a single space needs no rewriting.) Only on the texts that have
+    something to rewrite (`_REWRITTEN`, NFC_UNSAFE), which most do not (see tests/benchmarks/bench_pair_steps.py)."""
     return _only_where(texts, texts.str.contains(_CHANGING), _rewrite)
 
 

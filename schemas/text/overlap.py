@@ -132,7 +132,7 @@ def _run_hashes(ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 class EvalIndex:
     """Every evaluation set's texts (for equality), short ones (for quotes, in an Aho-Corasick automaton) and word
-    n-grams (as hashes over word ids, matched with numpy: a trie of all n-grams took gigabytes).
+    n-grams (as hashes over word ids, matched with numpy: a trie of all n-grams would take gigabytes).
 
     Every word of a match is a word of some evaluation text: a text can only quote one in a run of at least
     MIN_QUOTE_WORDS such words, share an n-gram in a run of n, or equal one if all its words are. Such runs are
@@ -203,9 +203,9 @@ class EvalIndex:
 
     def save(self, path: Path) -> None:
         """The index's parts as one Arrow file (a row of lists), written under a temporary name and moved into place:
-        a task that finds the file finds it whole. Loading it took 10 ms; building it, 0.1 s (the held-out UDHR text alone).
-        The values go through polars: `pa.array` of Python or numpy values imports pandas (0.34 s, in the driver, which
-        runs the pivot stage that saves the index)."""
+        a task that finds the file finds it whole, and loading it is cheaper than building it. The values go through
+        polars: `pa.array` of Python or numpy values imports pandas, a slow import in the driver, which runs the pivot
+        stage that saves the index."""
         values = {name: pl.Series(self.parts[name]).to_arrow().cast(type_) for name, type_ in _SAVED.items()}
         lists = {name: pa.ListArray.from_arrays(pl.Series([0, len(array)], dtype=pl.Int32).to_arrow(), array) for name, array in values.items()}
         table = pa.table(lists).replace_schema_metadata({"n": str(self.n)})
@@ -228,8 +228,8 @@ class EvalIndex:
 
     @staticmethod
     def _ids(words: pl.Series) -> pl.Series:
-        """Each word's id: its 64-bit hash (polars', fixed seed). A lookup table from words to numbers was rebuilt
-        on every call and cost more than the matching on batches of a few hundred texts; a hash needs no table."""
+        """Each word's id: its 64-bit hash (polars', fixed seed). A hash needs no table: a table from words to numbers
+        would be built again on every call, and cost more than the matching on batches of a few hundred texts."""
         return words.hash(seed=0)
 
     def overlaps(self, texts: list[str] | pl.Series, chunk: int = 20_000, lowered: bool = False) -> list[tuple[str, str] | None]:
@@ -238,7 +238,7 @@ class EvalIndex:
         texts = texts if isinstance(texts, pl.Series) else pl.Series(texts, dtype=pl.String)
         texts = texts if lowered else texts.str.to_lowercase()
         found: list[tuple[str, str] | None] = [None] * len(texts)
-        # only the texts that have as many characters as the words of a finding (a fifth of the Firefox benchmark's have fewer)
+        # only the texts that have as many characters as the words of a finding (many short strings have fewer)
         long_enough = (texts.str.len_chars() >= self.min_chars).fill_null(False).arg_true()
         texts = texts.gather(long_enough)
         for start in range(0, len(texts), chunk):
@@ -257,8 +257,8 @@ class EvalIndex:
         flat = _flat(words)
         ids = self._ids(flat)  # once: whether a word is known, and the n-gram hashes of the runs, both use it
         # a word is known when an evaluation text has it (by its hash: a 64-bit collision only lengthens a run);
-        # polars' is_in on the hashes beat a binary search of the sorted hashes on big batches, and is_in on the
-        # words themselves on small ones
+        # polars' is_in on the hashes: quicker than a binary search of the sorted hashes on big batches, and than is_in
+        # on the words themselves on small ones (tests/benchmarks/bench_pair_steps.py)
         known = ids.is_in(self._vocabulary_hashes.implode()).to_numpy()
         starts, stops = _known_runs(known, ends)
         run_text = np.searchsorted(ends, starts, side="right")
@@ -296,7 +296,7 @@ class EvalIndex:
     def _may_quote(self, ids: pl.Series, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
         """For each run: whether some MIN_QUOTE_WORDS of its words in a row are how a quote in the automaton starts
         (by their hash, as the n-grams are found). A run without that quotes nothing, and it is most runs: building
-        the text of every run for the automaton cost more than the rest of the check but the word finding."""
+        the text of every run for the automaton would cost more than the rest of the check but the word finding."""
         lengths = stops - starts
         hashes, run_of = _window_hashes(ids.gather(_spans(starts, lengths)).to_numpy(), lengths, MIN_QUOTE_WORDS)
         where = np.minimum(np.searchsorted(self.quote_starts, hashes), len(self.quote_starts) - 1)
@@ -345,8 +345,8 @@ def named_eval_set(entry: str | tuple[str, str]) -> tuple[str, str]:
 @functools.cache
 def eval_index(eval_sets: tuple, n: int, corpus_path=UDHR_PATH, folder: Path | None = None) -> EvalIndex:
     """The index of the held-out UDHR articles and the `eval_sets`. With `folder` (a build's work folder), the first
-    task to need it builds it and saves it there, and every later task, in any process and stage, loads it: each of
-    a build's tasks built it again, 0.2 s apiece, before."""
+    task to need it builds it and saves it there, and every later task, in any process and stage, loads it, so a build
+    builds it once, not once per task."""
     saved = None
     if folder is not None:  # the file is named by what determines the index (polars' version: the word hashes)
         key = stable_id(json.dumps([INDEX_FORMAT, pl.__version__, n, str(corpus_path), eval_sets]))
