@@ -104,7 +104,7 @@ class HeliportModel:
     def raw_scores(self, texts: list[str], k: int = 2) -> list[list[tuple[str, float]]]:
         """heliport's top-k (label, HeLI score) per text, lower score = better; newlines read as spaces.
         heliport 1.0.1's identify_topk_with_score(text, k) sometimes returns fewer than k languages (the ones it
-        returns are the right ones); asked for all of them it returns all, which costs four times as much, so
+        returns are the right ones); asked for all of them it returns all, which costs several times as much, so
         only those texts are asked again. A text without letters has one answer, `zxx`."""
         out = []
         for text in texts:

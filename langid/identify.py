@@ -110,7 +110,7 @@ class LanguageIdentifier:
         passed = np.ones(n, dtype=bool)
         failed: list[str | None] = [None] * n
         detail = [""] * n
-        first = {}  # pivot sides repeat: each distinct text once (a dict: np.unique sorts strings, 2x slower)
+        first = {}  # pivot sides repeat: each distinct text once (a dict: np.unique sorts strings, which is slower)
         inverse = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64, count=n)
         # what models and the script check read: URLs, placeholders, markup and numbers say nothing of the language
         unique = np.array(without_tokens(pl.Series(list(first), dtype=pl.String)).to_list(), dtype=object)

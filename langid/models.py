@@ -182,8 +182,8 @@ class FastTextModel:
     @classmethod
     def load(cls, spec: str | os.PathLike | None = None) -> "FastTextModel":
         """The model once per process and file (as it is on disk): a worker of the local executor runs several tasks
-        in turn, and each task loaded its models again (about 80 ms of the Firefox benchmark's 0.5 s per task outside
-        its steps). A loaded model is only read from."""
+        in turn, and loading the models again would be a large part of a task's work outside its
+        steps. A loaded model is only read from."""
         path = resolve_model_path(spec)
         if not path.is_file():
             raise ModelNotFound(f"language-ID model file not found: {path}")

@@ -34,9 +34,9 @@ import polars_hash  # noqa: F401  (registers the `nchash` namespace)
 import pyarrow.parquet as pq
 
 from langid.scripts import script_fraction
-from pipelines.corpus import UDHR_PATH, load_udhr
-from pipelines.steps.normalize import normalize_text
 from schemas.language_codes import UnknownLanguageCode, to_flores
+from schemas.text.normalize import normalize_text
+from schemas.text.udhr import UDHR_PATH, load_udhr
 
 log = logging.getLogger(__name__)
 

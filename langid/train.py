@@ -197,7 +197,7 @@ def provenance(spec: str) -> dict:
     """Where a source's text comes from: the sha256 of its file (for a folder or a package's data files, of the
     list of `name<TAB>sha256` lines, sorted by name) and its license."""
     if spec.startswith("udhr:"):
-        from pipelines.corpus import UDHR_PATH, udhr_provenance
+        from schemas.text.udhr import UDHR_PATH, udhr_provenance
 
         return {"sha256": hashlib.sha256(UDHR_PATH.read_bytes()).hexdigest(), "license": udhr_provenance(UDHR_PATH)["license"]}
     if spec.startswith("firefox:"):

@@ -40,7 +40,6 @@ if __package__ in (None, ""):  # run as `python pipelines/build.py`: make the re
 from langid.identify import LanguageIdentifier
 from langid.models import file_sha256
 from pipelines import recipe as recipes
-from pipelines.corpus import UDHR_PATH, udhr_provenance
 from pipelines.manifest import bump, code_version, damaged_files, finished_versions, parse_version, read_manifest, sha256_file
 from pipelines.mixture import MixtureError
 from pipelines.publish import PublishError
@@ -49,7 +48,7 @@ from pipelines.staging import BuildError, Staging
 from pipelines.steps.alignment import AlignmentFilter
 from pipelines.steps.base import RemovedRows
 from pipelines.steps.chat import DedupChat, PrepareChat, chat_chunks
-from pipelines.steps.decontaminate import Decontaminate, named_eval_set
+from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup, NearDuplicateDedup
 from pipelines.steps.finalize import PartitionShards, WriteManifest, WriteShards, parse_size, shard_plan
 from pipelines.steps.language_id import LanguageIdFilter
@@ -61,8 +60,10 @@ from pipelines.steps.pivot_join import PivotJoin
 from pipelines.steps.read_pairs import PairReader
 from pipelines.steps.write import PairWriter
 from schemas.config import set_key
-from schemas.language_codes import PIVOTS, UnknownLanguageCode, to_flores, unknown_code_error
+from schemas.language_codes import PIVOTS, UnknownLanguageCode, resolve_languages
 from schemas.records import stable_id
+from schemas.text.overlap import named_eval_set
+from schemas.text.udhr import UDHR_PATH, udhr_provenance
 
 # What is imported lives as long as the process: the cyclic garbage collector need not walk it again at each full
 # collection, in this process or in the workers forked from the forkserver, which imports this module last.
@@ -77,20 +78,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TASK_IMPORTS = ["__main__", "pyarrow.compute", "hanzidentifier", "language_data.name_data", "pandas", "pipelines.build"]
 
 
-def resolve_languages(spec: str, available: list[str]) -> list[str]:
-    """`all`, or codes separated by commas or spaces in any form to_flores reads (deu_Latn, de, zh-Hant)."""
-    if spec.strip().lower() == "all":
-        return list(available)
-    chosen = []
-    for code in spec.replace(",", " ").split():
-        try:
-            flores = to_flores(code)
-        except UnknownLanguageCode:
-            flores = code
-        if flores not in available:
-            raise unknown_code_error(code, available, what="language (not in the recipe's sources)")
-        chosen.append(flores)
-    return sorted(set(chosen) | ({p for p in PIVOTS} & set(available) if chosen else set()))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

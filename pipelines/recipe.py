@@ -202,7 +202,7 @@ class Mixture:
 
 @dataclass
 class Templates:
-    """The kinds of cross-lingual instruction (pipelines/steps/templates.py), weighted within each language's
+    """The kinds of cross-lingual instruction (schemas/text/templates.py), weighted within each language's
     budget: one segment (`translation`), several consecutive segments at once (`translate_document`), or a dialogue
     translating one segment a turn (`translate_dialogue`). The last two need ordered segments (the embedded corpus
     has them); where a language has too few, sentences fill its budget. `segments`: segments per document or

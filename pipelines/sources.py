@@ -152,12 +152,12 @@ class UdhrSource(PairSource):
     multiway: bool = True
 
     def languages(self) -> set[str]:
-        from pipelines.corpus import udhr_languages
+        from schemas.text.udhr import udhr_languages
 
         return set(udhr_languages()) - {"eng_Latn"}
 
     def read(self, langs, unpaired=False):  # multiway: every pair has a pivot
-        from pipelines.steps.read_udhr import language_pairs, udhr_pairs
+        from schemas.text.udhr import language_pairs, udhr_pairs
 
         wanted = sorted(set(langs) | {"eng_Latn", "zho_Hans"})
         yield from udhr_pairs([p for p in language_pairs(wanted) if p[0] in langs])
@@ -166,8 +166,8 @@ class UdhrSource(PairSource):
         return False
 
     def provenance(self):
-        from pipelines.corpus import UDHR_PATH, udhr_provenance
         from pipelines.manifest import sha256_file
+        from schemas.text.udhr import UDHR_PATH, udhr_provenance
 
         p = udhr_provenance()
         return {"name": "udhr", "version": p["version"], "origin": p["origin"], "license": p["license"], "sha256": p["tarball_sha256"],

@@ -156,3 +156,19 @@ def language_name(code: str, in_language: str = "en") -> str:
     usable = [n for n in names if "Unknown language" not in n and "individual language" not in n]
     translated = [n for n in usable if in_language == "en" or n.isascii() is False]
     return (translated or usable or [code])[0]
+
+
+def resolve_languages(spec: str, available: list[str]) -> list[str]:
+    """`all`, or codes separated by commas or spaces in any form to_flores reads (deu_Latn, de, zh-Hant)."""
+    if spec.strip().lower() == "all":
+        return list(available)
+    chosen = []
+    for code in spec.replace(",", " ").split():
+        try:
+            flores = to_flores(code)
+        except UnknownLanguageCode:
+            flores = code
+        if flores not in available:
+            raise unknown_code_error(code, available, what="language (not in the recipe's sources)")
+        chosen.append(flores)
+    return sorted(set(chosen) | ({p for p in PIVOTS} & set(available) if chosen else set()))

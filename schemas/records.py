@@ -155,9 +155,8 @@ def stable_id(*parts: str) -> str:
     """The id contract: the 128-bit XXH3 digest of the parts joined with "\x1f", as 32 hex digits (big-endian, as
     `xxhash.xxh3_128_hexdigest`), the same on every machine and in every version of the libraries that compute it.
     Ids name rows; nothing relies on them being hard to forge, so a non-cryptographic hash does. XXH3 because
-    `stable_ids` computes it for a whole column in Rust (polars-hash): blake2b, a Python call per row, took 5 of the
-    mix stage's 17.5 CPU seconds on the 979k rows of the Firefox benchmark (instruction ids, selection keys and
-    phrasings)."""
+    `stable_ids` computes it for a whole column in Rust (polars-hash), where blake2b needs a Python call per row, and
+    the mix stage hashes every row several times: ids, selection keys, phrasings (tests/benchmarks/bench_build.py)."""
     return xxhash.xxh3_128_hexdigest("\x1f".join(parts).encode("utf-8"))
 
 

@@ -13,9 +13,8 @@ import pyarrow as pa
 import pytest
 
 from pipelines.build import main
-from pipelines.corpus import load_udhr
 from pipelines.manifest import read_manifest, validate
-from pipelines.steps.read_udhr import language_pairs, udhr_pairs
+from schemas.text.udhr import language_pairs, load_udhr, udhr_pairs
 from tests.conftest import REPO_ROOT, SMALL_LANGS
 
 PIVOT_DIRECTIONS = ("{x}->eng_Latn", "eng_Latn->{x}", "{x}->zho_Hans", "zho_Hans->{x}")

@@ -8,8 +8,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.corpus import UDHR_PATH, load_udhr, split_of_article, udhr_languages, udhr_provenance
 from pipelines.corpus.make_udhr import main as make_udhr
+from schemas.text.udhr import UDHR_PATH, load_udhr, split_of_article, udhr_languages, udhr_provenance
 
 
 def test_embedded_corpus_covers_400_languages_and_both_pivots():

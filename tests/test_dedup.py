@@ -20,7 +20,7 @@ from pipelines.steps.dedup import (
     dedup_keys,
     minhash_config,
 )
-from pipelines.steps.decontaminate import word_lists
+from schemas.text.overlap import word_lists
 from tests.helpers import pairs
 
 WORDS = "Alle Menschen sind frei und gleich an Würde Rechten geboren 人 生 自 由 All human beings are born free equal".split()

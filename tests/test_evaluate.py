@@ -205,7 +205,7 @@ def _training_version(folder: Path, texts: list[str]) -> Path:
 def test_contamination_count_finds_a_planted_leaked_item(tiny_llama, tmp_path):
     import polars as pl
 
-    from pipelines.corpus import load_udhr
+    from schemas.text.udhr import load_udhr
 
     german = load_udhr().filter((pl.col("lang") == "deu_Latn") & (pl.col("article") == 29))["text"].to_list()
     leaked = max(german, key=len)

@@ -15,8 +15,8 @@ import pytest
 from huggingface_hub import HfApi, constants
 
 from pipelines import recipe as recipes
-from pipelines.corpus import load_udhr
 from pipelines.sources import HubEvalSet, HubSource, SourceError
+from schemas.text.udhr import load_udhr
 from tests.hub_server import HubServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -117,7 +117,7 @@ def load_texts_of(lang: str, n: int) -> list[str]:
 
 
 def test_the_cheaper_model_is_asked_first_and_decides_nothing_differently(monkeypatch):
-    from pipelines.corpus import load_udhr
+    from schemas.text.udhr import load_udhr
 
     heldout = load_udhr().filter(pl.col("split") != "train")
     texts = heldout.filter(pl.col("lang").is_in(["deu_Latn", "nld_Latn", "eng_Latn"]))["text"].to_list()
@@ -161,7 +161,7 @@ def test_languages_without_a_label_are_checked_by_script(lid176):
 
 
 def test_own_model_covers_every_corpus_language():
-    from pipelines.corpus import udhr_languages
+    from schemas.text.udhr import udhr_languages
 
     for spec in ("bayling-lid", "udhr-lid"):
         own = LanguageIdentifier.load(spec)

@@ -7,6 +7,7 @@ from schemas.language_codes import (
     close_matches,
     from_lid176_label,
     language_name,
+    resolve_languages,
     to_flores,
 )
 
@@ -70,3 +71,15 @@ def test_language_names():
     assert language_name("zho_Hant") == "Chinese (Traditional)"
     assert language_name("arb_Arab", "zh") == "阿拉伯语"  # individual language named by its macrolanguage
     assert language_name("cri_Latn", "zh") == "Sãotomense"  # no Chinese name: the English one
+
+
+def test_resolve_languages_reads_any_form_and_brings_the_pivots():
+    available = ["deu_Latn", "eng_Latn", "swh_Latn", "zho_Hans", "zho_Hant"]
+    assert resolve_languages("all", available) == available
+    assert resolve_languages("de, sw", available) == ["deu_Latn", "eng_Latn", "swh_Latn", "zho_Hans"]
+    assert resolve_languages("zh-Hant", ["zho_Hant", "eng_Latn"]) == ["eng_Latn", "zho_Hant"]
+    assert resolve_languages("", available) == []
+    with pytest.raises(UnknownLanguageCode, match=r"not in the recipe's sources\) 'fra'"):
+        resolve_languages("de,fra", available)
+    with pytest.raises(UnknownLanguageCode, match="did you mean deu_Latn"):
+        resolve_languages("deu_latm", available)

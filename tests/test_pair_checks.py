@@ -280,7 +280,7 @@ def test_the_badness_pattern_flags_what_ftfy_flags(clean_pairs):
     import ftfy  # noqa: F401  (registers the sloppy codecs)
     from ftfy.badness import is_bad
 
-    from pipelines.steps.normalize import normalize_text
+    from schemas.text.normalize import normalize_text
 
     texts = [t for table in clean_pairs.values() for column in ("src_text", "tgt_text") for t in table[column].to_pylist()]
     texts = texts[::4]

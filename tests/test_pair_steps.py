@@ -12,8 +12,10 @@ import pytest
 
 from pipelines.steps import decontaminate
 from pipelines.steps.base import RemovedRows
-from pipelines.steps.decontaminate import MIN_EXACT_CHARS, MIN_QUOTE_WORDS, Decontaminate, EvalIndex, eval_index, word_lists
+from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.pivot_join import PivotJoin
+from schemas.text import overlap
+from schemas.text.overlap import MIN_EXACT_CHARS, MIN_QUOTE_WORDS, EvalIndex, eval_index, word_lists
 from tests.helpers import pairs
 
 VOCABULARY = ["alpha", "beta", "gamma", "delta", "épée", "中", "文", "한", "x1", "ok", "straße"]
@@ -132,7 +134,7 @@ def test_the_index_is_built_once_per_folder_then_loaded(tmp_path, monkeypatch):
     saved = list(folder.iterdir())
     assert len(saved) == 1 and saved[0].suffix == ".arrow"
     eval_index.cache_clear()
-    monkeypatch.setattr(decontaminate, "load_udhr", lambda *_: pytest.fail("the saved index was built again"))
+    monkeypatch.setattr(overlap, "load_udhr", lambda *_: pytest.fail("the saved index was built again"))
     loaded = eval_index((str(eval_file),), 13, folder=folder)
     texts = ["Er sagte: das ist ein Satz aus dem Testset, lang genug!", "nothing here at all"]
     assert loaded.overlaps(texts) == built.overlaps(texts) == [("dev.txt", "quotes"), None]
@@ -148,7 +150,7 @@ def test_decontaminate_checks_each_pivot_text_once_and_drops_every_copy(tmp_path
     """The step remembers which pivot texts it checked (up to a bound, then starts over); the rows it drops must be
     those the definition gives row by row, in every batch a text comes back in."""
     monkeypatch.setattr(decontaminate, "CHECKED_PIVOT_TEXTS", checked_bound)
-    heldout = decontaminate.load_udhr().filter(pl.col("split") != "train")["text"].to_list()
+    heldout = overlap.load_udhr().filter(pl.col("split") != "train")["text"].to_list()
     generator = random.Random(11)
     english = [t for t in heldout[:400] if t.isascii()][:20]
     pivot_texts = [generator.choice(english)[: generator.randint(20, 200)] for _ in range(15)] + ["Open a new tab", "Save", "Cancel"]
@@ -177,7 +179,7 @@ def test_nfc_unsafe_has_every_character_that_nfc_may_change():
     """Derived from polars' own normalizer over every code point: what NFC changes alone, what comes after the first
     character of a decomposition (what may compose with the character before), and what has a combining class (what
     canonical ordering may move: probed against U+0345, class 240, and U+0334, class 1)."""
-    from pipelines.steps.normalize import NFC_UNSAFE
+    from schemas.text.normalize import NFC_UNSAFE
 
     chars = pl.Series([chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000], dtype=pl.String)
     nfd = chars.str.normalize("NFD")
@@ -200,7 +202,8 @@ def _random_texts(generator: random.Random, count: int) -> list[str]:
 
 
 def test_normalize_rewrites_only_what_would_change():
-    from pipelines.steps.normalize import NormalizeText, _rewrite, nfc, normalize_text
+    from pipelines.steps.normalize import NormalizeText
+    from schemas.text.normalize import _rewrite, nfc, normalize_text
 
     texts = pl.Series(_random_texts(random.Random(5), 3000) + ["plain text", "Ünïcödé", "中文"], dtype=pl.String)
     assert normalize_text(texts).to_list() == _rewrite(texts).to_list()  # the five rewrites applied to every text
@@ -256,7 +259,7 @@ def test_the_pivot_join_keeps_the_batch_order(tmp_path, batch_rows):
 
 
 def test_normalize_removes_word_joiners_and_zero_width_joiners_that_join_nothing():
-    from pipelines.steps.normalize import normalize_text
+    from schemas.text.normalize import normalize_text
 
     texts = ["Save\u2060 file", "Sa\u200cve", "\u200dOpen", "Open\u200c", "क्\u200dष", "می\u200cخواهم", "👩\u200d💻"]
     assert normalize_text(pl.Series(texts)).to_list() == ["Save file", "Save", "Open", "Open", "क्\u200dष", "می\u200cخواهم", "👩\u200d💻"]

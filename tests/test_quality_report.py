@@ -11,8 +11,8 @@ import pytest
 from pipelines import quality_report
 from pipelines.manifest import content_hash, read_manifest, sha256_file
 from pipelines.quality_report import QUALITY_FILES, main, scan_step, side_of
-from pipelines.steps.read_udhr import language_pairs, udhr_pairs
 from schemas.records import REMOVED_SCHEMA, stable_id
+from schemas.text.udhr import language_pairs, udhr_pairs
 from tests.conftest import SMALL_LANGS
 
 

@@ -4,21 +4,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.corpus import load_udhr
+from pipelines.recipe import Templates
 from pipelines.steps.base import AtomicParquetWriter, RemovedRows
-from pipelines.steps.decontaminate import Decontaminate, EvalIndex
+from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup, MinhashSigner, NearDuplicateDedup, minhash_config
 from pipelines.steps.language_id import LanguageIdFilter
+from pipelines.steps.mix import MixInstructions
 from pipelines.steps.normalize import NormalizeText
 from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.read_pairs import languages_of_task
-from pipelines.steps.read_udhr import align, language_pairs, udhr_pairs
-from pipelines.steps.mix import MixInstructions
-from pipelines.steps.templates import PHRASINGS, choose_phrasing, dialogue_rows, document_rows, ordered_runs, positioned, translation_rows
-from pipelines.recipe import Templates
 from pipelines.steps.write import PairWriter
 from schemas.language_codes import language_name
 from schemas.records import INSTRUCTION_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, REMOVED_SCHEMA, stable_digests, stable_id, stable_ids
+from schemas.text.overlap import EvalIndex
+from schemas.text.templates import PHRASINGS, choose_phrasing, dialogue_rows, document_rows, ordered_runs, positioned, translation_rows
+from schemas.text.udhr import align, language_pairs, load_udhr, udhr_pairs
 from tests.helpers import pairs
 
 EN = "All human beings are born free and equal in dignity and rights."
@@ -525,7 +525,7 @@ def _old_clean(messages: pl.Series) -> pl.Series:
 
 
 def test_chat_nfc_of_the_non_ascii_strings_alone_equals_nfc_of_all():
-    from pipelines.steps.normalize import nfc
+    from schemas.text.normalize import nfc
 
     texts = pl.Series(CHAT_TEXTS + [None, "only ascii again"], dtype=pl.String)
     assert nfc(texts).to_list() == texts.str.normalize("NFC").to_list()
@@ -548,7 +548,7 @@ def test_chat_contents_cleaned_on_the_flat_column_equal_the_per_list_cleaning():
 def test_chat_spacing_rewrite_equals_replacing_every_whitespace_run():
     import random
 
-    from pipelines.steps.normalize import SPACING
+    from schemas.text.normalize import SPACING
 
     alphabet = ["a", "\u4eba", " ", " ", "\n", "\t", "\r", "\u00a0", "\u3000", "\u2028", "\u0085", "\x0b", "\u200b"]
     generator = random.Random(0)
@@ -604,7 +604,7 @@ def test_quotes_are_found_where_a_short_evaluation_text_lies_inside_a_run_of_kno
     that must not lose a quote, move the first one found in a text, or change its evaluation set."""
     import random
 
-    from pipelines.steps.decontaminate import MIN_EXACT_CHARS, word_lists
+    from schemas.text.overlap import MIN_EXACT_CHARS, word_lists
 
     generator = random.Random(1)
     vocabulary = ["alpha", "beta", "gamma", "delta", "épée", "中", "文", "한", "x1", "ok"]  # one word each

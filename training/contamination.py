@@ -1,7 +1,7 @@
 """How many evaluation items occur in a training dataset version, so no score is reported over leaked items
 without saying so.
 
-Texts are compared the way the build decontaminates (pipelines/steps/decontaminate.py): as lower-cased words,
+Texts are compared the way the build decontaminates (the matcher of schemas/text/overlap.py): as lower-cased words,
 an item leaks when a training text equals one of its texts, quotes it whole, or shares a run of `ngram` words
 with it. Two passes: every training text (each message of each train row) is scanned once against an index of
 all evaluation texts, which finds the few training texts that overlap anything; then those few are indexed and
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines.steps.decontaminate import MIN_EXACT_CHARS, MIN_QUOTE_WORDS, EvalIndex, word_lists
+from schemas.text.overlap import MIN_EXACT_CHARS, MIN_QUOTE_WORDS, EvalIndex, word_lists
 
 DEFAULT_NGRAM = 13  # the build's default (recipe decontamination.ngram)
 TRAIN_GLOBS = ("data/train-*.parquet", "data/*/train-*.parquet")

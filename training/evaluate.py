@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=None,
-        help="CPU threads for torch (on a machine shared with other jobs, 1 can be 10x faster than 2: idle threads spin)",
+        help="CPU threads for torch (on a machine shared with other jobs, 1 can be far faster than 2: idle threads spin)",
     )
     translation = parser.add_argument_group("translation")
     translation.add_argument(
@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--prompt-format", default="auto", help="auto (the tokenizer's chat template), bayling-llama2, bayling-llama3"
     )
     translation.add_argument(
-        "--phrasing", type=int, default=0, help="which instruction phrasing of pipelines/steps/templates.py"
+        "--phrasing", type=int, default=0, help="which instruction phrasing of schemas/text/templates.py"
     )
     translation.add_argument("--max-new-tokens", type=int, default=256)
     translation.add_argument("--num-beams", type=int, default=1, help="1: greedy")
@@ -101,11 +101,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def resolve_langs(spec: str, suite: str, data: str | None = None) -> list[str] | None:
     """Translation languages: checked against the embedded corpus when it is the data (the pivots are added);
     knowledge languages: any FLORES-200 code, None for every language of the task table."""
-    from schemas.language_codes import PIVOTS, to_flores
+    from schemas.language_codes import PIVOTS, resolve_languages, to_flores
 
     if suite == "translation" and data in (None, "udhr"):
-        from pipelines.build import resolve_languages
-        from pipelines.corpus import udhr_languages
+        from schemas.text.udhr import udhr_languages
 
         try:
             return resolve_languages(spec, udhr_languages())

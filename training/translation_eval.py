@@ -1,7 +1,7 @@
 """Translation quality: X->eng_Latn, eng_Latn->X, X->zho_Hans and zho_Hans->X for every selected X.
 
 The model is asked in the words the trainer taught it (the first instruction phrasing of
-pipelines/steps/templates.py, in English for an English pivot and in Chinese for a Chinese one, rendered by
+schemas/text/templates.py, in English for an English pivot and in Chinese for a Chinese one, rendered by
 training/chat_format.py in the trainer's chat format), answers by batched greedy or beam search, and is scored
 per direction with sacreBLEU: BLEU and chrF++ (chrF with word bigrams). BLEU uses the FLORES-200 SentencePiece
 tokenizer when sacreBLEU has it on disk (it downloads it once, which this module never does), else 13a, or
@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.steps.templates import PHRASINGS
 from schemas.language_codes import PIVOTS, language_name
+from schemas.text.templates import PHRASINGS
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,7 @@ def load_segments(
 
 
 def _udhr_segments(pairs: list[tuple[str, str]], split: str) -> list[Segment]:
-    from pipelines.corpus import load_udhr
-    from pipelines.steps.read_udhr import align
+    from schemas.text.udhr import align, load_udhr
 
     if split not in ("test", "validation"):
         raise ValueError(

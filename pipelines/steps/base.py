@@ -21,13 +21,13 @@ from schemas.records import REMOVED_SCHEMA
 
 Batches = Iterator[pa.Table]
 # Files that only a later stage of the same build reads and whose sizes nothing depends on (the zh/en instruction
-# parts, each task's removed rows): zstd cost more than it saved, once to write and once to read.
+# parts, each task's removed rows): zstd costs more than it saves, once to write and once to read
+# (tests/benchmarks/bench_build.py).
 WORK_COMPRESSION = "none"
 # Columns of few distinct values (language codes, sources, splits, tasks, templates, reasons and most details,
 # "tgt predicted fra_Latn (0.97)"): the only ones that dictionary encoding pays for. On ids and texts the encoder
-# builds a dictionary it then gives up, and readers decode it: the 979k instructions of the Firefox benchmark,
-# uncompressed, took 0.64 s to write and 0.81 s to read with every column in a dictionary and statistics, 0.44 s and
-# 0.52 s with these only and no statistics; the 666k removed rows, zstd, 1.10 s and 0.92 s to write.
+# builds a dictionary it then gives up, and readers decode it, which makes both writing and reading slower
+# (tests/benchmarks/bench_build.py).
 DICTIONARY_COLUMNS = frozenset({"task", "src_lang", "tgt_lang", "instruction_lang", "pivot", "lang", "source", "template_id", "split", "stage", "reason", "detail"})
 
 
@@ -37,8 +37,8 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
 
 def statistics_columns(schema: pa.Schema) -> list[str]:
     """The columns a published file keeps min/max statistics for: those a reader filters on (language, task, split,
-    ...; and the id, by which shards are sorted). Statistics of the texts cost a third of writing a shard (the 411k
-    instructions of 40 Firefox languages: 0.88 s with every column's, 0.60 s with these) and prune nothing."""
+    ...; and the id, by which shards are sorted). Statistics of the texts are a large part of writing a shard and prune
+    nothing (tests/benchmarks/bench_build.py)."""
     return [name for name in schema.names if name in DICTIONARY_COLUMNS or name == "id"]
 
 

@@ -19,8 +19,8 @@ from datatrove.utils.text import TextNormConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from pipelines.steps.base import BatchFilter, RemovedRows
-from pipelines.steps.decontaminate import word_lists
-from pipelines.steps.normalize import folded
+from schemas.text.normalize import folded
+from schemas.text.overlap import word_lists
 
 SIGNATURES_KEPT = 65_536  # texts per task whose MinHash signatures are kept: 59 MB with 112 hashes
 BLOCK = 2048  # shingles permuted at once: BLOCK * num_hashes * 8 bytes of temporaries, twice
@@ -29,10 +29,10 @@ BLOCK = 2048  # shingles permuted at once: BLOCK * num_hashes * 8 bytes of tempo
 def dedup_keys(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """64-bit keys of the direction (the two languages), of the pair and of each side: texts that differ only in
     letter case or spacing are the same. polars' hash of each column, computed for the whole batch in Rust and mixed
-    here: keys never leave the task, so a hash that may change between polars versions does no harm, and blake2b per
-    row in Python was two thirds of this step's time (hashing the columns apart, not their concatenation, saves
-    another 0.04 s of a Firefox task's 0.13 s). Two different pairs of a task share a key with probability about
-    n**2 / 2**65 (1e-9 for the 200,000 pairs of a Firefox task), as MinHash's bucket keys below."""
+    here: keys never leave the task, so a hash that may change between polars versions does no harm, where blake2b
+    per row in Python would be most of this step's time; the columns are hashed apart, not their concatenation,
+    which is cheaper still (tests/benchmarks/bench_dedup.py). Two different pairs of a task share a key with
+    probability about n**2 / 2**65 (1e-9 for 200,000 pairs), as MinHash's bucket keys below."""
     hashes = frame.select(
         lang=pl.struct("src_lang", "tgt_lang").hash(0), src=folded(pl.col("src_text")).hash(0), tgt=folded(pl.col("tgt_text")).hash(0)
     )
@@ -113,8 +113,8 @@ class ExactPairDedup(BatchFilter):
     def capped(self, counts: KeyValues, src: np.ndarray, tgt: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """Of pairs in reading order, those whose source or target sentence already has the cap's number of pairs,
         and which side it is; a pair dropped here does not count against its sentences. A pair is surely kept when
-        its sentences' counts plus their earlier occurrences in the batch stay below the cap (almost all on
-        Firefox: 3,064 of 851k pairs are dropped); only the others are looked at one by one, in order."""
+        its sentences' counts plus their earlier occurrences in the batch stay below the cap (almost all, on
+        real corpora); only the others are looked at one by one, in order."""
         cap, m = self.max_pairs_per_sentence, len(src)
         sentences = np.concatenate([src, tgt])  # source and target keys never meet (see dedup_keys): one sort for both
         seen = Occurrences(sentences)
@@ -150,8 +150,8 @@ class Occurrences:
         starts = np.r_[True, ordered[1:] != ordered[:-1]][: len(keys)]
         self.group = np.cumsum(starts) - 1  # of each sorted position
         self.starts = np.flatnonzero(starts)
-        # positions ascending within a key: a sort of (key's group, position) and a quick one cost a third of a
-        # stable sort of the keys
+        # positions ascending within a key: a sort of (key's group, position) and a quick one, cheaper than a stable
+        # sort of the keys (tests/benchmarks/bench_dedup.py)
         self.order = np.sort(self.group * len(keys) + order) % max(len(keys), 1)
 
     def first(self) -> np.ndarray:
@@ -283,7 +283,7 @@ class MinhashSigner:
         # output_folder is never written: only its permutation parameters and hashing are used
         self.stage1 = MinhashDedupSignature(output_folder=tempfile.gettempdir(), config=config, language=Words())
         self.hash = create_hash_func(config.hash_config, input_type=bytes)  # xxhash 4 hashes bytes, not str
-        # datatrove's xxhash functions are Python wrappers of xxhash's: called directly, a word costs a third less
+        # datatrove's xxhash functions are Python wrappers of xxhash's: called directly, a word costs less
         self._hash_word = _UNWRAPPED.get(self.hash, self.hash)
         self.num_hashes = config.num_buckets * config.hashes_per_bucket
 
@@ -306,9 +306,9 @@ class MinhashSigner:
         return shingle, text
 
     def word_hashes(self, words: pl.Series) -> np.ndarray:
-        """datatrove's hash of each word's UTF-8 bytes. Every word as it comes: a call costs about 0.1 us, less
-        than finding the distinct words first (a polars unique and join, or a cache of hashes by word, cost 3 to
-        5 times more)."""
+        """datatrove's hash of each word's UTF-8 bytes. Every word as it comes: a call per word costs less than
+        finding the distinct words first, by a polars unique and join or a cache of hashes by word
+        (tests/benchmarks/bench_dedup.py)."""
         return np.fromiter(map(self._hash_word, words.cast(pl.Binary).to_list()), dtype=np.uint64, count=len(words))
 
     def text_signatures(self, texts: pl.Series | list[str], out: np.ndarray | None = None) -> np.ndarray:
@@ -317,7 +317,7 @@ class MinhashSigner:
 
         Texts are taken by their number of shingles k, a block of whole texts at a time, so that a text's minimum
         is a min over axis 1 of (texts, k, num_hashes): np.minimum.reduceat over texts of unequal lengths (most
-        have 1 to 3 shingles) cost 3 ns a value, as much as all the rest; this, 0.7 ns."""
+        have 1 to 3 shingles) costs several times more a value (tests/benchmarks/bench_dedup.py)."""
         hashes, owner = self.shingles(texts)
         out = np.empty((len(texts), self.num_hashes), dtype=np.uint64) if out is None else out
         counts = np.bincount(owner, minlength=len(texts))
@@ -411,7 +411,7 @@ _MIX = tuple(np.uint64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94
 class TextSignatures:
     """Signatures of the texts a task has signed, by language: a text is in several pairs (the pivot side in those
     of every language of the task, the other side in its X -> eng_Latn and X -> zho_Hans pairs), and its
-    signature does not depend on the pair. On Firefox this signs a quarter of the texts pairs have. At most
+    signature does not depend on the pair, so a task signs far fewer texts than its pairs have. At most
     `capacity` texts (num_hashes * 8 bytes each): when full, it starts over. A text is found by a 64-bit key
     (polars' hash, in sorted arrays: no Python object per text; two texts of a language share a key with
     probability about n**2 / 2**65, as the dedup keys)."""

@@ -39,8 +39,8 @@ from pipelines.card import CHART_NAME, write_card, write_chart
 from pipelines.manifest import FORMAT_VERSION, content_hash, file_entry, sha256_file, write_manifest
 from pipelines.quality_report import build_report, card_section, passed_counts, write_quality
 from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
-from pipelines.steps.templates import CROSS_LINGUAL_TASKS
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
+from schemas.text.templates import CROSS_LINGUAL_TASKS
 
 CHAT_CONFIGS = {"zho_Hans": "zh", "eng_Latn": "en"}  # the language of the mixture's chat-<lang>*.parquet -> config
 ROW_GROUP_BYTES = 16 << 20  # streaming readers (datasets, the Hub viewer) fetch a row group at a time
@@ -140,8 +140,8 @@ def shard_parts(parts_dir: Path, job: dict, index: int) -> Path:
 
 class PartitionShards(PipelineStep):
     """The rows of every input file of a config of several shards, split by shard (`shard_parts`); tasks own input
-    files. Each shard's task used to read its config's every file: the zh config of a BayLing-2-sized build (1.38M
-    rows, 5 shards) was read 5 times, most of the shards stage."""
+    files. So each shard's task reads only its own rows, not every file of its config, which a config of n shards
+    would have read n times (tests/benchmarks/bench_build.py)."""
 
     name = "partition_shards"
     type = "💽 - WRITER"
@@ -232,8 +232,8 @@ def merge_removed(step_dir: Path, path: Path, tmp_dir: Path | None = None) -> di
 
     The rows do not depend on the number of passes, but the bytes can: a row group that spans two passes is written
     from two chunks, and where a column's data of a row group passes a data page (1 MiB) the pages end elsewhere
-    than for one chunk (the Firefox benchmark's exact_dedup step, 370k rows: one pass instead of two changes the
-    source_id column of row group 18). Changing REMOVED_ROWS_PER_PASS changes the content hash."""
+    than for one chunk (as on the exact_dedup step of tests/benchmarks/bench_build.py). Changing REMOVED_ROWS_PER_PASS
+    changes the content hash."""
     files = sorted(str(f) for f in step_dir.glob("*.parquet"))
     total = sum(pq.read_metadata(f).num_rows for f in files)
     schema = pq.read_schema(files[0]) if files else pa.schema([])
@@ -266,8 +266,8 @@ def merge_removed(step_dir: Path, path: Path, tmp_dir: Path | None = None) -> di
 
 def count_rows(paths: list[Path]) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     """Rows per language (the non-pivot side of translations), per direction and per task: one scan of the shards,
-    grouped by the four columns these counts read, whose few groups are then folded. Four scans, one per count, took
-    2.4x the CPU (Firefox benchmark, 979k rows in 95 shards: 0.19 -> 0.08 s of CPU, 0.12 -> 0.05 s)."""
+    grouped by the four columns these counts read, whose few groups are then folded: cheaper than a scan per count
+    (tests/benchmarks/bench_build.py)."""
     groups = pl.scan_parquet(paths).group_by("task", "src_lang", "tgt_lang", "pivot").len().collect()
     rows = pl.col("len").sum()
     tasks = dict(groups.group_by("task").agg(rows).iter_rows())
@@ -293,19 +293,16 @@ class WriteManifest(PipelineStep):
         self.recipe_text = recipe_text
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        # one task on a machine of several cores. Merging the removed steps is most of the stage (2.0-3.2 s of its
-        # 3-4 s of CPU on the Firefox pairs benchmark), in C without the GIL: two at a time in threads, from the start
-        # (they need nothing else) and the largest first. This thread meanwhile hashes the shards, counts their rows
-        # and draws the chart (matplotlib: Python, holding the GIL; import and drawing about 0.7 s of CPU). The merges
-        # used to start after the counting, and the chart took one of the two threads from them: the stage took
-        # 1.78-2.32 s (median 1.87), 1.62-2.20 s (median 1.70) this way (in-process, 8 runs each, interleaved, on the
-        # kept work folder of that benchmark; same CPU)
+        # one task on a machine of several cores. Merging the removed steps is most of the stage, in C without the
+        # GIL: two at a time in threads, from the start (they need nothing else) and the largest first. This thread
+        # meanwhile hashes the shards, counts their rows and draws the chart (matplotlib: Python, holding the GIL), so
+        # the chart takes no thread from the merges (tests/benchmarks/bench_build.py)
         steps = sorted(p for p in (self.work_dir / "removed").glob("*") if p.is_dir())
         with ThreadPoolExecutor(max_workers=2) as pool:
             merging = {step: pool.submit(self.merge_step, step) for step in sorted(steps, key=removed_bytes, reverse=True)}
             files, configs, per_split = self.data_files()
             data_paths = [self.output_dir / f["path"] for f in files]
-            # one scan of every shard: a scan per config and split cost seconds with 460 configs
+            # one scan of every shard, not one per config and split: a build may have hundreds of configs
             language, direction, tasks = count_rows(data_paths) if data_paths else ({}, {}, {})
             counts = {"rows_per_language": dict(sorted(language.items())), "rows_per_direction": dict(sorted(direction.items()))}
             chart = write_chart(self.output_dir / CHART_NAME, counts)

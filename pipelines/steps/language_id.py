@@ -24,8 +24,8 @@ class LanguageIdFilter(BatchFilter):
 
     `shared_verdicts`: a folder where the build's tasks share their pivot-language verdicts (a file per language;
     the first task to finish writes it, later tasks start from it): the pivot stage identifies the English side of
-    the eng_Latn <-> zho_Hans pairs, which a multiway corpus repeats in every language, and each task of the pairs
-    stage identified them again (Firefox: 8,500 English strings, 0.27 s of a task's 1.9 s of language ID)."""
+    the eng_Latn <-> zho_Hans pairs, which a multiway corpus repeats in every language, so that no task of the pairs
+    stage identifies them again (tests/benchmarks/bench_build.py)."""
 
     name = "language_id"
 
@@ -61,7 +61,7 @@ class LanguageIdFilter(BatchFilter):
             if self._verdicts.get(lang) and not path.is_file():
                 texts, answers = zip(*self._verdicts[lang].items())
                 failed, details = zip(*answers)
-                # by polars: pa.table of Python lists imports pandas (0.34 s; the pivot stage runs in the driver)
+                # by polars: pa.table of Python lists imports pandas, a slow import (the pivot stage runs in the driver)
                 verdicts = pl.DataFrame([pl.Series(texts, dtype=pl.String), pl.Series(failed, dtype=pl.String), pl.Series(details, dtype=pl.String)],
                                         schema=VERDICT_SCHEMA.names)  # fmt: skip
                 write_parquet_atomic(path, verdicts.to_arrow().cast(VERDICT_SCHEMA), work=True)
@@ -69,9 +69,8 @@ class LanguageIdFilter(BatchFilter):
     def verdicts(self, texts: list[str], lang: str) -> list[tuple[str | None, str]]:
         """The failed check (None: passed) and detail of each text. A verdict depends only on the text and its
         language, and texts repeat: a multiway source (Firefox, FLORES, UDHR) gives every language of a task the
-        same English and Chinese sentences, and a corpus repeats its own strings (Firefox: 608,500 distinct texts
-        on the 851,381 non-pivot sides). So verdicts are kept for the task and each text is identified once; the
-        verdicts are the same."""
+        same English and Chinese sentences, and a corpus repeats its own strings (UI strings above all). So verdicts
+        are kept for the task and each text is identified once; the verdicts are the same."""
         known = self._verdicts.setdefault(lang, {})
         answers = [known.get(t) for t in texts]
         new = list(dict.fromkeys(t for t, answer in zip(texts, answers) if answer is None))
@@ -103,8 +102,8 @@ class LanguageIdFilter(BatchFilter):
         reason = [None] * batch.num_rows
         detail = [None] * batch.num_rows
         # The pivot side first: its texts repeat across the languages of a task, so most of its verdicts are known.
-        # The other side is identified only where the pivot side passed: a pair fails if either side does (on
-        # Firefox, 2,813 English strings fail, each in about 54 locales).
+        # The other side is identified only where the pivot side passed: a pair fails if either side does, and a
+        # pivot text that fails, fails in every language it is paired with.
         self.check_side(frame, "tgt", reason, detail)
         self.check_side(frame.filter(pl.Series([r is None for r in reason])), "src", reason, detail)
         return pl.DataFrame({"reason": reason, "detail": detail}, schema={"reason": pl.String, "detail": pl.String})

@@ -17,12 +17,12 @@ from pipelines.steps.base import AtomicParquetWriter
 from pipelines.steps.finalize import ready_shard, write_shard
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.recipe import Templates
-from pipelines.steps.templates import dialogue_rows, document_rows, ordered_runs, positioned, translation_rows
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
+from schemas.text.templates import dialogue_rows, document_rows, ordered_runs, positioned, translation_rows
 
 CHAT_NAMES = {"zh": "zho_Hans", "en": "eng_Latn"}
-# a task's languages are templated together up to about this many sentences: `translation_rows` cost about as much
-# per call as per row on a language of 10k (the 95 of the Firefox benchmark); this bounds the memory it takes
+# a task's languages are templated together up to about this many sentences: `translation_rows` has a cost per call
+# that small languages would pay each (tests/benchmarks/bench_build.py); this bounds the memory it takes
 TEMPLATE_BATCH_ROWS = 100_000
 
 
@@ -44,7 +44,7 @@ def chat_files(chat_dir: Path, lang: str) -> list[Path]:
 def chat_cutoffs(chat_dir: Path, budgets: dict) -> dict[str, str]:
     """For zh and en, the largest selection key among the rows the budget takes (empty: none), computed once so
     that the mix tasks can each select from their own files. The keys were computed by the chat_dedup tasks: here,
-    in the driver, hashing every row's id cost seconds on the 2.2M rows of a BayLing-2-sized build."""
+    in the driver, hashing every row's id again would be one process's work over millions of rows."""
     cutoffs = {}
     for name, lang in CHAT_NAMES.items():
         files = chat_files(chat_dir, lang)
@@ -68,21 +68,22 @@ def plan(mixture, cross_supply: dict[str, int], chat_supply: dict[str, int]) -> 
 
 def mixture_writer(path: Path) -> AtomicParquetWriter:
     """A file of the zh/en part of the mixture (`instructions/train/chat-<lang>-<bucket>.parquet`), read once by the
-    shards stage. Uncompressed: zstd took half of the writing (1.31 s against 0.64 s for 979k instructions) and
-    saved nothing on the way back. Otherwise encoded as the shards are (the writer's dictionaries and statistics):
-    `shard_plan` measures these files' uncompressed sizes, which those settings change (the codec does not)."""
+    shards stage. Uncompressed: zstd would slow the writing and save nothing on the way back
+    (tests/benchmarks/bench_build.py). Otherwise encoded as the shards are (the writer's dictionaries and
+    statistics): `shard_plan` measures these files' uncompressed sizes, which those settings change (the codec
+    does not)."""
     return AtomicParquetWriter(path, INSTRUCTION_SCHEMA, compression="none")
 
 
 def write_language(work_dir: Path, name: str, rows: pa.Table) -> None:
     """A language's instructions, each split that has rows as the config's shard would be if it is its only one
     (`ready_shard`): its one file, which the plan measures and the shards stage links into place (or splits, where
-    the language is larger than a shard, 256 MB by default). A mixture file beside it, as the zh/en part has, took
-    1.8 of the mix stage's 9.8 CPU seconds on the Firefox benchmark."""
+    the language is larger than a shard, 256 MB by default). No mixture file is written beside it, as
+    the zh/en part has: writing the rows twice is a large part of the mix stage (tests/benchmarks/bench_build.py)."""
     splits = pl.from_arrow(rows.column("split"))  # compared by polars: see templates.no_rows on pyarrow and pandas
     for split in SPLITS:
         mine = splits == split
-        if mine.any():  # all of them, in most languages: a corpus without held-out rows (Firefox) has train only
+        if mine.any():  # all of them, in most languages: a corpus without held-out rows has train only
             write_shard(ready_shard(work_dir, split, name), rows if mine.all() else rows.filter(mine.to_arrow()))
 
 

@@ -9,7 +9,8 @@
   standard deviations that depend on the length (short strings vary more). The table is calibrated on real text
   (`length_ratio.json` beside this file; see `calibrate`).
 - `end_punctuation`: one side ends in a question mark, an exclamation mark or an ellipsis and the other does not:
-  the cheap signal that best separated off-by-one misaligned pairs from clean ones on firefox:calibration.
+  the cheap signal that best separates off-by-one misaligned pairs from clean ones
+  (tests/benchmarks/bench_pair_checks.py).
 
 The optional sentence-embedding scorer (`alignment`) is in pipelines/steps/alignment.py.
 
@@ -274,8 +275,8 @@ class LengthRatioCheck(BatchFilter):
     paragraphs (X <-> eng_Latn) only: see the table's `calibrated_on`.
 
     Where one side ends a sentence (SENTENCE_END) and the other does not, a sign that it was cut short, the pair may
-    deviate `max_deviation_unended` only (None: as much as any other). On firefox:calibration this catches half as
-    many truncated pairs again for a few clean pairs in 10,000."""
+    deviate `max_deviation_unended` only (None: as much as any other): it catches many more truncated pairs for few
+    clean ones (tests/benchmarks/bench_pair_checks.py --split calibration)."""
 
     name = "length_ratio"
 
@@ -322,9 +323,8 @@ def calibrate(output: Path = LENGTH_TABLE) -> dict:
     a + b / n fitted (least squares, weighted by count) to the squared robust deviation (1.4826 MAD) of the log ratio
     from its language's mu, in bins of n a power of two wide."""
     from langid.texts import firefox_folder, firefox_split
-    from pipelines.corpus import load_udhr
-    from pipelines.steps.normalize import normalize_text
-    from pipelines.steps.read_udhr import udhr_pairs
+    from schemas.text.normalize import normalize_text
+    from schemas.text.udhr import load_udhr, udhr_pairs
 
     files = sorted(firefox_folder().glob("*-eng_Latn.parquet"))
     firefox = pl.concat([pl.read_parquet(f, columns=["src_lang", "src_text", "tgt_text"]) for f in files])
@@ -378,10 +378,9 @@ GREEK_QUESTION = ";"
 class EndPunctuationCheck(BatchFilter):
     """Drops pairs where one side ends with a mark of one of `kinds` (question, exclamation, ellipsis, colon) and the
     other does not (reason `end_punctuation`): a translation keeps a question a question. Off-by-one misaligned
-    pairs break this far more often than clean ones (on firefox:calibration: question, exclamation and ellipsis
-    together about 0.15% of clean pairs and 7% of misaligned ones; colon adds 0.3% of clean for 4% of misaligned,
-    hence not on by default). A capitalized first letter on one side only separated them worse (1.6% of clean, 6% of
-    misaligned) and is not checked."""
+    pairs break this far more often than clean ones; a colon drops more clean pairs for fewer misaligned ones, hence
+    not on by default, and a capitalized first letter on one side only separates them worse and is not checked
+    (tests/benchmarks/bench_pair_checks.py --split calibration)."""
 
     name = "end_punctuation"
 

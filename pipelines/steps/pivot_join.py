@@ -14,8 +14,8 @@ import polars as pl
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
-from pipelines.steps.normalize import folded
 from schemas.records import PAIR_SCHEMA, stable_ids
+from schemas.text.normalize import folded
 
 
 def english_key(texts: pl.Expr) -> pl.Expr:

@@ -196,7 +196,7 @@ def report(args, recipe: Path, workers: int) -> float:
     print(result["summary"])
     print(f"input pairs {input_pairs:,}; output rows {rows:,} (train {manifest['rows_per_split']['train']:,}); content hash {manifest['content_hash']}")
     train = pl.read_parquet(output / "data" / "*" / "train-*.parquet", columns=["task", "src_lang", "tgt_lang", "pivot"])
-    from pipelines.steps.templates import CROSS_LINGUAL_TASKS
+    from schemas.text.templates import CROSS_LINGUAL_TASKS
 
     shares = {"cross_lingual": 1.0} if args.pairs_only else SHARES
     kinds = train.select(kind=pl.when(pl.col("task").is_in(CROSS_LINGUAL_TASKS)).then(pl.lit("cross_lingual"))

@@ -28,7 +28,7 @@ def measure(code: Path, path: Path, chunks: int, repeat: int, out: Path) -> dict
     sys.path.insert(0, str(code))
     from pipelines.sources import InstructionSource
     from pipelines.steps.chat import PrepareChat, chat_chunks
-    from pipelines.steps.decontaminate import eval_index
+    from schemas.text.overlap import eval_index
 
     if not Path(sys.modules[PrepareChat.__module__].__file__).is_relative_to(code):
         raise SystemExit(f"imported the pipeline code from {sys.modules[PrepareChat.__module__].__file__}, not from {code}")

@@ -27,12 +27,11 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from pipelines.corpus import udhr_languages  # noqa: E402
 from pipelines.steps.base import RemovedRows  # noqa: E402
 from pipelines.steps.dedup import ExactPairDedup, MinhashSigner, NearDuplicateDedup, minhash_config  # noqa: E402
 from pipelines.steps.language_id import LanguageIdFilter  # noqa: E402
-from pipelines.steps.read_udhr import language_pairs, udhr_pairs  # noqa: E402
 from schemas.records import PAIR_SCHEMA  # noqa: E402
+from schemas.text.udhr import language_pairs, udhr_languages, udhr_pairs  # noqa: E402
 
 FIREFOX = Path(__file__).resolve().parents[3] / "shared" / "data" / "bench" / "firefox_l10n"
 

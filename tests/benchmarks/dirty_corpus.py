@@ -5,7 +5,7 @@ Clean base:
   English string falls in the chosen split of `langid.texts.firefox_split` (`heldout`, or `calibration` for tuning
   checks; `train` is refused: language ID was fitted on it);
 - long text: paragraph pairs X <-> eng_Latn of the embedded UDHR, aligned as the build's `udhr` source aligns
-  them (pipelines.steps.read_udhr.align), from the held-out articles: `test` (28-30) with `heldout`, `validation`
+  them (schemas.text.udhr.align), from the held-out articles: `test` (28-30) with `heldout`, `validation`
   (25-27) with `calibration`, so that what is tuned on is never what is reported.
 
 The base is cleaned of what the build may rightly remove, so that a clean row it drops is a wrong removal: en-CA
@@ -43,9 +43,8 @@ from pathlib import Path
 import polars as pl
 
 from langid.texts import FIREFOX_SPLITS, firefox_folder, firefox_split, in_declared_script
-from pipelines.corpus import load_udhr
-from pipelines.steps.normalize import folded, normalize_text
-from pipelines.steps.read_udhr import align
+from schemas.text.normalize import folded, normalize_text
+from schemas.text.udhr import align, load_udhr
 
 KINDS = ("wrong_language", "untranslated", "misaligned", "duplicated", "empty", "mojibake", "truncated", "control_chars")
 CLEAN_SHARE = 0.8

@@ -23,7 +23,7 @@ import pytest
 
 from pipelines.build import main
 from pipelines.manifest import MANIFEST_NAME, read_manifest
-from pipelines.steps.read_udhr import language_pairs, udhr_pairs
+from schemas.text.udhr import language_pairs, udhr_pairs
 from tests.conftest import REPO_ROOT
 
 QUICK = ["--tasks", "1", "--workers", "1"]

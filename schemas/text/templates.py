@@ -118,7 +118,7 @@ def _name(code: str, instruction_lang: str) -> str:
 
 def no_rows() -> pa.Table:
     """An empty table of instructions. Not `INSTRUCTION_SCHEMA.empty_table()`, nor anything else that converts Python
-    objects: pyarrow imports pandas on its first such conversion (a quarter of a second), and a mix task whose pairs
+    objects: pyarrow imports pandas on its first such conversion (a slow import), and a mix task whose pairs
     have no positions (most corpora) has no other."""
     return pa.Table.from_batches([], schema=INSTRUCTION_SCHEMA)
 
@@ -197,9 +197,9 @@ def dialogue_rows(documents: list[list[dict]], reverse: list[bool], seed: int) -
 
 
 def translation_rows(pairs: pl.DataFrame, reverse: list[bool] | pl.Series, seed: int) -> pa.Table:
-    """One instruction per (pair, direction): X->pivot, or pivot->X where `reverse`. Whole columns at a time (a
-    dict, a str.format and two id hashes per row cost 5 s on the 979k rows of a BayLing-2-sized mixture): the
-    same rows as one `PHRASINGS[pivot][k].format(...)` and `stable_id(...)` per row, in the same order."""
+    """One instruction per (pair, direction): X->pivot, or pivot->X where `reverse`. Whole columns at a time, not a
+    dict, a str.format and two id hashes per row (see tests/benchmarks/bench_build.py): the same rows as one
+    `PHRASINGS[pivot][k].format(...)` and `stable_id(...)` per row, in the same order."""
     if not pairs.height:
         return no_rows()
     backwards = pl.Series(reverse, dtype=pl.Boolean)
@@ -221,8 +221,8 @@ def translation_rows(pairs: pl.DataFrame, reverse: list[bool] | pl.Series, seed:
         return pl.concat_str(code, "pivot", separator="\x1f").replace_strict(names, return_dtype=pl.String)
 
     frame = frame.with_columns(src_name=name("src_lang"), tgt_name=name("tgt_lang"))
-    # each phrasing formats its rows; only what it makes goes back into row order (sorting the whole frame back cost
-    # as much as the formatting)
+    # each phrasing formats its rows; only what it makes goes back into row order (sorting the whole frame back would
+    # cost as much as the formatting)
     parts = []
     for (pivot, k), part in frame.select("row", "pivot", "k", "src_name", "tgt_name", "src_text").group_by("pivot", "k"):
         parts.append(part.select("row", prompt=_format(PHRASINGS[pivot][k], src="src_name", tgt="tgt_name", text="src_text"),
@@ -230,7 +230,7 @@ def translation_rows(pairs: pl.DataFrame, reverse: list[bool] | pl.Series, seed:
     frame = frame.hstack(pl.concat(parts).sort("row").drop("row"))
     ids = pl.concat_str("source", "source_id", "direction", "template_id", "prompt", "tgt_text", separator="\x1f")
     # each row's [user: prompt, assistant: answer], built as one column of turns cut in twos (concat_list of two
-    # structs was most of the time here)
+    # structs is slower than all the rest here)
     turns = pl.DataFrame({"role": pl.Series(["user", "assistant"]).gather(np.tile([0, 1], frame.height)),
                           "content": pl.concat([frame["prompt"], frame["tgt_text"]]).gather(np.arange(2 * frame.height).reshape(2, -1).T.ravel())})  # fmt: skip
     messages = turns.select(pl.struct("role", "content")).to_series()

