@@ -289,7 +289,8 @@ class HubHandler(BaseHTTPRequestHandler):
         if action == "drop":
             return self.drop()
         if isinstance(action, int):
-            return self.send(action, {"error": f"injected {action}"}, {"Retry-After": f"{fault.retry_after:g}"} if action == 429 else None)
+            headers = {"Retry-After": f"{fault.retry_after:g}"} if action == 429 else None
+            return self.send(action, {"error": f"injected {action}"}, headers)
         self.lose_file = action == "lose_file"
         try:
             status, payload, headers, raw = self.route(path, body)
