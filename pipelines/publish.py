@@ -230,7 +230,8 @@ class HubClient(httpx.Client):
         self.inner = inner  # its transport, proxies, certificates, hooks and redirects serve every request
 
     def send(self, request: httpx.Request, **kwargs) -> httpx.Response:
-        where = f"{request.method} {request.url.host}{request.url.path}"  # no query: LFS upload URLs may be signed
+        port = f":{request.url.port}" if request.url.port else ""
+        where = f"{request.method} {request.url.host}{port}{request.url.path}"  # no query: LFS upload URLs may be signed
         try:
             response = self.inner.send(request, **kwargs)
         except httpx.TransportError as e:
