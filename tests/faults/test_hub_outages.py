@@ -72,7 +72,7 @@ RECOVERABLE = {  # fail(method, pattern, action, times, **options): each ends be
 
 
 @pytest.mark.parametrize("case", RECOVERABLE, ids=list(RECOVERABLE))
-def test_a_short_outage_is_ridden_out(small_build, hub, case, capfd):
+def test_a_short_outage_is_ridden_out(small_build, hub, case, capfd, caplog):
     method, pattern, action, times, options = RECOVERABLE[case]
     OUTCOMES[case] = False
     hub.fail(method, pattern, action, times, **options)
@@ -86,7 +86,7 @@ def test_a_short_outage_is_ridden_out(small_build, hub, case, capfd):
     if options.get("retry_after"):
         assert any("retrying in 1.0 s" in line for line in lines)  # the Hub's Retry-After, not our backoff
     out, err = capfd.readouterr()
-    assert_no_token(out, err, *lines)
+    assert_no_token(out, err, caplog.text, *lines)
     OUTCOMES[case] = True
 
 
@@ -98,7 +98,7 @@ LASTING = {  # each outlasts the bound
 
 
 @pytest.mark.parametrize("case", LASTING, ids=list(LASTING))
-def test_an_outage_longer_than_the_bound_stops_clearly(small_build, hub, case, capfd):
+def test_an_outage_longer_than_the_bound_stops_clearly(small_build, hub, case, capfd, caplog):
     method, pattern, action, times, options = LASTING[case]
     OUTCOMES[case] = False
     hub.fail(method, pattern, action, times, **options)
@@ -111,7 +111,7 @@ def test_an_outage_longer_than_the_bound_stops_clearly(small_build, hub, case, c
     assert took < BOUND + LATE, f"gave up after {took:.1f} s with a bound of {BOUND} s"
     assert tags(hub) == {}
     out, err = capfd.readouterr()
-    assert_no_token(out, err, message, repr(raised.value))
+    assert_no_token(out, err, caplog.text, message, repr(raised.value))
     OUTCOMES[case] = True
 
 
@@ -127,7 +127,7 @@ def test_a_retry_after_beyond_the_bound_stops_at_once(small_build, hub):
 
 
 @pytest.mark.parametrize("dry_run", [True, False], ids=["dry run", "push"])
-def test_a_host_that_does_not_resolve_fails_at_once(small_build, dry_run, capfd):
+def test_a_host_that_does_not_resolve_fails_at_once(small_build, dry_run, capfd, caplog):
     case = f"unresolvable host ({'dry run' if dry_run else 'push'})"
     OUTCOMES[case] = False
     started = time.monotonic()
@@ -137,7 +137,7 @@ def test_a_host_that_does_not_resolve_fails_at_once(small_build, dry_run, capfd)
     assert time.monotonic() - started < 5, "a name that does not resolve was retried"
     assert "cannot resolve the host 'nonexistent.invalid'" in message and "\n" not in message, message
     out, err = capfd.readouterr()
-    assert_no_token(out, err, message, repr(raised.value))
+    assert_no_token(out, err, caplog.text, message, repr(raised.value))
     OUTCOMES[case] = True
 
 
