@@ -221,9 +221,9 @@ def asked_wait(error: BaseException) -> float | None:
 class HubClient(httpx.Client):
     """huggingface_hub's shared HTTP client during a publish: the client it would use, with every passing failure
     (no connection, a reset, a 408/429/5xx answer) raised at once as HubOutage and a name that does not resolve
-    as HostNotFound. huggingface_hub retries some requests itself (up to 5 times, sleeping up to 8 s each, for
-    every name, also one that never resolves), which no bound of ours would cover; this way the Publisher's loop
-    is the only one that retries, within --retry-seconds."""
+    as HostNotFound. huggingface_hub retries some requests itself (up to 5 times, sleeping up to 8 s each, a name
+    that does not resolve included), which no bound of ours would cover; this way the Publisher's loop is the
+    only one that retries, within --retry-seconds. Neither exception is one huggingface_hub retries."""
 
     def __init__(self, inner: httpx.Client):
         super().__init__(timeout=inner.timeout)
@@ -272,7 +272,7 @@ class RetryBudget:
     """Exponential backoff with jitter (a seeded RNG: the same waits each run) for at most `seconds` of failures
     in a row; each success (progress) starts the count again."""
 
-    def __init__(self, seconds: float = RETRY_SECONDS, backoff: float = 1.0, seed: int | str = 0,
+    def __init__(self, seconds: float = RETRY_SECONDS, backoff: float = 2.0, seed: int | str = 0,
                  clock: Callable[[], float] = time.monotonic):  # fmt: skip
         if seconds < 0:
             raise ValueError(f"--retry-seconds must be 0 or more, not {seconds}")
