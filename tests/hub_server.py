@@ -7,11 +7,14 @@ branches and tags, so a server restarted on the same folder serves the same repo
 Xet storage is not implemented: clients must run with HF_HUB_DISABLE_XET=1 (the LFS batch API here only offers the
 "basic" transfer, which huggingface_hub uses when Xet is off).
 
-Faults are injected per request: `server.fail(method, path_pattern, action, times)` where action is an HTTP status
-(429 answers with Retry-After: 0), "drop" (read the request, close the connection without an answer), "drop_after"
-(handle the request, commit included, then close without an answer) or "lose_file" (a commit is accepted but its
-first added file is left out, so only a check of the tree afterwards can notice). `server.events` records every
-request with its answer, in order.
+Faults are injected per request: `server.fail(method, path_pattern, action, times)` (method "*": any) where action
+is an HTTP status (429 answers with Retry-After: `retry_after`, 0 unless given), "drop" (read the request, close the
+connection without an answer), "drop_after" (handle the request, commit included, then close without an answer),
+"reset" (read half the request's body, then reset the connection: a TCP RST), "outage" (the Hub goes away: see
+`go_down`, for `seconds`) or "lose_file" (a commit is accepted but its first added file is left out, so only a
+check of the tree afterwards can notice). `server.go_down(seconds)` closes the listening socket and every open
+connection, so that connections are refused, and listens again on the same port after `seconds` (never: None).
+`server.events` records every request with its answer, in order.
 
     with HubServer(tmp_path) as hub:
         HfApi(endpoint=hub.url, token="hf_test").create_repo("org/name", repo_type="dataset")
@@ -24,6 +27,7 @@ import hashlib
 import json
 import re
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -48,6 +52,8 @@ class Fault:
     pattern: re.Pattern
     action: str | int
     times: int
+    retry_after: float = 0
+    seconds: float | None = None
 
 
 class HttpError(Exception):
@@ -120,34 +126,83 @@ class HubServer:
         self.faults: list[Fault] = []
         self.events: list[tuple[str, str, int | str]] = []
         self.lock = threading.Lock()
+        self.connections: set[socket.socket] = set()
+        self.closed = False
+        self.restart: threading.Timer | None = None
         server = self
 
         class Handler(HubHandler):
             hub = server
 
-        self.httpd = ThreadingHTTPServer((host, 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://{host}:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.handler = Handler
+        self.host = host
+        self.httpd: ThreadingHTTPServer | None = self.listen(0)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://{host}:{self.port}"
+
+    def listen(self, port: int) -> ThreadingHTTPServer:
+        httpd = ThreadingHTTPServer((self.host, port), self.handler)  # allow_reuse_address: the same port again
+        httpd.daemon_threads = True
+        return httpd
+
+    def serve(self) -> None:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def __enter__(self) -> HubServer:
-        self.thread.start()
+        self.serve()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def fail(self, method: str, pattern: str, action: str | int, times: int = 1) -> None:
         with self.lock:
-            self.faults.append(Fault(method, re.compile(pattern), action, times))
+            self.closed = True
+            if self.restart is not None:
+                self.restart.cancel()
+        self.stop_listening()
 
-    def take_fault(self, method: str, path: str) -> str | int | None:
+    def stop_listening(self) -> None:
+        with self.lock:
+            httpd, self.httpd = self.httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+
+    def go_down(self, seconds: float | None) -> None:
+        """The Hub goes away: connections are refused (nothing listens on the port) and open ones are cut; after
+        `seconds` it listens on the same port again, with the same repositories."""
+        self.stop_listening()
+        with self.lock:
+            open_connections = list(self.connections)
+        for connection in open_connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.record("-", "hub down", "down")
+        if seconds is not None:
+            with self.lock:
+                self.restart = threading.Timer(seconds, self.come_back)
+                self.restart.daemon = True
+                self.restart.start()
+
+    def come_back(self) -> None:
+        with self.lock:
+            if self.closed or self.httpd is not None:
+                return
+            self.httpd = self.listen(self.port)
+        self.record("-", "hub up", "up")
+        self.serve()
+
+    def fail(self, method: str, pattern: str, action: str | int, times: int = 1, *, retry_after: float = 0,
+             seconds: float | None = None) -> None:  # fmt: skip
+        with self.lock:
+            self.faults.append(Fault(method, re.compile(pattern), action, times, retry_after, seconds))
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
         with self.lock:
             for fault in self.faults:
-                if fault.times and fault.method == method and fault.pattern.search(path):
+                if fault.times and fault.method in (method, "*") and fault.pattern.search(path):
                     fault.times -= 1
-                    return fault.action
+                    return fault
         return None
 
     def record(self, method: str, path: str, outcome) -> None:
@@ -161,6 +216,19 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:  # quiet: the tests read `events`
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.hub.lock:
+            self.hub.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.hub.lock:
+            self.hub.connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:  # a connection the test cut
+            pass
 
     # --- plumbing -------------------------------------------------------------------------------------------------
     def body(self) -> bytes:
@@ -197,20 +265,38 @@ class HubHandler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def reset(self) -> None:
+        """Read half the body (the client is mid-request), then close with SO_LINGER 0: the peer gets a RST."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length // 2)
+        self.hub.record(self.command, self.path, "reset")
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+
     def handle_any(self) -> None:
         path = urlsplit(self.path).path
         fault = self.hub.take_fault(self.command, path)
+        action = fault.action if fault else None
+        if action == "reset":
+            return self.reset()
+        if action == "outage":
+            self.hub.record(self.command, self.path, "outage")
+            self.close_connection = True
+            return self.hub.go_down(fault.seconds)
         body = self.body()
-        if fault == "drop":
+        if action == "drop":
             return self.drop()
-        if isinstance(fault, int):
-            return self.send(fault, {"error": f"injected {fault}"}, {"Retry-After": "0"} if fault == 429 else None)
-        self.lose_file = fault == "lose_file"
+        if isinstance(action, int):
+            headers = {"Retry-After": f"{fault.retry_after:g}"} if action == 429 else None
+            return self.send(action, {"error": f"injected {action}"}, headers)
+        self.lose_file = action == "lose_file"
         try:
             status, payload, headers, raw = self.route(path, body)
         except HttpError as e:
             status, payload, headers, raw = e.status, {"error": e.message}, ({"X-Error-Code": e.code} if e.code else {}), None
-        if fault == "drop_after":
+        if action == "drop_after":
             return self.drop()
         self.send(status, payload, headers, raw)
 

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pipelines import publish as publishing
 from pipelines.manifest import read_manifest, write_manifest
 from pipelines.publish import PublishError, publish
 from tests.conftest import REPO_ROOT
-from tests.hub_server import HubServer
+from tests.hub_server import Fault, HubServer
 
 TOKEN = "hf_loopbackSECRETtoken0123456789"
 
@@ -110,7 +111,7 @@ def test_an_interrupted_push_resumes_without_resending(small_build, hub, monkeyp
         if method == "POST" and "/commit/" in path:
             commits["n"] += 1
             if commits["n"] == 3:
-                return 403
+                return Fault(method, re.compile(""), 403, 1)
         return original(method, path)
 
     monkeypatch.setattr(hub, "take_fault", third_commit_fails)
@@ -261,7 +262,7 @@ def test_build_push_to_hub(small_build, hub, monkeypatch, capsys):
 
     monkeypatch.setattr(constants, "ENDPOINT", hub.url)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    monkeypatch.setattr(publishing.Publisher, "wait", lambda self, what, error, attempt: None)
+    monkeypatch.setattr(publishing.Publisher, "wait", lambda self, what, error, delay: None)
     hub.fail("POST", r"/commit/", "drop", 1)
     from tests.conftest import SMALL_LANGS
 
