@@ -64,6 +64,9 @@ class TrainingConfig:
     # Micro-batches per optimizer step on each rank.
     grad_accumulation: int = 1
     max_grad_norm: float = 1.0
+    # Optimizer steps with a NaN or infinite loss or gradient norm that are skipped (no update) before the run
+    # stops; 0: the first one stops it. Nothing is saved or exported after a stop.
+    max_nonfinite_steps: int = 0
     seed: int = 0
     # bf16 on GPUs; fp32 on CPU (gloo has no bf16 reduction worth testing against).
     param_dtype: str = "bfloat16"
@@ -280,6 +283,8 @@ def validate(config: Config, source: str) -> None:
     for section, name in positive:
         if getattr(getattr(config, section), name) < 1:
             raise ConfigError(f"{source}: {section}.{name}: must be at least 1")
+    if config.training.max_nonfinite_steps < 0:
+        raise ConfigError(f"{source}: training.max_nonfinite_steps: must be at least 0")
     if config.optimizer.lr <= 0:
         raise ConfigError(f"{source}: optimizer.lr: must be positive")
     try:
