@@ -238,11 +238,12 @@ def train(config: Config) -> dict:
             throughput.add(int(global_real_tokens))
             logger.advance()
             if step % config.logging.every == 0 or step == tcfg.steps:
-                last = {  # a skipped step's NaN is logged as null: metrics.jsonl stays strict JSON
-                    "loss": None if skipped else loss, "lr": lr, "grad_norm": None if skipped else grad_norm,
-                    "nonfinite_steps": guard.skipped,
+                last = {
+                    "loss": loss, "lr": lr, "grad_norm": grad_norm, "nonfinite_steps": guard.skipped,
                     "trained_tokens": int(global_tokens), **throughput.read(), **metrics.memory_stats(device),
                 }
+                if skipped:  # no NaN in metrics.jsonl, which stays strict JSON
+                    del last["loss"], last["grad_norm"]
                 last.update(global_data_stats(batches, device, tcfg.seq_len))
                 logger.log(step, last)
             if config.checkpoint.folder and config.checkpoint.interval and step % config.checkpoint.interval == 0:

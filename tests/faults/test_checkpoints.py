@@ -1,9 +1,9 @@
 """Faults in training checkpoints: a corrupt or partial newest checkpoint is skipped for the previous one that
 verifies, and NaN weights stop the run without a save or an export.
 
-The torchrun tests share one uninterrupted 6-step run of the tiny CPU config (checkpoints at steps 2, 4 and 6);
-each damages a copy of its checkpoints the way a disk or a killed run would, resumes, and compares the per-step
-losses with the uninterrupted run's.
+The torchrun tests (slow: about 10 s a run) share one uninterrupted 3-step run of the tiny CPU config with a
+checkpoint after every step; each damages a copy of its checkpoints the way a disk or a killed run would, resumes
+with torchrun, and compares the per-step losses with the uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from tests.test_training import SEQ_LEN, read_losses, torchrun
 from training import checkpoint
 from training.checkpoint import CHECKSUMS, NonFiniteError
 
-STEPS, INTERVAL = 6, 2
+STEPS = 3
 CORRUPT_BYTES = 4 * 1024 * 1024
 INVERTED = bytes(255 - value for value in range(256))  # every byte becomes another
 
 
 def run_args(out: Path, build: Path, steps: int = STEPS) -> list[str]:
     return [f"data.path={build}", f"logging.folder={out}", f"checkpoint.folder={out}/checkpoints",
-            f"checkpoint.export_folder={out}/final", f"checkpoint.interval={INTERVAL}", "checkpoint.keep_last=3",
+            f"checkpoint.export_folder={out}/final", "checkpoint.interval=1", "checkpoint.keep_last=3",
             f"training.steps={steps}", f"training.seq_len={SEQ_LEN}", "logging.progress_bar=false",
             "logging.tensorboard=false"]
 
@@ -48,7 +48,7 @@ def uninterrupted(small_build, tmp_path_factory) -> Path:
     result = torchrun(run_args(out, small_build), out)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
-        "step-00000002", "step-00000004", "step-00000006"]
+        "step-00000001", "step-00000002", "step-00000003"]
     return out
 
 
@@ -75,43 +75,47 @@ def overwrite_inside(path: Path, count: int) -> None:
     assert path.stat().st_size == size
 
 
+@pytest.mark.slow
 def test_corrupt_newest_checkpoint_resumes_from_the_previous_one(uninterrupted, small_build, tmp_path):
     out = resumable_copy(uninterrupted, tmp_path)
-    shard = largest_shard(out / "checkpoints" / "step-00000006")
+    shard = largest_shard(out / "checkpoints" / "step-00000003")
     assert shard.stat().st_size > 2 * CORRUPT_BYTES  # the tiny model's shards hold the 128k-token embedding
     overwrite_inside(shard, CORRUPT_BYTES)
 
     result = torchrun(run_args(out, small_build), tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"warning: checkpoint step-00000006 skipped: {shard}: sha256 does not match" in result.stderr
-    assert "resumed from" in result.stderr and "step-00000004 at step 4" in result.stderr
+    assert f"warning: checkpoint step-00000003 skipped: {shard}: sha256 does not match" in result.stderr
+    assert "step-00000002 at step 2" in result.stderr
     expected, resumed = read_losses(uninterrupted), read_losses(out)
-    assert sorted(resumed) == [5, 6]
-    assert all(resumed[s] == expected[s] for s in (5, 6)), (resumed, expected)
-    # The corrupt step 6 was saved again from the resumed run, and every kept checkpoint verifies.
-    assert checkpoint.read_checksums(out / "checkpoints" / "step-00000006")["files"]
+    assert resumed == {3: expected[3]}  # exactly: the same seed, data position and weights
+    # Step 3 was saved again by the resumed run, over the corrupt one.
+    assert checkpoint.read_checksums(out / "checkpoints" / "step-00000003")["files"]
     exports = [uninterrupted / "final", out / "final"]
     bad = nonfinite_exports(exports)
     print(f"NaN exports: {bad} of {len(exports)}")
     assert bad == 0
 
 
+@pytest.mark.slow
 def test_partial_checkpoints_are_skipped(uninterrupted, small_build, tmp_path):
-    """Step 6 lost its checksum file (killed while saving), step 4 a file's end (a full disk): step 2 is used."""
+    """Step 3 lost its checksum file (killed while saving), step 2 the end of a shard (a full disk): resume from
+    step 1."""
     out = resumable_copy(uninterrupted, tmp_path)
-    (out / "checkpoints" / "step-00000006" / CHECKSUMS).unlink()
-    truncated = out / "checkpoints" / "step-00000004" / "rank-1.pt"
-    truncated.write_bytes(truncated.read_bytes()[:100])
+    (out / "checkpoints" / "step-00000003" / CHECKSUMS).unlink()
+    truncated = largest_shard(out / "checkpoints" / "step-00000002")
+    size = truncated.stat().st_size
+    with truncated.open("r+b") as stream:
+        stream.truncate(size // 2)
 
     result = torchrun(run_args(out, small_build), tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"checkpoint step-00000006 skipped: {out / 'checkpoints' / 'step-00000006'}: no {CHECKSUMS}" \
+    assert f"checkpoint step-00000003 skipped: {out / 'checkpoints' / 'step-00000003'}: no {CHECKSUMS}" \
         in result.stderr
-    assert f"checkpoint step-00000004 skipped: {truncated}: 100 bytes" in result.stderr
-    assert "step-00000002 at step 2" in result.stderr
+    assert f"checkpoint step-00000002 skipped: {truncated}: {size // 2} bytes, {CHECKSUMS} says {size}" \
+        in result.stderr
+    assert "step-00000001 at step 1" in result.stderr
     expected, resumed = read_losses(uninterrupted), read_losses(out)
-    assert sorted(resumed) == [3, 4, 5, 6]
-    assert all(resumed[s] == expected[s] for s in resumed), (resumed, expected)
+    assert resumed == {2: expected[2], 3: expected[3]}
     bad = nonfinite_exports([out / "final"])
     print(f"NaN exports: {bad} of 1")
     assert bad == 0
@@ -139,21 +143,23 @@ def poison_weight(step_folder: Path, key: str) -> None:
     (step_folder / CHECKSUMS).write_text(json.dumps(recorded))
 
 
+@pytest.mark.slow
 def test_nan_weights_stop_the_run_without_save_or_export(uninterrupted, small_build, tmp_path):
     out = resumable_copy(uninterrupted, tmp_path)
-    newest = out / "checkpoints" / "step-00000006"
-    poison_weight(newest, "model.layers.0.mlp.up_proj.weight")
+    poison_weight(out / "checkpoints" / "step-00000003", "model.layers.0.mlp.up_proj.weight")
     before = {p.name: (p / CHECKSUMS).read_text() for p in (out / "checkpoints").iterdir()}
 
-    result = torchrun(run_args(out, small_build, steps=STEPS + 4), tmp_path)
+    result = torchrun(run_args(out, small_build, steps=STEPS + 2), tmp_path)
     assert result.returncode != 0, result.stderr[-3000:]  # torchrun exits 1 when a rank exits 3
-    assert "error: step 7: loss nan" in result.stderr and "training.max_nonfinite_steps is 0" in result.stderr
-    assert not (out / "final").exists()
-    print(f"NaN exports: 0 of 0 (export refused: {not (out / 'final').exists()})")
-    # Nothing saved after the stop and nothing removed: the good checkpoints 2 and 4 are still there.
+    assert "step-00000003 at step 3" in result.stderr
+    assert "error: step 4: loss nan" in result.stderr and "training.max_nonfinite_steps is 0" in result.stderr
+    exported = (out / "final").exists()
+    print(f"NaN exports: {int(exported)} of {int(exported)} (the export was refused: {not exported})")
+    assert not exported
+    # Nothing saved after the stop and nothing removed: the good checkpoints 1 and 2 are still there.
     after = {p.name: (p / CHECKSUMS).read_text() for p in (out / "checkpoints").iterdir()}
-    assert after == before
-    assert not (out / "metrics.jsonl").exists() or 7 not in read_losses(out)
+    assert after == before and len(after) == 3
+    assert 4 not in read_losses(out)
 
 
 # -- the same rules in one process, without training (a process group of one) ----------------------------------
