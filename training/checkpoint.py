@@ -156,24 +156,43 @@ def verify(path: str | Path) -> str | None:
 
 
 def latest_verified(folder: str | Path) -> Path | None:
-    """The newest checkpoint in `folder` that verifies; each newer one is named in a warning. None when there is
-    none to resume from; ValueError when checkpoints were saved but none verifies, rather than starting over.
-    Every rank calls this."""
-    claimed_complete = []
+    """The newest checkpoint in `folder` that verifies. Each newer one is named in a warning: an unfinished save is
+    left for the next save to remove, a complete one that does not verify is moved aside to `<name>.corrupt` (kept
+    to be inspected, out of resume's and keep_last's way). None when there is none to resume from; ValueError
+    when checkpoints were saved but none verifies, rather than starting over. Every rank calls this."""
+    skipped = []
     for _, path in reversed(step_folders(Path(folder))):
         problem = verify(path)
         if problem is None:
+            if dist.get_rank() == 0:
+                _warn_and_set_aside(skipped)
+            dist.barrier()
             return path
-        if dist.get_rank() == 0:
-            print(f"warning: checkpoint {path.name} skipped: {problem}", file=sys.stderr)
-        if is_complete(path) or (path / LEGACY_MARKER).is_file():
-            claimed_complete.append(path.name)
+        skipped.append((path, problem))
+    claimed_complete = [path.name for path, _ in skipped if is_complete(path) or (path / LEGACY_MARKER).is_file()]
     if claimed_complete:
         raise ValueError(
-            f"checkpoint.folder {folder}: no checkpoint verifies ({', '.join(claimed_complete)}: see the warnings); "
-            "restore or remove them, or set checkpoint.resume=false to start over"
+            f"checkpoint.folder {folder}: no checkpoint verifies: "
+            + "; ".join(problem for _, problem in skipped)
+            + ". Restore or remove them, or set checkpoint.resume=false to start over"
         )
+    if dist.get_rank() == 0:
+        _warn_and_set_aside(skipped)
     return None
+
+
+def _warn_and_set_aside(skipped: list[tuple[Path, str]]) -> None:
+    for path, problem in skipped:
+        if not is_complete(path):
+            print(f"warning: checkpoint {path.name} skipped: {problem}", file=sys.stderr)
+            continue
+        aside = path.with_name(f"{path.name}.corrupt")
+        number = 1
+        while aside.exists():
+            number += 1
+            aside = path.with_name(f"{path.name}.corrupt-{number}")
+        path.rename(aside)
+        print(f"warning: checkpoint {path.name} skipped: {problem}; moved to {aside.name}", file=sys.stderr)
 
 
 def _fsync_write(path: Path, write) -> None:
@@ -202,8 +221,8 @@ def _write_checksums(target: Path, step: int) -> None:
 
 def _remove_old(folder: Path, target: Path, step: int, keep_last: int) -> None:
     """After `target` is complete: removes unfinished saves and all but the `keep_last` newest complete checkpoints
-    up to `step`. A folder of a later step (one that resume skipped, from a run this one replaced) is left alone:
-    the save of its step replaces it. Neither `target` nor a folder saved before checksums is removed."""
+    up to `step`. Neither `target` nor a folder saved before checksums is removed, nor one of a later step (left
+    by a run started over with checkpoint.resume=false; resume moves later ones that fail to verify aside)."""
     earlier = []
     for number, path in step_folders(folder):
         if path == target or ((path / LEGACY_MARKER).is_file() and not is_complete(path)):

@@ -88,7 +88,10 @@ def test_corrupt_newest_checkpoint_resumes_from_the_previous_one(uninterrupted, 
     assert "step-00000002 at step 2" in result.stderr
     expected, resumed = read_losses(uninterrupted), read_losses(out)
     assert resumed == {3: expected[3]}  # exactly: the same seed, data position and weights
-    # Step 3 was saved again by the resumed run, over the corrupt one.
+    # The corrupt step 3 is kept aside for inspection, and the resumed run saved step 3 anew.
+    assert "moved to step-00000003.corrupt" in result.stderr
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "step-00000001", "step-00000002", "step-00000003", "step-00000003.corrupt"]
     assert checkpoint.read_checksums(out / "checkpoints" / "step-00000003")["files"]
     exports = [uninterrupted / "final", out / "final"]
     bad = nonfinite_exports(exports)
@@ -116,6 +119,9 @@ def test_partial_checkpoints_are_skipped(uninterrupted, small_build, tmp_path):
     assert "step-00000001 at step 1" in result.stderr
     expected, resumed = read_losses(uninterrupted), read_losses(out)
     assert resumed == {2: expected[2], 3: expected[3]}
+    # The unfinished step 3 was removed by the next save; the truncated step 2, complete once, is kept aside.
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "step-00000001", "step-00000002", "step-00000002.corrupt", "step-00000003"]
     bad = nonfinite_exports([out / "final"])
     print(f"NaN exports: {bad} of 1")
     assert bad == 0
@@ -209,15 +215,20 @@ def test_latest_verified_skips_newer_damaged_ones(group_of_one, tmp_path, capsys
     fake_checkpoint(tmp_path, 4, complete=False)
     assert checkpoint.latest_verified(tmp_path) == good
     warnings = capsys.readouterr().err
-    assert "checkpoint step-00000004 skipped" in warnings and "checkpoint step-00000003 skipped" in warnings
-    assert "step-00000001" not in warnings
+    assert f"checkpoint step-00000004 skipped: {tmp_path / 'step-00000004'}: no {CHECKSUMS}" in warnings
+    assert f"checkpoint step-00000003 skipped: {corrupt / '__0_0.distcp'}: sha256 does not match" in warnings
+    assert "moved to step-00000003.corrupt" in warnings and "step-00000001" not in warnings
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "step-00000001", "step-00000002", "step-00000003.corrupt", "step-00000004"]
 
 
 def test_no_verified_checkpoint_is_an_error_not_a_fresh_start(group_of_one, tmp_path):
     corrupt = fake_checkpoint(tmp_path, 5)
     (corrupt / "rank-0.pt").write_bytes(b"")
-    with pytest.raises(ValueError, match="no checkpoint verifies .step-00000005.*checkpoint.resume=false"):
+    with pytest.raises(ValueError, match="no checkpoint verifies: .*step-00000005/rank-0.pt: 0 bytes.*"
+                                         "checkpoint.resume=false"):
         checkpoint.latest_verified(tmp_path)
+    assert corrupt.is_dir()  # nothing moved: the run did not go on
     only_unfinished = tmp_path / "other"
     fake_checkpoint(only_unfinished, 1, complete=False)
     assert checkpoint.latest_verified(only_unfinished) is None  # a first save that was killed: start over
