@@ -154,6 +154,19 @@ class NonFiniteGuard:
         return True
 
 
+def update(model, optimizer, scheduler, guard: NonFiniteGuard, step: int, loss: float,
+           max_grad_norm: float) -> tuple[float, bool]:
+    """Clips the gradients and applies them, unless the guard skips this step; the schedule advances either way
+    (the step's data was used). Returns (the gradient norm before clipping, whether the update was skipped)."""
+    grad_norm = clip_grad_norm(model, max_grad_norm)
+    skipped = guard.skip(step, loss, grad_norm)
+    if not skipped:
+        optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm, skipped
+
+
 def resume(config: Config, model, optimizer, scheduler, batches) -> tuple[int, dict]:
     """Loads the newest verified checkpoint when resuming; returns (its step, its counters), or (0, {})."""
     from training import checkpoint
@@ -227,13 +240,8 @@ def train(config: Config) -> dict:
             loss, global_tokens = forward_backward(
                 model, micro_batches, device, config.model.attn_implementation, DTYPES[tcfg.param_dtype]
             )
-            grad_norm = clip_grad_norm(model, tcfg.max_grad_norm)
             lr = scheduler.get_last_lr()[0]
-            skipped = guard.skip(step + 1, loss, grad_norm)
-            if not skipped:
-                optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            grad_norm, skipped = update(model, optimizer, scheduler, guard, step + 1, loss, tcfg.max_grad_norm)
             step += 1
             throughput.add(int(global_real_tokens))
             logger.advance()

@@ -262,6 +262,26 @@ def test_nonfinite_steps_are_skipped_up_to_the_limit(group_of_one):
         lenient.skip(4, float("nan"), float("nan"))
 
 
+# A skipped first step runs the schedule before any optimizer step, which torch warns about; that is the intent.
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
+def test_a_skipped_step_leaves_the_weights_and_clears_the_gradients(group_of_one):
+    from training.config import OptimizerConfig, ScheduleConfig
+    from training.train import NonFiniteGuard, build_optimizer, build_scheduler, update
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = build_optimizer(model, OptimizerConfig(lr=0.1), torch.device("cpu"))
+    scheduler = build_scheduler(optimizer, ScheduleConfig(warmup_steps=1), total_steps=10)
+    guard = NonFiniteGuard(1, torch.device("cpu"))
+    before = model.weight.detach().clone()
+    model(torch.tensor([[1.0, float("nan"), 0.0]])).sum().backward()
+    assert update(model, optimizer, scheduler, guard, 1, float("nan"), 1.0)[1] is True
+    assert torch.equal(model.weight, before) and model.weight.grad is None and not optimizer.state
+    assert scheduler.last_epoch == 1 and guard.skipped == 1
+    model(torch.ones(1, 3)).sum().backward()
+    grad_norm, skipped = update(model, optimizer, scheduler, guard, 2, 0.5, 1.0)
+    assert skipped is False and grad_norm > 0 and not torch.equal(model.weight, before)
+
+
 def test_nan_weights_are_neither_saved_nor_exported(group_of_one, tmp_path):
     model = torch.nn.Linear(4, 2)
     with torch.no_grad():
