@@ -1,9 +1,9 @@
 """Faults in training checkpoints: a corrupt or partial newest checkpoint is skipped for the previous one that
 verifies, and NaN weights stop the run without a save or an export.
 
-The torchrun tests (slow: about 10 s a run) share one uninterrupted 3-step run of the tiny CPU config with a
-checkpoint after every step; each damages a copy of its checkpoints the way a disk or a killed run would, resumes
-with torchrun, and compares the per-step losses with the uninterrupted run's.
+The torchrun tests (slow-marked: each starts two ranks) share one uninterrupted 3-step run of the tiny CPU config
+with a checkpoint after every step; each damages a copy of its checkpoints the way a disk or a killed run would,
+resumes with torchrun, and compares the per-step losses with the uninterrupted run's.
 """
 
 from __future__ import annotations
