@@ -209,6 +209,7 @@ def train(config: Config) -> dict:
     )
 
     step, counters = resume(config, model, optimizer, scheduler, batches)
+    saved_step = step  # the checkpoint resumed from is never saved over: a crash then would lose it
     guard = NonFiniteGuard(tcfg.max_nonfinite_steps, device, counters.get("nonfinite_steps", 0))
 
     num_params, embedding_params = metrics.parameter_counts(model)
@@ -258,10 +259,10 @@ def train(config: Config) -> dict:
                 checkpoint.save(config.checkpoint.folder, step, model, optimizer, scheduler,
                                 batches.state_dict(), config.checkpoint.keep_last,
                                 {"nonfinite_steps": guard.skipped})
+                saved_step = step
             if config.eval.every and step % config.eval.every == 0:
                 evaluate(config, model, tokenizer, step, logger)
-        interval = config.checkpoint.interval
-        if config.checkpoint.folder and step and (not interval or step % interval):
+        if config.checkpoint.folder and step != saved_step:
             checkpoint.save(config.checkpoint.folder, step, model, optimizer, scheduler,
                             batches.state_dict(), config.checkpoint.keep_last, {"nonfinite_steps": guard.skipped})
         if config.eval.at_end:
