@@ -44,6 +44,7 @@ def test_config_yaml_and_overrides(tmp_path):
         (["optimiser.lr=1"], "command line: optimiser: unknown key; did you mean optimizer?"),
         (["training.steps=many"], "training.steps: expected an integer, got 'many'"),
         (["training.steps=0"], "training.steps: must be at least 1"),
+        (["training.max_nonfinite_steps=-1"], "training.max_nonfinite_steps: must be at least 0"),
         (["data.chat_format=llama4"], "data.chat_format: 'llama4' is not one of"),
         (["data.shuffle_windw=3"], "data.shuffle_windw: unknown key; did you mean data.shuffle_window"),
         (["--training.steps"], "--training.steps needs a value"),

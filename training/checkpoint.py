@@ -1,15 +1,23 @@
-"""Checkpoints with torch.distributed.checkpoint, resume from the latest, keep-last-k, and the Hugging Face export.
+"""Checkpoints with torch.distributed.checkpoint, resume from the newest verified one, keep-last-k, and the Hugging
+Face export.
 
 A checkpoint is a folder `step-00000100/` holding the sharded model and optimizer (DCP, each rank writes its
 shards), one `rank-N.pt` per rank with what differs between ranks (data position, RNG states) and what is
-small (step, scheduler), and a `complete` marker written last: a folder without it (a run killed while saving)
-is ignored on resume and removed by the next save.
+small (step, scheduler), and `checksums.json` written last (the world size, and the size and sha256 of every
+other file). A checkpoint is complete only when `checksums.json` exists and every file matches it: resume takes
+the newest one that verifies and names the others it skipped. A folder without `checksums.json` (a run killed
+while saving) is removed by the next save. Neither a checkpoint nor an export is written from weights that are not
+finite.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -24,7 +32,17 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.checkpoint.stateful import Stateful
 
 STEP_FOLDER = re.compile(r"^step-(\d{8})$")
-MARKER = "complete"
+CHECKSUMS = "checksums.json"
+# What marked a complete checkpoint before checksums: such a folder cannot be verified, and is never removed.
+LEGACY_MARKER = "complete"
+
+
+class NonFiniteError(RuntimeError):
+    """The loss, the gradients or the weights are NaN or infinite: nothing is saved or exported from them."""
+
+
+class CheckpointProblem(ValueError):
+    """A checkpoint folder that is incomplete or does not match its checksums."""
 
 
 class ModelAndOptimizer(Stateful):
@@ -55,50 +73,215 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def step_folders(folder: Path, complete_only: bool = True) -> list[tuple[int, Path]]:
+def step_folders(folder: Path) -> list[tuple[int, Path]]:
+    """Every `step-NNNNNNNN` folder, complete or not, by step."""
     if not folder.is_dir():
         return []
     found = []
     for path in folder.iterdir():
         match = STEP_FOLDER.match(path.name)
-        if match and (not complete_only or (path / MARKER).is_file()):
+        if match and path.is_dir():
             found.append((int(match.group(1)), path))
     return sorted(found)
 
 
-def latest(folder: str | Path) -> Path | None:
-    found = step_folders(Path(folder))
-    return found[-1][1] if found else None
+def is_complete(path: Path) -> bool:
+    """Whether the save of this folder finished (its files are not checked here: see `verify`)."""
+    return (path / CHECKSUMS).is_file()
 
 
-def save(folder: str | Path, step: int, model, optimizer, scheduler, data_state: dict, keep_last: int) -> Path:
-    """Every rank calls this. Returns the checkpoint folder."""
+def _sha256(path: Path) -> str:
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def _describe(path: Path, names: list[str]) -> dict[str, dict]:
+    return {name: {"bytes": (path / name).stat().st_size, "sha256": _sha256(path / name)} for name in names}
+
+
+def _checkpoint_files(path: Path) -> list[str]:
+    files = (p for p in path.rglob("*") if p.is_file() and not p.name.startswith(CHECKSUMS))
+    return sorted(p.relative_to(path).as_posix() for p in files)
+
+
+def read_checksums(path: Path) -> dict:
+    """The content of `path/checksums.json`; CheckpointProblem when it is missing or malformed."""
+    where = path / CHECKSUMS
+    if not where.is_file():
+        if (path / LEGACY_MARKER).is_file():
+            raise CheckpointProblem(f"{path}: saved without {CHECKSUMS} (an older version): cannot be verified")
+        raise CheckpointProblem(f"{path}: no {CHECKSUMS}: the save did not finish")
+    try:
+        recorded = json.loads(where.read_text(encoding="utf-8"))
+        files = recorded["files"]
+        world_size = int(recorded["world_size"])
+        if not files or not all(isinstance(v.get("sha256"), str) and isinstance(v.get("bytes"), int)
+                                for v in files.values()):
+            raise ValueError("an entry without bytes or sha256")
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CheckpointProblem(f"{where}: not a valid checksum file ({error})") from None
+    return {"files": files, "world_size": world_size}
+
+
+def _mismatch(path: Path, files: dict[str, dict]) -> str | None:
+    """The first file of `files` (name -> bytes, sha256) that is missing or differs, described; sizes first, so a
+    truncated file is found without reading the others."""
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file():
+            return f"{file}: missing"
+        size = file.stat().st_size
+        if size != expected["bytes"]:
+            return f"{file}: {size} bytes, {CHECKSUMS} says {expected['bytes']} (truncated or replaced)"
+    for name, expected in files.items():
+        if _sha256(path / name) != expected["sha256"]:
+            return f"{path / name}: sha256 does not match {CHECKSUMS} (the file is corrupt)"
+    return None
+
+
+def verify(path: str | Path) -> str | None:
+    """None when the checkpoint is complete and every file matches its checksum, else what is wrong (the same on
+    every rank). Every rank calls this and hashes its share of the files."""
+    path = Path(path)
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    try:
+        files = read_checksums(path)["files"]
+        mine = sorted(files)[rank::world_size]
+        problem = _mismatch(path, {name: files[name] for name in mine})
+    except CheckpointProblem as error:
+        problem = str(error)
+    problems: list[str | None] = [None] * world_size
+    dist.all_gather_object(problems, problem)
+    return next((p for p in problems if p), None)
+
+
+def latest_verified(folder: str | Path) -> Path | None:
+    """The newest checkpoint in `folder` that verifies. Each newer one is named in a warning: an unfinished save is
+    left for the next save to remove, a complete one that does not verify is moved aside to `<name>.corrupt` (kept
+    to be inspected, out of resume's and keep_last's way). None when there is none to resume from; ValueError
+    when checkpoints were saved but none verifies, rather than starting over. Every rank calls this."""
+    skipped = []
+    for _, path in reversed(step_folders(Path(folder))):
+        problem = verify(path)
+        if problem is None:
+            if dist.get_rank() == 0:
+                _warn_and_set_aside(skipped)
+            dist.barrier()
+            return path
+        skipped.append((path, problem))
+    claimed_complete = [path.name for path, _ in skipped if is_complete(path) or (path / LEGACY_MARKER).is_file()]
+    if claimed_complete:
+        raise ValueError(
+            f"checkpoint.folder {folder}: no checkpoint verifies: "
+            + "; ".join(problem for _, problem in skipped)
+            + ". Restore or remove them, or set checkpoint.resume=false to start over"
+        )
+    if dist.get_rank() == 0:
+        _warn_and_set_aside(skipped)
+    return None
+
+
+def _warn_and_set_aside(skipped: list[tuple[Path, str]]) -> None:
+    for path, problem in skipped:
+        if not is_complete(path):
+            print(f"warning: checkpoint {path.name} skipped: {problem}", file=sys.stderr)
+            continue
+        aside = path.with_name(f"{path.name}.corrupt")
+        number = 1
+        while aside.exists():
+            number += 1
+            aside = path.with_name(f"{path.name}.corrupt-{number}")
+        path.rename(aside)
+        print(f"warning: checkpoint {path.name} skipped: {problem}; moved to {aside.name}", file=sys.stderr)
+
+
+def _fsync_write(path: Path, write) -> None:
+    with path.open("wb") as stream:
+        write(stream)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def _write_checksums(target: Path, step: int) -> None:
+    """Hashes the saved files, each rank its share, and has rank 0 write checksums.json: the last file, so its
+    presence means every other file was complete when it was written."""
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    names = [_checkpoint_files(target) if rank == 0 else None]
+    dist.broadcast_object_list(names, src=0)
+    shares: list[dict | None] = [None] * world_size
+    dist.all_gather_object(shares, _describe(target, names[0][rank::world_size]))
+    if rank == 0:
+        files = {name: entry for share in shares for name, entry in sorted(share.items())}
+        content = json.dumps({"step": step, "world_size": world_size, "files": dict(sorted(files.items()))},
+                             indent=1)
+        partial = target / f"{CHECKSUMS}.partial"
+        _fsync_write(partial, lambda stream: stream.write(content.encode()))
+        os.replace(partial, target / CHECKSUMS)
+
+
+def _remove_old(folder: Path, target: Path, step: int, keep_last: int) -> None:
+    """After `target` is complete: removes unfinished saves and all but the `keep_last` newest complete checkpoints
+    up to `step`. Neither `target` nor a folder saved before checksums is removed, nor one of a later step (left
+    by a run started over with checkpoint.resume=false; resume moves later ones that fail to verify aside)."""
+    earlier = []
+    for number, path in step_folders(folder):
+        if path == target or ((path / LEGACY_MARKER).is_file() and not is_complete(path)):
+            continue
+        if not is_complete(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif number < step:
+            earlier.append(path)
+    for path in earlier[: max(len(earlier) - (keep_last - 1), 0)]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def nonfinite_parameters(model) -> list[str]:
+    """Names of the parameters with a NaN or infinite value on any rank (every rank calls this)."""
+    mine = []
+    for name, parameter in model.named_parameters():
+        local = parameter.to_local() if hasattr(parameter, "to_local") else parameter
+        if not bool(torch.isfinite(local.detach()).all()):
+            mine.append(name)
+    found: list[list[str] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(found, mine)
+    return sorted({name for names in found for name in names})
+
+
+def _refuse_nonfinite(model, what: str) -> None:
+    bad = nonfinite_parameters(model)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise NonFiniteError(f"{what}: not written: non-finite weights in {shown}")
+
+
+def save(folder: str | Path, step: int, model, optimizer, scheduler, data_state: dict, keep_last: int,
+         counters: dict | None = None) -> Path:
+    """Every rank calls this. Returns the checkpoint folder. `counters` (small numbers such as the count of
+    skipped steps) come back from `load`. NonFiniteError, and nothing written, when the weights are not finite."""
     folder = Path(folder)
     target = folder / f"step-{step:08d}"
+    _refuse_nonfinite(model, f"checkpoint {target}")
     rank = dist.get_rank()
-    if rank == 0 and target.exists():  # an unfinished save of the same step
+    if rank == 0 and target.exists():  # an unfinished save of the same step, or one resume skipped
         shutil.rmtree(target)
     dist.barrier()
     dcp.save({"app": ModelAndOptimizer(model, optimizer)}, checkpoint_id=str(target))
-    extra = {"step": step, "scheduler": scheduler.state_dict(), "data": data_state, "rng": rng_state()}
-    torch.save(extra, target / f"rank-{rank}.pt")
+    extra = {"step": step, "scheduler": scheduler.state_dict(), "data": data_state, "rng": rng_state(),
+             "counters": dict(counters or {})}
+    _fsync_write(target / f"rank-{rank}.pt", lambda stream: torch.save(extra, stream))
     dist.barrier()
+    _write_checksums(target, step)
     if rank == 0:
-        (target / MARKER).write_text(f"{dist.get_world_size()}\n")
-        for _, path in step_folders(folder, complete_only=False):
-            if path != target and not (path / MARKER).is_file():
-                shutil.rmtree(path, ignore_errors=True)
-        for _, path in step_folders(folder)[:-keep_last]:
-            shutil.rmtree(path, ignore_errors=True)
+        _remove_old(folder, target, step, keep_last)
     dist.barrier()
     return target
 
 
 def load(path: str | Path, model, optimizer, scheduler) -> dict:
     """Loads the checkpoint into model, optimizer, scheduler and the RNG; returns the rank's extra state
-    (step, data position)."""
+    (step, data position, counters). It does not hash the files: `latest_verified` does."""
     path = Path(path)
-    saved_world = int((path / MARKER).read_text().strip() or 0)
+    saved_world = read_checksums(path)["world_size"]
     if saved_world != dist.get_world_size():
         # The data position is per rank: resuming on another world size would repeat or skip rows.
         raise ValueError(f"{path}: saved by {saved_world} ranks, cannot resume with {dist.get_world_size()}")
@@ -112,9 +295,11 @@ def load(path: str | Path, model, optimizer, scheduler) -> dict:
 
 def export_hf(model, folder: str | Path, tokenizer=None, dtype: torch.dtype = torch.bfloat16) -> Path | None:
     """Writes the model in Hugging Face format (config.json, model.safetensors, tokenizer files) that
-    AutoModelForCausalLM.from_pretrained loads. Every rank calls this; rank 0 writes."""
+    AutoModelForCausalLM.from_pretrained loads. Every rank calls this; rank 0 writes. NonFiniteError, and nothing
+    written, when the weights are not finite."""
     from transformers import AutoModelForCausalLM
 
+    _refuse_nonfinite(model, f"export {folder}")
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     folder = Path(folder)
     if dist.get_rank() == 0:

@@ -87,8 +87,8 @@ class TrainingConfig:
     compile: bool = False
     # "auto": cuda when available, else cpu (gloo).
     device: Literal["auto", "cuda", "cpu"] = "auto"
-    # Optimizer steps in a row whose loss or gradient norm is not finite that a run skips before it stops (0: stop
-    # at the first).
+    # Optimizer steps with a NaN or infinite loss or gradient norm that are skipped (no update) before the run
+    # stops; 0: the first one stops it. Nothing is saved or exported after a stop.
     max_nonfinite_steps: Count = 0
 
 

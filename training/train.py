@@ -125,6 +125,64 @@ def global_data_stats(batches, device, seq_len: int) -> dict:
     return result
 
 
+class NonFiniteGuard:
+    """Stops the run at an optimizer step whose loss or gradient norm is NaN or infinite on any rank, or, with
+    `limit` > 0, skips the update of up to `limit` such steps and stops at the next one."""
+
+    def __init__(self, limit: int, device: torch.device, skipped: int = 0):
+        self.limit, self.device, self.skipped = limit, device, skipped
+
+    def skip(self, step: int, loss: float, grad_norm: float) -> bool:
+        """True when this step's update must be skipped; NonFiniteError when the run must stop. Every rank calls
+        this with its own values and all get the same answer."""
+        from training.checkpoint import NonFiniteError
+
+        flag = torch.tensor(0.0 if math.isfinite(loss) and math.isfinite(grad_norm) else 1.0, device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if not flag.item():
+            return False
+        self.skipped += 1
+        what = f"step {step}: loss {loss}, gradient norm {grad_norm}"
+        if self.skipped > self.limit:
+            raise NonFiniteError(
+                f"{what}: not finite ({self.skipped} such steps, training.max_nonfinite_steps is {self.limit}); "
+                "stopped: nothing saved or exported after the last checkpoint"
+            )
+        if dist.get_rank() == 0:
+            print(f"warning: {what}: not finite: update skipped ({self.skipped} of at most {self.limit})",
+                  file=sys.stderr)
+        return True
+
+
+def update(model, optimizer, scheduler, guard: NonFiniteGuard, step: int, loss: float,
+           max_grad_norm: float) -> tuple[float, bool]:
+    """Clips the gradients and applies them, unless the guard skips this step; the schedule advances either way
+    (the step's data was used). Returns (the gradient norm before clipping, whether the update was skipped)."""
+    grad_norm = clip_grad_norm(model, max_grad_norm)
+    skipped = guard.skip(step, loss, grad_norm)
+    if not skipped:
+        optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm, skipped
+
+
+def resume(config: Config, model, optimizer, scheduler, batches) -> tuple[int, dict]:
+    """Loads the newest verified checkpoint when resuming; returns (its step, its counters), or (0, {})."""
+    from training import checkpoint
+
+    if not (config.checkpoint.folder and config.checkpoint.resume):
+        return 0, {}
+    found = checkpoint.latest_verified(config.checkpoint.folder)
+    if found is None:
+        return 0, {}
+    extra = checkpoint.load(found, model, optimizer, scheduler)
+    batches.load_state_dict(extra["data"])
+    if dist.get_rank() == 0:
+        print(f"resumed from {found} at step {extra['step']}", file=sys.stderr)
+    return extra["step"], extra.get("counters", {})
+
+
 def train(config: Config) -> dict:
     """Runs the training described by `config` in this process (one rank). Returns the final metrics; the
     per-step ones are in logging.folder/metrics.jsonl."""
@@ -150,15 +208,9 @@ def train(config: Config) -> dict:
         config.data, tokenizer, rank, world_size, tcfg.seed, tcfg.seq_len, tcfg.micro_batch_size
     )
 
-    step = 0
-    if config.checkpoint.folder and config.checkpoint.resume:
-        found = checkpoint.latest(config.checkpoint.folder)
-        if found is not None:
-            extra = checkpoint.load(found, model, optimizer, scheduler)
-            batches.load_state_dict(extra["data"])
-            step = extra["step"]
-            if rank == 0:
-                print(f"resumed from {found} at step {step}", file=sys.stderr)
+    step, counters = resume(config, model, optimizer, scheduler, batches)
+    saved_step = step  # the checkpoint resumed from is never saved over: a crash then would lose it
+    guard = NonFiniteGuard(tcfg.max_nonfinite_steps, device, counters.get("nonfinite_steps", 0))
 
     num_params, embedding_params = metrics.parameter_counts(model)
     flops = metrics.flops_per_token(model_config(config.model), num_params, embedding_params, tcfg.seq_len)
@@ -189,30 +241,30 @@ def train(config: Config) -> dict:
             loss, global_tokens = forward_backward(
                 model, micro_batches, device, config.model.attn_implementation, DTYPES[tcfg.param_dtype]
             )
-            grad_norm = clip_grad_norm(model, tcfg.max_grad_norm)
             lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            grad_norm, skipped = update(model, optimizer, scheduler, guard, step + 1, loss, tcfg.max_grad_norm)
             step += 1
             throughput.add(int(global_real_tokens))
             logger.advance()
             if step % config.logging.every == 0 or step == tcfg.steps:
                 last = {
-                    "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                    "loss": loss, "lr": lr, "grad_norm": grad_norm, "nonfinite_steps": guard.skipped,
                     "trained_tokens": int(global_tokens), **throughput.read(), **metrics.memory_stats(device),
                 }
+                if skipped:  # no NaN in metrics.jsonl, which stays strict JSON
+                    del last["loss"], last["grad_norm"]
                 last.update(global_data_stats(batches, device, tcfg.seq_len))
                 logger.log(step, last)
             if config.checkpoint.folder and config.checkpoint.interval and step % config.checkpoint.interval == 0:
                 checkpoint.save(config.checkpoint.folder, step, model, optimizer, scheduler,
-                                batches.state_dict(), config.checkpoint.keep_last)
+                                batches.state_dict(), config.checkpoint.keep_last,
+                                {"nonfinite_steps": guard.skipped})
+                saved_step = step
             if config.eval.every and step % config.eval.every == 0:
                 evaluate(config, model, tokenizer, step, logger)
-        interval = config.checkpoint.interval
-        if config.checkpoint.folder and step and (not interval or step % interval):
+        if config.checkpoint.folder and step != saved_step:
             checkpoint.save(config.checkpoint.folder, step, model, optimizer, scheduler,
-                            batches.state_dict(), config.checkpoint.keep_last)
+                            batches.state_dict(), config.checkpoint.keep_last, {"nonfinite_steps": guard.skipped})
         if config.eval.at_end:
             evaluate(config, model, tokenizer, step, logger)
         if config.checkpoint.export_folder:
@@ -240,6 +292,7 @@ def evaluate(config: Config, model, tokenizer, step: int, logger) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from training.checkpoint import NonFiniteError
     from training.config import ConfigError
 
     try:
@@ -255,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:  # bad input found while starting: a data file, a row, a tokenizer, a checkpoint
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except NonFiniteError as error:  # diverged, or resumed from bad weights: the checkpoints are left as they were
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
