@@ -221,9 +221,9 @@ def asked_wait(error: BaseException) -> float | None:
 class HubClient(httpx.Client):
     """huggingface_hub's shared HTTP client during a publish: the client it would use, with every passing failure
     (no connection, a reset, a 408/429/5xx answer) raised at once as HubOutage and a name that does not resolve
-    as HostNotFound. huggingface_hub retries some requests itself (up to 5 times, sleeping up to 8 s each, a name
-    that does not resolve included), which no bound of ours would cover; this way the Publisher's loop is the
-    only one that retries, within --retry-seconds. Neither exception is one huggingface_hub retries."""
+    as HostNotFound. huggingface_hub retries some requests itself (with sleeps of its own, a name that does not
+    resolve included), which no bound of ours would cover; this way the Publisher's loop is the only one that
+    retries, within --retry-seconds. Neither exception is one huggingface_hub retries."""
 
     def __init__(self, inner: httpx.Client):
         super().__init__(timeout=inner.timeout)

@@ -422,9 +422,9 @@ class TableSource(PairSource):
 
     def languages(self):
         """Also notes each file's languages and whether it has pairs without a pivot, so that a task reads only
-        the files that hold its languages: corpora ship a file per language pair, and every task reading every
-        file cost more than the task's own work on the Firefox corpus (100 files, 8 tasks). And the malformed
-        records, which the driver reports once (see `malformed`)."""
+        the files that hold its languages: corpora ship a file per language pair, and a task that read every
+        file would spend more on reading than on its own languages (tests/benchmarks/bench_build.py). And the
+        malformed records, which the driver reports once (see `malformed`)."""
         self._contents: dict[str, tuple[set[str], bool]] = {}
         self._malformed = []
         for path in self.files():
@@ -851,9 +851,8 @@ class HubSource(PairSource):
     def _read_config(self, config, src_lang, tgt_lang, columns, commit, langs, unpaired):
         import datasets
 
-        # Arrow batches, not a Python dict per row: read() gives 158k pairs/s instead of 47k (a 300k-row
-        # opus-100-shaped config on the loopback Hub, tests/benchmarks/bench_hub_read.py); row by row, reading
-        # cost about as much as language ID of both sides
+        # Arrow batches, not a Python dict per row: row by row, reading would cost about as much as language ID
+        # of both sides (tests/benchmarks/bench_hub_read.py)
         rows = self._hub_call(lambda: datasets.load_dataset(self.repo, config, split=self.hub_split, revision=commit, streaming=True), commit)
         where = f"{self.repo}@{commit}" + (f"/{config}" if config else "")
         offset = 0
@@ -1015,8 +1014,8 @@ class InstructionSource:
                     continue
                 if not os.fstat(f.fileno()).st_size:
                     continue
-                # mapped, not read: the driver does this for every file before the chat stage, and reading and
-                # counting lines block by block cost 3 s on the 1.9 GB of a BayLing-2-sized build's instructions
+                # mapped, not read: the driver cuts every instruction file before the chat stage starts, and
+                # reading each into Python block by block would hold up every task (tests/benchmarks/bench_build.py)
                 with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
                     data = np.frombuffer(mapped, dtype=np.uint8)
                     start, line = 0, 1
@@ -1094,8 +1093,9 @@ class InstructionSource:
                 yield from (parsed.slice(first, BATCH_ROWS) for first in range(0, parsed.num_rows, BATCH_ROWS))
 
     def _parse_messages(self, chunk: tuple[str, int, int, int]) -> pa.Table | None:
-        """A JSONL chunk of `messages` records parsed by Arrow's JSON reader (5x faster than json.loads per line);
-        None when a record does not fit the expected shape: the line-by-line path then names the bad line."""
+        """A JSONL chunk of `messages` records parsed by Arrow's JSON reader (one call per chunk, not a json.loads
+        per line: tests/benchmarks/bench_chat.py); None when a record does not fit the expected shape: the
+        line-by-line path then names the bad line."""
         path, start, end, first_line = chunk
         with open(path, "rb") as f:
             f.seek(start)
