@@ -46,7 +46,7 @@ from pipelines.publish import PublishError
 from pipelines.sources import SourceError, first_malformed
 from pipelines.staging import BuildError, Staging
 from pipelines.steps.alignment import AlignmentFilter
-from pipelines.steps.base import RemovedRows
+from pipelines.batch import RemovedRows
 from pipelines.steps.chat import DedupChat, PrepareChat, chat_chunks
 from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup, NearDuplicateDedup

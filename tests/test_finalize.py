@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.steps import finalize
-from pipelines.steps.base import RemovedRows
+from pipelines.batch import RemovedRows
 from pipelines.steps.finalize import count_rows, merge_removed, parse_size
 from pipelines.steps.finalize import WriteShards, ready_shard, shard_plan, text_bytes, write_shard
 from pipelines.steps.mix import mixture_writer, write_language

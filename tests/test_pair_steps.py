@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.steps import decontaminate
-from pipelines.steps.base import RemovedRows
+from pipelines.batch import RemovedRows
 from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.pivot_join import PivotJoin
 from schemas.text import overlap

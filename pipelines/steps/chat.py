@@ -22,7 +22,7 @@ import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
 from pipelines.mixture import selection_keys
-from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
+from pipelines.batch import AtomicParquetWriter, write_parquet_atomic
 from schemas.records import CHAT_SCHEMA, stable_digests, stable_id
 from schemas.text.normalize import SPACING, nfc
 from schemas.text.overlap import eval_index

@@ -38,7 +38,7 @@ from datatrove.pipeline.base import PipelineStep
 from pipelines.card import CHART_NAME, write_card, write_chart
 from pipelines.manifest import FORMAT_VERSION, content_hash, file_entry, sha256_file, write_manifest
 from pipelines.quality_report import build_report, card_section, passed_counts, write_quality
-from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
+from pipelines.batch import AtomicParquetWriter, write_parquet_atomic
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
 from schemas.text.templates import CROSS_LINGUAL_TASKS
 

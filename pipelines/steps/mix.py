@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
 from pipelines.mixture import selection_key, selection_keys, split_total, temperature_budgets
-from pipelines.steps.base import AtomicParquetWriter
+from pipelines.batch import AtomicParquetWriter
 from pipelines.steps.finalize import ready_shard, write_shard
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.recipe import Templates

@@ -9,7 +9,7 @@ import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
 from pipelines.sources import BATCH_ROWS, HAS_PIVOT, _pairs_table, orient
-from pipelines.steps.base import RemovedRows
+from pipelines.batch import RemovedRows
 from schemas.records import REMOVED_SCHEMA
 
 
