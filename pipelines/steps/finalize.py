@@ -33,12 +33,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from datatrove.pipeline.base import PipelineStep
 
 from pipelines.card import CHART_NAME, write_card, write_chart
 from pipelines.manifest import FORMAT_VERSION, content_hash, file_entry, sha256_file, write_manifest
 from pipelines.quality_report import build_report, card_section, passed_counts, write_quality
-from pipelines.batch import AtomicParquetWriter, write_parquet_atomic
+from pipelines.batch import AtomicParquetWriter, FileJob, write_parquet_atomic
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
 from schemas.text.templates import CROSS_LINGUAL_TASKS
 
@@ -138,7 +137,7 @@ def shard_parts(parts_dir: Path, job: dict, index: int) -> Path:
     return Path(parts_dir) / job["config"] / job["split"] / f"{index:05d}"
 
 
-class PartitionShards(PipelineStep):
+class PartitionShards(FileJob):
     """The rows of every input file of a config of several shards, split by shard (`shard_parts`); tasks own input
     files. So each shard's task reads only its own rows, not every file of its config, which a config of n shards
     would have read n times (tests/benchmarks/bench_build.py)."""
@@ -151,7 +150,7 @@ class PartitionShards(PipelineStep):
         self.plan_path = Path(plan_path)
         self.parts_dir = Path(parts_dir)
 
-    def run(self, data=None, rank: int = 0, world_size: int = 1):
+    def run_job(self, rank: int, world_size: int) -> None:
         plan = json.loads(self.plan_path.read_text())
         inputs = [(job, number) for job in plan if job["shards"] > 1 for number in range(len(job["files"]))]
         for job, number in inputs[rank::world_size]:
@@ -163,11 +162,9 @@ class PartitionShards(PipelineStep):
             for index, part in enumerate(parts):
                 rows = pa.Table.from_batches(part, schema=part[0].schema) if part else INSTRUCTION_SCHEMA.empty_table()
                 write_parquet_atomic(shard_parts(self.parts_dir, job, index) / f"{number:05d}.parquet", rows, work=True)
-        return
-        yield
 
 
-class WriteShards(PipelineStep):
+class WriteShards(FileJob):
     """The shards of the plan, a task per shard. Temporary files go to `tmp_dir` (the build's work folder), so
     that a killed task leaves nothing beside the version's files (default: beside them)."""
 
@@ -181,7 +178,7 @@ class WriteShards(PipelineStep):
         self.parts_dir = Path(parts_dir)  # see PartitionShards
         self.tmp_dir = Path(tmp_dir) if tmp_dir is not None else None
 
-    def run(self, data=None, rank: int = 0, world_size: int = 1):
+    def run_job(self, rank: int, world_size: int) -> None:
         plan = json.loads(self.plan_path.read_text())
         shards = [(job, index) for job in plan for index in range(job["shards"])]
         for job, index in shards[rank::world_size]:
@@ -198,8 +195,6 @@ class WriteShards(PipelineStep):
             rows = pa.Table.from_batches(parts, schema=parts[0].schema) if parts else INSTRUCTION_SCHEMA.empty_table()
             write_shard(path, rows, self.tmp_dir)
             self.stat_update(job["split"], value=rows.num_rows)
-        return
-        yield
 
     @staticmethod
     def link_ready(job: dict, path: Path, tmp_dir: Path | None = None) -> bool:
@@ -280,7 +275,7 @@ def count_rows(paths: list[Path]) -> tuple[dict[str, int], dict[str, int], dict[
     return language, direction, tasks
 
 
-class WriteManifest(PipelineStep):
+class WriteManifest(FileJob):
     name = "write_manifest"
     type = "📦 - FINALIZE"
 
@@ -292,7 +287,7 @@ class WriteManifest(PipelineStep):
         self.license_text = license_text
         self.recipe_text = recipe_text
 
-    def run(self, data=None, rank: int = 0, world_size: int = 1):
+    def run_job(self, rank: int, world_size: int) -> None:
         # one task on a machine of several cores. Merging the removed steps is most of the stage, in C without the
         # GIL: two at a time in threads, from the start (they need nothing else) and the largest first. This thread
         # meanwhile hashes the shards, counts their rows and draws the chart (matplotlib: Python, holding the GIL), so
@@ -339,8 +334,6 @@ class WriteManifest(PipelineStep):
         for path in (card, chart, *quality):  # the card, its charts and the quality report: derived, not in the hash
             manifest["files"].append(file_entry(self.output_dir, path))
         write_manifest(self.output_dir, manifest)  # last: its presence marks a finished build
-        return
-        yield
 
     def data_files(self) -> tuple[list[dict], dict[str, dict[str, int]], dict[str, int]]:
         """The manifest entry of every shard (config by config, split by split), the rows per config and split, and

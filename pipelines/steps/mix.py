@@ -10,10 +10,9 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from datatrove.pipeline.base import PipelineStep
 
 from pipelines.mixture import selection_key, selection_keys, split_total, temperature_budgets
-from pipelines.batch import AtomicParquetWriter
+from pipelines.batch import AtomicParquetWriter, FileJob
 from pipelines.steps.finalize import ready_shard, write_shard
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.recipe import Templates
@@ -87,7 +86,7 @@ def write_language(work_dir: Path, name: str, rows: pa.Table) -> None:
             write_shard(ready_shard(work_dir, split, name), rows if mine.all() else rows.filter(mine.to_arrow()))
 
 
-class MixInstructions(PipelineStep):
+class MixInstructions(FileJob):
     name = "mix"
     type = "🥣 - MIX"
 
@@ -99,7 +98,7 @@ class MixInstructions(PipelineStep):
         self.templates = templates or Templates()
         self.keep_every_row = keep_every_row  # no mixture: every candidate of every kind, no sampling
 
-    def run(self, data=None, rank: int = 0, world_size: int = 1):
+    def run_job(self, rank: int, world_size: int) -> None:
         budgets = json.loads(self.plan_path.read_text())
         langs = sorted(budgets["cross_lingual"])
         batch = []
@@ -116,8 +115,6 @@ class MixInstructions(PipelineStep):
         out_dir = self.work_dir / "instructions" / "train"
         for name, lang, path in chat[rank::world_size]:
             self.stat_update(name, value=self.select_chat(path, out_dir / f"chat-{lang}-{path.stem}.parquet", budgets["chat_cutoffs"][name]))
-        return
-        yield
 
     def write_languages(self, batch: list[tuple[str, pl.DataFrame, dict]]) -> None:
         """Each language's files, from what `choose` took of it."""
