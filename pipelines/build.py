@@ -50,7 +50,7 @@ from pipelines.batch import RemovedRows
 from pipelines.steps.chat import DedupChat, PrepareChat, chat_chunks
 from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup, NearDuplicateDedup
-from pipelines.steps.finalize import PartitionShards, WriteManifest, WriteShards, parse_size, shard_plan
+from pipelines.steps.write_manifest import PartitionShards, WriteManifest, WriteShards, parse_size, shard_plan
 from pipelines.steps.language_id import LanguageIdFilter
 from pipelines.steps.mix import MixInstructions, chat_cutoffs, plan, supply
 from pipelines.steps.normalize import NormalizeText

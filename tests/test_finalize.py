@@ -5,10 +5,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.steps import finalize
+from pipelines.steps import write_manifest as finalize
 from pipelines.batch import RemovedRows
-from pipelines.steps.finalize import count_rows, merge_removed, parse_size
-from pipelines.steps.finalize import WriteShards, ready_shard, shard_plan, text_bytes, write_shard
+from pipelines.steps.write_manifest import count_rows, merge_removed, parse_size
+from pipelines.steps.write_manifest import WriteShards, ready_shard, shard_plan, text_bytes, write_shard
 from pipelines.steps.mix import mixture_writer, write_language
 from pipelines.steps.write import PairWriter
 from schemas.records import INSTRUCTION_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA, stable_id

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from pipelines.mixture import selection_key, selection_keys, split_total, temperature_budgets
 from pipelines.batch import AtomicParquetWriter, FileJob
-from pipelines.steps.finalize import ready_shard, write_shard
+from pipelines.steps.write_manifest import ready_shard, write_shard
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.recipe import Templates
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
