@@ -20,8 +20,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipelines.mixture import selection_keys
 from pipelines.batch import AtomicParquetWriter, FileJob, write_parquet_atomic
+from pipelines.mixture import selection_keys
 from schemas.records import CHAT_SCHEMA, stable_digests, stable_id
 from schemas.text.normalize import SPACING, nfc
 from schemas.text.overlap import eval_index
@@ -81,11 +81,6 @@ def malformed_chat_rows(records: list, source: str) -> pa.Table:
          "stage": ["chat"] * len(records), "reason": ["malformed"] * len(records), "detail": [f"{r.detail()}: {r.text[:200]}" for r in records]},
         schema=REMOVED_CHAT_SCHEMA,
     )  # fmt: skip
-
-
-def chat_chunks(sources: list) -> list[tuple[int, tuple]]:
-    """Every instruction source's chunks, in source order: (source index, chunk). Computed once, by the driver."""
-    return [(number, chunk) for number, source in enumerate(sources) for chunk in source.chunks()]
 
 
 class PrepareChat(FileJob):

@@ -8,8 +8,8 @@ import polars as pl
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
-from pipelines.sources import BATCH_ROWS, HAS_PIVOT, _pairs_table, orient
 from pipelines.batch import RemovedRows
+from pipelines.sources import BATCH_ROWS, HAS_PIVOT, _pairs_table, orient
 from schemas.records import REMOVED_SCHEMA
 
 

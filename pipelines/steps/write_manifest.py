@@ -1,219 +1,30 @@
-"""The last steps: write the published layout (one folder per config), then the manifest and the dataset card.
+"""The last step: what a version holds besides its data files (see `write_shards`).
 
-    <output>/data/<config>/<split>-NNNNN-of-NNNNN.parquet   instructions of one config: `zh`, `en` (the general
-                                                            instructions) or a FLORES-200 code (the cross-lingual
-                                                            rows of that language); a row's shard is a hash of its
-                                                            id, rows sorted by id within a shard
     <output>/removed/<step>.parquet                         every dropped row with the step and reason
     <output>/manifest.json, README.md, LICENSE, rows.png    provenance, counts, content hash; the dataset card
     <output>/quality.json, quality.md, quality.png          what the quality gate removed, per reason and language
                                                             (pipelines.quality_report)
-
-Every row is stored once. The configs `all` and `cross_lingual` are unions of these folders, declared in the
-card's YAML (`data/*/...` and `data/*_*/...`: FLORES-200 codes are the only folder names with an underscore).
-
-Shard counts come from the sizes of the mixture's files, planned once (`shard_plan`) so that every task agrees and
-the layout does not depend on the task count. Each shard is built by one task, so memory is bounded by the shard
-size. A config of several shards is first split by shard, a task per input file (`PartitionShards`), so that each
-shard's task reads only its rows, not the whole config. A language's config has one file per split, written by one
-mix task as its shard would be if it is its only one (`ready_shard`, `write_shard`): the shards stage links that
-into place.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.batch import AtomicParquetWriter, FileJob
 from pipelines.card import CHART_NAME, write_card, write_chart
 from pipelines.manifest import FORMAT_VERSION, content_hash, file_entry, sha256_file, write_manifest
+from pipelines.planning import uncompressed_bytes
 from pipelines.quality_report import build_report, card_section, passed_counts, write_quality
-from pipelines.batch import AtomicParquetWriter, FileJob, write_parquet_atomic
-from schemas.records import INSTRUCTION_SCHEMA, SPLITS
+from schemas.records import SPLITS
 from schemas.text.templates import CROSS_LINGUAL_TASKS
 
-CHAT_CONFIGS = {"zho_Hans": "zh", "eng_Latn": "en"}  # the language of the mixture's chat-<lang>*.parquet -> config
-ROW_GROUP_BYTES = 16 << 20  # streaming readers (datasets, the Hub viewer) fetch a row group at a time
 REMOVED_ROW_GROUP = 10_000
 REMOVED_ROWS_PER_PASS = 200_000  # removed rows are sorted a range of ids at a time: this bounds the memory
-
-
-def parse_size(value: str | int, where: str = "shard_size") -> int:
-    """'256MB', '1GB', '512KiB' or a number of bytes."""
-    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
-    if not match or match.group(2).upper() not in units or float(match.group(1)) <= 0:
-        raise ValueError(f"{where}: expected a size like 256MB, 1GB or a number of bytes, got {value!r}")
-    return int(float(match.group(1)) * units[match.group(2).upper()])
-
-
-def shard_name(split: str, index: int, count: int) -> str:
-    return f"{split}-{index:05d}-of-{count:05d}.parquet"
-
-
-def config_of(name: str) -> str:
-    """The config a file of the mixture (`mixture_files`) belongs to, by its name."""
-    if name.startswith("chat-"):
-        return CHAT_CONFIGS[name.removeprefix("chat-").split("-")[0]]
-    return name
-
-
-def uncompressed_bytes(meta: pq.FileMetaData) -> int:
-    """What a shard plan counts of a mixture file: its uncompressed Parquet size (like `datasets`' max_shard_size,
-    measured before compression), read from the file's metadata."""
-    return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-
-
-def text_bytes(rows: pa.Table) -> int:
-    """The UTF-8 bytes of every string in the rows, message contents included: what a shard's row groups are sized
-    by. The same for the same rows however they were built, which neither Arrow's nbytes (chunks, validity buffers)
-    nor the Parquet size (known once written) is."""
-    columns = [rows.column(name) for name, dtype in zip(rows.schema.names, rows.schema.types) if pa.types.is_string(dtype)]
-    if "messages" in rows.schema.names:
-        turns = pc.list_flatten(rows.column("messages"))
-        columns += [pc.struct_field(turns, "role"), pc.struct_field(turns, "content")]
-    return sum(pc.sum(pc.binary_length(column)).as_py() or 0 for column in columns)
-
-
-def row_group_rows(size: int, rows: int) -> int:
-    """Rows per row group of a shard: about ROW_GROUP_BYTES of text."""
-    return min(100_000, max(100, ROW_GROUP_BYTES // max(1, size // max(1, rows))))
-
-
-def mixture_files(work_dir: Path, split: str) -> list[Path]:
-    """The mixture's files of one split: the zh/en parts (`instructions/<split>/chat-*.parquet`) and each language's
-    rows, written as its shard (`ready/<split>/<lang>.parquet`)."""
-    return sorted([*(Path(work_dir) / "instructions" / split).glob("*.parquet"), *(Path(work_dir) / "ready" / split).glob("*.parquet")])
-
-
-def shard_plan(work_dir: Path, shard_bytes: int) -> list[dict]:
-    """One job per (config, split) with rows: its input files and shard count, from the `uncompressed_bytes` of the
-    mixture's files; those files are each written by one task, so the plan is the same for any task count."""
-    jobs: dict[tuple[str, str], dict] = {}
-    for split in SPLITS:
-        for path in mixture_files(work_dir, split):
-            meta = pq.read_metadata(path)
-            if not meta.num_rows:
-                continue
-            job = jobs.setdefault((config_of(path.stem), split), {"config": config_of(path.stem), "split": split, "files": [], "rows": 0, "bytes": 0})
-            job["files"].append(str(path))
-            job["rows"] += meta.num_rows
-            job["bytes"] += uncompressed_bytes(meta)
-    plan = []
-    for job in sorted(jobs.values(), key=lambda j: (j["config"], SPLITS.index(j["split"]))):
-        plan.append({**job, "shards": max(1, -(-job["bytes"] // shard_bytes))})
-    return plan
-
-
-def write_shard(path: Path, rows: pa.Table, tmp_dir: Path | None = None) -> None:
-    """A published shard: its rows sorted by id, zstd, row groups of about ROW_GROUP_BYTES of text (`text_bytes`);
-    written under a temporary name in `tmp_dir` (default: beside it)."""
-    write_parquet_atomic(path, rows.sort_by("id").cast(INSTRUCTION_SCHEMA), row_group_size=row_group_rows(text_bytes(rows), rows.num_rows),
-                         tmp_dir=tmp_dir)  # fmt: skip
-
-
-def ready_shard(work_dir: Path, split: str, name: str) -> Path:
-    """Where the mix stage writes a language's rows of one split, as `write_shard` writes the config's shard if it is
-    its only one: the shards stage links it into place instead of reading, sorting and writing it again (and the
-    mix stage writes no other file of it)."""
-    return Path(work_dir) / "ready" / split / f"{name}.parquet"
-
-
-def shard_of(ids: pl.Expr, count: int) -> pl.Expr:
-    return ids.str.slice(0, 12).str.to_integer(base=16) % count
-
-
-def shard_parts(parts_dir: Path, job: dict, index: int) -> Path:
-    """Where `PartitionShards` puts the rows of shard `index` of a job: a file per input file, named by its number."""
-    return Path(parts_dir) / job["config"] / job["split"] / f"{index:05d}"
-
-
-class PartitionShards(FileJob):
-    """The rows of every input file of a config of several shards, split by shard (`shard_parts`); tasks own input
-    files. So each shard's task reads only its own rows, not every file of its config, which a config of n shards
-    would have read n times (tests/benchmarks/bench_build.py)."""
-
-    name = "partition_shards"
-    type = "💽 - WRITER"
-
-    def __init__(self, plan_path: Path, parts_dir: Path):
-        super().__init__()
-        self.plan_path = Path(plan_path)
-        self.parts_dir = Path(parts_dir)
-
-    def run_job(self, rank: int, world_size: int) -> None:
-        plan = json.loads(self.plan_path.read_text())
-        inputs = [(job, number) for job in plan if job["shards"] > 1 for number in range(len(job["files"]))]
-        for job, number in inputs[rank::world_size]:
-            parts: list[list[pa.RecordBatch]] = [[] for _ in range(job["shards"])]
-            for batch in pq.ParquetFile(job["files"][number]).iter_batches(batch_size=65_536):  # a batch at a time, as WriteShards
-                shards = pl.from_arrow(batch.column("id")).to_frame().select(shard_of(pl.col("id"), job["shards"])).to_series()
-                for index, part in enumerate(parts):
-                    part.append(batch.filter((shards == index).to_arrow()))
-            for index, part in enumerate(parts):
-                rows = pa.Table.from_batches(part, schema=part[0].schema) if part else INSTRUCTION_SCHEMA.empty_table()
-                write_parquet_atomic(shard_parts(self.parts_dir, job, index) / f"{number:05d}.parquet", rows, work=True)
-
-
-class WriteShards(FileJob):
-    """The shards of the plan, a task per shard. Temporary files go to `tmp_dir` (the build's work folder), so
-    that a killed task leaves nothing beside the version's files (default: beside them)."""
-
-    name = "write_shards"
-    type = "💽 - WRITER"
-
-    def __init__(self, plan_path: Path, output_dir: Path, parts_dir: Path, tmp_dir: Path | None = None):
-        super().__init__()
-        self.plan_path = Path(plan_path)
-        self.output_dir = Path(output_dir)
-        self.parts_dir = Path(parts_dir)  # see PartitionShards
-        self.tmp_dir = Path(tmp_dir) if tmp_dir is not None else None
-
-    def run_job(self, rank: int, world_size: int) -> None:
-        plan = json.loads(self.plan_path.read_text())
-        shards = [(job, index) for job in plan for index in range(job["shards"])]
-        for job, index in shards[rank::world_size]:
-            path = self.output_dir / "data" / job["config"] / shard_name(job["split"], index, job["shards"])
-            if self.link_ready(job, path, self.tmp_dir):
-                self.stat_update(job["split"], value=job["rows"])
-                continue
-            if job["shards"] > 1:  # in the order of the job's files, as if read from them
-                files = [shard_parts(self.parts_dir, job, index) / f"{number:05d}.parquet" for number in range(len(job["files"]))]
-            else:
-                files = job["files"]
-            # batch by batch: a whole input file (the zh part is over a million rows) never sits in memory
-            parts = [batch for path in files for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536)]
-            rows = pa.Table.from_batches(parts, schema=parts[0].schema) if parts else INSTRUCTION_SCHEMA.empty_table()
-            write_shard(path, rows, self.tmp_dir)
-            self.stat_update(job["split"], value=rows.num_rows)
-
-    @staticmethod
-    def link_ready(job: dict, path: Path, tmp_dir: Path | None = None) -> bool:
-        """Puts the job's one file in place where it is the config's one shard, already written as such by the mix
-        stage (`ready_shard`): a hard link (a copy where the file system has none), so that a task run again finds
-        it where it was."""
-        ready = Path(job["files"][0])
-        if job["shards"] > 1 or len(job["files"]) > 1 or ready != ready_shard(ready.parents[2], job["split"], ready.stem):
-            return False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = (tmp_dir or path.parent) / f".{job['config']}.{path.name}.partial"
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        partial.unlink(missing_ok=True)
-        try:
-            os.link(ready, partial)
-        except OSError:
-            shutil.copyfile(ready, partial)
-        os.replace(partial, path)
-        return True
 
 
 def removed_bytes(step_dir: Path) -> int:

@@ -77,6 +77,10 @@ def task_batches(work: Path, task: int, tasks: int):
 
 
 def load_modules(checkout: Path) -> dict:
+    import pipelines.batch
+
+    # a baseline from before pipelines/batch.py imports the same engine as pipelines.steps.base
+    sys.modules.setdefault("pipelines.steps.base", pipelines.batch)
     modules = {}
     for name, relative in MODULES.items():
         spec = importlib.util.spec_from_file_location(f"baseline_{name}", checkout / "pipelines" / relative)
