@@ -196,8 +196,9 @@ class FileJob(PipelineStep):
 
     @abstractmethod
     def run_job(self, rank: int, world_size: int) -> None:
-        """This task's share of the job: every file it writes goes through `AtomicParquetWriter` (or another
-        write-then-rename), so a task run again after a kill finds either nothing or a finished file."""
+        """This task's share of the job. What a later stage reads is written through `AtomicParquetWriter`
+        (written aside, then renamed), so that a task run again after a kill finds either no file or a finished one;
+        the manifest step writes `manifest.json` last, which marks a finished build."""
 
     def run(self, data: Iterable | None = None, rank: int = 0, world_size: int = 1) -> Batches:
         self.run_job(rank, world_size)

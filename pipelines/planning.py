@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 from pipelines.mixture import split_total, temperature_budgets
 from schemas.records import SPLITS
 
-CHAT_NAMES = {"zh": "zho_Hans", "en": "eng_Latn"}
-CHAT_CONFIGS = {"zho_Hans": "zh", "eng_Latn": "en"}  # the language of the mixture's chat-<lang>*.parquet -> config
+CHAT_NAMES = {"zh": "zho_Hans", "en": "eng_Latn"}  # the zh/en part's budget and config names -> their language
+CHAT_CONFIGS = {lang: name for name, lang in CHAT_NAMES.items()}  # the language of chat-<lang>*.parquet -> config
 
 
 def chat_chunks(sources: list) -> list[tuple[int, tuple]]:
