@@ -40,25 +40,28 @@ if __package__ in (None, ""):  # run as `python pipelines/build.py`: make the re
 from langid.identify import LanguageIdentifier
 from langid.models import file_sha256
 from pipelines import recipe as recipes
+from pipelines.batch import RemovedRows
 from pipelines.manifest import bump, code_version, damaged_files, finished_versions, parse_version, read_manifest, sha256_file
 from pipelines.mixture import MixtureError
+from pipelines.planning import chat_chunks, chat_cutoffs, parse_size, plan, shard_plan, supply
 from pipelines.publish import PublishError
 from pipelines.sources import SourceError, first_malformed
 from pipelines.staging import BuildError, Staging
 from pipelines.steps.alignment import AlignmentFilter
-from pipelines.steps.base import RemovedRows
-from pipelines.steps.chat import DedupChat, PrepareChat, chat_chunks
+from pipelines.steps.chat import DedupChat, PrepareChat
 from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup, NearDuplicateDedup
-from pipelines.steps.finalize import PartitionShards, WriteManifest, WriteShards, parse_size, shard_plan
 from pipelines.steps.language_id import LanguageIdFilter
-from pipelines.steps.mix import MixInstructions, chat_cutoffs, plan, supply
+from pipelines.steps.mix import MixInstructions
 from pipelines.steps.normalize import NormalizeText
 from pipelines.steps.pair_checks import pair_checks
 from pipelines.steps.pair_filters import PairFilter
+from pipelines.steps.partition_shards import PartitionShards
 from pipelines.steps.pivot_join import PivotJoin
 from pipelines.steps.read_pairs import PairReader
 from pipelines.steps.write import PairWriter
+from pipelines.steps.write_manifest import WriteManifest
+from pipelines.steps.write_shards import WriteShards
 from schemas.config import set_key
 from schemas.language_codes import PIVOTS, UnknownLanguageCode, resolve_languages
 from schemas.records import stable_id

@@ -935,7 +935,7 @@ class HubEvalSet:
         from huggingface_hub import HfApi, hf_hub_download
         from huggingface_hub import constants as hub_constants
 
-        from pipelines.steps.base import write_parquet_atomic
+        from pipelines.batch import write_parquet_atomic
 
         where = f"eval set {self.name} ({self.hub}@{self.revision})"
         try:

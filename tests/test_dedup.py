@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.steps.base import RemovedRows
+from pipelines.batch import RemovedRows
 from pipelines.steps.dedup import (
     ExactPairDedup,
     KeyIndex,

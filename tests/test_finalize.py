@@ -5,12 +5,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.steps import finalize
-from pipelines.steps.base import RemovedRows
-from pipelines.steps.finalize import count_rows, merge_removed, parse_size
-from pipelines.steps.finalize import WriteShards, ready_shard, shard_plan, text_bytes, write_shard
+from pipelines.batch import RemovedRows
+from pipelines.planning import parse_size, shard_plan
+from pipelines.steps import write_manifest, write_shards
 from pipelines.steps.mix import mixture_writer, write_language
 from pipelines.steps.write import PairWriter
+from pipelines.steps.write_manifest import count_rows, merge_removed
+from pipelines.steps.write_shards import WriteShards, ready_shard, text_bytes, write_shard
 from schemas.records import INSTRUCTION_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA, stable_id
 
 
@@ -34,10 +35,10 @@ def test_merged_removed_rows_do_not_depend_on_tasks_or_passes(tmp_path, monkeypa
     table = removed_rows(2_600)
     write_parts(tmp_path / "three", table, 3)
     write_parts(tmp_path / "five", table, 5)
-    monkeypatch.setattr(finalize, "REMOVED_ROW_GROUP", 500)
-    monkeypatch.setattr(finalize, "REMOVED_ROWS_PER_PASS", 1_000_000)
+    monkeypatch.setattr(write_manifest, "REMOVED_ROW_GROUP", 500)
+    monkeypatch.setattr(write_manifest, "REMOVED_ROWS_PER_PASS", 1_000_000)
     counts = merge_removed(tmp_path / "three", tmp_path / "one-pass.parquet")
-    monkeypatch.setattr(finalize, "REMOVED_ROWS_PER_PASS", 300)  # 9 passes over id ranges
+    monkeypatch.setattr(write_manifest, "REMOVED_ROWS_PER_PASS", 300)  # 9 passes over id ranges
     assert merge_removed(tmp_path / "five", tmp_path / "passes.parquet") == counts
     assert (tmp_path / "one-pass.parquet").read_bytes() == (tmp_path / "passes.parquet").read_bytes()
     merged = pq.read_table(tmp_path / "passes.parquet")
@@ -137,7 +138,7 @@ def instruction_rows(n: int) -> pa.Table:
 
 
 def test_a_language_of_one_shard_is_linked_into_place_as_mix_wrote_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(finalize, "ROW_GROUP_BYTES", 20_000)  # a few row groups
+    monkeypatch.setattr(write_shards, "ROW_GROUP_BYTES", 20_000)  # a few row groups
     rows = instruction_rows(450)
     write_language(tmp_path, "deu_Latn", rows)
     train = ready_shard(tmp_path, "train", "deu_Latn")
@@ -162,7 +163,7 @@ def test_a_language_of_one_shard_is_linked_into_place_as_mix_wrote_it(tmp_path, 
 
 
 def test_row_groups_follow_the_text_not_how_the_rows_were_built(tmp_path, monkeypatch):
-    monkeypatch.setattr(finalize, "ROW_GROUP_BYTES", 20_000)
+    monkeypatch.setattr(write_shards, "ROW_GROUP_BYTES", 20_000)
     rows = instruction_rows(450)
     size = text_bytes(rows)
     contents = sum(len(m["content"]) + len(m["role"]) for turns in rows["messages"].to_pylist() for m in turns)
@@ -171,4 +172,4 @@ def test_row_groups_follow_the_text_not_how_the_rows_were_built(tmp_path, monkey
     assert text_bytes(pq.read_table(tmp_path / "rows.parquet")) == size
     assert text_bytes(pa.concat_tables([rows.slice(0, 100), rows.slice(100)])) == size
     write_shard(tmp_path / "shard.parquet", rows)
-    assert pq.read_metadata(tmp_path / "shard.parquet").num_row_groups == -(-450 // finalize.row_group_rows(size, 450))
+    assert pq.read_metadata(tmp_path / "shard.parquet").num_row_groups == -(-450 // write_shards.row_group_rows(size, 450))

@@ -2,8 +2,8 @@ import polars as pl
 import pytest
 
 from pipelines.mixture import MixtureError, selection_key, selection_keys, split_total, temperature_budgets
+from pipelines.planning import plan
 from pipelines.recipe import Mixture
-from pipelines.steps.mix import plan
 
 
 def test_split_total_is_exact():

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import recipe as recipes
-from pipelines.steps.base import RemovedRows
+from pipelines.batch import RemovedRows
 from pipelines.steps.pair_checks import (EncodingCheck, EndPunctuationCheck, LengthRatioCheck, TokenCheck, badness_pattern, load_length_table,
                                          pair_checks)  # fmt: skip
 from tests.helpers import pairs

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.batch import RemovedRows
 from pipelines.steps import decontaminate
-from pipelines.steps.base import RemovedRows
 from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.pivot_join import PivotJoin
 from schemas.text import overlap

@@ -4,8 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.batch import AtomicParquetWriter, RemovedRows
 from pipelines.recipe import Templates
-from pipelines.steps.base import AtomicParquetWriter, RemovedRows
 from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup, MinhashSigner, NearDuplicateDedup, minhash_config
 from pipelines.steps.language_id import LanguageIdFilter

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipelines.steps.base import BatchFilter, RemovedRows
+from pipelines.batch import BatchFilter, RemovedRows
 
 
 class AlignmentFilter(BatchFilter):

@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from datatrove.pipeline.base import PipelineStep
 
+from pipelines.batch import AtomicParquetWriter, FileJob, write_parquet_atomic
 from pipelines.mixture import selection_keys
-from pipelines.steps.base import AtomicParquetWriter, write_parquet_atomic
 from schemas.records import CHAT_SCHEMA, stable_digests, stable_id
 from schemas.text.normalize import SPACING, nfc
 from schemas.text.overlap import eval_index
@@ -84,12 +83,7 @@ def malformed_chat_rows(records: list, source: str) -> pa.Table:
     )  # fmt: skip
 
 
-def chat_chunks(sources: list) -> list[tuple[int, tuple]]:
-    """Every instruction source's chunks, in source order: (source index, chunk). Computed once, by the driver."""
-    return [(number, chunk) for number, source in enumerate(sources) for chunk in source.chunks()]
-
-
-class PrepareChat(PipelineStep):
+class PrepareChat(FileJob):
     name = "chat"
     type = "💬 - CHAT"
 
@@ -102,14 +96,12 @@ class PrepareChat(PipelineStep):
         self.eval_sets = tuple(e if isinstance(e, str) else tuple(e) for e in eval_sets)  # paths or (name, path)
         self.ngram = ngram
 
-    def run(self, data=None, rank: int = 0, world_size: int = 1):
+    def run_job(self, rank: int, world_size: int) -> None:
         index = eval_index(self.eval_sets, self.ngram, folder=self.work_dir / "eval_index")
         for number in range(rank, len(self.chunks), world_size):
             source, chunk = self.chunks[number]
             malformed = None if self.strict else []  # filled while the chunk is read
             self.prepare_chunk(number, self.sources[source].read(chunk, malformed), index, malformed, self.sources[source].name)
-        return
-        yield
 
     def prepare_chunk(self, number: int, tables, index, malformed: list | None = None, source: str = "") -> None:
         """Rows of chunk `number`, cleaned and checked, into `chat_parts/<bucket>/<number>.parquet`; the records of
@@ -173,7 +165,7 @@ class PrepareChat(PipelineStep):
         )  # fmt: skip
 
 
-class DedupChat(PipelineStep):
+class DedupChat(FileJob):
     name = "chat_dedup"
     type = "💬 - CHAT"
 
@@ -182,11 +174,9 @@ class DedupChat(PipelineStep):
         self.work_dir = Path(work_dir)
         self.seed = seed  # of the mixture's selection keys
 
-    def run(self, data=None, rank: int = 0, world_size: int = 1):
+    def run_job(self, rank: int, world_size: int) -> None:
         for bucket in range(rank, CHAT_BUCKETS, world_size):
             self.dedup_bucket(bucket)
-        return
-        yield
 
     def dedup_bucket(self, bucket: int) -> None:
         """The first copy of each instruction (in source order) to `chat/<lang>/<bucket>.parquet` with its selection

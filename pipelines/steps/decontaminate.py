@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from pipelines.steps.base import BatchFilter, RemovedRows
+from pipelines.batch import BatchFilter, RemovedRows
 from schemas.text.overlap import EvalIndex, eval_index
 from schemas.text.udhr import UDHR_PATH
 

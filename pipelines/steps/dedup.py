@@ -18,7 +18,7 @@ from datatrove.utils.hashing import HashConfig, create_hash_func
 from datatrove.utils.text import TextNormConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from pipelines.steps.base import BatchFilter, RemovedRows
+from pipelines.batch import BatchFilter, RemovedRows
 from schemas.text.normalize import folded
 from schemas.text.overlap import word_lists
 

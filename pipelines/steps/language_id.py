@@ -8,7 +8,7 @@ import polars as pl
 import pyarrow as pa
 
 from langid.identify import LanguageIdentifier
-from pipelines.steps.base import BatchFilter, RemovedRows, write_parquet_atomic
+from pipelines.batch import BatchFilter, RemovedRows, write_parquet_atomic
 from schemas.language_codes import PIVOTS
 
 # Verdicts kept per task: up to this many for each pivot language, and this many for all other languages together

@@ -10,60 +10,19 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from datatrove.pipeline.base import PipelineStep
 
-from pipelines.mixture import selection_key, selection_keys, split_total, temperature_budgets
-from pipelines.steps.base import AtomicParquetWriter
-from pipelines.steps.finalize import ready_shard, write_shard
-from pipelines.steps.read_pairs import languages_of_task
+from pipelines.batch import AtomicParquetWriter, FileJob
+from pipelines.mixture import selection_key, selection_keys, split_total
+from pipelines.planning import CHAT_NAMES, chat_files
 from pipelines.recipe import Templates
+from pipelines.steps.read_pairs import languages_of_task
+from pipelines.steps.write_shards import ready_shard, write_shard
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
 from schemas.text.templates import dialogue_rows, document_rows, ordered_runs, positioned, translation_rows
 
-CHAT_NAMES = {"zh": "zho_Hans", "en": "eng_Latn"}
 # a task's languages are templated together up to about this many sentences: `translation_rows` has a cost per call
 # that small languages would pay each (tests/benchmarks/bench_build.py); this bounds the memory it takes
 TEMPLATE_BATCH_ROWS = 100_000
-
-
-def supply(pairs_dir: Path, chat_dir: Path) -> tuple[dict[str, int], dict[str, int]]:
-    """Train instructions available: per language (two per pair), and per zh/en chat part; from file metadata."""
-    cross = {}
-    for path in sorted(Path(pairs_dir).glob("*.parquet")):
-        train = pl.scan_parquet(path).filter(pl.col("split") == "train").select(pl.len()).collect().item()
-        cross[path.stem] = 2 * train
-    chat = {name: sum(pq.read_metadata(f).num_rows for f in chat_files(chat_dir, lang)) for name, lang in CHAT_NAMES.items()}
-    return cross, chat
-
-
-def chat_files(chat_dir: Path, lang: str) -> list[Path]:
-    """The zh/en part of one language: a file per dedup bucket (see pipelines.steps.chat)."""
-    return sorted((Path(chat_dir) / lang).glob("*.parquet"))
-
-
-def chat_cutoffs(chat_dir: Path, budgets: dict) -> dict[str, str]:
-    """For zh and en, the largest selection key among the rows the budget takes (empty: none), computed once so
-    that the mix tasks can each select from their own files. The keys were computed by the chat_dedup tasks: here,
-    in the driver, hashing every row's id again would be one process's work over millions of rows."""
-    cutoffs = {}
-    for name, lang in CHAT_NAMES.items():
-        files = chat_files(chat_dir, lang)
-        keys = pl.read_parquet(files, columns=["selection_key"])["selection_key"].sort() if files and budgets[name] else pl.Series([], dtype=pl.String)
-        cutoffs[name] = keys[min(budgets[name], len(keys)) - 1] if len(keys) else ""
-    return cutoffs
-
-
-def plan(mixture, cross_supply: dict[str, int], chat_supply: dict[str, int]) -> dict:
-    """Train budgets: {"cross_lingual": {lang: n}, "zh": n, "en": n}; None budgets mean "every row"."""
-    if mixture is None:
-        return {"cross_lingual": dict(cross_supply), **chat_supply}
-    parts = split_total(mixture.total, mixture.shares)
-    for name, lang in CHAT_NAMES.items():
-        if parts.get(name, 0) > chat_supply[name]:
-            raise ValueError(f"the mixture needs {parts[name]} {lang} instructions ({mixture.shares[name]:.1%} of {mixture.total}), "
-                             f"but the instruction sources give {chat_supply[name]} after dedup and decontamination")  # fmt: skip
-    cross = temperature_budgets(cross_supply, parts.get("cross_lingual", 0), mixture.temperature, mixture.cap_per_language, mixture.floor_per_language)
-    return {"cross_lingual": cross, "zh": parts.get("zh", 0), "en": parts.get("en", 0)}
 
 
 def mixture_writer(path: Path) -> AtomicParquetWriter:
@@ -87,7 +46,7 @@ def write_language(work_dir: Path, name: str, rows: pa.Table) -> None:
             write_shard(ready_shard(work_dir, split, name), rows if mine.all() else rows.filter(mine.to_arrow()))
 
 
-class MixInstructions(PipelineStep):
+class MixInstructions(FileJob):
     name = "mix"
     type = "🥣 - MIX"
 
@@ -99,7 +58,7 @@ class MixInstructions(PipelineStep):
         self.templates = templates or Templates()
         self.keep_every_row = keep_every_row  # no mixture: every candidate of every kind, no sampling
 
-    def run(self, data=None, rank: int = 0, world_size: int = 1):
+    def run_job(self, rank: int, world_size: int) -> None:
         budgets = json.loads(self.plan_path.read_text())
         langs = sorted(budgets["cross_lingual"])
         batch = []
@@ -116,8 +75,6 @@ class MixInstructions(PipelineStep):
         out_dir = self.work_dir / "instructions" / "train"
         for name, lang, path in chat[rank::world_size]:
             self.stat_update(name, value=self.select_chat(path, out_dir / f"chat-{lang}-{path.stem}.parquet", budgets["chat_cutoffs"][name]))
-        return
-        yield
 
     def write_languages(self, batch: list[tuple[str, pl.DataFrame, dict]]) -> None:
         """Each language's files, from what `choose` took of it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
-from pipelines.steps.base import BatchStep
+from pipelines.batch import BatchStep
 from schemas.text.normalize import normalize_if_changed
 
 

@@ -32,7 +32,7 @@ import pyarrow as pa
 import regex
 
 from langid.tokens import MARKUP, NUMBER, PLACEHOLDER, URL
-from pipelines.steps.base import BatchFilter, RemovedRows
+from pipelines.batch import BatchFilter, RemovedRows
 
 TEXTS = ("src_text", "tgt_text")
 SIDES = ("src", "tgt")

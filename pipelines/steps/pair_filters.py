@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
-from pipelines.steps.base import BatchFilter, RemovedRows
+from pipelines.batch import BatchFilter, RemovedRows
 
 # Han, kana and Hangul characters carry about as much as three Latin letters: counting them three times keeps
 # the ratio of a Chinese sentence to its English translation near 1.

@@ -8,8 +8,8 @@ import polars as pl
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
+from pipelines.batch import RemovedRows
 from pipelines.sources import BATCH_ROWS, HAS_PIVOT, _pairs_table, orient
-from pipelines.steps.base import RemovedRows
 from schemas.records import REMOVED_SCHEMA
 
 
@@ -70,9 +70,9 @@ class PairReader(PipelineStep):
                 wanted, unpaired = mine & languages, report and source.has_unpaired()
                 if not wanted and not unpaired:
                     continue
-                # batches of about BATCH_ROWS, where a source gives many small ones (a Firefox file per language is
-                # 8.5k pairs): every step has a cost per batch, and a pairs task took 4.0-4.3 s of CPU in batches of a
-                # file, 3.4-3.9 s in these. One chunk: polars panicked on several in the pair filter.
+                # batches of about BATCH_ROWS, where a source gives many small ones (a file per language of a few
+                # thousand pairs): every step has a cost per batch (tests/benchmarks/bench_build.py, the pairs
+                # stage). One chunk: polars panicked on several in the pair filter.
                 pending: list[pa.Table] = []
                 rows = 0
                 for table in source.read(wanted, unpaired=unpaired):

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datatrove.pipeline.base import PipelineStep
 
-from pipelines.steps.base import AtomicParquetWriter
+from pipelines.batch import AtomicParquetWriter
 from schemas.records import PAIR_SCHEMA
 
 

@@ -27,7 +27,12 @@ def measure(code: Path, path: Path, chunks: int, repeat: int, out: Path) -> dict
     """In this process, with the pipeline code of checkout `code`: least CPU seconds per chunk, and a hash per file."""
     sys.path.insert(0, str(code))
     from pipelines.sources import InstructionSource
-    from pipelines.steps.chat import PrepareChat, chat_chunks
+    from pipelines.steps.chat import PrepareChat
+
+    try:
+        from pipelines.planning import chat_chunks
+    except ImportError:  # a baseline checkout from before pipelines/planning.py
+        from pipelines.steps.chat import chat_chunks
     from schemas.text.overlap import eval_index
 
     if not Path(sys.modules[PrepareChat.__module__].__file__).is_relative_to(code):

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from pipelines.steps.base import RemovedRows  # noqa: E402
+from pipelines.batch import RemovedRows  # noqa: E402
 from pipelines.steps.dedup import ExactPairDedup, MinhashSigner, NearDuplicateDedup, minhash_config  # noqa: E402
 from pipelines.steps.language_id import LanguageIdFilter  # noqa: E402
 from schemas.records import PAIR_SCHEMA  # noqa: E402

@@ -21,9 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 MERGE = {
-    "streamed": "from pipelines.steps.finalize import merge_removed; merge_removed(Path(sys.argv[1]), Path(sys.argv[2]))",
+    "streamed": "from pipelines.steps.write_manifest import merge_removed; merge_removed(Path(sys.argv[1]), Path(sys.argv[2]))",
     "all in memory (before)": (
-        "import polars as pl; from pipelines.steps.base import write_parquet_atomic\n"
+        "import polars as pl; from pipelines.batch import write_parquet_atomic\n"
         "parts = [pl.read_parquet(f) for f in sorted(Path(sys.argv[1]).glob('*.parquet'))]\n"
         "removed = pl.concat(parts, how='vertical_relaxed').sort('id')\n"
         "write_parquet_atomic(Path(sys.argv[2]), removed.to_arrow(), row_group_size=10_000)\n"

@@ -28,8 +28,8 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from langid.texts import firefox_folder, firefox_split  # noqa: E402
+from pipelines.batch import RemovedRows  # noqa: E402
 from pipelines.steps import pair_checks  # noqa: E402
-from pipelines.steps.base import RemovedRows  # noqa: E402
 from pipelines.steps.pair_filters import PairFilter  # noqa: E402
 from schemas.text.normalize import normalize_text  # noqa: E402
 from schemas.text.udhr import load_udhr, udhr_pairs  # noqa: E402

@@ -11,7 +11,7 @@ least CPU seconds (time.process_time: every thread of the process) of each, thei
 same output. `read` is a task's reading of its languages' files (the driver's `languages()` is not counted);
 `decontaminate` is a task's whole step, its evaluation index included (this checkout's loads the one the pivot
 stage saved; a baseline without that builds it); `eval_index` is building the index. Both sides import this
-checkout's shared modules (pipelines.steps.base, schemas): only the step files are swapped.
+checkout's shared modules (pipelines.batch, schemas): only the step files are swapped.
 """
 
 from __future__ import annotations
@@ -77,6 +77,10 @@ def task_batches(work: Path, task: int, tasks: int):
 
 
 def load_modules(checkout: Path) -> dict:
+    import pipelines.batch
+
+    # a baseline from before pipelines/batch.py imports the same engine as pipelines.steps.base
+    sys.modules.setdefault("pipelines.steps.base", pipelines.batch)
     modules = {}
     for name, relative in MODULES.items():
         spec = importlib.util.spec_from_file_location(f"baseline_{name}", checkout / "pipelines" / relative)
@@ -92,7 +96,7 @@ def accepts(function, argument: str) -> bool:
 
 
 def cases(mine: set, batches: dict, work: Path) -> dict:
-    from pipelines.steps.base import RemovedRows
+    from pipelines.batch import RemovedRows
 
     removed = RemovedRows(work / "bench-removed")
     index_folder = work / "eval_index"

@@ -1,14 +1,36 @@
-"""What the build's steps share: batches of rows between steps, and atomic Parquet writing.
+"""The batch engine: what the build's datatrove steps pass between them, how they drop rows, how they write files.
 
-Steps are datatrove `PipelineStep`s run by datatrove's executors, but what flows between them is a stream of
-Arrow tables (batches of pairs or instructions), not one `Document` per row: on the real corpora, per-row Python
-work across steps costs more than language identification itself (see docs/design.md, "Batch steps").
+CONTRACT
+
+- A batch is a `pyarrow.Table` of rows of one schema: `schemas.records.PAIR_SCHEMA` in the pairs and pivot stages
+  (instructions, `CHAT_SCHEMA`, in the chat stages). A step receives an iterator of batches and yields batches;
+  an empty batch is never passed on.
+- `BatchStep.process(batch) -> batch` maps a batch to a batch (normalization, the pivot join).
+- `BatchFilter.reasons(batch) -> polars.DataFrame` gives, one row per row of the batch, a `reason` (a short
+  category, counted in datatrove's stats and in the manifest) and a `detail` (what exactly failed), both null
+  where the row is kept. The base class passes the kept rows on and writes the dropped ones: a filter cannot drop
+  a row without saying why. A batch with nothing to drop goes on as it is, not copied.
+- Dropped rows go to `RemovedRows`: one work file per step, run and task, `<work>/removed/<step>/<run>-<rank>.parquet`
+  (`REMOVED_SCHEMA`: the row, `stage` = the step's name, `reason`, `detail`); the manifest stage merges each step's
+  files into the published `removed/<step>.parquet`.
+- Atomicity: every file is written by `AtomicParquetWriter` under a temporary name and moved into place on
+  `close()`; a task that fails `abort()`s its writers. A killed run leaves no partial file where a finished one is
+  expected, so datatrove's completion markers can be trusted on resume.
+- Determinism: a step keeps the order of the rows it passes on and writes, so the rows (and bytes) depend only on
+  the input's order, which does not depend on the executor or the task count (tasks own whole languages).
+- `FileJob`: a step that does not take batches but works on files (the chat, mix, shards and manifest stages); it
+  is its pipeline's only step and ignores its input (see the class).
+
+Batches rather than one datatrove `Document` per row: per-row Python across steps cost more than language
+identification itself (docs/benchmarks.md, "Why the steps work on batches"; tests/benchmarks/bench_pair_steps.py
+measures the steps on real batches).
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from abc import abstractmethod
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -159,3 +181,26 @@ class BatchFilter(PipelineStep):
             writer.abort()
             raise
         writer.close()
+
+
+class FileJob(PipelineStep):
+    """A stage's job over files rather than a stream of batches: each task reads what earlier stages wrote to the
+    work folder and writes its own files (the zh/en instruction chunks and buckets, a language's mixture, the
+    shards, the manifest). Subclasses implement `run_job(rank, world_size)`, which picks the task's share of the
+    work (whole chunks, buckets, languages or shards, so that the output does not depend on the task count).
+
+    Why a datatrove step at all: datatrove gives such a job what the batch steps get, namely tasks spread over
+    the workers by the Local or Ray executor, logs and stats per task, and completion markers, so that a rerun skips
+    the finished tasks of a killed build. A file job is its pipeline's only step: it ignores its input and yields
+    nothing."""
+
+    @abstractmethod
+    def run_job(self, rank: int, world_size: int) -> None:
+        """This task's share of the job. What a later stage reads is written through `AtomicParquetWriter`
+        (written aside, then renamed), so that a task run again after a kill finds either no file or a finished one;
+        the manifest step writes `manifest.json` last, which marks a finished build."""
+
+    def run(self, data: Iterable | None = None, rank: int = 0, world_size: int = 1) -> Batches:
+        self.run_job(rank, world_size)
+        return
+        yield
