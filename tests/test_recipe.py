@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from pipelines import recipe as recipes
-from pipelines.build import apply_overrides, parse_args
+from pipelines.build import parse_args
+from pipelines.options import apply_overrides
 from pipelines.sources import HubSource, TableSource, UdhrSource
 
 
