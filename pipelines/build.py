@@ -71,15 +71,11 @@ def parse_args(argv=None) -> BuildOptions:
     parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
     parser.add_argument("--strict", action="store_true", help="stop at the first malformed input record (default: to removed/)")
     args = parser.parse_args(argv)
-    if args.version and args.bump:
-        parser.error("give --version or --bump, not both")
-    if args.bump and args.output:
-        parser.error("--bump bumps the latest version of the store; with --output, give --version")
-    for name in ("tasks", "workers", "total"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     given = sys.argv[1:] if argv is None else list(argv)
-    return BuildOptions(**vars(args), command_line=tuple(sys.argv[1:]), argv=tuple(given))
+    try:
+        return BuildOptions(**vars(args), command_line=tuple(sys.argv[1:]), argv=tuple(given))
+    except ValueError as e:  # options that do not go together: a usage error, as argparse reports its own
+        parser.error(str(e))
 
 
 def main(argv=None) -> int:

@@ -52,6 +52,20 @@ class BuildOptions:
     command_line: tuple[str, ...] = ()
     argv: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        """The checks between options (each value's own type is the caller's: argparse, or the library user)."""
+        if self.version and self.bump:
+            raise ValueError("give --version or --bump, not both")
+        if self.bump and self.output:
+            raise ValueError("--bump bumps the latest version of the store; with --output, give --version")
+        if self.bump not in (None, "major", "minor", "patch"):
+            raise ValueError(f"--bump: expected major, minor or patch, got {self.bump!r}")
+        if self.executor not in ("local", "ray"):
+            raise ValueError(f"--executor: expected local or ray, got {self.executor!r}")
+        for name in ("tasks", "workers", "total"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name}: must be at least 1, got {getattr(self, name)}")
+
 
 def apply_overrides(recipe: recipes.Recipe, options: BuildOptions) -> recipes.Recipe:
     """Command-line options win over the recipe; each is checked as the recipe's key is, and named as the option."""
