@@ -223,9 +223,9 @@ def test_ray_executor_gives_the_same_rows(small_build, tmp_path):
 def test_ray_tasks_use_only_the_cpus_they_reserve():
     import ray
 
-    from pipelines.build import parse_args, start_ray
+    from pipelines.runtime import start_ray
 
-    started = start_ray(parse_args(["--executor", "ray", "--workers", "2"]))
+    started = start_ray(None, 2)
     try:
 
         @ray.remote(num_cpus=1)
@@ -459,35 +459,35 @@ def test_pairs_without_a_pivot_side_are_reported_once(firefox_build):
 
 
 def test_the_build_key_follows_the_code(small_build, tmp_path, monkeypatch, capsys):
-    import pipelines.build as build
+    import pipelines.build_key as build_key
 
     repo = tmp_path / "repo"
-    for folder in build.CODE_FOLDERS:
+    for folder in build_key.CODE_FOLDERS:
         (repo / folder).mkdir(parents=True)
         (repo / folder / "step.py").write_text("x = 1\n")
-    monkeypatch.setattr(build, "REPO_ROOT", repo)
-    unpacked = build.code_fingerprint()  # not a git checkout: the .py files
+    monkeypatch.setattr(build_key, "REPO_ROOT", repo)
+    unpacked = build_key.code_fingerprint()  # not a git checkout: the .py files
     assert unpacked.startswith("files:")
     (repo / "pipelines" / "step.py").write_text("x = 2\n")
-    assert build.code_fingerprint() not in (unpacked, "")
+    assert build_key.code_fingerprint() not in (unpacked, "")
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "one"], check=True)
-    clean = build.code_fingerprint()
+    clean = build_key.code_fingerprint()
     assert clean.startswith("git:")
     (repo / "NOTES.md").write_text("docs only\n")
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "docs"], check=True)
-    assert build.code_fingerprint() == clean  # a commit that changes no code keeps the build
+    assert build_key.code_fingerprint() == clean  # a commit that changes no code keeps the build
     (repo / "langid" / "step.py").write_text("x = 3\n")
-    assert build.code_fingerprint().startswith("files:")  # uncommitted code change
+    assert build_key.code_fingerprint().startswith("files:")  # uncommitted code change
     subprocess.run([*git, "commit", "-qam", "code"], check=True)
-    assert build.code_fingerprint() not in (clean, "")
+    assert build_key.code_fingerprint() not in (clean, "")
 
     # a build made by other code is not "this build": the rerun builds again, then finds the same rows (a version
     # is never overwritten; other rows under the same version would be refused)
-    monkeypatch.setattr(build, "code_fingerprint", lambda: "files:other-code")
+    monkeypatch.setattr(build_key, "code_fingerprint", lambda: "files:other-code")
     capsys.readouterr()
     assert main(["--langs", SMALL_LANGS, "--output", str(small_build), "--tasks", "2"]) == 0
     out = capsys.readouterr().out

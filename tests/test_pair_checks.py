@@ -233,7 +233,7 @@ def test_the_alignment_step_scores_pairs_and_drops_low_similarity_ones(tmp_path)
 
 
 def test_the_alignment_step_is_wired_into_the_pairs_stage_only_with_a_model(tmp_path):
-    from pipelines.build import pair_pipeline
+    from pipelines.stages import pair_pipeline
 
     recipe = recipes.parse({"name": "x", "parallel": [{"type": "udhr"}]})
     names = [s.name for s in pair_pipeline(recipe, recipe.parallel, [["deu_Latn"]], ["deu_Latn"], tmp_path, "pairs", None, True, [])]

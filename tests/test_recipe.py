@@ -1,10 +1,12 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from pipelines import recipe as recipes
-from pipelines.build import apply_overrides, parse_args
+from pipelines.build import parse_args
+from pipelines.options import BuildOptions, apply_overrides
 from pipelines.sources import HubSource, TableSource, UdhrSource
 
 
@@ -74,6 +76,22 @@ def test_command_line_overrides_the_recipe():
     assert recipe.mixture.total == 1000 and recipe.mixture.shares["zh"] == 0.5 and recipe.seed == 7
     with pytest.raises(recipes.RecipeError, match="--share"):
         apply_overrides(recipes.load("embedded"), parse_args(["--share", "zh=0.9,en=0.3"]))
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"version": "v1.0.0", "bump": "minor"}, "give --version or --bump, not both"),
+    ({"bump": "patch", "output": Path("o")}, "with --output, give --version"),
+    ({"tasks": 0}, "--tasks: must be at least 1, got 0"),
+    ({"executor": "dask"}, "--executor: expected local or ray, got 'dask'"),
+])  # fmt: skip
+def test_options_that_do_not_go_together_are_refused(options, message, capsys):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        BuildOptions(**options)
+    argv = [part for key, value in options.items() for part in (f"--{key}", str(value))]
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(argv)  # the command line reports them as usage errors, naming the option
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert stopped.value.code == 2 and "error: " in error and f"--{list(options)[-1]}" in error
 
 
 def test_table_source_defaults(tmp_path):

@@ -40,7 +40,7 @@ TAPPED = ("normalize", "pair_filter", "decontaminate", "pivot_join")
 def task_batches(work: Path, task: int, tasks: int):
     """(the recipe, the task's languages, the batches each TAPPED step receives), from this checkout's pipeline."""
     from pipelines import recipe as recipes
-    from pipelines.build import pair_pipeline
+    from pipelines.stages import pair_pipeline
     from pipelines.steps.pivot_join import PivotJoin
     from pipelines.steps.read_pairs import languages_of_task
     from schemas.language_codes import PIVOTS

@@ -1,0 +1,109 @@
+"""Where a stage's tasks run: datatrove's Local executor (workers forked from a forkserver) or its Ray executor
+(a local Ray or an existing cluster), with each Ray task's thread pools held to the CPUs it reserves."""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# What the tasks import. datatrove's local executor forks a stage's workers from a forkserver; preloaded there,
+# they are imported once, not by each worker of each stage. pyarrow.compute, hanzidentifier and
+# language_data.name_data are imported on first use, and pandas by pyarrow's first `Array.to_numpy()`
+# (tests/benchmarks/bench_build.py). The command line's module comes last: it imports every stage's steps and then
+# freezes what they all created for the collector (`freeze_imported`).
+TASK_IMPORTS = ["__main__", "pyarrow.compute", "hanzidentifier", "language_data.name_data", "pandas", "pipelines.build"]
+RAY_CPUS_PER_TASK = 1
+
+
+def freeze_imported() -> None:
+    """What is imported lives as long as the process: the cyclic garbage collector need not walk it again at each
+    full collection, in the driver or in the workers forked from the forkserver. Called by the command line once
+    it has imported everything, and before exit, which would otherwise walk every object the build left."""
+    gc.freeze()
+
+
+def thread_limits(cpus: int) -> dict[str, str]:
+    """Environment that holds a task's thread pools to the CPUs Ray reserved for it. Ray caps OpenMP (and with it
+    Arrow's pool) but not polars, whose pool otherwise spans every core: a 1-CPU task would use every core of the
+    machine, and several workers would oversubscribe it."""
+    return {name: str(cpus) for name in ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "RAYON_NUM_THREADS")}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How the stages run: `executor` "local" or "ray", at most `workers` tasks at once, on the Ray cluster at
+    `ray_address` (None: a local Ray, started for the build)."""
+
+    executor: str = "local"
+    workers: int = 1
+    ray_address: str | None = None
+
+    def warm_up(self) -> None:
+        """Start what the first stage will need and can be readied while the driver reads its sources: the
+        forkserver of the local executor (one worker runs the tasks in this process and needs none)."""
+        if self.executor == "local" and self.workers > 1:
+            start_forkserver()
+
+    @contextmanager
+    def session(self) -> Iterator[Runtime]:
+        """While the stages run: Ray connected (and shut down after, if this build started it)."""
+        started = start_ray(self.ray_address, self.workers) if self.executor == "ray" else False
+        try:
+            yield self
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+
+    def run(self, pipeline: list, tasks: int, logging_dir: Path) -> None:
+        make_executor(self.executor, pipeline, logging_dir, tasks, self.workers).run()
+
+
+def make_executor(executor: str, pipeline: list, logging_dir: Path, tasks: int, workers: int):
+    if executor == "ray" and tasks > 1:  # a stage of one task runs here: an actor would only add its start-up
+        from datatrove.executor import RayPipelineExecutor
+
+        return RayPipelineExecutor(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir),
+                                   cpus_per_task=RAY_CPUS_PER_TASK, mem_per_cpu_gb=1)  # fmt: skip
+    from datatrove.executor import LocalPipelineExecutor
+
+    return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir))
+
+
+def start_forkserver() -> None:
+    """Start the forkserver datatrove's local executor forks each stage's workers from, preloading TASK_IMPORTS: it
+    imports them while the driver reads its sources and runs the pivot stage. Once per build, before any stage."""
+    import multiprocess
+    from multiprocess import forkserver
+
+    multiprocess.set_forkserver_preload(TASK_IMPORTS)
+    forkserver.ensure_running()
+
+
+def start_ray(address: str | None, workers: int) -> bool:
+    """Connect to the cluster at `address`, or start a local Ray of `workers` CPUs; True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    # Workers must import this repository's packages even when it is not installed.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    if address:  # the cluster's workers get the limits through the job's runtime environment
+        ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": thread_limits(RAY_CPUS_PER_TASK)})
+        return False
+    # a local Ray's workers inherit the environment its processes start with (a runtime environment would start
+    # each worker through a setup process); this process keeps its own
+    saved = dict(os.environ)
+    os.environ.update(thread_limits(RAY_CPUS_PER_TASK))
+    try:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return True
