@@ -12,6 +12,9 @@
   the cheap signal that best separates off-by-one misaligned pairs from clean ones
   (tests/benchmarks/bench_pair_checks.py).
 
+- `lexical_check` (pipelines/steps/lexical_check.py, `filters.lexical`): a bilingual lexicon finds too few of a
+  pair's words translated on the other side, or a side ends inside a word.
+
 The optional sentence-embedding scorer (`alignment`) is in pipelines/steps/alignment.py.
 
 Regenerate the length table (firefox:train strings and UDHR train paragraphs only):
@@ -414,7 +417,7 @@ class EndPunctuationCheck(BatchFilter):
 
 def pair_checks(removed: RemovedRows, filters) -> list[BatchFilter]:
     """The checks a recipe's `filters` ask for, in a fixed order: a pair two checks would drop is removed by the
-    first, the most specific (broken encoding, then a token, punctuation, length)."""
+    first, the most specific (broken encoding, then a token, punctuation, length, the lexicon)."""
     steps = []
     if filters.encoding:
         steps.append(EncodingCheck(removed))
@@ -425,6 +428,12 @@ def pair_checks(removed: RemovedRows, filters) -> list[BatchFilter]:
     if filters.length is not None:
         length = filters.length
         steps.append(LengthRatioCheck(removed, length.max_deviation, length.table or None, length.max_deviation_unended))
+    if filters.lexical is not None:
+        from pipelines.steps.lexical_check import LexicalCheck  # it imports this module
+
+        lexical = filters.lexical
+        length_table = (filters.length.table or None) if filters.length is not None else None
+        steps.append(LexicalCheck(removed, lexical.max_coverage, lexical.cut_words, lexical.lexicon or None, length_table))
     return steps
 
 
