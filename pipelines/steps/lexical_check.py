@@ -101,11 +101,11 @@ class LexicalCheck(BatchFilter):
         self._loaded = None
 
     def load(self) -> tuple[pl.DataFrame, dict[str, int], dict[str, list[str]]]:
-        """Links, each language's least known tokens, and its sorted words, read once per process."""
+        """The links, each language's least known tokens and its sorted words, read once per process."""
         if self._loaded is None:
             links, min_known, words = load_lexicon(self.folder)
-            by_lang = {lang: sorted(group["word"].to_list()) for (lang,), group in words.group_by("lang")}
-            self._loaded = (links, min_known, by_lang)
+            words_by_lang = {lang: sorted(group["word"].to_list()) for (lang,), group in words.group_by("lang")}
+            self._loaded = (keyed(links), min_known, words_by_lang)
         return self._loaded
 
     def reasons(self, batch: pa.Table) -> pl.DataFrame:
@@ -113,7 +113,7 @@ class LexicalCheck(BatchFilter):
         pairs = english_pairs(pl.from_arrow(batch.select(["src_lang", "tgt_lang", *TEXTS])), set(min_known))
         found: dict[int, tuple[str, str]] = {}
         if pairs.height:
-            scored = pl.concat([score_language(group, lang, links) for (lang,), group in pairs.group_by("lang", maintain_order=True)])
+            scored = score(pairs, links)
             least = pl.col("lang").replace_strict(min_known, return_dtype=pl.Int64)
             mismatched = scored.filter((pl.col("known") >= least) & (pl.col("coverage") < self.max_coverage))
             for row, coverage, known, unmatched in mismatched.select("row", "coverage", "known", "unmatched").iter_rows():
@@ -136,13 +136,15 @@ class LexicalCheck(BatchFilter):
         rel = relative_ratio.gather(scored["row"])  # src over tgt, over what is expected
         x_short = pl.when(pl.col("x_side") == "src").then(rel).otherwise(1 / rel)
         candidates = scored.with_columns(x_short=x_short).filter((pl.col("x_short") < CUT_SHORTER) | (1 / pl.col("x_short") < CUT_SHORTER))
-        candidates = candidates.select("row", "lang", "x_side", "x_short", x_last=last_word(pl.col("x_text")), e_last=last_word(pl.col("e_text")))
+        candidates = candidates.select("row", "lang", "x_side", "x_short", x_last=last_word(pl.col("x_text")), e_last=last_word(pl.col("e_text")),
+                                       x_tokens=pl.col("x_tokens").list.len(), e_tokens=pl.col("e_tokens").list.len())  # fmt: skip
         english = words.get(PIVOT, [])
-        for row, lang, x_side, x_short, x_last, e_last in candidates.iter_rows():
+        for row, lang, x_side, x_short, x_last, e_last, x_tokens, e_tokens in candidates.iter_rows():
             e_side = "tgt" if x_side == "src" else "src"
-            if x_short < CUT_SHORTER and x_last and script_of(lang) not in UNSEGMENTED and _only_prefix(x_last, words.get(lang, [])):
+            # the other side must have two tokens or more: one word against one says little about length
+            if x_short < CUT_SHORTER and e_tokens >= 2 and x_last and script_of(lang) not in UNSEGMENTED and _only_prefix(x_last, words.get(lang, [])):
                 yield row, x_side, x_last
-            elif 1 / x_short < CUT_SHORTER and e_last and _only_prefix(e_last, english):
+            elif 1 / x_short < CUT_SHORTER and x_tokens >= 2 and e_last and _only_prefix(e_last, english):
                 yield row, e_side, e_last
 
 
@@ -169,14 +171,36 @@ def _only_prefix(word: str, vocabulary: list[str]) -> bool:
     return at < len(vocabulary) and vocabulary[at].startswith(word)
 
 
-def score_language(pairs: pl.DataFrame, lang: str, links: pl.DataFrame) -> pl.DataFrame:
-    """The pairs of one language with `known` (tokens the lexicon knows, both sides), `coverage` (the share of
-    them matched on the other side) and `unmatched` (the known tokens that are not)."""
-    lexicon = links.filter(pl.col("lang") == lang).select("src", "tgt")
-    frame = pairs.with_columns(x_tokens=tokens(pl.col("x_text"), script_of(lang)), e_tokens=tokens(pl.col("e_text"), "Latn"))
-    x = frame.select("row", "e_tokens", src=pl.col("x_tokens")).explode("src").join(lexicon, on="src")
+def with_tokens(pairs: pl.DataFrame) -> pl.DataFrame:
+    """`x_tokens` and `e_tokens` of each pair (see `tokens`), the rows in their order."""
+    unsegmented = pl.col("lang").str.split("_").list.get(1, null_on_oob=True).is_in(UNSEGMENTED)
+    parts = [pairs.filter(unsegmented == flag).with_columns(x_tokens=tokens(pl.col("x_text"), script), e_tokens=tokens(pl.col("e_text"), "Latn"))
+             for flag, script in ((False, "Latn"), (True, UNSEGMENTED[0]))]  # fmt: skip
+    return pl.concat(parts).sort("row")
+
+
+def _key(token: str) -> pl.Expr:
+    """A language and a token as one 64-bit hash: joins on it cost far less than on two strings (within one
+    process; a collision, one in billions, would link two unrelated tokens)."""
+    return pl.concat_str([pl.col("lang"), pl.col(token)], separator="\x00").hash(seed=0)
+
+
+def keyed(links: pl.DataFrame) -> pl.DataFrame:
+    """The links with the keys `score` joins on (see `_key`)."""
+    return links.select("src", "tgt", src_key=_key("src"), tgt_key=_key("tgt"))
+
+
+def score(pairs: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
+    """The pairs (row, lang, x_text, e_text) with `known` (tokens the lexicon knows, both sides), `coverage` (the
+    share of them matched on the other side) and `unmatched` (the known tokens that are not). One join over all
+    languages: a step per language would cost more than the work itself. `links`: as loaded, or `keyed`."""
+    lexicon = links if "src_key" in links.columns else keyed(links)
+    frame = with_tokens(pairs)
+    x = frame.select("row", "lang", "e_tokens", src=pl.col("x_tokens")).explode("src")
+    x = x.with_columns(src_key=_key("src")).join(lexicon.drop("src"), on="src_key")
     x_stats = x.with_columns(hit=pl.col("e_tokens").list.contains(pl.col("tgt"))).group_by("row", "src").agg(pl.col("hit").any())
-    e = frame.select("row", "x_tokens", tgt=pl.col("e_tokens")).explode("tgt").join(lexicon, on="tgt")
+    e = frame.select("row", "lang", "x_tokens", tgt=pl.col("e_tokens")).explode("tgt")
+    e = e.with_columns(tgt_key=_key("tgt")).join(lexicon.drop("tgt"), on="tgt_key")
     e_stats = e.with_columns(hit=pl.col("x_tokens").list.contains(pl.col("src"))).group_by("row", "tgt").agg(pl.col("hit").any())
     # a token on both sides as it is (a name, a borrowed word) is matched on both, known to the lexicon or not
     same = frame.select("row", token=pl.col("x_tokens").list.set_intersection(pl.col("e_tokens"))).explode("token").drop_nulls()
@@ -270,7 +294,7 @@ def calibrate(links: pl.DataFrame, max_coverage: float = MAX_COVERAGE) -> dict:
     all languages pooled; one with no such number is left out (its pairs pass)."""
     pairs = firefox_and_udhr("calibration", "validation").with_row_index("row")
     pairs = pairs.filter(pl.col("lang").is_in(links["lang"].unique().implode())).with_columns(x_side=pl.lit("src"))
-    scored = pl.concat([score_language(group, lang, links) for (lang,), group in pairs.group_by("lang", maintain_order=True)])
+    scored = score(pairs, links)
     low = scored.select("lang", "known", low=pl.col("coverage") < max_coverage)
 
     def least(frame: pl.DataFrame) -> int | None:
