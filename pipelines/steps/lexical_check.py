@@ -57,6 +57,7 @@ MIN_DICE = 0.1
 LINKS_PER_WORD = 8
 STEM = 5  # words are compared by their first letters: most inflection is at the end
 REJECT_CLEAN = 0.01
+MIN_CALIBRATION = 100  # a language with fewer clean calibration pairs gets the pooled min_known
 MAX_TOKENS_PRODUCT = 3000  # longer training pairs (whole UDHR paragraphs) say little per word pair and cost most
 
 
@@ -162,7 +163,6 @@ def english_pairs(frame: pl.DataFrame, langs: set[str]) -> pl.DataFrame:
     return pairs.filter(pl.col("lang").is_in(sorted(langs)))
 
 
-
 def _only_prefix(word: str, vocabulary: list[str]) -> bool:
     """Whether `word` is not in the sorted `vocabulary` but starts one of its words."""
     at = bisect.bisect_left(vocabulary, word)
@@ -214,15 +214,31 @@ def score(pairs: pl.DataFrame, links: pl.DataFrame) -> pl.DataFrame:
     return out.with_columns(coverage=pl.when(pl.col("known") > 0).then(pl.col("matched") / pl.col("known")).otherwise(1.0)).sort("row")
 
 
+LEXICON_COLUMNS = {"links.parquet": ("lang", "src", "tgt", "dice"), "words.parquet": ("lang", "word")}
+
+
 def load_lexicon(folder: str | Path = LEXICON) -> tuple[pl.DataFrame, dict[str, int], pl.DataFrame]:
+    """(links, min_known per language, words) of a lexicon folder; an error names the file that is missing or bad."""
     folder = Path(folder)
-    for name in ("links.parquet", "words.parquet", "thresholds.json"):
-        if not (folder / name).is_file():
-            raise ValueError(f"{folder}: no {name}; regenerate the lexicon with python -m pipelines.steps.lexical_check")
-    thresholds = json.loads((folder / "thresholds.json").read_text(encoding="utf-8"))
-    if "languages" not in thresholds:
-        raise ValueError(f"{folder / 'thresholds.json'}: no `languages`; regenerate it with python -m pipelines.steps.lexical_check")
-    return pl.read_parquet(folder / "links.parquet"), thresholds["languages"], pl.read_parquet(folder / "words.parquet")
+    regenerate = "regenerate the lexicon with python -m pipelines.steps.lexical_check"
+    frames = {}
+    for name, columns in LEXICON_COLUMNS.items():
+        try:
+            frames[name] = pl.read_parquet(folder / name)
+        except FileNotFoundError:
+            raise ValueError(f"{folder}: no {name}; {regenerate}") from None
+        except (OSError, pl.exceptions.PolarsError) as e:
+            raise ValueError(f"{folder / name}: not a readable Parquet file ({e}); {regenerate}") from None
+        missing = [c for c in columns if c not in frames[name].columns]
+        if missing:
+            raise ValueError(f"{folder / name}: no column {', '.join(missing)}; {regenerate}")
+    try:
+        thresholds = json.loads((folder / "thresholds.json").read_text(encoding="utf-8"))["languages"]
+    except FileNotFoundError:
+        raise ValueError(f"{folder}: no thresholds.json; {regenerate}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{folder / 'thresholds.json'}: not a lexicon threshold table ({type(e).__name__}: {e}); {regenerate}") from None
+    return frames["links.parquet"], thresholds, frames["words.parquet"]
 
 
 # --- learning the lexicon --------------------------------------------------------------------------------------------
@@ -314,9 +330,6 @@ def calibrate(links: pl.DataFrame, max_coverage: float = MAX_COVERAGE) -> dict:
         "pooled_min_known": pooled,
         "languages": languages,
     }
-
-
-MIN_CALIBRATION = 100
 
 
 if __name__ == "__main__":
