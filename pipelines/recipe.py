@@ -123,6 +123,32 @@ class Alignment:
     device: str = "cpu"
 
 
+def loadable_lexicon(path: str) -> str:
+    from pipelines.steps.lexical_check import load_lexicon
+
+    if path:
+        try:
+            load_lexicon(path)
+        except (OSError, ValueError) as e:
+            raise ValueError(str(e)) from None
+    return path
+
+
+@dataclass
+class Lexical:
+    """`lexical_check` (pipelines/steps/lexical_check.py): an X <-> eng_Latn pair is dropped when less than
+    `max_coverage` of the tokens a bilingual lexicon knows on its two sides are matched on the other side (with at
+    least the language's calibrated number of known tokens), or, with `cut_words`, when a side ends inside a word and
+    is shorter than expected; `lexicon`: a folder made by `python -m pipelines.steps.lexical_check` ("": the shipped
+    one, learnt from firefox:train and UDHR train)."""
+
+    __pydantic_config__ = STRICT_KEYS
+
+    max_coverage: Annotated[float, Field(ge=0, le=1)] = 0.15
+    cut_words: bool = True
+    lexicon: Annotated[str, AfterValidator(loadable_lexicon)] = ""
+
+
 @dataclass
 class Filters:
     __pydantic_config__ = STRICT_KEYS
@@ -137,6 +163,7 @@ class Filters:
     end_punctuation: EndMarks = field(default_factory=lambda: ["question", "exclamation", "ellipsis"])  # (`end_punctuation`)
     length: LengthCheck | None = field(default_factory=LengthCheck)  # null: off
     alignment: Alignment = field(default_factory=Alignment)
+    lexical: Lexical | None = None  # off unless asked for (`lexical_check`); left out of to_dict while off
 
     def __post_init__(self):
         if self.max_chars < self.min_chars:
@@ -247,6 +274,8 @@ class Recipe:
         data = dataclasses.asdict(self)
         if not self.strict:
             del data["strict"]
+        if self.filters.lexical is None:  # added after versions were built: off, it must not change their key
+            del data["filters"]["lexical"]
         return data
 
 

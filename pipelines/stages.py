@@ -24,6 +24,7 @@ from pipelines.steps.chat import DedupChat, PrepareChat
 from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup, NearDuplicateDedup
 from pipelines.steps.language_id import LanguageIdFilter
+from pipelines.steps.lexical_check import lexical_checks
 from pipelines.steps.mix import MixInstructions
 from pipelines.steps.normalize import NormalizeText
 from pipelines.steps.pair_checks import pair_checks
@@ -94,6 +95,7 @@ def pair_pipeline(recipe, sources, source_languages, langs, work: Path, run: str
         NormalizeText(),
         PairFilter(removed, recipe.filters.min_chars, recipe.filters.max_chars, recipe.filters.max_length_ratio),
         *pair_checks(removed, recipe.filters),
+        *lexical_checks(removed, recipe.filters),
         Decontaminate(removed, eval_sets, recipe.decontamination.ngram, index_folder=work / "eval_index"),
         LanguageIdFilter(removed, recipe.langid.models, recipe.langid.threshold, recipe.langid.min_script_fraction, recipe.langid.min_model_chars,
                          work / "langid_verdicts"),

@@ -12,6 +12,9 @@
   the cheap signal that best separates off-by-one misaligned pairs from clean ones
   (tests/benchmarks/bench_pair_checks.py).
 
+- `lexical_check` (pipelines/steps/lexical_check.py, `filters.lexical`): a bilingual lexicon finds too few of a
+  pair's words translated on the other side, or a side ends inside a word.
+
 The optional sentence-embedding scorer (`alignment`) is in pipelines/steps/alignment.py.
 
 Regenerate the length table (firefox:train strings and UDHR train paragraphs only):
@@ -414,7 +417,8 @@ class EndPunctuationCheck(BatchFilter):
 
 def pair_checks(removed: RemovedRows, filters) -> list[BatchFilter]:
     """The checks a recipe's `filters` ask for, in a fixed order: a pair two checks would drop is removed by the
-    first, the most specific (broken encoding, then a token, punctuation, length)."""
+    first, the most specific (broken encoding, then a token, punctuation, length). The lexical check, which
+    reads the length table, comes after them (pipelines/steps/lexical_check.py, `lexical_checks`)."""
     steps = []
     if filters.encoding:
         steps.append(EncodingCheck(removed))

@@ -1,5 +1,6 @@
-"""The pair checks (pipelines/steps/pair_checks.py) on real clean pairs and on synthetic corruptions of them: the
-share of clean pairs each check drops (false positives), the share of corrupted pairs it catches, and its speed.
+"""The pair checks (pipelines/steps/pair_checks.py, lexical_check.py) on real clean pairs and on synthetic corruptions
+of them: the share of clean pairs each check drops (false positives), the share of corrupted pairs it catches, and
+its speed.
 
     python tests/benchmarks/bench_pair_checks.py                      # the recipe defaults
     python tests/benchmarks/bench_pair_checks.py --max-deviation 3.5  # another length_ratio threshold
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from langid.texts import firefox_folder, firefox_split  # noqa: E402
 from pipelines.batch import RemovedRows  # noqa: E402
 from pipelines.steps import pair_checks  # noqa: E402
+from pipelines.steps.lexical_check import LexicalCheck  # noqa: E402
 from pipelines.steps.pair_filters import PairFilter  # noqa: E402
 from schemas.text.normalize import normalize_text  # noqa: E402
 from schemas.text.udhr import load_udhr, udhr_pairs  # noqa: E402
@@ -139,6 +141,8 @@ def main(argv=None) -> int:
         "length_ratio": pair_checks.LengthRatioCheck(removed, deviation),
     }
     steps["all four"] = AllChecks(list(steps.values()))
+    steps["lexical_check"] = LexicalCheck(removed)  # off by default (`filters.lexical`)
+    steps["all five"] = AllChecks([*steps["all four"].steps, steps["lexical_check"]])
     steps["old ratio 3.0"] = PairFilter(removed, max_length_ratio=3.0)
     clean = {f"firefox:{args.split}": firefox_pairs(args.split), "udhr:heldout": udhr_heldout()}
     corrupt = corruptions(clean[f"firefox:{args.split}"])
