@@ -350,17 +350,9 @@ def evaluate_translation(
         segments = load_segments(langs, data, split, max_pairs_per_direction)
     if not segments:
         raise ValueError("translation: no segments to evaluate")
-    model_path = str(model) if isinstance(model, (str, Path)) else None
-    if model_path is not None:
-        tokenizer = tokenizer or _load_tokenizer(model_path)
-    use_vllm = _use_vllm(engine, model_path, num_beams)
-    prompts = encode_prompts(segments, tokenizer, prompt_format, phrasing)
-    if use_vllm:
-        hypotheses = generate_vllm(model_path, tokenizer, prompts, max_new_tokens)
-    else:
-        if model_path is not None:
-            model = _load_model(model_path)
-        hypotheses = generate_transformers(model, tokenizer, prompts, batch_size, max_new_tokens, num_beams)
+    hypotheses, use_vllm = translate(
+        model, tokenizer, segments, engine, prompt_format, phrasing, batch_size, max_new_tokens, num_beams
+    )
     comet = comet_scores(segments, hypotheses, comet_model, batch_size)
     results = score_directions(segments, hypotheses, comet)
     summary = {
@@ -380,6 +372,31 @@ def evaluate_translation(
     if keep_outputs:
         summary["outputs"] = [{**asdict(s), "hypothesis": h} for s, h in zip(segments, hypotheses)]
     return summary
+
+
+def translate(
+    model: Any,
+    tokenizer: Any,
+    segments: Sequence[Segment],
+    engine: str,
+    prompt_format: str,
+    phrasing: int,
+    batch_size: int,
+    max_new_tokens: int,
+    num_beams: int,
+) -> tuple[list[str], bool]:
+    """(the model's answer to every segment's prompt, whether vLLM made them); `model` and `engine` as for
+    `evaluate_translation`."""
+    model_path = str(model) if isinstance(model, (str, Path)) else None
+    if model_path is not None:
+        tokenizer = tokenizer or _load_tokenizer(model_path)
+    use_vllm = _use_vllm(engine, model_path, num_beams)
+    prompts = encode_prompts(segments, tokenizer, prompt_format, phrasing)
+    if use_vllm:
+        return generate_vllm(model_path, tokenizer, prompts, max_new_tokens), True
+    if model_path is not None:
+        model = _load_model(model_path)
+    return generate_transformers(model, tokenizer, prompts, batch_size, max_new_tokens, num_beams), False
 
 
 def _use_vllm(engine: str, model_path: str | None, num_beams: int) -> bool:
