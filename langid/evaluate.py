@@ -290,7 +290,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def print_verification(identifiers: dict[str, LanguageIdentifier], datasets: dict[str, pl.DataFrame], clauses: bool) -> None:
+def print_verification(identifiers: dict[str, LanguageIdentifier], datasets: dict[str, pl.DataFrame],
+                       clauses: bool) -> None:
     """--verify: how often each model accepts the true label and a wrong one, overall and by text length."""
     for (model, identifier), (source, data) in ((m, d) for m in identifiers.items() for d in datasets.items()):
         found = verify(identifier, data)

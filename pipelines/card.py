@@ -191,21 +191,22 @@ Each row's `source` names where it came from; the license of each source applies
 
 def _filtering_section(manifest: dict) -> str:
     removed_rows = [[stage, reason, n] for stage, reasons in manifest["removed"].items() for reason, n in reasons.items()]
-    script_only = manifest["language_id"]["checked_by_script_only"]
+    args = manifest["arguments"]
+    script_only = set(manifest["language_id"]["checked_by_script_only"])
     return f"""## Filtering
 
 Every dropped pair or instruction is in `removed/<step>.parquet` with its reason.
 
 {_table(["step", "reason", "rows"], removed_rows)}
 
-Decontamination: a train row is dropped when a side equals, quotes whole, or shares a run of {_ngram(manifest["arguments"])} words with a
+Decontamination: a train row is dropped when a side equals, quotes whole, or shares a run of {_ngram(args)} words with a
 text of an evaluation set:
 
 {_table(["evaluation set", "origin", "version", "rows removed"], _eval_set_rows(manifest))}
 
 Language identification: fastText models {", ".join(f"`{m['name']}`" for m in manifest["language_id"]["models"])}
 (a side is dropped when a model is sure of another language, by per-language thresholds calibrated by text length)
-and the Unicode script of each side; {len(set(script_only))} languages no model has a label for were checked by their script only.
+and the Unicode script of each side; {len(script_only)} languages no model has a label for were checked by their script only.
 """
 
 

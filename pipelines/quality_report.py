@@ -206,7 +206,8 @@ def tally_sides(rows: list[tuple]) -> dict[str, int]:
     return counted
 
 
-def reason_entries(groups: list[Group], units: dict[str, dict], examples: dict[tuple[str, str], list[dict]]) -> list[dict]:
+def reason_entries(groups: list[Group], units: dict[str, dict],
+                   examples: dict[tuple[str, str], list[dict]]) -> list[dict]:
     """One entry per (unit, step, reason), the most rows first."""
     by_reason: dict[tuple[str, str, str], list[Group]] = {}
     for row in groups:
