@@ -250,6 +250,29 @@ def comparison_tables(reports: dict[str, dict[str, dict]]) -> str:
 
 
 def main(argv=None):
+    args = parse_args(argv)
+    models, sources = args.model or ["udhr-lid"], args.data or ["udhr:heldout"]
+    identifiers, datasets = load_all(models, sources, args.only_covered_by, args.clauses, args.max_per_language)
+    if args.verify:
+        print_verification(identifiers, datasets, args.clauses)
+        return
+    reports: dict[str, dict[str, dict]] = {}
+    for model, identifier in identifiers.items():
+        for source, data in datasets.items():
+            report = evaluate(identifier, data)
+            report["only_covered_by"] = ",".join(args.only_covered_by) or None
+            report["data"] = source
+            reports.setdefault(model, {})[source] = report
+    if len(models) > 1 or len(sources) > 1:
+        write_comparison(reports, args.output or Path("langid-compare"))
+        return
+    model, source = models[0], sources[0]
+    output = args.output or Path(f"langid-eval-{model.replace(',', '+').replace('/', '_')}")
+    write_report(reports[model][source], f"{model} on {source}", output)
+    print_report(reports[model][source], f"{model} on {source}", output, args.top)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", help="model spec(s), comma-separated as a cascade (see langid.models); repeat to compare "
                         "(default udhr-lid)")  # fmt: skip
@@ -264,48 +287,47 @@ def main(argv=None):
     parser.add_argument("--verify", action="store_true", help="the pipeline's question instead: acceptance of true and of wrong labels "
                         "(see langid.identify)")  # fmt: skip
     parser.add_argument("--clauses", action="store_true", help="cut the texts into clauses of 20-60 characters first")
-    args = parser.parse_args(argv)
-    models, sources = args.model or ["udhr-lid"], args.data or ["udhr:heldout"]
-    identifiers, datasets = load_all(models, sources, args.only_covered_by, args.clauses, args.max_per_language)
-    if args.verify:
-        for (model, identifier), (source, data) in ((m, d) for m in identifiers.items() for d in datasets.items()):
-            found = verify(identifier, data)
-            print(f"{model} on {source}{' (clauses)' if args.clauses else ''}: "
-                  f"true labels accepted {found['true_label_accepted']:.4f}, wrong labels accepted {found['wrong_label_accepted']:.4f} "
-                  f"({found['texts']} texts, {found['languages']} languages)")  # fmt: skip
-            for name, b in found["by_length"].items():
-                print(f"    {name:>6} characters: true labels accepted {b['true_label_accepted']:.4f}, wrong labels accepted {b['wrong_label_accepted']:.4f} ({b['texts']} texts)")
-        return
-    reports: dict[str, dict[str, dict]] = {}
-    for model, identifier in identifiers.items():
-        for source, data in datasets.items():
-            report = evaluate(identifier, data)
-            report["only_covered_by"] = ",".join(args.only_covered_by) or None
-            report["data"] = source
-            reports.setdefault(model, {})[source] = report
-    if len(models) > 1 or len(sources) > 1:
-        output = args.output or Path("langid-compare")
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.with_suffix(".json").write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")
-        print(comparison_tables(reports))
-        print(f"reports: {output.with_suffix('.json')}")
-        return
-    model, source = models[0], sources[0]
-    report = reports[model][source]
-    output = args.output or Path(f"langid-eval-{model.replace(',', '+').replace('/', '_')}")
+    return parser.parse_args(argv)
+
+
+def print_verification(identifiers: dict[str, LanguageIdentifier], datasets: dict[str, pl.DataFrame],
+                       clauses: bool) -> None:
+    """--verify: how often each model accepts the true label and a wrong one, overall and by text length."""
+    for (model, identifier), (source, data) in ((m, d) for m in identifiers.items() for d in datasets.items()):
+        found = verify(identifier, data)
+        print(f"{model} on {source}{' (clauses)' if clauses else ''}: "
+              f"true labels accepted {found['true_label_accepted']:.4f}, wrong labels accepted {found['wrong_label_accepted']:.4f} "
+              f"({found['texts']} texts, {found['languages']} languages)")  # fmt: skip
+        for name, b in found["by_length"].items():
+            print(f"    {name:>6} characters: true labels accepted {b['true_label_accepted']:.4f}, wrong labels accepted {b['wrong_label_accepted']:.4f} ({b['texts']} texts)")
+
+
+def write_comparison(reports: dict[str, dict[str, dict]], output: Path) -> None:
+    """Several models or data sets: every report in one JSON file, and the comparison tables printed."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")
+    print(comparison_tables(reports))
+    print(f"reports: {output.with_suffix('.json')}")
+
+
+def write_report(report: dict, title: str, output: Path) -> None:
+    """One model on one data set: the report as JSON and its per-language F1 chart."""
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    bar_chart(report, output.with_suffix(".png"), f"{model} on {source}")
+    bar_chart(report, output.with_suffix(".png"), title)
 
+
+def print_report(report: dict, title: str, output: Path, top: int) -> None:
+    """The `top` languages of lowest F1, the costliest confusions, scores by length, and the summary line."""
     table = pl.DataFrame(report["per_language"]).sort("f1")
-    with pl.Config(tbl_rows=args.top, tbl_hide_dataframe_shape=True, float_precision=3):
+    with pl.Config(tbl_rows=top, tbl_hide_dataframe_shape=True, float_precision=3):
         print(f"lowest F1 of {table.height} languages:")
-        print(table.select("lang", "support", "precision", "recall", "f1").head(args.top))
+        print(table.select("lang", "support", "precision", "recall", "f1").head(top))
         print("confusions that cost most (gold -> predicted):")
-        print(pl.DataFrame(report["top_confusions"]).head(args.top) if report["top_confusions"] else "none")
+        print(pl.DataFrame(report["top_confusions"]).head(top) if report["top_confusions"] else "none")
     print("by length: " + ", ".join(f"{name} characters macro-F1 {b['macro_f1']:.4f} accuracy {b['accuracy']:.4f} ({b['texts']} texts)" for name, b in report["by_length"].items()))
     print(
-        f"{model} on {source}: macro-F1 {report['macro_f1']:.4f} over {report['languages_covered']} covered languages "
+        f"{title}: macro-F1 {report['macro_f1']:.4f} over {report['languages_covered']} covered languages "
         f"(of {report['languages_in_data']}), accuracy {report['accuracy_on_covered']:.4f}, "
         f"{report['sentences_per_second']:.0f} sentences/s; report {output.with_suffix('.json')}, chart {output.with_suffix('.png')}"
     )

@@ -135,45 +135,18 @@ def load_gettext(folder: Path | None = None, with_pivot: bool = False, per_langu
     them apart); at most
     `per_language` texts per language, the same ones on every run (smallest XXH3 of the text), so the large
     locales do not dominate. `with_pivot` adds the msgids of the kept entries as eng_Latn, capped the same way."""
-    from langid.scripts import dominant_script
-    from schemas.language_codes import UnknownLanguageCode, to_flores
-
     folder = Path(folder or gettext_folder())
     locales = sorted(p for p in folder.iterdir() if (p / "LC_MESSAGES").is_dir()) if folder.is_dir() else []
     if not locales:
         raise FileNotFoundError(f"no gettext catalogs (<locale>/LC_MESSAGES/*.mo) in {folder} (set BAYLING_GETTEXT_LOCALE to such a folder)")
     parts, english, skipped = [], [], {}
     for locale in locales:
-        base, script = gettext_locale_code(locale.name)
-        if base is None:
-            skipped[locale.name] = script
+        found = _locale_texts(locale)
+        if isinstance(found, str):
+            skipped[locale.name] = found
             continue
-        try:
-            default = to_flores(base)
-        except UnknownLanguageCode as e:
-            skipped[locale.name] = str(e)
-            continue
-        texts, msgids = [], []
-        for path in sorted((locale / "LC_MESSAGES").iterdir()):
-            if path.suffix in (".mo", ".po") and not path.name.startswith("iso_"):
-                for sources, translations in _catalog_entries(path):
-                    texts += translations
-                    msgids += sources
-        frame = pl.DataFrame({"text": texts}, schema={"text": pl.String}).with_columns(normalize_text(pl.Series(texts, dtype=pl.String)))
-        frame = frame.filter(pl.col("text").str.replace_all(_PLACEHOLDERS, "").str.contains(r"\p{L}"))
-        if not frame.height:
-            skipped[locale.name] = "no translated text"
-            continue
-        if script is None and default.split("_")[1] not in ("Hans", "Hant"):
-            votes = collections.Counter(dominant_script(t) for t in frame["text"].head(300).to_list())
-            votes.pop(None, None)
-            script = votes.most_common(1)[0][0] if votes else None
-        try:
-            lang = to_flores(base, script=script)
-        except UnknownLanguageCode as e:
-            skipped[locale.name] = str(e)
-            continue
-        parts.append(frame.select("text", lang=pl.lit(lang)))
+        texts, msgids = found
+        parts.append(texts)
         english.append(pl.DataFrame({"text": normalize_text(pl.Series(msgids, dtype=pl.String)), "lang": "eng_Latn"}))
     if not parts:
         raise FileNotFoundError(f"no usable gettext catalogs in {folder}; skipped: {skipped}")
@@ -182,18 +155,70 @@ def load_gettext(folder: Path | None = None, with_pivot: bool = False, per_langu
     frame = in_declared_script(pl.concat(parts + english).unique(maintain_order=True))
     frame = frame.filter(pl.col("text").str.replace_all(_PLACEHOLDERS, "").str.contains(r"\p{L}"))
     ambiguous = frame.group_by("text").agg(pl.col("lang").n_unique().alias("n")).filter(pl.col("n") > 1)
-    frame = frame.join(ambiguous.select("text"), on="text", how="anti")
-    frame = (
-        frame.with_columns(key=pl.col("text").nchash.xxh3_64())
-        .sort("lang", "key", "text")
-        .filter(pl.int_range(pl.len()).over("lang") < per_language)
-        .drop("key")
-    )
+    frame = _first_per_language(frame.join(ambiguous.select("text"), on="text", how="anti"), per_language)
     if not with_pivot:
         frame = frame.filter(pl.col("lang") != "eng_Latn")
     log.info("gettext %s: %d texts in %d languages; %d texts under several languages dropped; skipped locales: %s",
              folder, frame.height, frame["lang"].n_unique(), ambiguous.height, skipped)  # fmt: skip
     return frame
+
+
+def _locale_texts(locale: Path) -> tuple[pl.DataFrame, list[str]] | str:
+    """(text, lang) of the translations of one locale folder and the msgids they translate, or the reason the
+    locale is left out."""
+    from schemas.language_codes import UnknownLanguageCode, to_flores
+
+    base, script = gettext_locale_code(locale.name)
+    if base is None:
+        return script
+    try:
+        default = to_flores(base)
+    except UnknownLanguageCode as e:
+        return str(e)
+    texts, msgids = _locale_catalog_entries(locale)
+    frame = pl.DataFrame({"text": texts}, schema={"text": pl.String}).with_columns(normalize_text(pl.Series(texts, dtype=pl.String)))
+    frame = frame.filter(pl.col("text").str.replace_all(_PLACEHOLDERS, "").str.contains(r"\p{L}"))
+    if not frame.height:
+        return "no translated text"
+    if script is None and default.split("_")[1] not in ("Hans", "Hant"):
+        script = _most_common_script(frame["text"].head(300).to_list())
+    try:
+        lang = to_flores(base, script=script)
+    except UnknownLanguageCode as e:
+        return str(e)
+    return frame.select("text", lang=pl.lit(lang)), msgids
+
+
+def _locale_catalog_entries(locale: Path) -> tuple[list[str], list[str]]:
+    """The translations and msgids of a locale's catalogs, leaving out the iso_* ones (proper names)."""
+    texts, msgids = [], []
+    for path in sorted((locale / "LC_MESSAGES").iterdir()):
+        if path.suffix in (".mo", ".po") and not path.name.startswith("iso_"):
+            for sources, translations in _catalog_entries(path):
+                texts += translations
+                msgids += sources
+    return texts, msgids
+
+
+def _most_common_script(texts: list[str]) -> str | None:
+    """The script most of `texts` are written in, or None when none has letters of a known script."""
+    from langid.scripts import dominant_script
+
+    votes = collections.Counter(dominant_script(t) for t in texts)
+    votes.pop(None, None)
+    return votes.most_common(1)[0][0] if votes else None
+
+
+def _first_per_language(frame: pl.DataFrame, per_language: int) -> pl.DataFrame:
+    """At most `per_language` texts of each language: the smallest XXH3 of the text, the same ones on every run."""
+    return (
+        frame.with_columns(key=pl.col("text").nchash.xxh3_64())
+        .sort("lang", "key", "text")
+        .filter(pl.int_range(pl.len()).over("lang") < per_language)
+        .drop("key")
+    )
+
+
 CLDR_SPLITS = ("train", "heldout")
 # Locale-data categories that hold words of the language. Patterns (dates, numbers) hold mostly symbols, symbols and
 # exemplar characters no words; narrow forms are single letters.

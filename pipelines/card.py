@@ -119,28 +119,26 @@ def _matches(key: str, pattern: str) -> bool:
 def card_text(manifest: dict, recipe_text: str = "", quality_section: str = "") -> str:
     """The card's Markdown; `quality_section` is the "Data quality" section (`pipelines.quality_report.card_section`)
     of a version that has a quality report."""
-    args = manifest["arguments"]
-    version = manifest["version"]
-    per_language = manifest["rows_per_language"]
-    direction = manifest["rows_per_direction"]
-    per_config = manifest["rows_per_config"]
-    script_only = set(manifest["language_id"]["checked_by_script_only"])
-    language_rows = [
-        [code, language_name(code), per_language[code], *[direction.get(d.format(x=code), 0) for d in DIRECTIONS],
-         "script only" if code in script_only else "fastText + script"]
-        for code in sorted(per_language)
-    ]  # fmt: skip
-    removed_rows = [[stage, reason, n] for stage, reasons in manifest["removed"].items() for reason, n in reasons.items()]
-    sources = [[s["name"], s["version"] or "-", s["origin"] or "-", s["license"] or "not stated"] for s in manifest["sources"]]
-    removed_by_set = manifest["decontamination"]
-    eval_rows = [["udhr-heldout", "UDHR articles 25-30 of every language (this corpus's validation and test text)", "-", removed_by_set.get("udhr-heldout", 0)]]
-    eval_rows += [[e["name"], e["origin"], e.get("version") or e.get("sha256") or "-",
-                   f"not used: {e['skipped']}" if e.get("skipped") else removed_by_set.get(e["name"], 0)] for e in manifest["eval_sets"]]  # fmt: skip
     configs = config_files(manifest)
-    config_rows = [[f"`{name}`", *[sum(per_config[c].get(s, 0) for c in per_config if _in_config(c, name)) for s in SPLITS]] for name in configs]
+    sections = [
+        _summary_section(manifest),
+        _configs_section(manifest, configs),
+        _loading_section(configs, manifest["version"]),
+        _sources_section(manifest),
+        _filtering_section(manifest),
+        quality_section,
+        _rows_section(manifest),
+        _reproducing_section(manifest, recipe_text),
+    ]
+    # Each section ends with a newline and the next starts after a blank line; an absent quality section leaves
+    # an empty line of its own, as the published cards have it.
+    return "\n" + "\n".join(sections)
+
+
+def _summary_section(manifest: dict) -> str:
+    version = manifest["version"]
     total = sum(manifest["rows_per_split"].values())
-    return f"""
-# {manifest["name"]} ({version})
+    return f"""# {manifest["name"]} ({version})
 
 Cross-lingual instructions in the way of BayLing 2: every language X is linked to both pivots, English
 (`eng_Latn`) and Chinese (`zho_Hans`), in both directions (X->pivot, pivot->X), with general instructions in
@@ -148,17 +146,25 @@ Chinese and English. Requests are phrased in English for the English pivot and i
 Language codes are FLORES-200 style.
 
 Version **{version}**, content hash `{manifest["content_hash"]}` (a sha256 over every data file's hash, see
-`manifest.json`), {len(per_language)} languages besides the pivots, {total} rows.
+`manifest.json`), {len(manifest["rows_per_language"])} languages besides the pivots, {total} rows.
+"""
 
-## Configs
+
+def _configs_section(manifest: dict, configs: dict) -> str:
+    per_config = manifest["rows_per_config"]
+    config_rows = [[f"`{name}`", *[sum(per_config[c].get(s, 0) for c in per_config if _in_config(c, name)) for s in SPLITS]] for name in configs]
+    return f"""## Configs
 
 `all` (the default) holds every row; `zh` and `en` the general instructions; `cross_lingual` every translation
 instruction; and one config per language (its FLORES-200 code) its translation instructions to and from both
 pivots. Every row is stored once, under `data/<config>/`; `all` and `cross_lingual` are unions of those folders.
 
 {_table(["config", *SPLITS], config_rows)}
+"""
 
-## Loading
+
+def _loading_section(configs: dict, version: str) -> str:
+    return f"""## Loading
 
 ```python
 from datasets import load_dataset
@@ -169,15 +175,25 @@ from datasets import load_dataset
 Replace `ORG/NAME` with the repository this card is in, or with the path of a local copy (then leave out
 `revision`). Each row has `messages` (a user request and the assistant's answer) and `id`, `task`, `src_lang`,
 `tgt_lang`, `instruction_lang`, `pivot`, `source`, `source_id`, `template_id`, `split`.
+"""
 
-## Sources and licenses
+
+def _sources_section(manifest: dict) -> str:
+    sources = [[s["name"], s["version"] or "-", s["origin"] or "-", s["license"] or "not stated"] for s in manifest["sources"]]
+    return f"""## Sources and licenses
 
 Each row's `source` names where it came from; the license of each source applies to its rows (full texts in
 `LICENSE`).
 
 {_table(["source", "version", "origin", "license"], sources)}
+"""
 
-## Filtering
+
+def _filtering_section(manifest: dict) -> str:
+    removed_rows = [[stage, reason, n] for stage, reasons in manifest["removed"].items() for reason, n in reasons.items()]
+    args = manifest["arguments"]
+    script_only = set(manifest["language_id"]["checked_by_script_only"])
+    return f"""## Filtering
 
 Every dropped pair or instruction is in `removed/<step>.parquet` with its reason.
 
@@ -186,14 +202,33 @@ Every dropped pair or instruction is in `removed/<step>.parquet` with its reason
 Decontamination: a train row is dropped when a side equals, quotes whole, or shares a run of {_ngram(args)} words with a
 text of an evaluation set:
 
-{_table(["evaluation set", "origin", "version", "rows removed"], eval_rows)}
+{_table(["evaluation set", "origin", "version", "rows removed"], _eval_set_rows(manifest))}
 
 Language identification: fastText models {", ".join(f"`{m['name']}`" for m in manifest["language_id"]["models"])}
 (a side is dropped when a model is sure of another language, by per-language thresholds calibrated by text length)
 and the Unicode script of each side; {len(script_only)} languages no model has a label for were checked by their script only.
+"""
 
-{quality_section}
-## Rows per language and direction
+
+def _eval_set_rows(manifest: dict) -> list[list]:
+    """The held-out UDHR articles, then every evaluation set of the recipe, with the train rows each removed."""
+    removed_by_set = manifest["decontamination"]
+    rows = [["udhr-heldout", "UDHR articles 25-30 of every language (this corpus's validation and test text)", "-", removed_by_set.get("udhr-heldout", 0)]]
+    rows += [[e["name"], e["origin"], e.get("version") or e.get("sha256") or "-",
+              f"not used: {e['skipped']}" if e.get("skipped") else removed_by_set.get(e["name"], 0)] for e in manifest["eval_sets"]]  # fmt: skip
+    return rows
+
+
+def _rows_section(manifest: dict) -> str:
+    per_language = manifest["rows_per_language"]
+    direction = manifest["rows_per_direction"]
+    script_only = set(manifest["language_id"]["checked_by_script_only"])
+    language_rows = [
+        [code, language_name(code), per_language[code], *[direction.get(d.format(x=code), 0) for d in DIRECTIONS],
+         "script only" if code in script_only else "fastText + script"]
+        for code in sorted(per_language)
+    ]  # fmt: skip
+    return f"""## Rows per language and direction
 
 ![rows per language and direction]({CHART_NAME})
 
@@ -204,14 +239,17 @@ and the Unicode script of each side; {len(script_only)} languages no model has a
 {_table(["code", "language", "rows", "X->eng", "eng->X", "X->zho", "zho->X", "language check"], language_rows)}
 
 </details>
+"""
 
-## Reproducing
+
+def _reproducing_section(manifest: dict, recipe_text: str) -> str:
+    return f"""## Reproducing
 
 With the code at git commit `{manifest["code_version"]["git_commit"] or "unknown"}` (package
 {manifest["code_version"]["package"]}) and the recipe of this version (`recipe.yaml`, below):
 
 ```bash
-{args.get("reproduce", "")}
+{manifest["arguments"].get("reproduce", "")}
 ```
 
 ```yaml

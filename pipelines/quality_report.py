@@ -136,65 +136,18 @@ def share(part: int, whole: int | None) -> float | None:
     return round(part / whole, 6) if whole else None
 
 
+Group = tuple[str, str, str, str, str, int]  # unit, step, reason, language, side, rows: a few per language
+
+
 def build_report(folder: Path, passed: dict[str, dict[str, int]] | None, version: str = "", content_hash: str = "") -> dict:
     """The report of the version in `folder`, from its removed/ files; `passed` is `passed_counts` of the build
     (None: inputs unknown, no shares)."""
-    groups: list[tuple[str, str, str, str, str, int]] = []  # unit, step, reason, language, side, rows: a few per language
-    examples: dict[tuple[str, str], list[dict]] = {}
-    for path in step_files(folder):
-        unit = unit_of(path)
-        counted, smallest = scan_step(path, unit)
-        groups += [(unit, path.stem, *row) for row in counted]
-        for reason, rows in examples_of(path, unit, smallest).items():
-            examples[(path.stem, reason)] = rows
-
+    groups, examples = scan_removed(folder)
     removed_per_language: dict[tuple[str, str], int] = {}
     for unit, _, _, lang, _, n in groups:
         removed_per_language[(unit, lang)] = removed_per_language.get((unit, lang), 0) + n
-    units_seen = {unit for unit, *_ in groups}
-    inputs: dict[str, dict[str, int]] = {}  # unit -> language -> passed + removed
-    if passed is not None:
-        for unit in sorted({*passed, *units_seen}):
-            languages = {*passed.get(unit, {}), *(lang for u, lang in removed_per_language if u == unit)}
-            inputs[unit] = {lang: passed.get(unit, {}).get(lang, 0) + removed_per_language.get((unit, lang), 0) for lang in sorted(languages)}
-    units = {}
-    for unit in sorted({*inputs, *units_seen}):
-        total_removed = sum(n for u, *_, n in groups if u == unit)
-        total_input = sum(inputs[unit].values()) if unit in inputs else None
-        units[unit] = {"input": total_input, "passed": None if total_input is None else total_input - total_removed, "removed": total_removed,
-                       "share": share(total_removed, total_input)}  # fmt: skip
-
-    def tally(rows: list[tuple]) -> dict[str, int]:
-        """rows per side, of (..., side, rows) tuples"""
-        counted = {side: 0 for side in SIDES}
-        for *_, side, n in rows:
-            counted[side] += n
-        return counted
-
-    by_reason: dict[tuple[str, str, str], list[tuple]] = {}
-    by_language: dict[tuple[str, str], dict[tuple[str, str], list[tuple]]] = {}
-    for row in groups:
-        unit, step, reason, lang = row[:4]
-        by_reason.setdefault((unit, step, reason), []).append(row)
-        by_language.setdefault((unit, lang), {}).setdefault((step, reason), []).append(row)
-
-    reasons = []
-    for (unit, step, reason), rows in by_reason.items():
-        n = sum(row[-1] for row in rows)
-        reasons.append({"step": step, "reason": reason, "unit": unit, "rows": n, "share": share(n, units[unit]["input"]),
-                        "languages": len({row[3] for row in rows}), "sides": tally(rows), "examples": examples.get((step, reason), [])})  # fmt: skip
-    reasons.sort(key=lambda r: (-r["rows"], r["unit"], r["step"], r["reason"]))
-
-    languages = []
-    for unit, lang in sorted({*((u, lang) for u, counts in inputs.items() for lang in counts), *removed_per_language}):
-        total = inputs.get(unit, {}).get(lang)
-        mine = by_language.get((unit, lang), {})
-        per_reason = [{"step": step, "reason": reason, "rows": sum(r[-1] for r in rows), "share": share(sum(r[-1] for r in rows), total),
-                       "sides": tally(rows)} for (step, reason), rows in mine.items()]  # fmt: skip
-        per_reason.sort(key=lambda r: (-r["rows"], r["step"], r["reason"]))
-        n = removed_per_language.get((unit, lang), 0)
-        languages.append({"language": lang, "unit": unit, "input": total, "passed": None if total is None else total - n, "removed": n,
-                          "share": share(n, total), "sides": tally([row for rows in mine.values() for row in rows]), "reasons": per_reason})  # fmt: skip
+    inputs = inputs_per_language(passed, groups, removed_per_language)
+    units = unit_totals(groups, inputs)
     return {
         "format_version": FORMAT_VERSION,
         "version": version,
@@ -203,9 +156,90 @@ def build_report(folder: Path, passed: dict[str, dict[str, int]] | None, version
                  "a step removed; for pairs, those read and those the pivot join made" if passed is not None
                  else "unknown: recomputed from removed/ alone, without the build's counts of what passed",  # fmt: skip
         "units": units,
-        "reasons": reasons,
-        "languages": languages,
+        "reasons": reason_entries(groups, units, examples),
+        "languages": language_entries(groups, inputs, removed_per_language),
     }
+
+
+def scan_removed(folder: Path) -> tuple[list[Group], dict[tuple[str, str], list[dict]]]:
+    """The removal counts of every removed/ file, and the examples of each (step, reason)."""
+    groups: list[Group] = []
+    examples: dict[tuple[str, str], list[dict]] = {}
+    for path in step_files(folder):
+        unit = unit_of(path)
+        counted, smallest = scan_step(path, unit)
+        groups += [(unit, path.stem, *row) for row in counted]
+        for reason, rows in examples_of(path, unit, smallest).items():
+            examples[(path.stem, reason)] = rows
+    return groups, examples
+
+
+def inputs_per_language(passed: dict[str, dict[str, int]] | None, groups: list[Group],
+                        removed_per_language: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    """unit -> language -> passed + removed; empty when the build's counts of what passed are unknown."""
+    inputs: dict[str, dict[str, int]] = {}
+    if passed is None:
+        return inputs
+    units_seen = {unit for unit, *_ in groups}
+    for unit in sorted({*passed, *units_seen}):
+        languages = {*passed.get(unit, {}), *(lang for u, lang in removed_per_language if u == unit)}
+        inputs[unit] = {lang: passed.get(unit, {}).get(lang, 0) + removed_per_language.get((unit, lang), 0) for lang in sorted(languages)}
+    return inputs
+
+
+def unit_totals(groups: list[Group], inputs: dict[str, dict[str, int]]) -> dict[str, dict]:
+    """Input, passed and removed rows of each unit (pairs, instructions) over every language."""
+    units = {}
+    for unit in sorted({*inputs, *(unit for unit, *_ in groups)}):
+        total_removed = sum(n for u, *_, n in groups if u == unit)
+        total_input = sum(inputs[unit].values()) if unit in inputs else None
+        units[unit] = {"input": total_input, "passed": None if total_input is None else total_input - total_removed, "removed": total_removed,
+                       "share": share(total_removed, total_input)}  # fmt: skip
+    return units
+
+
+def tally_sides(rows: list[tuple]) -> dict[str, int]:
+    """rows per side, of (..., side, rows) tuples"""
+    counted = {side: 0 for side in SIDES}
+    for *_, side, n in rows:
+        counted[side] += n
+    return counted
+
+
+def reason_entries(groups: list[Group], units: dict[str, dict],
+                   examples: dict[tuple[str, str], list[dict]]) -> list[dict]:
+    """One entry per (unit, step, reason), the most rows first."""
+    by_reason: dict[tuple[str, str, str], list[Group]] = {}
+    for row in groups:
+        unit, step, reason = row[:3]
+        by_reason.setdefault((unit, step, reason), []).append(row)
+    reasons = []
+    for (unit, step, reason), rows in by_reason.items():
+        n = sum(row[-1] for row in rows)
+        reasons.append({"step": step, "reason": reason, "unit": unit, "rows": n, "share": share(n, units[unit]["input"]),
+                        "languages": len({row[3] for row in rows}), "sides": tally_sides(rows), "examples": examples.get((step, reason), [])})  # fmt: skip
+    reasons.sort(key=lambda r: (-r["rows"], r["unit"], r["step"], r["reason"]))
+    return reasons
+
+
+def language_entries(groups: list[Group], inputs: dict[str, dict[str, int]],
+                     removed_per_language: dict[tuple[str, str], int]) -> list[dict]:
+    """One entry per (unit, language) with input or removals, its reasons the most rows first."""
+    by_language: dict[tuple[str, str], dict[tuple[str, str], list[Group]]] = {}
+    for row in groups:
+        unit, step, reason, lang = row[:4]
+        by_language.setdefault((unit, lang), {}).setdefault((step, reason), []).append(row)
+    languages = []
+    for unit, lang in sorted({*((u, lang) for u, counts in inputs.items() for lang in counts), *removed_per_language}):
+        total = inputs.get(unit, {}).get(lang)
+        mine = by_language.get((unit, lang), {})
+        per_reason = [{"step": step, "reason": reason, "rows": sum(r[-1] for r in rows), "share": share(sum(r[-1] for r in rows), total),
+                       "sides": tally_sides(rows)} for (step, reason), rows in mine.items()]  # fmt: skip
+        per_reason.sort(key=lambda r: (-r["rows"], r["step"], r["reason"]))
+        n = removed_per_language.get((unit, lang), 0)
+        languages.append({"language": lang, "unit": unit, "input": total, "passed": None if total is None else total - n, "removed": n,
+                          "share": share(n, total), "sides": tally_sides([row for rows in mine.values() for row in rows]), "reasons": per_reason})  # fmt: skip
+    return languages
 
 
 def worst_languages(report: dict, count: int | None = None) -> list[dict]:

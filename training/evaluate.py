@@ -26,6 +26,14 @@ log = logging.getLogger("training.evaluate")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    add_general_arguments(parser)
+    add_translation_arguments(parser)
+    add_harness_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def add_general_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, the suites and languages, the output and what to compare with."""
     parser.add_argument(
         "--model", required=True, help="a Hugging Face model folder (as training/ exports) or a cached Hub id"
     )
@@ -53,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="CPU threads for torch (on a machine shared with other jobs, 1 can be far faster than 2: idle threads spin)",
     )
+
+
+def add_translation_arguments(parser: argparse.ArgumentParser) -> None:
     translation = parser.add_argument_group("translation")
     translation.add_argument(
         "--data",
@@ -81,6 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     translation.add_argument(
         "--comet-model", default=None, help="local COMET checkpoint (model.ckpt); needs unbabel-comet"
     )
+
+
+def add_harness_arguments(parser: argparse.ArgumentParser) -> None:
     harness = parser.add_argument_group("knowledge / english (lm-evaluation-harness)")
     harness.add_argument(
         "--lm-eval-tasks",
@@ -95,7 +109,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     harness.add_argument("--limit", type=int, default=None, help="at most this many documents per task")
     harness.add_argument("--num-fewshot", type=int, default=None)
-    return parser.parse_args(argv)
 
 
 def resolve_langs(spec: str, suite: str, data: str | None = None) -> list[str] | None:
@@ -286,71 +299,102 @@ def _delta(value) -> str:
 
 
 def markdown_report(results: dict) -> str:
-    lines = [
-        f"# Evaluation of `{results['model']}`",
-        "",
-        f"{results['created']}; suites: {', '.join(results['suites'])}.",
-    ]
     has_base = results.get("baseline") is not None
-    if has_base:
-        lines.append(f"Δ: difference to the baseline `{results['baseline']}`.")
-    if results.get("train_data"):
-        lines.append(
-            f"Leaked: evaluation items that occur in the training data `{results['train_data']}` (counted before scoring)."
-        )
+    lines = _report_heading(results, has_base)
     for suite, found in results["suites"].items():
         lines += ["", f"## {suite.capitalize()}", ""]
         if not found["rows"]:
             lines.append(found.get("note", "nothing was evaluated"))
             continue
         if suite == "translation":
-            settings = found["settings"]
-            lines.append(
-                f"chrF++ and BLEU (sacreBLEU), {settings['engine']} generation, prompt format {settings['prompt_format']}, "
-                f"beams {settings['num_beams']}, data {settings['data']}; COMET: {settings['comet']}."
-            )
-            lines.append("")
-            header = ["direction", "segments", "chrF++", "BLEU", "BLEU tokenizer", "COMET", "leaked"] + (
-                ["Δ chrF++"] if has_base else []
-            )
-            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            for direction, row in found["rows"].items():
-                cells = [
-                    direction,
-                    row["segments"],
-                    _cell(row["chrf++"]),
-                    _cell(row["bleu"]),
-                    row["bleu_tokenizer"],
-                    _cell(row["comet"]),
-                    _cell(row["leaked"]),
-                ] + ([_delta(row.get("delta"))] if has_base else [])
-                lines.append("| " + " | ".join(map(str, cells)) + " |")
+            lines += _translation_table(found, has_base)
         else:
-            header = ["task", "language", "metric", "score", "documents", "leaked"] + (["Δ"] if has_base else [])
-            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            for task, row in found["rows"].items():
-                score = _cell(row["score"]) if row["error"] is None else f"not run: {row['error'][:80]}"
-                cells = [task, row["lang"], row["metric"] or "–", score, _cell(row["n"]), _cell(row["leaked"])] + (
-                    [_delta(row.get("delta"))] if has_base else []
-                )
-                lines.append("| " + " | ".join(map(str, cells)) + " |")
+            lines += _task_table(found, has_base)
         if found["by_language"]:
-            what = "mean chrF++ over its directions" if suite == "translation" else "mean score over its tasks"
-            lines += ["", f"Per language ({what}):", ""]
-            header = ["language", "score"] + (["baseline", "Δ"] if has_base else [])
-            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            for lang, score in found["by_language"].items():
-                extra = (
-                    [
-                        _cell(found.get("by_language_baseline", {}).get(lang)),
-                        _delta(found.get("by_language_delta", {}).get(lang)),
-                    ]
-                    if has_base
-                    else []
-                )
-                lines.append("| " + " | ".join([lang, _cell(score)] + extra) + " |")
+            lines += _language_table(suite, found, has_base)
     lines += ["", "![per-language scores](scores.png)", ""]
     return "\n".join(lines)
+
+
+def _report_heading(results: dict, has_base: bool) -> list[str]:
+    """The title and what the report compares with: the baseline, the training data searched for leaks."""
+    lines = [
+        f"# Evaluation of `{results['model']}`",
+        "",
+        f"{results['created']}; suites: {', '.join(results['suites'])}.",
+    ]
+    if has_base:
+        lines.append(f"Δ: difference to the baseline `{results['baseline']}`.")
+    if results.get("train_data"):
+        lines.append(
+            f"Leaked: evaluation items that occur in the training data `{results['train_data']}` (counted before scoring)."
+        )
+    return lines
+
+
+def _table_head(header: list[str]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+
+def _table_row(cells: list) -> str:
+    return "| " + " | ".join(map(str, cells)) + " |"
+
+
+def _translation_table(found: dict, has_base: bool) -> list[str]:
+    """How the translations were made and scored, then a row per direction."""
+    settings = found["settings"]
+    lines = [
+        f"chrF++ and BLEU (sacreBLEU), {settings['engine']} generation, prompt format {settings['prompt_format']}, "
+        f"beams {settings['num_beams']}, data {settings['data']}; COMET: {settings['comet']}.",
+        "",
+    ]
+    header = ["direction", "segments", "chrF++", "BLEU", "BLEU tokenizer", "COMET", "leaked"] + (
+        ["Δ chrF++"] if has_base else []
+    )
+    lines += _table_head(header)
+    for direction, row in found["rows"].items():
+        cells = [
+            direction,
+            row["segments"],
+            _cell(row["chrf++"]),
+            _cell(row["bleu"]),
+            row["bleu_tokenizer"],
+            _cell(row["comet"]),
+            _cell(row["leaked"]),
+        ] + ([_delta(row.get("delta"))] if has_base else [])
+        lines.append(_table_row(cells))
+    return lines
+
+
+def _task_table(found: dict, has_base: bool) -> list[str]:
+    """A row per lm-evaluation-harness task; a task that did not run says why."""
+    header = ["task", "language", "metric", "score", "documents", "leaked"] + (["Δ"] if has_base else [])
+    lines = _table_head(header)
+    for task, row in found["rows"].items():
+        score = _cell(row["score"]) if row["error"] is None else f"not run: {row['error'][:80]}"
+        cells = [task, row["lang"], row["metric"] or "–", score, _cell(row["n"]), _cell(row["leaked"])] + (
+            [_delta(row.get("delta"))] if has_base else []
+        )
+        lines.append(_table_row(cells))
+    return lines
+
+
+def _language_table(suite: str, found: dict, has_base: bool) -> list[str]:
+    what = "mean chrF++ over its directions" if suite == "translation" else "mean score over its tasks"
+    lines = ["", f"Per language ({what}):", ""]
+    header = ["language", "score"] + (["baseline", "Δ"] if has_base else [])
+    lines += _table_head(header)
+    for lang, score in found["by_language"].items():
+        extra = (
+            [
+                _cell(found.get("by_language_baseline", {}).get(lang)),
+                _delta(found.get("by_language_delta", {}).get(lang)),
+            ]
+            if has_base
+            else []
+        )
+        lines.append(_table_row([lang, _cell(score)] + extra))
+    return lines
 
 
 def plot(results: dict, path: Path) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import sys
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -183,12 +185,55 @@ def resume(config: Config, model, optimizer, scheduler, batches) -> tuple[int, d
     return extra["step"], extra.get("counters", {})
 
 
+@dataclass
+class TrainingRun:
+    """What one rank's training holds while it runs: the model and its optimizer, the data, the counters."""
+
+    config: Config
+    device: torch.device
+    rank: int
+    tokenizer: Any
+    model: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    batches: Any
+    guard: NonFiniteGuard
+    throughput: Any
+    logger: Any
+    step: int
+    saved_step: int
+
+
 def train(config: Config) -> dict:
     """Runs the training described by `config` in this process (one rank). Returns the final metrics; the
     per-step ones are in logging.folder/metrics.jsonl."""
-    from training import checkpoint, metrics
+    run = start_run(config)
+    last: dict = {}
+    try:
+        while run.step < config.training.steps:
+            micro_batches = next_micro_batches(run.batches, config.training.grad_accumulation)
+            exhausted, global_real_tokens = out_of_data(run, micro_batches)
+            if exhausted:
+                if run.rank == 0:
+                    print(f"data exhausted after {run.step} steps", file=sys.stderr)
+                break
+            last = train_step(run, micro_batches, global_real_tokens) or last
+            if config.checkpoint.folder and config.checkpoint.interval and run.step % config.checkpoint.interval == 0:
+                save_checkpoint(run)
+            if config.eval.every and run.step % config.eval.every == 0:
+                evaluate(config, run.model, run.tokenizer, run.step, run.logger)
+        finish(run)
+    finally:
+        run.logger.close()
+    return {"step": run.step, **last}
+
+
+def start_run(config: Config) -> TrainingRun:
+    """Sets up this rank: the process group, the sharded model, its optimizer and schedule, the data, and the
+    state of the newest checkpoint when resuming."""
+    from training import metrics
     from training.data import build_batches
-    from training.parallelize import DTYPES, build_model, init_distributed, model_config, resolve_device
+    from training.parallelize import build_model, init_distributed, model_config, resolve_device
 
     device = resolve_device(config.training.device)
     mesh = init_distributed(device)
@@ -209,7 +254,6 @@ def train(config: Config) -> dict:
     )
 
     step, counters = resume(config, model, optimizer, scheduler, batches)
-    saved_step = step  # the checkpoint resumed from is never saved over: a crash then would lose it
     guard = NonFiniteGuard(tcfg.max_nonfinite_steps, device, counters.get("nonfinite_steps", 0))
 
     num_params, embedding_params = metrics.parameter_counts(model)
@@ -219,60 +263,82 @@ def train(config: Config) -> dict:
         config.logging.folder, total_steps=tcfg.steps, start_step=step, enabled=rank == 0,
         tensorboard=config.logging.tensorboard, progress_bar=config.logging.progress_bar,
     )
-    last: dict = {}
-    try:
-        while step < tcfg.steps:
-            micro_batches = []
-            for _ in range(tcfg.grad_accumulation):
-                batch = next(batches, None)
-                if batch is None:
-                    break
-                micro_batches.append(batch)
-            # "Out of data" in an all-reduce: every rank stops at the same step.
-            flags = torch.tensor([len(micro_batches) < tcfg.grad_accumulation,
-                                  sum(real_tokens(b, batches.pad_id) for b in micro_batches)],
-                                 dtype=torch.float64, device=device)
-            dist.all_reduce(flags)
-            exhausted, global_real_tokens = flags.tolist()
-            if exhausted:
-                if rank == 0:
-                    print(f"data exhausted after {step} steps", file=sys.stderr)
-                break
-            loss, global_tokens = forward_backward(
-                model, micro_batches, device, config.model.attn_implementation, DTYPES[tcfg.param_dtype]
-            )
-            lr = scheduler.get_last_lr()[0]
-            grad_norm, skipped = update(model, optimizer, scheduler, guard, step + 1, loss, tcfg.max_grad_norm)
-            step += 1
-            throughput.add(int(global_real_tokens))
-            logger.advance()
-            if step % config.logging.every == 0 or step == tcfg.steps:
-                last = {
-                    "loss": loss, "lr": lr, "grad_norm": grad_norm, "nonfinite_steps": guard.skipped,
-                    "trained_tokens": int(global_tokens), **throughput.read(), **metrics.memory_stats(device),
-                }
-                if skipped:  # no NaN in metrics.jsonl, which stays strict JSON
-                    del last["loss"], last["grad_norm"]
-                last.update(global_data_stats(batches, device, tcfg.seq_len))
-                logger.log(step, last)
-            if config.checkpoint.folder and config.checkpoint.interval and step % config.checkpoint.interval == 0:
-                checkpoint.save(config.checkpoint.folder, step, model, optimizer, scheduler,
-                                batches.state_dict(), config.checkpoint.keep_last,
-                                {"nonfinite_steps": guard.skipped})
-                saved_step = step
-            if config.eval.every and step % config.eval.every == 0:
-                evaluate(config, model, tokenizer, step, logger)
-        if config.checkpoint.folder and step != saved_step:
-            checkpoint.save(config.checkpoint.folder, step, model, optimizer, scheduler,
-                            batches.state_dict(), config.checkpoint.keep_last, {"nonfinite_steps": guard.skipped})
-        if config.eval.at_end:
-            evaluate(config, model, tokenizer, step, logger)
-        if config.checkpoint.export_folder:
-            dtype = {"float32": torch.float32}.get(tcfg.param_dtype, torch.bfloat16)
-            checkpoint.export_hf(model, config.checkpoint.export_folder, tokenizer, dtype=dtype)
-    finally:
-        logger.close()
-    return {"step": step, **last}
+    # The checkpoint resumed from is never saved over: a crash then would lose it.
+    return TrainingRun(config, device, rank, tokenizer, model, optimizer, scheduler, batches, guard, throughput,
+                       logger, step=step, saved_step=step)
+
+
+def next_micro_batches(batches, count: int) -> list[dict]:
+    """Up to `count` micro-batches; fewer when this rank's data runs out."""
+    micro_batches = []
+    for _ in range(count):
+        batch = next(batches, None)
+        if batch is None:
+            break
+        micro_batches.append(batch)
+    return micro_batches
+
+
+def out_of_data(run: TrainingRun, micro_batches: list[dict]) -> tuple[bool, float]:
+    """(whether any rank ran out of data, the real tokens of this step over all ranks). "Out of data" goes
+    through an all-reduce so that every rank stops at the same step."""
+    flags = torch.tensor([len(micro_batches) < run.config.training.grad_accumulation,
+                          sum(real_tokens(b, run.batches.pad_id) for b in micro_batches)],
+                         dtype=torch.float64, device=run.device)
+    dist.all_reduce(flags)
+    exhausted, global_real_tokens = flags.tolist()
+    return bool(exhausted), global_real_tokens
+
+
+def train_step(run: TrainingRun, micro_batches: list[dict], global_real_tokens: float) -> dict | None:
+    """One optimizer step; returns its metrics on the steps that log them (already logged), else None."""
+    from training import metrics
+    from training.parallelize import DTYPES
+
+    config, tcfg = run.config, run.config.training
+    loss, global_tokens = forward_backward(
+        run.model, micro_batches, run.device, config.model.attn_implementation, DTYPES[tcfg.param_dtype]
+    )
+    lr = run.scheduler.get_last_lr()[0]
+    grad_norm, skipped = update(run.model, run.optimizer, run.scheduler, run.guard, run.step + 1, loss,
+                                tcfg.max_grad_norm)
+    run.step += 1
+    run.throughput.add(int(global_real_tokens))
+    run.logger.advance()
+    if not (run.step % config.logging.every == 0 or run.step == tcfg.steps):
+        return None
+    logged = {
+        "loss": loss, "lr": lr, "grad_norm": grad_norm, "nonfinite_steps": run.guard.skipped,
+        "trained_tokens": int(global_tokens), **run.throughput.read(), **metrics.memory_stats(run.device),
+    }
+    if skipped:  # no NaN in metrics.jsonl, which stays strict JSON
+        del logged["loss"], logged["grad_norm"]
+    logged.update(global_data_stats(run.batches, run.device, tcfg.seq_len))
+    run.logger.log(run.step, logged)
+    return logged
+
+
+def save_checkpoint(run: TrainingRun) -> None:
+    from training import checkpoint
+
+    checkpoint.save(run.config.checkpoint.folder, run.step, run.model, run.optimizer, run.scheduler,
+                    run.batches.state_dict(), run.config.checkpoint.keep_last, {"nonfinite_steps": run.guard.skipped})
+    run.saved_step = run.step
+
+
+def finish(run: TrainingRun) -> None:
+    """After the last step: the final checkpoint (unless that step is saved already), the final evaluation and
+    the export."""
+    from training import checkpoint
+
+    config = run.config
+    if config.checkpoint.folder and run.step != run.saved_step:
+        save_checkpoint(run)
+    if config.eval.at_end:
+        evaluate(config, run.model, run.tokenizer, run.step, run.logger)
+    if config.checkpoint.export_folder:
+        dtype = {"float32": torch.float32}.get(config.training.param_dtype, torch.bfloat16)
+        checkpoint.export_hf(run.model, config.checkpoint.export_folder, run.tokenizer, dtype=dtype)
 
 
 def evaluate(config: Config, model, tokenizer, step: int, logger) -> None:

@@ -350,37 +350,11 @@ def evaluate_translation(
         segments = load_segments(langs, data, split, max_pairs_per_direction)
     if not segments:
         raise ValueError("translation: no segments to evaluate")
-    if isinstance(model, (str, Path)):
-        model_path = str(model)
-        tokenizer = tokenizer or _load_tokenizer(model_path)
-    else:
-        model_path = None
-    if engine not in ("transformers", "vllm", "auto"):
-        raise ValueError(f"engine {engine!r}: use transformers, vllm or auto")
-    use_vllm = engine == "vllm" or (engine == "auto" and vllm_available() and model_path is not None and num_beams == 1)
-    if use_vllm and (model_path is None or num_beams != 1):
-        raise ValueError("engine vllm needs the model as a folder path and greedy search (num_beams 1)")
-    prompts = encode_prompts(segments, tokenizer, prompt_format, phrasing)
-    if use_vllm:
-        hypotheses = generate_vllm(model_path, tokenizer, prompts, max_new_tokens)
-    else:
-        if model_path is not None:
-            model = _load_model(model_path)
-        hypotheses = generate_transformers(model, tokenizer, prompts, batch_size, max_new_tokens, num_beams)
-
-    by_direction: dict[str, list[int]] = {}
-    for i, segment in enumerate(segments):
-        by_direction.setdefault(segment.direction, []).append(i)
+    hypotheses, use_vllm = translate(
+        model, tokenizer, segments, engine, prompt_format, phrasing, batch_size, max_new_tokens, num_beams
+    )
     comet = comet_scores(segments, hypotheses, comet_model, batch_size)
-    results = {}
-    for direction, indices in sorted(by_direction.items()):
-        tgt_lang = segments[indices[0]].tgt_lang
-        scores = score_direction([hypotheses[i] for i in indices], [segments[i].reference for i in indices], tgt_lang)
-        results[direction] = {
-            "segments": len(indices),
-            **scores,
-            "comet": comet.get(direction) if isinstance(comet, dict) else None,
-        }
+    results = score_directions(segments, hypotheses, comet)
     summary = {
         "chrf++": round(sum(r["chrf++"] for r in results.values()) / len(results), 4),
         "bleu": round(sum(r["bleu"] for r in results.values()) / len(results), 4),
@@ -398,6 +372,60 @@ def evaluate_translation(
     if keep_outputs:
         summary["outputs"] = [{**asdict(s), "hypothesis": h} for s, h in zip(segments, hypotheses)]
     return summary
+
+
+def translate(
+    model: Any,
+    tokenizer: Any,
+    segments: Sequence[Segment],
+    engine: str,
+    prompt_format: str,
+    phrasing: int,
+    batch_size: int,
+    max_new_tokens: int,
+    num_beams: int,
+) -> tuple[list[str], bool]:
+    """(the model's answer to every segment's prompt, whether vLLM made them); `model` and `engine` as for
+    `evaluate_translation`."""
+    model_path = str(model) if isinstance(model, (str, Path)) else None
+    if model_path is not None:
+        tokenizer = tokenizer or _load_tokenizer(model_path)
+    use_vllm = _use_vllm(engine, model_path, num_beams)
+    prompts = encode_prompts(segments, tokenizer, prompt_format, phrasing)
+    if use_vllm:
+        return generate_vllm(model_path, tokenizer, prompts, max_new_tokens), True
+    if model_path is not None:
+        model = _load_model(model_path)
+    return generate_transformers(model, tokenizer, prompts, batch_size, max_new_tokens, num_beams), False
+
+
+def _use_vllm(engine: str, model_path: str | None, num_beams: int) -> bool:
+    """Whether `engine` means vLLM here; vLLM loads the model itself, so it needs a path, and it only searches
+    greedily."""
+    if engine not in ("transformers", "vllm", "auto"):
+        raise ValueError(f"engine {engine!r}: use transformers, vllm or auto")
+    use_vllm = engine == "vllm" or (engine == "auto" and vllm_available() and model_path is not None and num_beams == 1)
+    if use_vllm and (model_path is None or num_beams != 1):
+        raise ValueError("engine vllm needs the model as a folder path and greedy search (num_beams 1)")
+    return use_vllm
+
+
+def score_directions(segments: Sequence[Segment], hypotheses: list[str], comet: dict[str, float] | str) -> dict:
+    """Direction -> its segment count, sacreBLEU scores and COMET (None where COMET did not run), sorted by
+    direction."""
+    by_direction: dict[str, list[int]] = {}
+    for i, segment in enumerate(segments):
+        by_direction.setdefault(segment.direction, []).append(i)
+    results = {}
+    for direction, indices in sorted(by_direction.items()):
+        tgt_lang = segments[indices[0]].tgt_lang
+        scores = score_direction([hypotheses[i] for i in indices], [segments[i].reference for i in indices], tgt_lang)
+        results[direction] = {
+            "segments": len(indices),
+            **scores,
+            "comet": comet.get(direction) if isinstance(comet, dict) else None,
+        }
+    return results
 
 
 def _load_tokenizer(path: str) -> Any:
