@@ -21,6 +21,7 @@ from pydantic import AfterValidator, Field
 
 from langid.models import DEFAULT_MODELS
 from langid.thresholds import FLOOR, NEVER
+from pipelines.lexicon import load_lexicon
 from pipelines.sources import PAIR_SOURCES, HubEvalSet, InstructionSource, PairSource
 from schemas.config import STRICT_KEYS, ConfigError, check, key_path, located, read_yaml
 from schemas.language_codes import LanguageCode
@@ -124,8 +125,6 @@ class Alignment:
 
 
 def loadable_lexicon(path: str) -> str:
-    from pipelines.steps.lexical_check import load_lexicon
-
     if path:
         try:
             load_lexicon(path)
@@ -139,7 +138,7 @@ class Lexical:
     """`lexical_check` (pipelines/steps/lexical_check.py): an X <-> eng_Latn pair is dropped when less than
     `max_coverage` of the tokens a bilingual lexicon knows on its two sides are matched on the other side (with at
     least the language's calibrated number of known tokens), or, with `cut_words`, when a side ends inside a word and
-    is shorter than expected; `lexicon`: a folder made by `python -m pipelines.steps.lexical_check` ("": the shipped
+    is shorter than expected; `lexicon`: a folder made by `python -m pipelines.lexicon` ("": the shipped
     one, learnt from firefox:train and UDHR train)."""
 
     __pydantic_config__ = STRICT_KEYS

@@ -9,7 +9,8 @@ import pytest
 
 from pipelines import recipe as recipes
 from pipelines.batch import RemovedRows
-from pipelines.steps.lexical_check import LEXICON, LexicalCheck, lexical_checks, load_lexicon
+from pipelines.lexicon import LEXICON, load_lexicon
+from pipelines.steps.lexical_check import LexicalCheck, lexical_checks
 from tests.helpers import pairs
 
 LANGS = ("deu_Latn", "fra_Latn", "rus_Cyrl", "zho_Hans", "tur_Latn")

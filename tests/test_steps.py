@@ -433,7 +433,8 @@ def one_language(step: MixInstructions, pairs: pl.DataFrame, budget: int) -> pa.
 
 def test_mix_shares_a_budget_among_the_kinds_and_keeps_every_heldout_row(tmp_path):
     pairs = udhr_german()
-    step = MixInstructions(tmp_path, tmp_path / "plan.json", seed=3, templates=Templates(sentence=0.5, document=0.25, dialogue=0.25, segments=[2, 3]))
+    templates = Templates(sentence=0.5, document=0.25, dialogue=0.25, segments=[2, 3])
+    step = MixInstructions(tmp_path, tmp_path / "plan.json", seed=3, templates=templates)
     frame = pl.from_arrow(one_language(step, pairs, 40))
     train = frame.filter(pl.col("split") == "train")
     assert train.height == 40
@@ -445,7 +446,7 @@ def test_mix_shares_a_budget_among_the_kinds_and_keeps_every_heldout_row(tmp_pat
     for split, allowed in {"train": range(0, 25), "validation": range(25, 28), "test": range(28, 31)}.items():
         assert articles.filter(pl.col("split") == split)["article"].explode().is_in(list(allowed)).all()
     assert frame.equals(pl.from_arrow(one_language(step, pairs, 40)))  # the same seed, the same rows
-    other = MixInstructions(tmp_path, tmp_path / "plan.json", seed=4, templates=step.templates)
+    other = MixInstructions(tmp_path, tmp_path / "plan.json", seed=4, templates=templates)
     assert not frame.equals(pl.from_arrow(one_language(other, pairs, 40)))
     # documents run short: sentences fill the budget
     few = MixInstructions(tmp_path, tmp_path / "plan.json", seed=3, templates=Templates(sentence=0.0, document=1.0, segments=[2, 2]))

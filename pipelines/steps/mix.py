@@ -14,7 +14,6 @@ import pyarrow.parquet as pq
 from pipelines.batch import AtomicParquetWriter, FileJob
 from pipelines.mixture import selection_key, selection_keys, split_total
 from pipelines.planning import CHAT_NAMES, chat_files
-from pipelines.recipe import Templates
 from pipelines.steps.read_pairs import languages_of_task
 from pipelines.steps.write_shards import ready_shard, write_shard
 from schemas.records import INSTRUCTION_SCHEMA, SPLITS
@@ -46,16 +45,22 @@ def write_language(work_dir: Path, name: str, rows: pa.Table) -> None:
             write_shard(ready_shard(work_dir, split, name), rows if mine.all() else rows.filter(mine.to_arrow()))
 
 
+KINDS = ("sentence", "document", "dialogue")  # of cross-lingual instruction (schemas/text/templates.py)
+
+
 class MixInstructions(FileJob):
     name = "mix"
     type = "🥣 - MIX"
 
-    def __init__(self, work_dir: Path, plan_path: Path, seed: int, templates: Templates | None = None, keep_every_row: bool = False):
+    def __init__(self, work_dir: Path, plan_path: Path, seed: int, templates=None, keep_every_row: bool = False):
+        """`templates`: the recipe's (pipelines.recipe.Templates: a weight for each kind of cross-lingual instruction,
+        and the segments of a document or dialogue); None: sentences only. Steps take values, not the recipe."""
         super().__init__()
         self.work_dir = Path(work_dir)
         self.plan_path = Path(plan_path)
         self.seed = seed
-        self.templates = templates or Templates()
+        self.weights = {kind: getattr(templates, kind) for kind in KINDS} if templates else {"sentence": 1.0, "document": 0.0, "dialogue": 0.0}
+        self.segments = tuple(templates.segments) if templates else (2, 4)
         self.keep_every_row = keep_every_row  # no mixture: every candidate of every kind, no sampling
 
     def run_job(self, rank: int, world_size: int) -> None:
@@ -104,8 +109,8 @@ class MixInstructions(FileJob):
         dialogues by the template weights (sentences fill what documents and dialogues cannot), and every validation
         and test row. Within each kind, the candidates with the smallest selection keys are taken. The sentences (a
         pair and `reverse`) in their order, and per kind the (run of pairs, reverse) of the documents."""
-        weights = {kind: getattr(self.templates, kind) for kind in ("sentence", "document", "dialogue")}
-        fewest, most = self.templates.segments
+        weights = self.weights
+        fewest, most = self.segments
         sentences = pl.concat([pairs.with_columns(reverse=pl.lit(False)), pairs.with_columns(reverse=pl.lit(True))])
         directions = sentences.select(pl.when("reverse").then(pl.lit("back")).otherwise(pl.lit("forth"))).to_series()
         sentences = sentences.with_columns(key=selection_keys(self.seed, sentences["id"], directions)).sort("key")

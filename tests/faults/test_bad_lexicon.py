@@ -1,5 +1,5 @@
 """A lexicon folder for `filters.lexical` that is missing a file or has a broken one stops the build before any
-work starts, in one line naming the recipe key and the file (pipelines/steps/lexical_check.py load_lexicon)."""
+work starts, in one line naming the recipe key and the file (pipelines/lexicon.py load_lexicon)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from pipelines.build import main
-from pipelines.steps.lexical_check import LEXICON
+from pipelines.lexicon import LEXICON
 
 
 def break_links(folder):
