@@ -174,7 +174,8 @@ def nonfinite_saved_weights(path: Path) -> str | None:
         saved = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
         weights = sorted(key for key, entry in saved.items()
                          if key.startswith(MODEL_KEYS) and isinstance(entry, TensorStorageMetadata))  # fmt: skip
-        mine = {key: torch.empty(saved[key].size, dtype=saved[key].properties.dtype) for key in weights[rank::world_size]}
+        mine = {key: torch.empty(saved[key].size, dtype=saved[key].properties.dtype)
+                for key in weights[rank::world_size]}
         if mine:
             with warnings.catch_warnings():  # each rank reads alone on purpose (no_dist), which torch warns about
                 warnings.filterwarnings("ignore", message="torch.distributed is disabled")

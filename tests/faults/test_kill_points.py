@@ -50,7 +50,8 @@ def kill_points() -> list[tuple[str, str, str]]:
     for number, stage in enumerate(STAGES):
         points.append((f"inside {stage}", f"logs/{stage}/logs/task_*.log", stage))
         following = STAGES[number + 1] if number + 1 < len(STAGES) else None
-        points.append((f"after {stage}", f"logs/{following}/executor.json" if following else "logs/manifest/completions/*", stage))
+        after = f"logs/{following}/executor.json" if following else "logs/manifest/completions/*"
+        points.append((f"after {stage}", after, stage))
     return points
 
 
@@ -58,7 +59,8 @@ def kill_points() -> list[tuple[str, str, str]]:
 def recipe(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("kill-input")
     tables = udhr_pairs(language_pairs(["deu_Latn", "swh_Latn", "zho_Hans"]))
-    pairs = pl.concat([pl.from_arrow(t) for t in tables]).filter(pl.col("split") == "train").sort("src_lang", "tgt_lang", "source_id")
+    pairs = pl.concat([pl.from_arrow(t) for t in tables]).filter(pl.col("split") == "train")
+    pairs = pairs.sort("src_lang", "tgt_lang", "source_id")
     sample = pairs.group_by("src_lang", "tgt_lang", maintain_order=True).head(PAIRS_PER_DIRECTION)
     sample.drop("id", "source", "split").write_parquet(folder / "pairs.parquet")
     for name, lang in (("belle_seed_zh", "zho_Hans"), ("selfinstruct_seed_en", "eng_Latn")):
@@ -86,6 +88,11 @@ def references(recipe, tmp_path_factory) -> dict[str, Path]:
     assert any("-of-00001" not in entry["path"] for entry in manifest["files"]), "no config of several shards"
     assert {"zh", "en", KILLED} <= set(manifest["rows_per_config"]), "the input does not reach every stage"
     return {name: folder / name for name in OPTIONS}
+
+
+def build_command(recipe: Path) -> list[str]:
+    """The build's command line, as a user runs it, without the languages and output."""
+    return [sys.executable, str(REPO_ROOT / "pipelines" / "build.py"), "--recipe", str(recipe), *RUN]
 
 
 def kill_when(process: subprocess.Popen, work_pattern: str, timeout: float = 120.0) -> bool:
@@ -129,11 +136,8 @@ def killed_build(recipe: Path, output: Path, name: str, pattern: str, stage: str
     """Start the build of KILLED options and SIGKILL it at the point; returns its staging folder."""
     staging = output.with_name(f".{output.name}.partial")
     with open(output.with_name(f"{output.name}.log"), "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(REPO_ROOT / "pipelines" / "build.py"), "--recipe", str(recipe), *OPTIONS[KILLED], *RUN,
-             "--output", str(output)],
-            stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
+        process = subprocess.Popen([*build_command(recipe), *OPTIONS[KILLED], "--output", str(output)], stdout=log,
+                                   stderr=log, start_new_session=True)  # fmt: skip
     assert kill_when(process, str(staging / ".work" / "*" / pattern)), f"the build ended before {name}"
     assert read_manifest(output) is None, f"killed {name}, yet the version was moved into place"
     landed = where_it_died(staging, name, stage)
@@ -155,7 +159,8 @@ def test_a_kill_inside_and_between_every_stage_reruns_to_a_clean_version(recipe,
     capsys.readouterr()
     bad = [result for result in results if result[2]]
     with capsys.disabled():
-        print(f"\nkill points: {len(kill_points())} (inside and after each of {len(STAGES)} stages), each rerun with the same and other options")
+        print(f"\nkill points: {len(kill_points())} (inside and after each of {len(STAGES)} stages), each rerun with "
+              "the same and other options")  # fmt: skip
         print(f"versions with mixed or stray content: {len(bad)} of {len(results)}")
     assert bad == []
 
@@ -165,11 +170,14 @@ def test_builds_started_at_once_leave_one_clean_version(recipe, references, tmp_
     """N builds of one output started together, half of them with other options: exactly one builds, the others
     stop at once with the lock's message (and exit 2); the version is the winner's uninterrupted build."""
     output, count = tmp_path / "v", 4
-    command = [sys.executable, str(REPO_ROOT / "pipelines" / "build.py"), "--recipe", str(recipe), *RUN, "--output", str(output)]
+    command = [*build_command(recipe), "--output", str(output)]
     names = [KILLED if number % 2 == 0 else OTHER for number in range(count)]
     processes = [subprocess.Popen([*command, *OPTIONS[name]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for name in names]  # fmt: skip
-    finished = [(name, process.returncode, err) for name, process in zip(names, processes) for _, err in [process.communicate(timeout=300)]]
+    finished = []
+    for name, process in zip(names, processes):
+        _, err = process.communicate(timeout=300)
+        finished.append((name, process.returncode, err))
     winners = [name for name, code, _ in finished if code == 0]
     refused = [err.strip() for _, code, err in finished if code == 2 and f"another build of {output} is running" in err]
     assert len(winners) == 1 and len(refused) == count - 1, [(n, c, e[-500:]) for n, c, e in finished]
@@ -187,7 +195,9 @@ def small_filesystem(path: Path, size: str):
     (root, or a container that allows it); None where it may not."""
     path.mkdir(parents=True)
     mount = shutil.which("mount")
-    if mount is None or subprocess.run([mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True).returncode:
+    mounted = mount is not None and not subprocess.run([mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                                                       capture_output=True).returncode  # fmt: skip
+    if not mounted:
         yield None
         return
     try:
@@ -212,7 +222,7 @@ def full_disk(recipe, references, tmp_path_factory) -> dict:
     one can be mounted (then given 64 MB), else a limit on the size of each file the build writes (RLIMIT_FSIZE:
     EFBIG instead of ENOSPC; lifted for the rerun); skipped where neither is possible."""
     folder = tmp_path_factory.mktemp("full-disk")
-    command = [sys.executable, str(REPO_ROOT / "pipelines" / "build.py"), "--recipe", str(recipe), *OPTIONS[KILLED], *RUN]
+    command = [*build_command(recipe), *OPTIONS[KILLED]]
     with small_filesystem(folder / "disk", "256k") as give_room:
         if give_room is not None:
             output, limit, full, how = folder / "disk" / "v", None, "No space left on device", "tmpfs of 256 KB"
@@ -220,13 +230,14 @@ def full_disk(recipe, references, tmp_path_factory) -> dict:
             output, limit, full, how = folder / "v", limit_file_size(16 * 1024), "File too large", "RLIMIT_FSIZE 16 KB"
         else:
             pytest.skip("neither can a tmpfs be mounted nor RLIMIT_FSIZE be set on this machine")
-        failed = subprocess.run([*command, "--output", str(output)], capture_output=True, text=True, timeout=300, preexec_fn=limit)
+        failed = subprocess.run([*command, "--output", str(output)], capture_output=True, text=True, timeout=300,
+                                preexec_fn=limit)  # fmt: skip
         logs = "".join(p.read_text(errors="replace") for p in output.parent.rglob("task_*.log"))
         written = read_manifest(output) is not None or output.exists()
         if give_room is not None:
             give_room("64m")
         rerun = subprocess.run([*command, "--output", str(output)], capture_output=True, text=True, timeout=300)
-        problems = stray_or_mixed(output, references[KILLED]) if rerun.returncode == 0 else [f"the rerun exited {rerun.returncode}"]
+        problems = stray_or_mixed(output, references[KILLED]) if rerun.returncode == 0 else ["the rerun failed"]
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ") or line.startswith("Traceback")]
     print(f"\ndisk full ({how}): exit {failed.returncode}, {len(errors)} error lines or tracebacks on stderr; "
           f"rerun with room: exit {rerun.returncode}, versions with mixed or stray content: {int(bool(problems))} of 1")
