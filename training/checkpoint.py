@@ -174,13 +174,14 @@ def nonfinite_saved_weights(path: Path) -> str | None:
         saved = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
         weights = sorted(key for key, entry in saved.items()
                          if key.startswith(MODEL_KEYS) and isinstance(entry, TensorStorageMetadata))  # fmt: skip
-        mine = {key: torch.empty(saved[key].size, dtype=saved[key].properties.dtype)
-                for key in weights[rank::world_size]}
-        if mine:
+        bad = []
+        for key in weights[rank::world_size]:  # one weight at a time: memory bounded by the largest, not the share
+            loaded = {key: torch.empty(saved[key].size, dtype=saved[key].properties.dtype)}
             with warnings.catch_warnings():  # each rank reads alone on purpose (no_dist), which torch warns about
                 warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-                dcp.load(mine, checkpoint_id=str(path), no_dist=True)
-        bad = [key.removeprefix(MODEL_KEYS) for key, tensor in mine.items() if not bool(torch.isfinite(tensor).all())]
+                dcp.load(loaded, checkpoint_id=str(path), no_dist=True)
+            if not bool(torch.isfinite(loaded[key]).all()):
+                bad.append(key.removeprefix(MODEL_KEYS))
     except Exception as error:  # a checkpoint that cannot be read is one not to resume from, on every rank alike
         bad = [f"(unreadable: {type(error).__name__}: {error})"]
     found: list[list[str] | None] = [None] * world_size
