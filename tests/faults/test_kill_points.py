@@ -168,20 +168,26 @@ def test_a_kill_inside_and_between_every_stage_reruns_to_a_clean_version(recipe,
 @pytest.mark.slow
 def test_builds_started_at_once_leave_one_clean_version(recipe, references, tmp_path, capsys):
     """N builds of one output started together, half of them with other options: exactly one builds, the others
-    stop at once with the lock's message (and exit 2); the version is the winner's uninterrupted build."""
+    stop while it runs with the lock's message (one line, exit 2); the version is the winner's uninterrupted build."""
     output, count = tmp_path / "v", 4
     command = [*build_command(recipe), "--output", str(output)]
     names = [KILLED if number % 2 == 0 else OTHER for number in range(count)]
-    processes = [subprocess.Popen([*command, *OPTIONS[name]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for name in names]  # fmt: skip
-    finished = []
-    for name, process in zip(names, processes):
-        _, err = process.communicate(timeout=300)
-        finished.append((name, process.returncode, err))
+    logs = [tmp_path / f"build-{number}.err" for number in range(count)]
+    processes = []
+    for name, log in zip(names, logs):
+        with open(log, "wb") as err:  # a file, not a pipe: the winner's log must not fill a pipe nobody reads yet
+            processes.append(subprocess.Popen([*command, *OPTIONS[name]], stdout=subprocess.DEVNULL, stderr=err))
+    ended: list[int] = []  # the builds in the order they exited
+    deadline = time.monotonic() + 300
+    while len(ended) < count and time.monotonic() < deadline:
+        ended += [number for number, process in enumerate(processes) if number not in ended and process.poll() is not None]
+        time.sleep(0.05)
+    finished = [(names[number], processes[number].wait(timeout=1), logs[number].read_text()) for number in range(count)]
     winners = [name for name, code, _ in finished if code == 0]
     refused = [err.strip() for _, code, err in finished if code == 2 and f"another build of {output} is running" in err]
     assert len(winners) == 1 and len(refused) == count - 1, [(n, c, e[-500:]) for n, c, e in finished]
     assert all(err.startswith("error: ") and "\n" not in err for err in refused), refused
+    assert processes[ended[-1]].returncode == 0, "a build was refused after the winner had finished, not at once"
     problems = stray_or_mixed(output, references[winners[0]])
     with capsys.disabled():
         print(f"\nconcurrent starts: {count} builds, {len(winners)} built, {len(refused)} refused by the lock; "
