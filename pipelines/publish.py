@@ -57,6 +57,11 @@ MAX_BYTES_PER_COMMIT = 8 << 30
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 RETRY_SECONDS = 300.0  # how long the Hub may fail without any progress before a push gives up
 MAX_DELAY = 60.0
+# huggingface_hub's client waits forever on a Hub that accepts a connection and never answers (its calls pass
+# timeout=None), which no --retry-seconds bound would cover. Each connect and each read or write of a request gets
+# this bound instead; it is per socket operation, not per request, so a large LFS upload is not cut short.
+HTTP_TIMEOUT_SECONDS = 60.0
+CONNECT_TIMEOUT_SECONDS = 10.0
 KEEP_REMOTE = {".gitattributes"}  # the Hub's own file, written when the repository is created
 
 
@@ -225,11 +230,20 @@ class HubClient(httpx.Client):
     resolve included), which no bound of ours would cover; this way the Publisher's loop is the only one that
     retries, within --retry-seconds. Neither exception is one huggingface_hub retries."""
 
-    def __init__(self, inner: httpx.Client):
+    def __init__(self, inner: httpx.Client, timeout: float = HTTP_TIMEOUT_SECONDS):
         super().__init__(timeout=inner.timeout)
         self.inner = inner  # its transport, proxies, certificates, hooks and redirects serve every request
+        self.bound = httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_SECONDS)).as_dict()
+
+    def bounded(self, request: httpx.Request) -> None:
+        """Give each of the request's timeouts (connect, read, write, pool) at most our bound: a shorter one the
+        caller asked for stays, none (wait forever) becomes the bound."""
+        asked = request.extensions.get("timeout") or {}
+        request.extensions["timeout"] = {key: bound if asked.get(key) is None else min(asked[key], bound)
+                                         for key, bound in self.bound.items()}  # fmt: skip
 
     def send(self, request: httpx.Request, **kwargs) -> httpx.Response:
+        self.bounded(request)
         port = f":{request.url.port}" if request.url.port else ""
         where = f"{request.method} {request.url.host}{port}{request.url.path}"  # no query: LFS upload URLs may be signed
         try:
@@ -257,11 +271,11 @@ class HubClient(httpx.Client):
 
 
 @contextmanager
-def hub_client() -> Iterator[None]:
+def hub_client(timeout: float = HTTP_TIMEOUT_SECONDS) -> Iterator[None]:
     """HubClient as huggingface_hub's client (it keeps one per process) while the block runs, then the factory
     that was there before (the library's default, or one a user set for proxies or certificates)."""
     previous = getattr(hf_http, "_GLOBAL_CLIENT_FACTORY", hf_http.default_client_factory)
-    set_client_factory(lambda: HubClient(previous()))
+    set_client_factory(lambda: HubClient(previous(), timeout))
     try:
         yield
     finally:
@@ -423,14 +437,15 @@ def next_batch(files: list[LocalFile]) -> list[LocalFile]:
 
 def publish(folder: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str = "main", dry_run: bool = False,
             api: HfApi | None = None, retry_seconds: float = RETRY_SECONDS, backoff: float = 2.0,
-            log: Callable[[str], None] = print) -> dict:  # fmt: skip
+            log: Callable[[str], None] = print, http_timeout: float = HTTP_TIMEOUT_SECONDS) -> dict:  # fmt: skip
     """Publish the version in `folder` to the dataset `repo_id`; returns {"version", "commit", "commits", "sent"}.
-    A stretch of passing failures (see is_retryable) longer than `retry_seconds` stops it."""
+    A stretch of passing failures (see is_retryable) longer than `retry_seconds` stops it; a request the Hub does
+    not answer within `http_timeout` seconds is such a failure."""
     folder = Path(folder)
     manifest, files = version_files(folder)
     version = manifest["version"]
     budget = RetryBudget(retry_seconds, backoff, seed=f"{repo_id}@{version}")
-    with hub_client():
+    with hub_client(http_timeout):
         return push(Publisher(api or HfApi(), repo_id, revision, budget, log=log), manifest, files, private, dry_run)
 
 

@@ -11,7 +11,8 @@ Faults are injected per request: `server.fail(method, path_pattern, action, time
 is an HTTP status (429 answers with Retry-After: `retry_after`, 0 unless given), "drop" (read the request, close the
 connection without an answer), "drop_after" (handle the request, commit included, then close without an answer),
 "reset" (read half the request's body, then reset the connection: a TCP RST), "outage" (the Hub goes away: see
-`go_down`, for `seconds`) or "lose_file" (a commit is accepted but its first added file is left out, so only a
+`go_down`, for `seconds`), "hang" (read the request, then never answer: for `seconds`, or until the server
+closes) or "lose_file" (a commit is accepted but its first added file is left out, so only a
 check of the tree afterwards can notice). `server.go_down(seconds)` closes the listening socket and every open
 connection, so that connections are refused, and listens again on the same port after `seconds` (never: None).
 `server.events` records every request with its answer, in order.
@@ -128,6 +129,7 @@ class HubServer:
         self.lock = threading.Lock()
         self.connections: set[socket.socket] = set()
         self.closed = False
+        self.closing = threading.Event()  # set on exit: releases the handlers of "hang" faults
         self.restart: threading.Timer | None = None
         server = self
 
@@ -153,6 +155,7 @@ class HubServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.closing.set()
         with self.lock:
             self.closed = True
             if self.restart is not None:
@@ -286,6 +289,10 @@ class HubHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return self.hub.go_down(fault.seconds)
         body = self.body()
+        if action == "hang":  # the request was read; no answer comes (for `seconds`, or until the hub closes)
+            self.hub.record(self.command, self.path, "hang")
+            self.hub.closing.wait(fault.seconds)
+            return self.drop()
         if action == "drop":
             return self.drop()
         if isinstance(action, int):

@@ -7,7 +7,8 @@ small (step, scheduler), and `checksums.json` written last (the world size, and 
 other file). A checkpoint is complete only when `checksums.json` exists and every file matches it: resume takes
 the newest one that verifies and names the others it skipped. A folder without `checksums.json` (a run killed
 while saving) is removed by the next save. Neither a checkpoint nor an export is written from weights that are not
-finite.
+finite, and a checkpoint whose files verify but whose saved weights are not finite (written by a version without
+that rule, or damaged in a way that kept its checksums) is skipped on resume like a corrupt one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -35,6 +37,8 @@ STEP_FOLDER = re.compile(r"^step-(\d{8})$")
 CHECKSUMS = "checksums.json"
 # What marked a complete checkpoint before checksums: such a folder cannot be verified, and is never removed.
 LEGACY_MARKER = "complete"
+DCP_METADATA = ".metadata"  # torch.distributed.checkpoint's index of the saved tensors
+MODEL_KEYS = "app.model."  # where save() puts the model's weights among the saved keys
 
 
 class NonFiniteError(RuntimeError):
@@ -140,10 +144,11 @@ def _mismatch(path: Path, files: dict[str, dict]) -> str | None:
 
 
 def verify(path: str | Path) -> str | None:
-    """None when the checkpoint is complete and every file matches its checksum, else what is wrong (the same on
-    every rank). Every rank calls this and hashes its share of the files."""
+    """None when the checkpoint is complete, every file matches its checksum and the saved model weights are
+    finite, else what is wrong (the same on every rank). Every rank calls this and hashes its share of the files."""
     path = Path(path)
     rank, world_size = dist.get_rank(), dist.get_world_size()
+    files: dict = {}
     try:
         files = read_checksums(path)["files"]
         mine = sorted(files)[rank::world_size]
@@ -152,7 +157,40 @@ def verify(path: str | Path) -> str | None:
         problem = str(error)
     problems: list[str | None] = [None] * world_size
     dist.all_gather_object(problems, problem)
-    return next((p for p in problems if p), None)
+    problem = next((p for p in problems if p), None)
+    if problem is None and DCP_METADATA in files:
+        problem = nonfinite_saved_weights(path)
+    return problem
+
+
+def nonfinite_saved_weights(path: Path) -> str | None:
+    """None when every saved model weight is finite, else which are not (the same on every rank). Each rank reads
+    its share of the weights (as verify hashes its share of the files), here and not in `load`, so that resume
+    falls back to an older checkpoint as it does for a corrupt file. Only run on files that verified."""
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    try:
+        from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+        saved = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
+        weights = sorted(key for key, entry in saved.items()
+                         if key.startswith(MODEL_KEYS) and isinstance(entry, TensorStorageMetadata))  # fmt: skip
+        bad = []
+        for key in weights[rank::world_size]:  # one weight at a time: memory bounded by the largest, not the share
+            loaded = {key: torch.empty(saved[key].size, dtype=saved[key].properties.dtype)}
+            with warnings.catch_warnings():  # each rank reads alone on purpose (no_dist), which torch warns about
+                warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+                dcp.load(loaded, checkpoint_id=str(path), no_dist=True)
+            if not bool(torch.isfinite(loaded[key]).all()):
+                bad.append(key.removeprefix(MODEL_KEYS))
+    except Exception as error:  # a checkpoint that cannot be read is one not to resume from, on every rank alike
+        bad = [f"(unreadable: {type(error).__name__}: {error})"]
+    found: list[list[str] | None] = [None] * world_size
+    dist.all_gather_object(found, bad)
+    names = sorted({name for names in found for name in names})
+    if not names:
+        return None
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"{path}: non-finite weights in {shown}"
 
 
 def latest_verified(folder: str | Path) -> Path | None:

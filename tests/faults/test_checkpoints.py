@@ -1,5 +1,5 @@
-"""Faults in training checkpoints: a corrupt or partial newest checkpoint is skipped for the previous one that
-verifies, and NaN weights stop the run without a save or an export.
+"""Faults in training checkpoints: a corrupt or partial newest checkpoint, or one of NaN weights, is skipped for
+the previous one that verifies, and NaN weights are never saved or exported.
 
 The torchrun tests (slow-marked: each starts two ranks) share one uninterrupted 3-step run of the tiny CPU config
 with a checkpoint after every step; each damages a copy of its checkpoints the way a disk or a killed run would,
@@ -150,22 +150,22 @@ def poison_weight(step_folder: Path, key: str) -> None:
 
 
 @pytest.mark.slow
-def test_nan_weights_stop_the_run_without_save_or_export(uninterrupted, small_build, tmp_path):
+def test_a_checkpoint_of_nan_weights_is_skipped_for_the_previous_one(uninterrupted, small_build, tmp_path):
+    """Step 3's files are intact and match their checksums, but a weight in them is NaN: resume skips it like a
+    corrupt one, resumes from step 2 and gives the uninterrupted run's loss and a finite export."""
     out = resumable_copy(uninterrupted, tmp_path)
     poison_weight(out / "checkpoints" / "step-00000003", "model.layers.0.mlp.up_proj.weight")
-    before = {p.name: (p / CHECKSUMS).read_text() for p in (out / "checkpoints").iterdir()}
 
-    result = torchrun(run_args(out, small_build, steps=STEPS + 2), tmp_path)
-    assert result.returncode != 0, result.stderr[-3000:]  # torchrun exits 1 when a rank exits 3
-    assert "step-00000003 at step 3" in result.stderr
-    assert "error: step 4: loss nan" in result.stderr and "training.max_nonfinite_steps is 0" in result.stderr
-    exported = (out / "final").exists()
-    print(f"NaN exports: {int(exported)} of {int(exported)} (the export was refused: {not exported})")
-    assert not exported
-    # Nothing saved after the stop and nothing removed: the good checkpoints 1 and 2 are still there.
-    after = {p.name: (p / CHECKSUMS).read_text() for p in (out / "checkpoints").iterdir()}
-    assert after == before and len(after) == 3
-    assert 4 not in read_losses(out)
+    result = torchrun(run_args(out, small_build), tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("warning: checkpoint step-00000003 skipped: " f"{out / 'checkpoints' / 'step-00000003'}: non-finite weights "
+            "in model.layers.0.mlp.up_proj.weight; moved to step-00000003.corrupt") in result.stderr  # fmt: skip
+    assert "step-00000002 at step 2" in result.stderr
+    expected, resumed = read_losses(uninterrupted), read_losses(out)
+    assert resumed == {3: expected[3]}
+    bad = nonfinite_exports([out / "final"])
+    print(f"NaN exports: {bad} of 1")
+    assert bad == 0
 
 
 # -- the same rules in one process, without training (a process group of one) ----------------------------------
@@ -291,3 +291,35 @@ def test_nan_weights_are_neither_saved_nor_exported(group_of_one, tmp_path):
     with pytest.raises(NonFiniteError, match="export .*final: not written: non-finite weights in weight"):
         checkpoint.export_hf(model, tmp_path / "final")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_skips_an_intact_checkpoint_of_nan_weights(group_of_one, tmp_path, capsys):
+    """Checkpoints saved by save(), the newest then given a NaN weight with checksums that match: latest_verified
+    names it in a warning, sets it aside and returns the previous one, which loads finite weights."""
+    from training.config import OptimizerConfig, ScheduleConfig
+    from training.train import build_optimizer, build_scheduler
+
+    model = torch.nn.Linear(4, 2)
+    optimizer = build_optimizer(model, OptimizerConfig(lr=0.1), torch.device("cpu"))
+    scheduler = build_scheduler(optimizer, ScheduleConfig(warmup_steps=1), total_steps=10)
+    folder = tmp_path / "checkpoints"
+    for step in (1, 2):
+        model(torch.ones(1, 4)).sum().backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        checkpoint.save(folder, step, model, optimizer, scheduler, {"step": step}, keep_last=2)
+    saved_at_1 = checkpoint.nonfinite_saved_weights(folder / "step-00000001")
+    poison_weight(folder / "step-00000002", "weight")
+    assert checkpoint.read_checksums(folder / "step-00000002")  # the files match their checksums
+
+    assert saved_at_1 is None and checkpoint.latest_verified(folder) == folder / "step-00000001"
+    warning = capsys.readouterr().err
+    assert (f"warning: checkpoint step-00000002 skipped: {folder / 'step-00000002'}: non-finite weights in weight; "
+            "moved to step-00000002.corrupt") in warning  # fmt: skip
+    assert sorted(p.name for p in folder.iterdir()) == ["step-00000001", "step-00000002.corrupt"]
+    fresh = torch.nn.Linear(4, 2)
+    fresh_optimizer = build_optimizer(fresh, OptimizerConfig(lr=0.1), torch.device("cpu"))
+    fresh_scheduler = build_scheduler(fresh_optimizer, ScheduleConfig(warmup_steps=1), total_steps=10)
+    assert checkpoint.load(folder / "step-00000001", fresh, fresh_optimizer, fresh_scheduler)["step"] == 1
+    assert checkpoint.nonfinite_parameters(fresh) == []

@@ -21,6 +21,7 @@ from tests.test_publish import TOKEN, assert_published
 
 BOUND = 2.0  # --retry-seconds of these tests
 LATE = 4.0  # how long after the bound a push that cannot recover may take to say so
+HTTP_TIMEOUT = 0.5  # seconds the loopback Hub may leave a request unanswered (the default is a minute)
 OUTCOMES: dict[str, bool] = {}  # case: recovered or failed clearly
 
 
@@ -44,7 +45,7 @@ def hub(tmp_path, monkeypatch):
 def push(folder, endpoint: str, retry_seconds: float = BOUND, **kwargs) -> tuple[dict, list[str]]:
     lines: list[str] = []
     result = publish(folder, "org/bayling", api=HfApi(endpoint=endpoint, token=TOKEN), retry_seconds=retry_seconds,
-                     backoff=0.05, log=lines.append, **kwargs)  # fmt: skip
+                     backoff=0.05, log=lines.append, http_timeout=HTTP_TIMEOUT, **kwargs)  # fmt: skip
     return result, lines
 
 
@@ -68,6 +69,8 @@ RECOVERABLE = {  # fail(method, pattern, action, times, **options): each ends be
     "503 for the next 6 requests": ("*", r".", 503, 6, {}),
     "429 with Retry-After: 1 on the commit": ("POST", r"/commit/", 429, 1, {"retry_after": 1}),
     "the branch moved under the commit (412)": ("POST", r"/commit/", 412, 1, {}),
+    "the commit request never answered": ("POST", r"/commit/", "hang", 1, {}),
+    "an LFS upload never answered": ("PUT", r"/lfs-upload/", "hang", 1, {}),
 }
 
 
@@ -94,6 +97,7 @@ LASTING = {  # each outlasts the bound
     "hub down for good from the first LFS upload": ("PUT", r"/lfs-upload/", "outage", 1, {"seconds": None}),
     "503 on every commit": ("POST", r"/commit/", 503, 10_000, {}),
     "hub down for good from the first request": ("GET", r".", "outage", 1, {"seconds": None}),
+    "hub accepts connections and never answers": ("*", r".", "hang", 10_000, {}),
 }
 
 
