@@ -82,7 +82,10 @@ def main(argv=None) -> int:
     options = parse_args(argv)
     try:
         build(options)
-    except (BuildError, UnknownLanguageCode, FileNotFoundError, RecipeError, SourceError, MixtureError, PublishError, ValueError) as e:
+    except (BuildError, UnknownLanguageCode, RecipeError, SourceError, MixtureError, PublishError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a missing file, a full disk, a file too large: what the system said, with its file
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
