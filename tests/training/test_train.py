@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 
 from training import config as config_module
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY = REPO_ROOT / "training" / "configs" / "tiny-llama-cpu.yaml"
 SEQ_LEN = 128
 

@@ -19,7 +19,7 @@ from pipelines.sources import HubEvalSet, HubSource, SourceError
 from schemas.text.udhr import load_udhr
 from tests.hub_server import HubServer
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "hf_loopbackSECRETtoken0123456789"
 OPUS_LANGS = {"de": "deu_Latn", "fr": "fra_Latn", "en": "eng_Latn", "zh": "zho_Hans"}
 CONFIGS = {"de-en": ("de", "en"), "en-fr": ("en", "fr"), "en-zh": ("en", "zh"), "de-fr": ("de", "fr"), "de-zh": ("de", "zh")}
