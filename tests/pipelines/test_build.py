@@ -220,6 +220,7 @@ def test_ray_executor_gives_the_same_rows(small_build, tmp_path):
     assert data_hashes(output) == data_hashes(small_build)
 
 
+@pytest.mark.slow  # starts a Ray cluster
 def test_ray_tasks_use_only_the_cpus_they_reserve():
     import ray
 

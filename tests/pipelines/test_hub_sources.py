@@ -67,6 +67,7 @@ def build(hub, tmp_path: Path, recipe: dict, output: Path) -> subprocess.Complet
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # two whole builds, each in a fresh process
 def test_a_build_streams_a_hub_preset_at_a_resolved_commit_and_decontaminates_against_a_hub_eval_set(hub, tmp_path):
     texts = udhr_paragraphs()
     opus_like(tmp_path / "opus", texts)
@@ -121,6 +122,7 @@ def test_a_build_streams_a_hub_preset_at_a_resolved_commit_and_decontaminates_ag
     assert json.loads((tmp_path / "out2" / "manifest.json").read_text())["sources"][0]["version"] == second != first
 
 
+@pytest.mark.slow
 def test_an_unreachable_hub_source_stops_the_build_before_anything_is_written(hub, tmp_path):
     texts = udhr_paragraphs()
     opus_like(tmp_path / "opus", texts)
