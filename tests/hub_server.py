@@ -146,7 +146,8 @@ class HubServer:
         return httpd
 
     def serve(self) -> None:
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        # shutdown() (end of a test, or an outage) returns only once serve_forever next polls: poll often
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def __enter__(self) -> HubServer:
         self.serve()
@@ -212,6 +213,9 @@ class HubServer:
 
 class HubHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # An answer's headers and body are separate writes: with Nagle's algorithm the body would wait for the client's
+    # delayed ACK of the headers on every request of a kept-alive connection.
+    disable_nagle_algorithm = True
     hub: HubServer
 
     def log_message(self, *args) -> None:  # quiet: the tests read `events`
