@@ -250,6 +250,8 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def send(self, status: int, payload=None, headers: dict | None = None, raw: bytes | None = None) -> None:
         data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else b"")
+        # recorded before the answer goes out: once a client has its answer, its request is in `events`
+        self.hub.record(self.command, self.path, status)
         self.send_response(status)
         if raw is None:
             self.send_header("Content-Type", "application/json")
@@ -259,7 +261,6 @@ class HubHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-        self.hub.record(self.command, self.path, status)
 
     def drop(self) -> None:
         self.hub.record(self.command, self.path, "dropped")
