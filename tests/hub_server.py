@@ -148,7 +148,8 @@ class HubServer:
         return httpd
 
     def serve(self) -> None:
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        # shutdown() (end of a test, or an outage) returns only once serve_forever next polls: poll often
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def __enter__(self) -> HubServer:
         self.serve()
@@ -215,6 +216,9 @@ class HubServer:
 
 class HubHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # An answer's headers and body are separate writes: with Nagle's algorithm the body would wait for the client's
+    # delayed ACK of the headers on every request of a kept-alive connection.
+    disable_nagle_algorithm = True
     hub: HubServer
 
     def log_message(self, *args) -> None:  # quiet: the tests read `events`
@@ -249,6 +253,8 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def send(self, status: int, payload=None, headers: dict | None = None, raw: bytes | None = None) -> None:
         data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else b"")
+        # recorded before the answer goes out: once a client has its answer, its request is in `events`
+        self.hub.record(self.command, self.path, status)
         self.send_response(status)
         if raw is None:
             self.send_header("Content-Type", "application/json")
@@ -258,7 +264,6 @@ class HubHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-        self.hub.record(self.command, self.path, status)
 
     def drop(self) -> None:
         self.hub.record(self.command, self.path, "dropped")

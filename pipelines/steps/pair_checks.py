@@ -57,8 +57,8 @@ def badness_pattern() -> str:
     """ftfy's badness heuristic (`ftfy.badness.BADNESS_RE`, a Python regex in verbose mode) as a pattern for polars'
     regex engine, so that a whole column is screened at once: the white space and comments of the verbose pattern
     taken out, `[`, `&` and `~` escaped inside character classes (set operators there), and `\\w` widened to every
-    number (Python's `\\w` takes ² and ³, the engine's does not). tests/test_pair_checks.py checks that it flags the
-    same texts as `ftfy.badness.is_bad`."""
+    number (Python's `\\w` takes ² and ³, the engine's does not). tests/pipelines/steps/test_pair_checks.py checks
+    that it flags the same texts as `ftfy.badness.is_bad`."""
     from ftfy.badness import BADNESS_RE
 
     out, in_class, escaped, comment, first = [], False, False, False, False

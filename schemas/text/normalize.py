@@ -14,7 +14,7 @@ SPACING = r"\s{2,}|[\s--\x20]"  # the runs of `\s+` that are not already one spa
 # excluded compositions: U+2126 OHM SIGN, CJK compatibility ideographs, Devanagari QA...; Hangul vowel and final
 # jamo), and what the regex engine's Unicode has not assigned (\p{Cn}: its normalizer's is newer, Unicode 17). A
 # text with none of them is its own NFC (Unicode's quick check, UAX #15); most non-ASCII text (accented Latin,
-# Cyrillic, Han) has none. tests/test_pair_steps.py derives the list from polars' normalizer.
+# Cyrillic, Han) has none. tests/pipelines/steps/test_pair_steps.py derives the list from polars' normalizer.
 NFC_UNSAFE = (
     r"[\p{M}\p{Cn}\u0374\u037E\u0387\u0958-\u095F\u09DC\u09DD\u09DF\u0A33\u0A36\u0A59-\u0A5B\u0A5E\u0B5C\u0B5D\u0F43\u0F4D"
     r"\u0F52\u0F57\u0F5C\u0F69\u1161-\u1175\u11A8-\u11C2\u1F71\u1F73\u1F75\u1F77\u1F79\u1F7B\u1F7D\u1FBB\u1FBE\u1FC9"

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
 
-from tests.test_training import SEQ_LEN, read_losses, torchrun
+from tests.training.test_train import SEQ_LEN, read_losses, torchrun
 from training import checkpoint
 from training.checkpoint import CHECKSUMS, NonFiniteError
 

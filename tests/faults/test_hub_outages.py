@@ -17,7 +17,7 @@ from huggingface_hub import HfApi, constants
 from pipelines.publish import HubOutage, PublishError, is_retryable, publish, unresolved_host
 from tests.conftest import REPO_ROOT
 from tests.hub_server import HubServer
-from tests.test_publish import TOKEN, assert_published
+from tests.pipelines.test_publish import TOKEN, assert_published
 
 BOUND = 2.0  # --retry-seconds of these tests
 LATE = 4.0  # how long after the bound a push that cannot recover may take to say so

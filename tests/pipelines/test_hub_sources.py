@@ -19,7 +19,7 @@ from pipelines.sources import HubEvalSet, HubSource, SourceError
 from schemas.text.udhr import load_udhr
 from tests.hub_server import HubServer
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "hf_loopbackSECRETtoken0123456789"
 OPUS_LANGS = {"de": "deu_Latn", "fr": "fra_Latn", "en": "eng_Latn", "zh": "zho_Hans"}
 CONFIGS = {"de-en": ("de", "en"), "en-fr": ("en", "fr"), "en-zh": ("en", "zh"), "de-fr": ("de", "fr"), "de-zh": ("de", "zh")}
@@ -67,6 +67,7 @@ def build(hub, tmp_path: Path, recipe: dict, output: Path) -> subprocess.Complet
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # two whole builds, each in a fresh process
 def test_a_build_streams_a_hub_preset_at_a_resolved_commit_and_decontaminates_against_a_hub_eval_set(hub, tmp_path):
     texts = udhr_paragraphs()
     opus_like(tmp_path / "opus", texts)
@@ -121,6 +122,7 @@ def test_a_build_streams_a_hub_preset_at_a_resolved_commit_and_decontaminates_ag
     assert json.loads((tmp_path / "out2" / "manifest.json").read_text())["sources"][0]["version"] == second != first
 
 
+@pytest.mark.slow
 def test_an_unreachable_hub_source_stops_the_build_before_anything_is_written(hub, tmp_path):
     texts = udhr_paragraphs()
     opus_like(tmp_path / "opus", texts)

@@ -229,6 +229,7 @@ def load_back(hub, repo_id, configs, revision, tmp_path) -> dict:
     return tables, json.loads((tmp_path / "loaded" / "sha256.json").read_text())
 
 
+@pytest.mark.slow
 def test_publish_cli_then_load_back_the_same_rows(small_build, hub, tmp_path):
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN, "HF_HOME": str(tmp_path / "hf-home")}
     hub.fail("POST", r"/commit/", 500, 1)

@@ -78,7 +78,7 @@ def test_nothing_disappears_silently(small_build):
     assert removed.filter(pl.col("reason") == "")["id"].len() == 0
     assert (removed["detail"].str.len_chars() > 0).all()  # each says what exactly failed
     # language ID rejects only on evidence: the clean declarations of these languages lose no pair to it (the
-    # format of its details is checked in tests/test_steps.py)
+    # format of its details is checked in tests/pipelines/steps/test_steps.py)
     assert removed.filter(pl.col("stage") == "language_id").height == 0
     # every pair the reader produced is either templated (two rows, one per direction) or removed
     produced = pa.concat_tables(udhr_pairs(language_pairs([*SMALL_LANGS.split(","), "eng_Latn", "zho_Hans"])))
@@ -220,6 +220,7 @@ def test_ray_executor_gives_the_same_rows(small_build, tmp_path):
     assert data_hashes(output) == data_hashes(small_build)
 
 
+@pytest.mark.slow  # starts a Ray cluster
 def test_ray_tasks_use_only_the_cpus_they_reserve():
     import ray
 
@@ -431,7 +432,7 @@ def test_chat_dedup_is_global_and_does_not_depend_on_the_task_count(tmp_path, mo
 
 
 def test_the_quality_report_of_a_mixture_counts_instructions_and_joined_pairs(firefox_build):
-    from tests.test_quality_report import assert_report_matches_removed
+    from tests.pipelines.test_quality_report import assert_report_matches_removed
 
     _, output, _ = firefox_build
     report = assert_report_matches_removed(output)

@@ -18,7 +18,7 @@ from training.data import DataConfig, build_batches, resolve_files
 from training.packing import Packer, collate, model_inputs
 from training.tokenizers import load_tokenizer
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTRUCTIONS = REPO_ROOT.parent / "shared" / "data" / "instructions"
 FORMATS = ("auto", "bayling-llama2", "bayling-llama3")
 
