@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -20,7 +19,6 @@ from tests.hub_server import HubServer
 from tests.pipelines.test_publish import TOKEN, assert_published
 
 BOUND = 2.0  # --retry-seconds of these tests
-LATE = 4.0  # how long after the bound a push that cannot recover may take to say so
 HTTP_TIMEOUT = 0.5  # seconds the loopback Hub may leave a request unanswered (the default is a minute)
 OUTCOMES: dict[str, bool] = {}  # case: recovered or failed clearly
 
@@ -106,13 +104,11 @@ def test_an_outage_longer_than_the_bound_stops_clearly(small_build, hub, case, c
     method, pattern, action, times, options = LASTING[case]
     OUTCOMES[case] = False
     hub.fail(method, pattern, action, times, **options)
-    started = time.monotonic()
     with pytest.raises(PublishError) as raised:
         push(small_build, hub.url)
-    took = time.monotonic() - started
     message = str(raised.value)
-    assert "\n" not in message and f"--retry-seconds {BOUND:g}" in message, message
-    assert took < BOUND + LATE, f"gave up after {took:.1f} s with a bound of {BOUND} s"
+    # the bound is what ended it (a push that hung for good would meet the suite's timeout instead)
+    assert "\n" not in message and f"still failing after" in message and f"the bound of --retry-seconds {BOUND:g}" in message, message
     assert tags(hub) == {}
     out, err = capfd.readouterr()
     assert_no_token(out, err, caplog.text, message, repr(raised.value))
@@ -122,10 +118,9 @@ def test_an_outage_longer_than_the_bound_stops_clearly(small_build, hub, case, c
 def test_a_retry_after_beyond_the_bound_stops_at_once(small_build, hub):
     OUTCOMES["429 asking for more time than the bound"] = False
     hub.fail("POST", r"/commit/", 429, 1, retry_after=600)
-    started = time.monotonic()
+    # "more than ... left": it gave up at the first answer, before the bound ran out (then it would say "still failing")
     with pytest.raises(PublishError, match=r"asks to wait 600 s \(Retry-After\), more than .* left of --retry-seconds 2"):
         push(small_build, hub.url)
-    assert time.monotonic() - started < BOUND  # it did not sleep the bound away first
     assert tags(hub) == {}
     OUTCOMES["429 asking for more time than the bound"] = True
 
@@ -134,13 +129,12 @@ def test_a_retry_after_beyond_the_bound_stops_at_once(small_build, hub):
 def test_a_host_that_does_not_resolve_fails_at_once(small_build, dry_run, capfd, caplog):
     case = f"unresolvable host ({'dry run' if dry_run else 'push'})"
     OUTCOMES[case] = False
-    started = time.monotonic()
     with pytest.raises(PublishError) as raised:
         push(small_build, "http://nonexistent.invalid:1", retry_seconds=300, dry_run=dry_run)  # not the bound: at once
     message = str(raised.value)
-    assert time.monotonic() - started < 5, "a name that does not resolve was retried"
     assert "cannot resolve the host 'nonexistent.invalid'" in message and "\n" not in message, message
     out, err = capfd.readouterr()
+    assert "retrying" not in out + err + caplog.text, "a name that does not resolve was retried"
     assert_no_token(out, err, caplog.text, message, repr(raised.value))
     OUTCOMES[case] = True
 
