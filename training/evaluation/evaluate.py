@@ -1,13 +1,13 @@
 """Evaluate a model the way BayLing 2 reports it: translation, multilingual knowledge, English.
 
-    python -m training.evaluate --model out/model --suite all --langs deu_Latn,swh_Latn,yor_Latn --output eval/tuned
-    python -m training.evaluate --model out/model --suite translation --langs all --baseline eval/base/results.json \\
+    python -m training.evaluation --model out/model --suite all --langs deu_Latn,swh_Latn,yor_Latn --output eval/tuned
+    python -m training.evaluation --model out/model --suite translation --langs all --baseline eval/base/results.json \\
         --train-data out/udhr-cross-lingual --output eval/tuned
 
 Writes `results.json`, `report.md` (one table per suite) and `scores.png` (per-language scores) to --output.
 With --baseline, each score gets its difference to the same score in that earlier results.json. With
 --train-data, every score is reported next to the number of its evaluation items found in that training data
-(training/contamination.py), counted before scoring.
+(training/evaluation/contamination.py), counted before scoring.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 SUITES = ("translation", "knowledge", "english")
-log = logging.getLogger("training.evaluate")
+log = logging.getLogger("training.evaluation")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.evaluation", description=__doc__.split("\n\n")[0])
     add_general_arguments(parser)
     add_translation_arguments(parser)
     add_harness_arguments(parser)
@@ -147,7 +147,7 @@ def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def run_translation(args, model, tokenizer) -> dict:
     from schemas.language_codes import PIVOTS
-    from training.translation_eval import evaluate_translation, load_segments
+    from training.evaluation.translation import evaluate_translation, load_segments
 
     langs = resolve_langs(args.langs, "translation", args.data)
     pivots = [p for p in args.pivots.replace(" ", "").split(",") if p]
@@ -184,7 +184,7 @@ def run_translation(args, model, tokenizer) -> dict:
 
 
 def run_harness(args, model, tokenizer, suite: str) -> dict:
-    from training.knowledge_eval import make_task_manager, parse_task_list, run_tasks, select_tasks, task_documents
+    from training.evaluation.knowledge import make_task_manager, parse_task_list, run_tasks, select_tasks, task_documents
 
     if args.lm_eval_tasks:
         tasks = parse_task_list(args.lm_eval_tasks)
@@ -221,7 +221,7 @@ def run_harness(args, model, tokenizer, suite: str) -> dict:
 def _count(args, items: dict[str, list[list[str]]]) -> dict | None:
     if not args.train_data:
         return None
-    from training.contamination import count_leaked
+    from training.evaluation.contamination import count_leaked
 
     started = time.perf_counter()
     leaks = count_leaked(items, args.train_data, args.ngram)
@@ -262,7 +262,7 @@ def _by_language(rows: dict[str, dict], key: str) -> dict[str, float]:
 
 
 def _vllm_installed() -> bool:
-    from training.translation_eval import vllm_available
+    from training.evaluation.translation import vllm_available
 
     return vllm_available()
 
@@ -456,7 +456,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             raise SystemExit(f"error: --baseline {args.baseline}: {error}") from None
         if "suites" not in baseline:
             raise SystemExit(
-                f"error: --baseline {args.baseline}: not a results.json of training.evaluate (no 'suites' key)"
+                f"error: --baseline {args.baseline}: not a results.json of training.evaluation (no 'suites' key)"
             )
     suites = SUITES if args.suite == "all" else (args.suite,)
     for suite in suites:  # a bad language code stops the run before the model is loaded

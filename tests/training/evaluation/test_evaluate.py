@@ -1,4 +1,4 @@
-"""training.evaluate and its suites on tiny local data, with a tiny random Llama and the real Llama-3 tokenizer."""
+"""training.evaluation and its suites on tiny local data, with a tiny random Llama and the real Llama-3 tokenizer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from training.evaluate import main
+from training.evaluation.evaluate import main
 
 pytest.importorskip("sacrebleu")
 
@@ -102,7 +102,7 @@ def test_translation_suite_scores_every_pivot_direction_on_the_heldout_udhr(tran
 def test_prompts_are_the_trainers_phrasings_in_the_pivots_language(tiny_llama):
     from transformers import AutoTokenizer
 
-    from training.translation_eval import Segment, encode_prompts
+    from training.evaluation.translation import Segment, encode_prompts
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     segments = [
@@ -116,7 +116,7 @@ def test_prompts_are_the_trainers_phrasings_in_the_pivots_language(tiny_llama):
 
 
 def test_scores_are_sacrebleus_and_a_perfect_translation_gets_100():
-    from training.translation_eval import score_direction
+    from training.evaluation.translation import score_direction
 
     references = [
         "Everyone has duties to the community.",
@@ -129,7 +129,7 @@ def test_scores_are_sacrebleus_and_a_perfect_translation_gets_100():
 
 
 def test_flores_layout_folder_is_read_line_aligned_and_a_misaligned_one_is_refused(tmp_path):
-    from training.translation_eval import load_segments
+    from training.evaluation.translation import load_segments
 
     for lang, lines in {
         "deu_Latn": ["Eins.", "Zwei.", "Drei."],
@@ -153,7 +153,7 @@ def test_flores_layout_folder_is_read_line_aligned_and_a_misaligned_one_is_refus
 
 
 def test_flores_plus_parquet_layout_is_read(tmp_path):
-    from training.translation_eval import load_segments
+    from training.evaluation.translation import load_segments
 
     for lang, lines in {
         "yor_Latn": ["Ọ̀kan.", "Èjì."],
@@ -232,7 +232,7 @@ def test_contamination_count_finds_a_planted_leaked_item(tiny_llama, tmp_path):
 
 
 def test_contamination_reads_the_train_shards_of_both_version_layouts(tmp_path):
-    from training.contamination import count_leaked, train_files
+    from training.evaluation.contamination import count_leaked, train_files
 
     french = (
         "Toute personne a droit à ce que règne, sur le plan social et sur le plan international, un ordre tel que "
@@ -255,7 +255,7 @@ def test_contamination_reads_the_train_shards_of_both_version_layouts(tmp_path):
 
 
 def test_contamination_second_pass_attributes_every_item_of_one_training_text():
-    from training.contamination import leaked_texts
+    from training.evaluation.contamination import leaked_texts
 
     first = "Everyone has duties to the community in which alone the free and full development of his personality is possible."
     second = "In the exercise of his rights and freedoms, everyone shall be subject only to such limitations as are determined by law."
@@ -358,7 +358,7 @@ def test_knowledge_and_english_suites_run_a_local_harness_task(tiny_llama, tmp_p
 
 
 def test_knowledge_table_maps_flores_codes_to_harness_tasks():
-    from training.knowledge_eval import KNOWLEDGE_TASKS, select_tasks
+    from training.evaluation.knowledge import KNOWLEDGE_TASKS, select_tasks
 
     assert select_tasks("knowledge", ["swh_Latn"]) == {
         "swh_Latn": ["belebele_swh_Latn", "xcopa_sw", "xstorycloze_sw", "xnli_sw"]
@@ -370,7 +370,7 @@ def test_knowledge_table_maps_flores_codes_to_harness_tasks():
 
 @pytest.mark.slow
 def test_every_task_of_the_tables_exists_in_the_installed_harness():
-    from training.knowledge_eval import ENGLISH_TASKS, KNOWLEDGE_TASKS, make_task_manager
+    from training.evaluation.knowledge import ENGLISH_TASKS, KNOWLEDGE_TASKS, make_task_manager
 
     known = set(make_task_manager().all_tasks)
     missing = sorted({t for tasks in KNOWLEDGE_TASKS.values() for t in tasks} - known) + sorted(
@@ -399,7 +399,7 @@ def test_bad_baseline_is_a_clear_error(tiny_llama, tmp_path):
 def test_the_trainers_call_scores_a_loaded_model_on_the_default_heldout_pairs(tiny_llama):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from training.translation_eval import DEFAULT_LANGS, evaluate_translation
+    from training.evaluation.translation import DEFAULT_LANGS, evaluate_translation
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
     scores = evaluate_translation(

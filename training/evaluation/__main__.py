@@ -1,0 +1,5 @@
+import sys
+
+from training.evaluation.evaluate import main
+
+sys.exit(main())
