@@ -1,6 +1,6 @@
 """Tokens that carry no language: URLs and e-mail addresses, placeholders, markup tags, numbers.
 
-The pair checks compare them between the two sides of a pair (pipelines/steps/pair_checks.py); language
+The pair checks compare them between the two sides of a pair (pipelines/steps/token_check.py); language
 identification leaves them out (`without_tokens`): a model reads `%1$S`, `<b>` or `https://` as evidence of some
 language, and software strings are full of them.
 """

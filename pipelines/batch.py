@@ -204,3 +204,17 @@ class FileJob(PipelineStep):
         self.run_job(rank, world_size)
         return
         yield
+
+
+TEXTS = ("src_text", "tgt_text")  # a pair's two sides, as columns and as the names details use
+SIDES = ("src", "tgt")
+
+
+def verdict_frame(height: int, rows: pl.Series, reason: pl.Series, detail: pl.Series) -> pl.DataFrame:
+    """The frame `BatchFilter.reasons` returns: `reason` and `detail` at `rows` (the rows dropped), null elsewhere."""
+    reasons = pl.Series("reason", [None] * height, dtype=pl.String)
+    details = pl.Series("detail", [None] * height, dtype=pl.String)
+    if len(rows):
+        reasons = reasons.scatter(rows, reason)
+        details = details.scatter(rows, detail)
+    return pl.DataFrame([reasons, details])

@@ -21,6 +21,7 @@ from pydantic import AfterValidator, Field
 
 from langid.models import DEFAULT_MODELS
 from langid.thresholds import FLOOR, NEVER
+from pipelines.length_table import load_length_table
 from pipelines.lexicon import load_lexicon
 from pipelines.sources import PAIR_SOURCES, HubEvalSet, InstructionSource, PairSource
 from schemas.config import STRICT_KEYS, ConfigError, check, key_path, located, read_yaml
@@ -62,13 +63,13 @@ def check_segments(segments: list[int]) -> list[int]:
 
 
 def known_tokens(values: list[str]) -> list[str]:
-    from pipelines.steps.pair_checks import TOKEN_KINDS  # the steps import datatrove: only when a recipe is read
+    from pipelines.steps.token_check import TOKEN_KINDS  # the steps import datatrove: only when a recipe is read
 
     return _known(values, TOKEN_KINDS)
 
 
 def known_end_punctuation(values: list[str]) -> list[str]:
-    from pipelines.steps.pair_checks import END_PUNCTUATION
+    from pipelines.steps.end_punctuation import END_PUNCTUATION
 
     return _known(values, tuple(END_PUNCTUATION))
 
@@ -81,7 +82,6 @@ def _known(values: list[str], known: tuple) -> list[str]:
 
 
 def loadable_length_table(path: str) -> str:
-    from pipelines.steps.pair_checks import load_length_table
 
     if path:
         try:
@@ -98,10 +98,10 @@ Shares = Annotated[dict[str, float], AfterValidator(check_shares)]
 
 @dataclass
 class LengthCheck:
-    """`length_ratio` (pipelines/steps/pair_checks.py): the log length ratio of a pair may be `max_deviation`
+    """`length_ratio` (pipelines/steps/length_ratio.py): the log length ratio of a pair may be `max_deviation`
     standard deviations from the one expected for its two languages, `max_deviation_unended` where one side ends a
     sentence and the other does not (null: no lower limit there); `table`: a table made by `python -m
-    pipelines.steps.pair_checks` ("": the shipped one, calibrated on firefox:train and UDHR train)."""
+    pipelines.length_table` ("": the shipped one, calibrated on firefox:train and UDHR train)."""
 
     __pydantic_config__ = STRICT_KEYS
 

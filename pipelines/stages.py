@@ -24,10 +24,13 @@ from pipelines.steps.chat import DedupChat, PrepareChat
 from pipelines.steps.decontaminate import Decontaminate
 from pipelines.steps.dedup import ExactPairDedup, NearDuplicateDedup
 from pipelines.steps.language_id import LanguageIdFilter
-from pipelines.steps.lexical_check import lexical_checks
+from pipelines.steps.token_check import TokenCheck
+from pipelines.steps.length_ratio import LengthRatioCheck
+from pipelines.steps.end_punctuation import EndPunctuationCheck
+from pipelines.steps.encoding_check import EncodingCheck
+from pipelines.steps.lexical_check import LexicalCheck
 from pipelines.steps.mix import MixInstructions
 from pipelines.steps.normalize import NormalizeText
-from pipelines.steps.pair_checks import pair_checks
 from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.partition_shards import PartitionShards
 from pipelines.steps.pivot_join import PivotJoin
@@ -86,6 +89,26 @@ class Stage:
     plan: Callable[[BuildContext], None] | None = None
 
 
+def pair_checks(removed: RemovedRows, filters) -> list:
+    """The pair checks beyond language ID that a recipe's `filters` ask for, in a fixed order: a pair two checks
+    would drop is removed by the first, the most specific (broken encoding, then a token, punctuation, length, and
+    the lexicon, which reads the length table)."""
+    steps = []
+    if filters.encoding:
+        steps.append(EncodingCheck(removed))
+    if filters.tokens:
+        steps.append(TokenCheck(removed, filters.tokens))
+    if filters.end_punctuation:
+        steps.append(EndPunctuationCheck(removed, filters.end_punctuation))
+    if filters.length is not None:
+        length = filters.length
+        steps.append(LengthRatioCheck(removed, length.max_deviation, length.table or None, length.max_deviation_unended))
+    if filters.lexical is not None:
+        lexical, length_table = filters.lexical, (filters.length.table or None) if filters.length is not None else None
+        steps.append(LexicalCheck(removed, lexical.max_coverage, lexical.cut_words, lexical.lexicon or None, length_table))
+    return steps
+
+
 def pair_pipeline(recipe, sources, source_languages, langs, work: Path, run: str, pivot_join: PivotJoin | None, report_unpaired: bool,
                   eval_sets: list):  # fmt: skip
     removed = RemovedRows(work / "removed", run)
@@ -95,7 +118,6 @@ def pair_pipeline(recipe, sources, source_languages, langs, work: Path, run: str
         NormalizeText(),
         PairFilter(removed, recipe.filters.min_chars, recipe.filters.max_chars, recipe.filters.max_length_ratio),
         *pair_checks(removed, recipe.filters),
-        *lexical_checks(removed, recipe.filters),
         Decontaminate(removed, eval_sets, recipe.decontamination.ngram, index_folder=work / "eval_index"),
         LanguageIdFilter(removed, recipe.langid.models, recipe.langid.threshold, recipe.langid.min_script_fraction, recipe.langid.min_model_chars,
                          work / "langid_verdicts"),

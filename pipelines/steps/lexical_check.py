@@ -22,7 +22,7 @@ partner is on the other side. Reasons:
   (detail: the coverage, the known tokens, the unmatched ones); misaligned pairs share almost no words, clean
   ones rarely none;
 - `cut_word`: a side ends with a word that is not in the language's words but starts one of them (a word cut in
-  two), and is shorter than expected against the other side (pair_checks' length table) by CUT_SHORTER.
+  two), and is shorter than expected against the other side (the length table, pipelines/length_table.py) by CUT_SHORTER.
 
 A pair of other languages, or of a language without a lexicon, passes. Measured on the dirty corpus:
 docs/benchmarks.md.
@@ -37,10 +37,10 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from pipelines.batch import BatchFilter, RemovedRows
+from pipelines.batch import TEXTS, BatchFilter, RemovedRows, verdict_frame
 from pipelines.lexicon import (CUT_SHORTER, LEXICON, MAX_COVERAGE, PIVOT, UNSEGMENTED, only_prefix, english_pairs, keyed, last_word,
                                load_lexicon, score, script_of)  # fmt: skip
-from pipelines.steps.pair_checks import TEXTS, LengthRatioCheck, _verdict
+from pipelines.steps.length_ratio import LengthRatioCheck
 
 
 class LexicalCheck(BatchFilter):
@@ -83,7 +83,7 @@ class LexicalCheck(BatchFilter):
                     found.setdefault(row, ("cut_word", f"{side} ends inside a word: {word!r} is not a word of the lexicon but starts some, "
                                                        f"and {side} is shorter than expected"))  # fmt: skip
         rows = sorted(found)
-        return _verdict(batch.num_rows, pl.Series(rows, dtype=pl.UInt32), pl.Series([found[r][0] for r in rows], dtype=pl.String),
+        return verdict_frame(batch.num_rows, pl.Series(rows, dtype=pl.UInt32), pl.Series([found[r][0] for r in rows], dtype=pl.String),
                         pl.Series([found[r][1] for r in rows], dtype=pl.String))  # fmt: skip
 
     @staticmethod
@@ -104,12 +104,3 @@ class LexicalCheck(BatchFilter):
                 yield row, x_side, x_last
             elif 1 / x_short < CUT_SHORTER and x_tokens >= 2 and e_last and only_prefix(e_last, english):
                 yield row, e_side, e_last
-
-
-def lexical_checks(removed: RemovedRows, filters) -> list[BatchFilter]:
-    """The lexical check if a recipe's `filters.lexical` asks for it (after pair_checks' checks)."""
-    if filters.lexical is None:
-        return []
-    lexical = filters.lexical
-    length_table = (filters.length.table or None) if filters.length is not None else None
-    return [LexicalCheck(removed, lexical.max_coverage, lexical.cut_words, lexical.lexicon or None, length_table)]

@@ -1,5 +1,5 @@
 """Pair filters: empty sides, lengths, a flat length-ratio cap (None: none; the calibrated check is
-pair_checks.LengthRatioCheck), identical sides."""
+length_ratio.LengthRatioCheck), identical sides."""
 
 from __future__ import annotations
 

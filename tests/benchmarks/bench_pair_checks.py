@@ -1,4 +1,4 @@
-"""The pair checks (pipelines/steps/pair_checks.py, lexical_check.py) on real clean pairs and on synthetic corruptions
+"""The pair checks (pipelines/steps/encoding_check.py, token_check.py, end_punctuation.py, length_ratio.py, lexical_check.py) on real clean pairs and on synthetic corruptions
 of them: the share of clean pairs each check drops (false positives), the share of corrupted pairs it catches, and
 its speed.
 
@@ -30,7 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from langid.texts import firefox_folder, firefox_split  # noqa: E402
 from pipelines.batch import RemovedRows  # noqa: E402
-from pipelines.steps import pair_checks  # noqa: E402
+from pipelines.steps.encoding_check import EncodingCheck  # noqa: E402
+from pipelines.steps.end_punctuation import EndPunctuationCheck  # noqa: E402
+from pipelines.steps.length_ratio import LengthRatioCheck  # noqa: E402
+from pipelines.steps.token_check import TokenCheck  # noqa: E402
 from pipelines.steps.lexical_check import LexicalCheck  # noqa: E402
 from pipelines.steps.pair_filters import PairFilter  # noqa: E402
 from schemas.text.normalize import normalize_text  # noqa: E402
@@ -135,10 +138,10 @@ def main(argv=None) -> int:
     removed = RemovedRows(tempfile.mkdtemp())
     deviation = args.max_deviation if args.max_deviation is not None else filters.length.max_deviation
     steps = {
-        "encoding_check": pair_checks.EncodingCheck(removed),
-        "token_check": pair_checks.TokenCheck(removed, filters.tokens),
-        "end_punctuation": pair_checks.EndPunctuationCheck(removed, filters.end_punctuation),
-        "length_ratio": pair_checks.LengthRatioCheck(removed, deviation),
+        "encoding_check": EncodingCheck(removed),
+        "token_check": TokenCheck(removed, filters.tokens),
+        "end_punctuation": EndPunctuationCheck(removed, filters.end_punctuation),
+        "length_ratio": LengthRatioCheck(removed, deviation),
     }
     steps["all four"] = AllChecks(list(steps.values()))
     steps["lexical_check"] = LexicalCheck(removed)  # off by default (`filters.lexical`)

@@ -10,7 +10,8 @@ import pytest
 from pipelines import recipe as recipes
 from pipelines.batch import RemovedRows
 from pipelines.lexicon import LEXICON, load_lexicon
-from pipelines.steps.lexical_check import LexicalCheck, lexical_checks
+from pipelines.stages import pair_checks
+from pipelines.steps.lexical_check import LexicalCheck
 from tests.helpers import pairs
 
 LANGS = ("deu_Latn", "fra_Latn", "rus_Cyrl", "zho_Hans", "tur_Latn")
@@ -71,9 +72,9 @@ def test_pairs_without_english_or_without_a_lexicon_pass(tmp_path):
 def test_the_recipe_key_turns_it_on_and_keeps_the_build_key_while_off(tmp_path):
     off = recipes.parse({"name": "x", "parallel": [{"type": "udhr"}]})
     assert "lexical" not in off.to_dict()["filters"]
-    assert lexical_checks(RemovedRows(tmp_path), off.filters) == []
+    assert "lexical_check" not in [s.name for s in pair_checks(RemovedRows(tmp_path), off.filters)]
     on = recipes.parse({"name": "x", "parallel": [{"type": "udhr"}], "filters": {"lexical": {"max_coverage": 0.2}}})
-    [step] = lexical_checks(RemovedRows(tmp_path), on.filters)
+    step = pair_checks(RemovedRows(tmp_path), on.filters)[-1]
     assert step.name == "lexical_check" and step.max_coverage == 0.2
     with pytest.raises(recipes.RecipeError, match=r"filters\.lexical\.lexicon: .*no links\.parquet"):
         recipes.parse({"name": "x", "parallel": [{"type": "udhr"}], "filters": {"lexical": {"lexicon": str(tmp_path)}}})

@@ -1,4 +1,4 @@
-"""The pair checks beyond language ID (pipelines/steps/pair_checks.py, alignment.py): each on hand-made pairs, their
+"""The pair checks beyond language ID (pipelines/steps/encoding_check.py, token_check.py, end_punctuation.py, length_ratio.py, alignment.py): each on hand-made pairs, their
 recipe keys, and their false-positive rates on a sample of real clean pairs (Firefox strings, UDHR paragraphs)."""
 
 import json
@@ -10,8 +10,12 @@ import pytest
 
 from pipelines import recipe as recipes
 from pipelines.batch import RemovedRows
-from pipelines.steps.pair_checks import (EncodingCheck, EndPunctuationCheck, LengthRatioCheck, TokenCheck, badness_pattern, load_length_table,
-                                         pair_checks)  # fmt: skip
+from pipelines.length_table import load_length_table
+from pipelines.stages import pair_checks
+from pipelines.steps.encoding_check import EncodingCheck, badness_pattern
+from pipelines.steps.end_punctuation import EndPunctuationCheck
+from pipelines.steps.length_ratio import LengthRatioCheck
+from pipelines.steps.token_check import TokenCheck
 from tests.helpers import pairs
 
 
