@@ -39,7 +39,7 @@ def supply(pairs_dir: Path, chat_dir: Path) -> tuple[dict[str, int], dict[str, i
 
 
 def chat_files(chat_dir: Path, lang: str) -> list[Path]:
-    """The zh/en part of one language: a file per dedup bucket (see pipelines.steps.chat)."""
+    """The zh/en part of one language: a file per dedup bucket (see pipelines.chat)."""
     return sorted((Path(chat_dir) / lang).glob("*.parquet"))
 
 

@@ -183,7 +183,7 @@ class LangidSettings:
 
 @dataclass
 class NearDedup:
-    """MinHash near-duplicates of a pair's two sides together, per direction (pipelines/steps/dedup.py). Two pairs
+    """MinHash near-duplicates of a pair's two sides together, per direction (pipelines/steps/near_dedup.py). Two pairs
     of word-n-gram Jaccard similarity s share a bucket with probability 1 - (1 - s**hashes_per_bucket)**num_buckets:
     with 14 x 8, about 0.92 at s = 0.8 and 0.01 at s = 0.4 (the threshold is near (1/14)**(1/8) = 0.72)."""
 

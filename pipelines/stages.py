@@ -20,21 +20,23 @@ from pipelines.planning import chat_chunks, chat_cutoffs, parse_size, plan, shar
 from pipelines.runtime import Runtime
 from pipelines.staging import BuildError, Staging
 from pipelines.steps.alignment import AlignmentFilter
-from pipelines.steps.chat import DedupChat, PrepareChat
 from pipelines.steps.decontaminate import Decontaminate
-from pipelines.steps.dedup import ExactPairDedup, NearDuplicateDedup
-from pipelines.steps.language_id import LanguageIdFilter
-from pipelines.steps.token_check import TokenCheck
-from pipelines.steps.length_ratio import LengthRatioCheck
-from pipelines.steps.end_punctuation import EndPunctuationCheck
+from pipelines.steps.dedup_chat import DedupChat
 from pipelines.steps.encoding_check import EncodingCheck
+from pipelines.steps.end_punctuation import EndPunctuationCheck
+from pipelines.steps.exact_dedup import ExactPairDedup
+from pipelines.steps.language_id import LanguageIdFilter
+from pipelines.steps.length_ratio import LengthRatioCheck
 from pipelines.steps.lexical_check import LexicalCheck
 from pipelines.steps.mix import MixInstructions
+from pipelines.steps.near_dedup import NearDuplicateDedup
 from pipelines.steps.normalize import NormalizeText
 from pipelines.steps.pair_filters import PairFilter
 from pipelines.steps.partition_shards import PartitionShards
 from pipelines.steps.pivot_join import PivotJoin
+from pipelines.steps.prepare_chat import PrepareChat
 from pipelines.steps.read_pairs import PairReader
+from pipelines.steps.token_check import TokenCheck
 from pipelines.steps.write import PairWriter
 from pipelines.steps.write_manifest import WriteManifest
 from pipelines.steps.write_shards import WriteShards

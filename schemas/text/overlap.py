@@ -1,5 +1,5 @@
 """Whether a text overlaps an evaluation set: word n-grams and the overlap index, shared by the build's
-decontamination and chat stage (pipelines/steps/decontaminate.py, pipelines/steps/chat.py), dedup's word lists and
+decontamination and chat stage (pipelines/steps/decontaminate.py, pipelines/steps/prepare_chat.py), dedup's word lists and
 the trainer's count of leaked evaluation items (training/evaluation/contamination.py).
 
 A text overlaps an evaluation text when, compared as lower-cased words (Han, kana and Hangul characters count as

@@ -27,7 +27,10 @@ def measure(code: Path, path: Path, chunks: int, repeat: int, out: Path) -> dict
     """In this process, with the pipeline code of checkout `code`: least CPU seconds per chunk, and a hash per file."""
     sys.path.insert(0, str(code))
     from pipelines.sources import InstructionSource
-    from pipelines.steps.chat import PrepareChat
+    try:
+        from pipelines.steps.prepare_chat import PrepareChat
+    except ImportError:  # a baseline checkout from before the chat steps had a module each
+        from pipelines.steps.chat import PrepareChat
 
     try:
         from pipelines.planning import chat_chunks

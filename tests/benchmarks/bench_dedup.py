@@ -28,7 +28,9 @@ import polars as pl  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from pipelines.batch import RemovedRows  # noqa: E402
-from pipelines.steps.dedup import ExactPairDedup, MinhashSigner, NearDuplicateDedup, minhash_config  # noqa: E402
+from pipelines.dedup import MinhashSigner, minhash_config  # noqa: E402
+from pipelines.steps.exact_dedup import ExactPairDedup  # noqa: E402
+from pipelines.steps.near_dedup import NearDuplicateDedup  # noqa: E402
 from pipelines.steps.language_id import LanguageIdFilter  # noqa: E402
 from schemas.records import PAIR_SCHEMA  # noqa: E402
 from schemas.text.udhr import language_pairs, udhr_languages, udhr_pairs  # noqa: E402

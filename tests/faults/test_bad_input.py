@@ -22,7 +22,7 @@ from datatrove.executor import LocalPipelineExecutor
 from pipelines.batch import RemovedRows
 from pipelines.planning import chat_chunks
 from pipelines.sources import GettextSource, InstructionSource, SourceError, TableSource, first_malformed
-from pipelines.steps.chat import PrepareChat
+from pipelines.steps.prepare_chat import PrepareChat
 from pipelines.steps.read_pairs import PairReader
 from pipelines.steps.write import PairWriter
 

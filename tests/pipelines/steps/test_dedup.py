@@ -10,16 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.batch import RemovedRows
-from pipelines.steps.dedup import (
-    ExactPairDedup,
-    KeyIndex,
-    MinhashSigner,
-    NearDuplicateDedup,
-    Occurrences,
-    TextSignatures,
-    dedup_keys,
-    minhash_config,
-)
+from pipelines.dedup import KeyIndex, MinhashSigner, Occurrences, TextSignatures, dedup_keys, minhash_config
+from pipelines.steps.exact_dedup import ExactPairDedup
+from pipelines.steps.near_dedup import NearDuplicateDedup
 from schemas.text.overlap import word_lists
 from tests.helpers import pairs
 
@@ -133,7 +126,7 @@ def test_near_dedup_keeps_what_one_pair_at_a_time_keeps(tmp_path, seed, capacity
     expected_kept, expected_removed = near_model(table, MinhashSigner(step.signer.config))
     assert 50 < len(expected_removed) < 350
     # a small signature cache starts over often: the same rows whatever is kept
-    monkeypatch.setattr("pipelines.steps.dedup.SIGNATURES_KEPT", capacity)
+    monkeypatch.setattr("pipelines.dedup.SIGNATURES_KEPT", capacity)
     monkeypatch.setattr(TextSignatures.__init__, "__defaults__", (capacity,))
     kept, removed = run_batches(step, table, batch_sizes(400, seed))
     assert kept == expected_kept

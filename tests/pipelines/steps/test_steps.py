@@ -7,7 +7,9 @@ import pytest
 from pipelines.batch import AtomicParquetWriter, RemovedRows
 from pipelines.recipe import Templates
 from pipelines.steps.decontaminate import Decontaminate
-from pipelines.steps.dedup import ExactPairDedup, MinhashSigner, NearDuplicateDedup, minhash_config
+from pipelines.dedup import MinhashSigner, minhash_config
+from pipelines.steps.exact_dedup import ExactPairDedup
+from pipelines.steps.near_dedup import NearDuplicateDedup
 from pipelines.steps.language_id import LanguageIdFilter
 from pipelines.steps.mix import MixInstructions
 from pipelines.steps.normalize import NormalizeText
@@ -534,7 +536,7 @@ def test_chat_nfc_of_the_non_ascii_strings_alone_equals_nfc_of_all():
 
 
 def test_chat_contents_cleaned_on_the_flat_column_equal_the_per_list_cleaning():
-    from pipelines.steps.chat import as_messages, clean_contents, turns_of
+    from pipelines.chat import as_messages, clean_contents, turns_of
 
     rows = [[{"role": "user", "content": a}, {"role": "assistant", "content": b}] for a, b in zip(CHAT_TEXTS, reversed(CHAT_TEXTS))]
     rows += [[], [{"role": "system", "content": "\x1b[0m"}], [{"role": "user", "content": "e\u0301"}] * 3]
@@ -582,7 +584,8 @@ def _old_reasons(messages: pl.Series, index) -> pl.DataFrame:
 
 
 def test_chat_verdicts_per_row_equal_the_group_by_formulation():
-    from pipelines.steps.chat import PrepareChat, turns_of
+    from pipelines.chat import turns_of
+    from pipelines.steps.prepare_chat import PrepareChat
 
     heldout = load_udhr().filter((pl.col("lang") == "eng_Latn") & (pl.col("article") == 26))["text"][0]
     index = EvalIndex({"udhr": [heldout], "quotes.txt": ["one two three four five six seven"]}, 13)

@@ -1,4 +1,5 @@
-"""Deduplication of pairs: exact (with a cap on how often one sentence may be paired), then near-duplicates (MinHash).
+"""What the dedup steps (pipelines/steps/exact_dedup.py, near_dedup.py) compute with: pair keys, counts of kept
+keys, MinHash signatures and bucket indexes, over whole columns at once.
 
 Tasks own whole languages (see read_pairs.languages_of_task), so a task sees every copy of a pair and the first
 copy in reading order is kept, whatever the number of tasks.
@@ -6,19 +7,16 @@ copy in reading order is kept, whatever the number of tasks.
 
 from __future__ import annotations
 
-import collections
 import tempfile
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature, _mersenne_prime
 from datatrove.utils.hashes import xxhash as datatrove_xxhash
 from datatrove.utils.hashing import HashConfig, create_hash_func
 from datatrove.utils.text import TextNormConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from pipelines.batch import BatchFilter, RemovedRows
 from schemas.text.normalize import folded
 from schemas.text.overlap import word_lists
 
@@ -65,80 +63,6 @@ def directions(lang: np.ndarray) -> list[tuple[int, np.ndarray]]:
     order = np.argsort(inverse.ravel(), kind="stable")
     cuts = np.cumsum(np.bincount(inverse.ravel()))[:-1]
     return [(int(distinct[d]), rows) for d, rows in zip(range(len(distinct)), np.split(order, cuts))]
-
-
-class ExactPairDedup(BatchFilter):
-    name = "exact_dedup"
-
-    def __init__(self, removed: RemovedRows, max_pairs_per_sentence: int = 0):
-        super().__init__(removed)
-        self.max_pairs_per_sentence = max_pairs_per_sentence  # 0: no cap
-
-    def run(self, data, rank: int = 0, world_size: int = 1):
-        # per task (copies of a pair never span tasks) and direction (keys of two directions never match: a
-        # direction's arrays are a fraction of a task's, a binary search in them stays in cache)
-        self._first_ids: dict[int, KeyIndex] = collections.defaultdict(KeyIndex)  # pair key -> place of the first copy
-        self._side_count: dict[int, KeyValues] = collections.defaultdict(KeyValues)  # sentence key -> its pairs
-        self._ids = KeptIds()
-        yield from super().run(data, rank, world_size)
-
-    def reasons(self, batch: pa.Table) -> pl.DataFrame:
-        lang, pair_keys, src_keys, tgt_keys = dedup_keys(pl.from_arrow(batch.select(["src_lang", "tgt_lang", "src_text", "tgt_text"])))
-        ids = pl.from_arrow(batch.column("id"))
-        copies, named, capped, sides = [], [], [], []
-        for direction, rows in directions(lang):
-            keys = pair_keys[rows]
-            earlier = self._first_ids[direction].find(keys)  # the first copy, where an earlier batch had it; else -1
-            first_in_batch = Occurrences(keys).first()
-            duplicate = (earlier >= 0) | (first_in_batch != np.arange(len(keys)))
-            originals = np.flatnonzero(~duplicate)
-            # the originals' places among the kept ids: a copy of a pair first seen in this batch names it from there
-            place = np.cumsum(~duplicate) - 1 + len(self._ids)
-            self._first_ids[direction].add(keys[originals], place[originals])
-            self._ids.extend(ids.gather(rows[originals]))
-            copy = np.flatnonzero(duplicate)
-            copies.append(rows[copy])
-            named.append(np.where(earlier[copy] >= 0, earlier[copy], place[first_in_batch[copy]]))
-            if self.max_pairs_per_sentence:
-                dropped, side = self.capped(self._side_count[direction], src_keys[rows[originals]], tgt_keys[rows[originals]])
-                capped.append(rows[originals[dropped]])
-                sides.extend(side)
-        copies, named = np.concatenate(copies), np.concatenate(named)
-        reason, detail = ["duplicate"] * len(copies), "same pair as " + self._ids.at(named)
-        if sides:
-            reason += ["too_many_translations"] * len(sides)
-            detail = detail.append("the " + pl.Series(sides, dtype=pl.String) + f" sentence already has {self.max_pairs_per_sentence} pairs")
-        return verdicts(batch.num_rows, np.concatenate([copies, *capped]), pl.Series(reason, dtype=pl.String), detail)
-
-    def capped(self, counts: KeyValues, src: np.ndarray, tgt: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        """Of pairs in reading order, those whose source or target sentence already has the cap's number of pairs,
-        and which side it is; a pair dropped here does not count against its sentences. A pair is surely kept when
-        its sentences' counts plus their earlier occurrences in the batch stay below the cap (almost all, on
-        real corpora); only the others are looked at one by one, in order."""
-        cap, m = self.max_pairs_per_sentence, len(src)
-        sentences = np.concatenate([src, tgt])  # source and target keys never meet (see dedup_keys): one sort for both
-        seen = Occurrences(sentences)
-        before = counts.get(sentences)
-        sure = before + seen.before() < cap
-        kept = sure[:m] & sure[m:]
-        unsure = np.flatnonzero(~kept)
-        dropped, side = [], []
-        if len(unsure):
-            # for the others: how many surely kept pairs of the batch came before them with the same sentence
-            before += seen.before(np.concatenate([kept, kept]))
-            src_before, tgt_before = before[:m], before[m:]
-            added: dict[int, int] = {}  # sentence key -> pairs kept among the others so far
-            for i in unsure.tolist():
-                s, t = int(src[i]), int(tgt[i])
-                src_count, tgt_count = src_before[i] + added.get(s, 0), tgt_before[i] + added.get(t, 0)
-                if src_count >= cap or tgt_count >= cap:
-                    dropped.append(i)
-                    side.append("source" if src_count >= cap else "target")
-                else:
-                    kept[i] = True
-                    added[s], added[t] = added.get(s, 0) + 1, added.get(t, 0) + 1
-        counts.add(np.concatenate([src[kept], tgt[kept]]))
-        return np.array(dropped, dtype=np.int64), side
 
 
 class Occurrences:
@@ -493,79 +417,3 @@ class KeyIndex:
             (k1, o1), (k2, o2) = self.runs.pop(-2), self.runs.pop()
             at = np.searchsorted(k1, k2)  # runs have no key in common: a merge, not a sort
             self.runs.append((np.insert(k1, at, k2), np.insert(o1, at, o2)))
-
-
-class NearDuplicateDedup(BatchFilter):
-    """Drops a pair whose two sides together nearly repeat an earlier kept pair of the same direction (MinHash LSH
-    on the pair's words; see the note above). The pair, not one side: a sentence may keep several different
-    translations (that is `max_targets_per_source`'s job), but not several near-identical ones."""
-
-    name = "near_dedup"
-
-    def __init__(self, removed: RemovedRows, ngram: int = 5, num_buckets: int = 14, hashes_per_bucket: int = 8, seed: int = 1):
-        super().__init__(removed)
-        self.signer = MinhashSigner(minhash_config(ngram, num_buckets, hashes_per_bucket, seed))
-
-    def run(self, data, rank: int = 0, world_size: int = 1):
-        self._index: dict[tuple[str, str], KeyIndex] = collections.defaultdict(KeyIndex)  # per task and direction
-        self._kept_ids = KeptIds()
-        self._signatures = TextSignatures(self.signer)
-        yield from super().run(data, rank, world_size)
-
-    def reasons(self, batch: pa.Table) -> pl.DataFrame:
-        ids = pl.from_arrow(batch.column("id"))
-        frame = pl.from_arrow(batch.select(["src_lang", "tgt_lang", "src_text", "tgt_text"])).with_row_index("row")
-        dropped, named = [], []
-        for (src_lang, tgt_lang), part in by_direction(frame):
-            table, (src, tgt) = self._signatures.rows_of([(part["src_text"], src_lang), (part["tgt_text"], tgt_lang)])
-            none = self.signer.NONE
-            signed = np.flatnonzero((table[src, 0] != none) | (table[tgt, 0] != none))  # pairs with no word at all are never near-duplicates
-            if not len(signed):
-                continue
-            rows = part["row"].to_numpy()[signed]
-            keys = self.signer.pair_bucket_keys(table, src[signed], tgt[signed])
-            index = self._index[(src_lang, tgt_lang)]
-            earlier = index.find(keys)  # (pairs, buckets): the kept pair of an earlier batch, or -1
-            owner = earlier.max(axis=1)  # a key is in the index once: one earlier kept pair at most per key
-            # where several keys match several kept pairs, the earliest is named
-            several = np.flatnonzero((earlier >= 0).sum(axis=1) > 1)
-            owner[several] = np.where(earlier[several] >= 0, earlier[several], np.iinfo(np.int64).max).min(axis=1)
-            keep = owner < 0
-            in_batch, order = self.within_batch(keys, keep)
-            place = np.cumsum(keep) - 1 + len(self._kept_ids)
-            self._kept_ids.extend(ids.gather(rows[keep]))
-            pair = order // keys.shape[1]  # of each key in sorted order
-            kept = order[keep[pair]]
-            index.add(keys.ravel()[kept], place[pair[keep[pair]]], ordered=True)
-            drop = np.flatnonzero(~keep)
-            dropped.append(rows[drop])
-            named.append(np.where(owner[drop] >= 0, owner[drop], place[in_batch[drop]]))
-        dropped_rows = np.concatenate(dropped) if dropped else np.empty(0, dtype=np.int64)
-        names = self._kept_ids.at(np.concatenate(named) if named else np.empty(0, dtype=np.int64))
-        return verdicts(batch.num_rows, dropped_rows, pl.repeat("near_duplicate", len(dropped_rows), dtype=pl.String, eager=True), "near-duplicate of " + names)
-
-    @staticmethod
-    def within_batch(keys: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Drops (in `keep`), in reading order, the pairs that share a key with an earlier kept pair of the batch,
-        and gives for each the earliest such pair (-1 for the others), and the order that sorts the keys (flat).
-        Only pairs sharing a key with another pair of the batch need a look, one by one: a pair dropped here does
-        not keep later ones out."""
-        flat = keys.ravel()
-        order = np.argsort(flat)
-        ordered = flat[order]
-        same = ordered[1:] == ordered[:-1]
-        repeated = np.zeros(len(flat), dtype=bool)
-        repeated[order[1:][same]] = True
-        repeated[order[:-1][same]] = True
-        repeated = repeated.reshape(keys.shape)
-        in_batch = np.full(len(keys), -1, dtype=np.int64)
-        first_in_batch: dict[int, int] = {}  # key -> the earliest kept pair of this batch that has it
-        for i in np.flatnonzero(keep & repeated.any(axis=1)).tolist():
-            shared = keys[i][repeated[i]].tolist()
-            matches = [first_in_batch[k] for k in shared if k in first_in_batch]
-            if matches:
-                keep[i], in_batch[i] = False, min(matches)
-            else:
-                for k in shared:
-                    first_in_batch.setdefault(k, i)
-        return in_batch, order
