@@ -8,8 +8,8 @@ Training text comes from several genres by default (DEFAULT_SOURCES): the UDHR t
 declaration: long legal paragraphs, 459 languages), the Firefox UI strings of the train split with their English
 side (short strings, 96 languages) and CLDR locale data from babel (names, months, units: very short, some 350
 languages), plus any (text, lang) or pair Parquet given with --data. Text of the held-out and calibration splits
-(NEVER_TRAINED_ON: UDHR articles 25-30, Firefox's calibration and held-out strings, CLDR's held-out keys) is always
-dropped, in every language, so evaluation and thresholds stay clean.
+(NEVER_TRAINED_ON: UDHR articles 25-30, Firefox's and the package catalogs' calibration and held-out strings,
+CLDR's held-out keys) is always dropped, in every language, so evaluation and thresholds stay clean.
 
 Long texts are cut into sentence-sized pieces and also into clauses (short text for the many languages only the
 UDHR has). Each source is balanced on its own: a language with more pieces than max_pieces_per_language is sampled
@@ -53,7 +53,10 @@ LABEL_MERGES = {
 }  # fmt: skip
 # Text that is never trained on, whatever the sources: the held-out splits (evaluation) and Firefox's calibration
 # split (thresholds), in every language (matched by text).
-NEVER_TRAINED_ON = ("udhr:heldout+variants", "firefox:calibration+pivot", "firefox:heldout+pivot", "cldr:heldout")
+NEVER_TRAINED_ON = (
+    "udhr:heldout+variants", "firefox:calibration+pivot", "firefox:heldout+pivot", "cldr:heldout",
+    "catalogs:calibration+pivot", "catalogs:heldout+pivot",
+)  # fmt: skip
 DEFAULT_SOURCES = ["udhr:train+variants", "firefox:train+pivot", "cldr:train"]
 _CLAUSE_END = re.compile(r"(?<=[.!?;:,،؛।॥။።።፣፤。？！，、；：؟])\s*")
 
@@ -210,7 +213,30 @@ def provenance(spec: str) -> dict:
 
         files = sorted(Path(babel.localedata._dirname).glob("*.dat"))
         return {"sha256": _sha256_of_files(files), "license": CLDR_LICENSE, "package": f"babel=={babel.__version__}"}
+    if spec.startswith("catalogs:"):
+        return catalogs_provenance()
     return {"sha256": hashlib.sha256(Path(spec).read_bytes()).hexdigest()}
+
+
+def catalogs_provenance() -> dict:
+    """sha256 of the `package/path<TAB>sha256` lines of the package catalogs (many share a file name), their
+    licenses and package versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from langid.texts import CATALOG_PACKAGES, catalog_files
+
+    digest = hashlib.sha256()
+    for path in catalog_files():
+        package = next(part for part in path.parts if part in CATALOG_PACKAGES)
+        relative = "/".join(path.parts[path.parts.index(package):])
+        digest.update(f"{relative}\t{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    versions = []
+    for package in CATALOG_PACKAGES:
+        try:
+            versions.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            continue
+    return {"sha256": digest.hexdigest(), "license": "; ".join(f"{p}: {l}" for p, l in CATALOG_PACKAGES.items()), "package": ", ".join(versions)}
 
 
 def train(sources: list[str], output: Path, hp: Hyperparameters, quantize: bool = True, command: str | None = None) -> dict:
