@@ -4,6 +4,7 @@ import polars as pl
 import pytest
 import xxhash
 
+from langid import train
 from langid.texts import _catalog_locale_code, catalog_files, catalog_roots, load_catalog_pairs, load_catalogs
 from tests.langid.test_models import write_catalog
 
@@ -75,3 +76,10 @@ def test_installed_catalogs_keep_each_msgid_in_one_split():
     assert pairs.filter(pl.col("lang") == "deu_Latn").height > 500 and pairs["lang"].n_unique() > 80
     heldout, train = load_catalogs("heldout"), load_catalogs("train")
     assert 0.05 < heldout.height / pairs.height < 0.15 and not set(heldout["text"]) & set(train["text"])
+
+
+def test_catalogs_held_out_text_is_kept_out_of_training_only_where_catalogs_are_trained_on():
+    assert set(train.CATALOGS_NEVER_TRAINED_ON) <= set(train.never_trained_on(["udhr:train", "catalogs:train+pivot"]))
+    # without the catalogs, the never-trained-on text is what bayling-lid v2 was trained without (reproducible)
+    assert train.never_trained_on(train.DEFAULT_SOURCES) == train.NEVER_TRAINED_ON
+    assert not any(spec.startswith("catalogs:") for spec in train.NEVER_TRAINED_ON)
