@@ -12,6 +12,10 @@
   `BAYLING_GETTEXT_LOCALE`), real short text (menu items, messages, help) in about 150 locales. RESERVED FOR
   EVALUATION: nothing may be trained, calibrated or tuned on them (langid.train refuses them), so that they stay
   a test set that no model or threshold of ours has seen. See `load_gettext`.
+- `catalogs:train`, `catalogs:calibration`, `catalogs:heldout` (add `+pivot` for the English msgids too): the
+  user-interface strings of the .po catalogs of Django (BSD-3-Clause) and Sphinx (BSD-2-Clause), installed with
+  `pip install --no-deps django sphinx` and read as files (the packages are never imported), split by English msgid
+  as Firefox's strings are: a held-out msgid is held out in every locale. See `load_catalog_pairs`.
 - `cldr:train`, `cldr:heldout`: CLDR locale data as shipped in the `babel` package (Unicode License v3): names of
   languages, territories, scripts, currencies, units and time zones, months, days, eras, relative dates and the
   words of list and unit patterns, in every locale babel has that maps to a FLORES-200 style code (`load_cldr`),
@@ -219,6 +223,90 @@ def _first_per_language(frame: pl.DataFrame, per_language: int) -> pl.DataFrame:
     )
 
 
+# Software UI catalogs of openly licensed Python packages, read from their installed .po files (the packages are
+# never imported): Django (BSD-3-Clause, 99 locales) and Sphinx (BSD-2-Clause, 70 locales).
+CATALOG_PACKAGES = {"django": "BSD-3-Clause (Django Software Foundation and contributors)", "sphinx": "BSD-2-Clause (the Sphinx developers)"}
+
+
+def catalog_roots() -> tuple[Path, ...]:
+    """The folders of the CATALOG_PACKAGES that are installed, found without importing them."""
+    import importlib.util
+
+    roots = []
+    for package in CATALOG_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        roots += [Path(root) for root in (spec.submodule_search_locations or [])] if spec else []
+    return tuple(roots)
+
+
+def catalog_files(roots: tuple[Path, ...] | None = None) -> list[Path]:
+    """The <locale>/LC_MESSAGES/*.po files under `roots` (default: the installed packages), sorted; none is a
+    FileNotFoundError."""
+    roots = catalog_roots() if roots is None else roots
+    files = sorted(path for root in roots for path in Path(root).rglob("locale/*/LC_MESSAGES/*.po"))
+    if not files:
+        raise FileNotFoundError(f"no .po catalogs in {[str(r) for r in roots] or 'no package'}: pip install --no-deps {' '.join(CATALOG_PACKAGES)}")
+    return files
+
+
+def _catalog_locale_code(locale: str) -> str:
+    """FLORES-200 style code of a package locale folder (`pt_BR`, `sr@latin`, `zh_TW.Big5`, `zh_Hans`), or a
+    ValueError saying why it is left out. The script comes from the name or the language's usual one."""
+    base, script = gettext_locale_code(locale.split(".")[0])
+    if base is None:
+        raise ValueError(script)
+    try:
+        return to_flores(base, script=script)
+    except UnknownLanguageCode as e:
+        raise ValueError(str(e)) from None
+
+
+@functools.lru_cache(maxsize=4)
+def load_catalog_pairs(roots: tuple[Path, ...] | None = None) -> pl.DataFrame:
+    """(msgid, text, lang) of every translated entry of the package catalogs (translations of plural forms
+    under their singular msgid), cleaned as the gettext source is: untranslated, fuzzy and copied entries, texts
+    that are only placeholders and punctuation and texts mostly not in the label's script left out, and a text
+    found under several languages (the English msgids included) dropped. Locales that cannot be mapped (English,
+    unknown codes) are logged and skipped."""
+    rows, skipped = [], {}
+    for path in catalog_files(roots):
+        locale = path.parents[1].name
+        try:
+            lang = _catalog_locale_code(locale)
+        except ValueError as e:
+            skipped[locale] = str(e)
+            continue
+        for sources, translations in _catalog_entries(path):
+            rows += [(sources[0], text, lang) for text in translations]
+    pairs = pl.DataFrame(rows, schema={"msgid": pl.String, "text": pl.String, "lang": pl.String}, orient="row")
+    pairs = pairs.with_columns(normalize_text(pairs["text"]), normalize_text(pairs["msgid"]).alias("msgid"))
+    letters = pl.col("text").str.replace_all(_PLACEHOLDERS, "").str.contains(r"\p{L}")
+    pairs = in_declared_script(pairs.filter(letters & (pl.col("text") != pl.col("msgid"))).unique(maintain_order=True))
+    labelled = pl.concat([pairs.select("text", "lang"), pairs.select(text="msgid", lang=pl.lit("eng_Latn"))]).unique()
+    ambiguous = labelled.group_by("text").agg(pl.col("lang").n_unique().alias("n")).filter(pl.col("n") > 1)
+    log.info("catalogs: %d translations in %d languages; skipped locales: %s", pairs.height, pairs["lang"].n_unique(), skipped)
+    return pairs.join(ambiguous.select("text"), on="text", how="anti").sort("lang", "msgid", "text")
+
+
+def load_catalogs(split: str, with_pivot: bool = False, roots: tuple[Path, ...] | None = None) -> pl.DataFrame:
+    """(text, lang) of one split of the package catalogs, split by English msgid as Firefox's strings are
+    (`firefox_split`): a held-out msgid is held out in every locale, and a held-out text in every split. `with_pivot` adds each msgid once as eng_Latn
+    (a msgid that is also some language's translation stays out, as that text is ambiguous)."""
+    if split not in FIREFOX_SPLITS:
+        raise ValueError(f"unknown catalogs split {split!r}: use one of {', '.join(FIREFOX_SPLITS)}")
+    every = load_catalog_pairs(roots).with_columns(split=firefox_split(pl.col("msgid")))
+    pairs = every.filter(pl.col("split") == split)
+    # two msgids can share a translation ("Delete" and "Remove"): a text of a later split (held out, then
+    # calibration) is left out of the earlier ones, so no text is in two splits
+    later = every.filter(pl.col("split").is_in(FIREFOX_SPLITS[FIREFOX_SPLITS.index(split) + 1 :]))
+    frame = pairs.select("text", "lang").unique(maintain_order=True).join(later.select("text").unique(), on="text", how="anti")
+    if with_pivot:
+        english = pairs.select(text="msgid", lang=pl.lit("eng_Latn")).unique(maintain_order=True)
+        english = english.join(load_catalog_pairs(roots).select("text"), on="text", how="anti")
+        frame = pl.concat([frame, english.filter(pl.col("text").str.replace_all(_PLACEHOLDERS, "").str.contains(r"\p{L}"))])
+    return frame
+
+
 CLDR_SPLITS = ("train", "heldout")
 # Locale-data categories that hold words of the language. Patterns (dates, numbers) hold mostly symbols, symbols and
 # exemplar characters no words; narrow forms are single letters.
@@ -394,6 +482,11 @@ def load_texts(spec: str) -> pl.DataFrame:
         frame = load_gettext(gettext_folder(), with_pivot=extra == "pivot")  # the folder by name: load_gettext caches by it
     elif spec.startswith("cldr:"):
         frame = load_cldr(spec.removeprefix("cldr:")).select("text", "lang")
+    elif spec.startswith("catalogs:"):
+        split, _, extra = spec.removeprefix("catalogs:").partition("+")
+        if extra not in ("", "pivot"):
+            raise ValueError(f"unknown text source {spec!r}: use catalogs:<{'|'.join(FIREFOX_SPLITS)}>[+pivot]")
+        frame = load_catalogs(split, with_pivot=extra == "pivot")
     elif spec.startswith("firefox:"):
         split, _, extra = spec.removeprefix("firefox:").partition("+")
         if extra not in ("", "pivot"):

@@ -8,8 +8,9 @@ Training text comes from several genres by default (DEFAULT_SOURCES): the UDHR t
 declaration: long legal paragraphs, 459 languages), the Firefox UI strings of the train split with their English
 side (short strings, 96 languages) and CLDR locale data from babel (names, months, units: very short, some 350
 languages), plus any (text, lang) or pair Parquet given with --data. Text of the held-out and calibration splits
-(NEVER_TRAINED_ON: UDHR articles 25-30, Firefox's calibration and held-out strings, CLDR's held-out keys) is always
-dropped, in every language, so evaluation and thresholds stay clean.
+(NEVER_TRAINED_ON: UDHR articles 25-30, Firefox's calibration and held-out strings, CLDR's held-out keys; those of
+the package catalogs too where they are trained on) is always dropped, in every language, so evaluation and
+thresholds stay clean.
 
 Long texts are cut into sentence-sized pieces and also into clauses (short text for the many languages only the
 UDHR has). Each source is balanced on its own: a language with more pieces than max_pieces_per_language is sampled
@@ -54,6 +55,9 @@ LABEL_MERGES = {
 # Text that is never trained on, whatever the sources: the held-out splits (evaluation) and Firefox's calibration
 # split (thresholds), in every language (matched by text).
 NEVER_TRAINED_ON = ("udhr:heldout+variants", "firefox:calibration+pivot", "firefox:heldout+pivot", "cldr:heldout")
+# ... and, when the package catalogs are trained on, their calibration and held-out strings. Only then: a model
+# trained without them (bayling-lid v2) stays reproducible from its card, byte for byte.
+CATALOGS_NEVER_TRAINED_ON = ("catalogs:calibration+pivot", "catalogs:heldout+pivot")
 DEFAULT_SOURCES = ["udhr:train+variants", "firefox:train+pivot", "cldr:train"]
 _CLAUSE_END = re.compile(r"(?<=[.!?;:,،؛।॥။።።፣፤。？！，、；：؟])\s*")
 
@@ -129,6 +133,11 @@ def source_examples(spec: str, hp: Hyperparameters, never: set[str]) -> pl.DataF
     return pl.concat([examples.clear(), *parts]).with_columns(source=pl.lit(spec))  # a source all held out adds nothing
 
 
+def never_trained_on(sources: list[str]) -> tuple[str, ...]:
+    """The text sources whose text is dropped from training on `sources`."""
+    return NEVER_TRAINED_ON + (CATALOGS_NEVER_TRAINED_ON if any(s.startswith("catalogs:") for s in sources) else ())
+
+
 def training_examples(sources: list[str], hp: Hyperparameters) -> pl.DataFrame:
     """(text, lang) training pieces from all sources, held-out text removed, each source's languages balanced.
     The first source names the languages every other source may add to; a language no source before has gets a
@@ -136,7 +145,7 @@ def training_examples(sources: list[str], hp: Hyperparameters) -> pl.DataFrame:
     if held_out := [s for s in sources if s.startswith("gettext:")]:
         raise ValueError(f"cannot train on {', '.join(held_out)}: the gettext catalogs are reserved for evaluation (see langid.texts)")
     never = set()
-    for spec in NEVER_TRAINED_ON:
+    for spec in never_trained_on(sources):
         try:
             never.update(load_texts(spec)["text"].to_list())
         except FileNotFoundError as e:  # no Firefox corpus here: nothing of it can be trained on either
@@ -210,7 +219,30 @@ def provenance(spec: str) -> dict:
 
         files = sorted(Path(babel.localedata._dirname).glob("*.dat"))
         return {"sha256": _sha256_of_files(files), "license": CLDR_LICENSE, "package": f"babel=={babel.__version__}"}
+    if spec.startswith("catalogs:"):
+        return catalogs_provenance()
     return {"sha256": hashlib.sha256(Path(spec).read_bytes()).hexdigest()}
+
+
+def catalogs_provenance() -> dict:
+    """sha256 of the `package/path<TAB>sha256` lines of the package catalogs (many share a file name), their
+    licenses and package versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from langid.texts import CATALOG_PACKAGES, catalog_files
+
+    digest = hashlib.sha256()
+    for path in catalog_files():
+        package = next(part for part in path.parts if part in CATALOG_PACKAGES)
+        relative = "/".join(path.parts[path.parts.index(package):])
+        digest.update(f"{relative}\t{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    versions = []
+    for package in CATALOG_PACKAGES:
+        try:
+            versions.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            continue
+    return {"sha256": digest.hexdigest(), "license": "; ".join(f"{p}: {l}" for p, l in CATALOG_PACKAGES.items()), "package": ", ".join(versions)}
 
 
 def train(sources: list[str], output: Path, hp: Hyperparameters, quantize: bool = True, command: str | None = None) -> dict:
@@ -235,7 +267,7 @@ def train(sources: list[str], output: Path, hp: Hyperparameters, quantize: bool 
         "training_data": [
             {"source": s, **provenance(s), "examples": per_source[s]["examples"], "languages": per_source[s]["languages"]} for s in sources
         ],
-        "heldout": "never trained on (by text, in every language): " + ", ".join(NEVER_TRAINED_ON)
+        "heldout": "never trained on (by text, in every language): " + ", ".join(never_trained_on(sources))
         + "; UDHR articles 25-30, Firefox strings and CLDR keys of the held-out splits",
         "label_merges": LABEL_MERGES,
         "hyperparameters": {**asdict(hp), "lr_used": lr},
