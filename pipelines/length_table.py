@@ -71,6 +71,16 @@ def calibrate(output: Path = LENGTH_TABLE) -> dict:
     return table
 
 
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines.length_table", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=LENGTH_TABLE, help=f"where to write the table (default: {LENGTH_TABLE})")
+    args = parser.parse_args(argv)
+    table = calibrate(args.output)
+    print(f"{args.output}: {len(table['languages'])} languages, {len(table['scripts'])} scripts, sigma {table['sigma']}")
+    return 0
+
+
 if __name__ == "__main__":
-    table = calibrate()
-    print(f"{LENGTH_TABLE}: {len(table['languages'])} languages, {len(table['scripts'])} scripts, sigma {table['sigma']}")
+    raise SystemExit(main())

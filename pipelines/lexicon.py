@@ -250,6 +250,16 @@ def calibrate(links: pl.DataFrame, max_coverage: float = MAX_COVERAGE) -> dict:
     }
 
 
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines.lexicon", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=LEXICON, help=f"the lexicon folder to write (default: {LEXICON})")
+    args = parser.parse_args(argv)
+    table = learn(args.output)
+    print(f"{args.output}: {len(table['languages'])} languages, pooled min_known {table['pooled_min_known']}")
+    return 0
+
+
 if __name__ == "__main__":
-    table = learn()
-    print(f"{LEXICON}: {len(table['languages'])} languages, pooled min_known {table['pooled_min_known']}")
+    raise SystemExit(main())
