@@ -34,6 +34,7 @@ from abc import abstractmethod
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -210,11 +211,11 @@ TEXTS = ("src_text", "tgt_text")  # a pair's two sides, as columns and as the na
 SIDES = ("src", "tgt")
 
 
-def verdict_frame(height: int, rows: pl.Series, reason: pl.Series, detail: pl.Series) -> pl.DataFrame:
-    """The frame `BatchFilter.reasons` returns: `reason` and `detail` at `rows` (the rows dropped), null elsewhere."""
-    reasons = pl.Series("reason", [None] * height, dtype=pl.String)
-    details = pl.Series("detail", [None] * height, dtype=pl.String)
-    if len(rows):
-        reasons = reasons.scatter(rows, reason)
-        details = details.scatter(rows, detail)
-    return pl.DataFrame([reasons, details])
+def verdict_frame(height: int, rows, reason: pl.Series, detail: pl.Series) -> pl.DataFrame:
+    """The frame `BatchFilter.reasons` returns: `reason` and `detail` at `rows` (the rows dropped, an array or a
+    series), null elsewhere. Built from the dropped rows only (most rows are kept): one gather from their reasons and
+    details and a null row."""
+    which = np.full(height, len(rows), dtype=np.int64)
+    which[np.asarray(rows, dtype=np.int64)] = np.arange(len(rows))
+    frame = pl.DataFrame({"reason": reason, "detail": detail}, schema={"reason": pl.String, "detail": pl.String})
+    return frame.extend(pl.DataFrame({"reason": [None], "detail": [None]}, schema=frame.schema))[which]

@@ -95,15 +95,6 @@ class Occurrences:
         return out
 
 
-def verdicts(rows: int, dropped: np.ndarray, reason: pl.Series, detail: pl.Series) -> pl.DataFrame:
-    """BatchFilter's reasons frame, from the dropped rows only (most rows are kept): one gather from their reasons
-    and details and a null row."""
-    which = np.full(rows, len(dropped), dtype=np.int64)
-    which[dropped] = np.arange(len(dropped))
-    frame = pl.DataFrame({"reason": reason, "detail": detail}, schema={"reason": pl.String, "detail": pl.String})
-    return frame.extend(pl.DataFrame({"reason": [None], "detail": [None]}, schema=frame.schema))[which]
-
-
 class KeptIds:
     """The ids of the rows a step kept, in order, as polars chunks: a dropped row names the kept one by its place
     here (no Python string per row)."""

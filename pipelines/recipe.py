@@ -81,14 +81,18 @@ def _known(values: list[str], known: tuple) -> list[str]:
     return values
 
 
-def loadable_length_table(path: str) -> str:
+def loadable_by(load):
+    """A validator of a path that `load` must read without an error ("": the shipped file, not checked here)."""
 
-    if path:
-        try:
-            load_length_table(path)
-        except (OSError, ValueError) as e:
-            raise ValueError(str(e)) from None
-    return path
+    def loadable(path: str) -> str:
+        if path:
+            try:
+                load(path)
+            except (OSError, ValueError) as e:
+                raise ValueError(str(e)) from None
+        return path
+
+    return loadable
 
 
 TokenKinds = Annotated[list[str], AfterValidator(known_tokens)]
@@ -107,7 +111,7 @@ class LengthCheck:
 
     max_deviation: Annotated[float, Field(gt=0)] = 4.5
     max_deviation_unended: Annotated[float, Field(gt=0)] | None = 3.0
-    table: Annotated[str, AfterValidator(loadable_length_table)] = ""
+    table: Annotated[str, AfterValidator(loadable_by(load_length_table))] = ""
 
 
 @dataclass
@@ -124,15 +128,6 @@ class Alignment:
     device: str = "cpu"
 
 
-def loadable_lexicon(path: str) -> str:
-    if path:
-        try:
-            load_lexicon(path)
-        except (OSError, ValueError) as e:
-            raise ValueError(str(e)) from None
-    return path
-
-
 @dataclass
 class Lexical:
     """`lexical_check` (pipelines/steps/lexical_check.py): an X <-> eng_Latn pair is dropped when less than
@@ -145,7 +140,7 @@ class Lexical:
 
     max_coverage: Annotated[float, Field(ge=0, le=1)] = 0.15
     cut_words: bool = True
-    lexicon: Annotated[str, AfterValidator(loadable_lexicon)] = ""
+    lexicon: Annotated[str, AfterValidator(loadable_by(load_lexicon))] = ""
 
 
 @dataclass

@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipelines.batch import BatchFilter, RemovedRows
-from pipelines.dedup import KeptIds, KeyIndex, KeyValues, Occurrences, dedup_keys, directions, verdicts
+from pipelines.batch import BatchFilter, RemovedRows, verdict_frame
+from pipelines.dedup import KeptIds, KeyIndex, KeyValues, Occurrences, dedup_keys, directions
 
 
 class ExactPairDedup(BatchFilter):
@@ -55,7 +55,7 @@ class ExactPairDedup(BatchFilter):
         if sides:
             reason += ["too_many_translations"] * len(sides)
             detail = detail.append("the " + pl.Series(sides, dtype=pl.String) + f" sentence already has {self.max_pairs_per_sentence} pairs")
-        return verdicts(batch.num_rows, np.concatenate([copies, *capped]), pl.Series(reason, dtype=pl.String), detail)
+        return verdict_frame(batch.num_rows, np.concatenate([copies, *capped]), pl.Series(reason, dtype=pl.String), detail)
 
     def capped(self, counts: KeyValues, src: np.ndarray, tgt: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """Of pairs in reading order, those whose source or target sentence already has the cap's number of pairs,

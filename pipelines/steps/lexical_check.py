@@ -2,17 +2,7 @@
 bilingual lexicon can tell? Catches pairs whose sides are each fine but do not belong together (off-by-one
 misalignment) and pairs with a side cut short (truncation), which the other pair checks mostly miss on short text.
 
-The lexicon (pipelines/lexicon.py) is learnt from firefox:train pairs and UDHR train paragraphs (X <->
-eng_Latn) only, never from the calibration or held-out splits nor from the gettext catalogs:
-
-- `links.parquet` (lang, src, tgt, dice): for each language, word pairs that occur together in translations far
-  more often than apart (Dice coefficient of the pairs they occur in); a language's words are lower-cased letter
-  runs, or letter unigrams and bigrams for scripts written without spaces (UNSEGMENTED);
-- `words.parquet` (lang, word): the words seen at least twice on each side (English as `eng_Latn`), for the
-  truncation cue;
-- `thresholds.json`: per language, the least number of known tokens from which a pair is judged (`min_known`,
-  3 to 8), calibrated on clean firefox:calibration and UDHR validation pairs so that at most REJECT_CLEAN of them
-  are dropped; a language none of these keeps under it (Japanese, Thai, Khmer, Burmese) is left out.
+The lexicon, its files and how it is learnt (train splits only): pipelines/lexicon.py.
 
 A pair X <-> eng_Latn (either order) is scored by its coverage: of the tokens on both sides that the lexicon knows
 (an X token with links; an English token linked to some X token; a token on both sides as it is), the share whose

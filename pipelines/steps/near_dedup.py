@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipelines.batch import BatchFilter, RemovedRows
-from pipelines.dedup import KeptIds, KeyIndex, MinhashSigner, TextSignatures, by_direction, minhash_config, verdicts
+from pipelines.batch import BatchFilter, RemovedRows, verdict_frame
+from pipelines.dedup import KeptIds, KeyIndex, MinhashSigner, TextSignatures, by_direction, minhash_config
 
 
 class NearDuplicateDedup(BatchFilter):
@@ -60,7 +60,7 @@ class NearDuplicateDedup(BatchFilter):
             named.append(np.where(owner[drop] >= 0, owner[drop], place[in_batch[drop]]))
         dropped_rows = np.concatenate(dropped) if dropped else np.empty(0, dtype=np.int64)
         names = self._kept_ids.at(np.concatenate(named) if named else np.empty(0, dtype=np.int64))
-        return verdicts(batch.num_rows, dropped_rows, pl.repeat("near_duplicate", len(dropped_rows), dtype=pl.String, eager=True), "near-duplicate of " + names)
+        return verdict_frame(batch.num_rows, dropped_rows, pl.repeat("near_duplicate", len(dropped_rows), dtype=pl.String, eager=True), "near-duplicate of " + names)
 
     @staticmethod
     def within_batch(keys: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
