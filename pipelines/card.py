@@ -179,12 +179,16 @@ Replace `ORG/NAME` with the repository this card is in, or with the path of a lo
 
 
 def _sources_section(manifest: dict) -> str:
-    sources = [[s["name"], s["version"] or "-", s["origin"] or "-", s["license"] or "not stated"] for s in manifest["sources"]]
+    sources = [[s["name"], s["version"] or "-", s["origin"] or "-", (s["license"] or "not stated") + (" **(non-commercial)**" if s.get("noncommercial") else "")]
+               for s in manifest["sources"]]  # fmt: skip
+    flagged = [s["name"] for s in manifest["sources"] if s.get("noncommercial")]
+    warning = (f"\n**Non-commercial sources**: {', '.join(flagged)}. Their rows may not be used commercially; rebuild with "
+               "`--exclude-noncommercial` for a version without them.\n") if flagged else ""  # fmt: skip
     return f"""## Sources and licenses
 
 Each row's `source` names where it came from; the license of each source applies to its rows (full texts in
 `LICENSE`).
-
+{warning}
 {_table(["source", "version", "origin", "license"], sources)}
 """
 
