@@ -95,9 +95,6 @@ INSTRUCTION_PRESETS = {
     "belle": InstructionPreset("BelleGroup/train_2M_CN", "zho_Hans", "belle", "gpl-3.0; research use only (dataset card)",
                                "general chat (single turn)", 2_000_000, revision="refs/convert/parquet", noncommercial=True,
                                why="general Chinese chat at scale; research use only"),
-    "belle_multiturn": InstructionPreset("BelleGroup/multiturn_chat_0.8M", "zho_Hans", "belle", "gpl-3.0; research use only (dataset card)",
-                                         "multi-turn dialogue", 831_036, revision="refs/convert/parquet", noncommercial=True,
-                                         why="Chinese multi-turn dialogue (history in the instruction); research use only"),
     "alpaca_zh": InstructionPreset("shibing624/alpaca-zh", "zho_Hans", "alpaca", "cc-by-4.0", "task-style (GPT-4 answers)", 48_818,
                                    revision="refs/convert/parquet", why="Alpaca prompts with GPT-4 Chinese answers, CC-BY-4.0"),
     "coig_cqia": InstructionPreset("m-a-p/COIG-CQIA", "zho_Hans", "alpaca", "cc-by-nc-4.0", "general chat (human-verified, from Chinese sites)",
@@ -145,7 +142,11 @@ def split_files(files: list[str], card: dict, config: str | None, split: str) ->
     if converted:
         return converted
     under = [f for f in files if f.endswith(".parquet") and (not config or f.startswith(f"{config}/"))]
-    return sorted(f for f in under if split in f.split("/")[:-1] or f.split("/")[-1].startswith((f"{split}-", f"{split}.")))
+    named = sorted(f for f in under if split in f.split("/")[:-1] or f.split("/")[-1].startswith((f"{split}-", f"{split}.")))
+    if named or split != "train":
+        return named
+    others = ("test", "validation", "valid", "dev")  # without a card or split names, `datasets` makes every file train
+    return sorted(f for f in under if not any(o in f.split("/")[:-1] or f.split("/")[-1].startswith((f"{o}-", f"{o}.")) for o in others))
 
 
 def converted_configs(files: list[str]) -> list[str]:
@@ -311,7 +312,11 @@ class HubInstructionSource:
 
     # --- reading --------------------------------------------------------------------------------------------------
     def _column(self, key: str) -> str:
-        return self.columns.get(key, key)
+        """The dataset's column of one of the format's keys; "" (none) where that name is mapped to another key
+        (firefly's `input` is its instruction, not an input)."""
+        if key in self.columns:
+            return self.columns[key]
+        return "" if key in self.columns.values() else key
 
     def read(self, chunk: tuple | None = None, malformed: list | None = None) -> typing.Iterator[pa.Table]:
         """CHAT_SCHEMA batches of one chunk (see `chunks`), or of every file. A row that is not of the format (a
@@ -329,7 +334,7 @@ class HubInstructionSource:
                     if missing:
                         raise SourceError(f"instruction source {self.name}: {where} has no column {missing[0]!r} for the {self.format} format "
                                           f"(it has {', '.join(parquet.schema_arrow.names)}; map yours with `columns:`)")  # fmt: skip
-                    present = [c for c in wanted if c in parquet.schema_arrow.names]
+                    present = [c for c in wanted if c and c in parquet.schema_arrow.names]
                     row = first
                     for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=range(start, end), columns=present):
                         table = self.to_chat(pa.Table.from_batches([batch]), path, row, malformed)
