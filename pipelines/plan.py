@@ -26,7 +26,7 @@ from pipelines.mixture import MixtureError, split_total
 from pipelines.options import BuildOptions, apply_overrides
 from pipelines.planning import CHAT_NAMES, plan as mixture_plan
 from pipelines.sources import HubSource, InstructionSource, SourceError, TableSource, UdhrSource, _commit_of, _named, _x_side
-from schemas.language_codes import PIVOTS
+from schemas.language_codes import PIVOTS, resolve_languages
 
 PLAN_FLOOR = 1000  # cross-lingual instructions under which a language is listed as below the floor (recipe floor: 0)
 
@@ -181,8 +181,9 @@ def mixture(recipe: recipes.Recipe, sources: list[dict]) -> dict:
                 for name, code in CHAT_NAMES.items():
                     if lang == code:
                         chat_supply[name] += rows
-    if recipe.languages != "all":
-        cross_supply = {k: v for k, v in cross_supply.items() if k in set(recipe.languages) | {"zho_Hans"}}
+    spec = recipe.languages if isinstance(recipe.languages, str) else ",".join(recipe.languages)
+    chosen = set(resolve_languages(spec, sorted(cross_supply))) if cross_supply else set()  # as the driver resolves them
+    cross_supply = {k: v for k, v in cross_supply.items() if k in chosen | {"zho_Hans"}}
     problems = []
     try:
         budgets = mixture_plan(recipe.mixture, cross_supply, chat_supply)

@@ -48,7 +48,7 @@ def card(configs: list[tuple[str, list[tuple[str, str]]]], title: str) -> str:
 def preset_tables(sizes: dict[str, int] | None = None) -> dict[str, dict[str, pa.Table]]:
     """{preset: {path in the repo (or @convert path): table}} in each set's real schema. Cross-source copies are
     planted: alpaca_zh's first row is belle's first row in other case and spacing, no_robots' first is ultrachat's."""
-    n = {"ultrachat": 50, "openorca": 40, "dolly": 30, "no_robots": 30, "firefly": 40, "belle": 80, "alpaca_zh": 40, "coig_cqia": 20, **(sizes or {})}
+    n = {"ultrachat": 50, "openorca": 40, "dolly": 30, "no_robots": 30, "firefly": 40, "belle": 120, "alpaca_zh": 40, "coig_cqia": 20, **(sizes or {})}
     tables = {}
     turns = [[{"content": en(i, "a dialogue"), "role": "user"}, {"content": f"Here is dialogue {i}.", "role": "assistant"},
               {"content": "Make it shorter.", "role": "user"}, {"content": f"Dialogue {i}, shorter.", "role": "assistant"}] for i in range(n["ultrachat"])]  # fmt: skip
