@@ -178,12 +178,17 @@ Replace `ORG/NAME` with the repository this card is in, or with the path of a lo
 """
 
 
+def flagged(source: dict) -> bool:
+    """Whether a manifest's source is marked non-commercial (its license forbids commercial use)."""
+    return (source.get("details") or {}).get("noncommercial") == "true"
+
+
 def _sources_section(manifest: dict) -> str:
-    sources = [[s["name"], s["version"] or "-", s["origin"] or "-", (s["license"] or "not stated") + (" **(non-commercial)**" if s.get("noncommercial") else "")]
+    sources = [[s["name"], s["version"] or "-", s["origin"] or "-", (s["license"] or "not stated") + (" **(non-commercial)**" if flagged(s) else "")]
                for s in manifest["sources"]]  # fmt: skip
-    flagged = [s["name"] for s in manifest["sources"] if s.get("noncommercial")]
-    warning = (f"\n**Non-commercial sources**: {', '.join(flagged)}. Their rows may not be used commercially; rebuild with "
-               "`--exclude-noncommercial` for a version without them.\n") if flagged else ""  # fmt: skip
+    noncommercial = [s["name"] for s in manifest["sources"] if flagged(s)]
+    warning = (f"\n**Non-commercial sources**: {', '.join(noncommercial)}. Their rows may not be used commercially; rebuild with "
+               "`--exclude-noncommercial` for a version without them.\n") if noncommercial else ""  # fmt: skip
     return f"""## Sources and licenses
 
 Each row's `source` names where it came from; the license of each source applies to its rows (full texts in

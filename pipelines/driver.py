@@ -87,7 +87,7 @@ def gather_inputs(recipe: recipes.Recipe) -> BuildInputs:
     provenance = [s.provenance() for s in sources] + [s.provenance() for s in recipe.instructions]
     for record, source in zip(provenance, [*sources, *recipe.instructions]):
         if recipes.noncommercial(source):  # flagged in the card and LICENSE
-            record["noncommercial"] = True
+            record["details"] = {**record["details"], "noncommercial": "true"}
     eval_sets, eval_records = gather_eval_sets(recipe.decontamination.eval_sets)
     return BuildInputs(source_languages, langs, identifier, provenance, eval_sets, eval_records)
 

@@ -439,12 +439,11 @@ class HubInstructionSource:
         return "bad turns"
 
     def provenance(self) -> dict:
-        details = {"format": self.format, "split": self.hub_split, "revision": self.revision, "lang": self.lang, "files": len(self.data_files())}
+        details = {"format": self.format, "split": self.hub_split, "revision": self.revision, "lang": self.lang, "files": str(len(self.data_files()))}
         if self.preset:
             details["preset"] = self.preset
         if self.configs is not None or self.config:
             details["configs"] = self.configs if isinstance(self.configs, str) else ",".join(self.configs or [self.config])
-        record = {"name": self.name, "version": self.commit(), "origin": f"hf://datasets/{self.repo}", "license": self.license, "sha256": "", "details": details}
         if self.is_noncommercial:
-            record["noncommercial"] = True
-        return record
+            details["noncommercial"] = "true"
+        return {"name": self.name, "version": self.commit(), "origin": f"hf://datasets/{self.repo}", "license": self.license, "sha256": "", "details": details}

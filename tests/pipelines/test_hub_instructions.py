@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,6 +20,7 @@ from pipelines import recipe as recipes
 from pipelines.hub_instructions import INSTRUCTION_PRESETS, HubInstructionSource, is_noncommercial, split_files
 from pipelines.sources import SourceError
 from tests.hub_server import HubServer
+from tests.pipelines.test_hub_sources import opus_like, udhr_paragraphs, upload
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "hf_loopbackSECRETtoken0123456789"
@@ -183,7 +185,7 @@ def test_every_preset_streams_its_real_schema_as_chat_rows_at_the_commit_it_reso
         assert len(result["rows"]) == expected["rows"], preset
         assert result["provenance"]["version"] == expected["commit"], preset  # main or refs/convert/parquet, pinned
         assert result["provenance"]["license"] == INSTRUCTION_PRESETS[preset].license
-        assert result["provenance"].get("noncommercial", False) == INSTRUCTION_PRESETS[preset].noncommercial
+        assert (result["provenance"]["details"].get("noncommercial") == "true") == INSTRUCTION_PRESETS[preset].noncommercial
         assert {r["lang"] for r in result["rows"]} == {INSTRUCTION_PRESETS[preset].lang}
         assert len({r["id"] for r in result["rows"]}) == len(result["rows"])
     first = {p: got[f"hub:{p}"]["rows"][0]["messages"] for p in uploaded}
@@ -195,7 +197,7 @@ def test_every_preset_streams_its_real_schema_as_chat_rows_at_the_commit_it_reso
     assert first["dolly"] == [{"role": "user", "content": f"{en(0, 'a summary')}\n\nContext 0."}, {"role": "assistant", "content": "Summary 0."}]
     assert first["firefly"] == [{"role": "user", "content": zh(0, "对联")}, {"role": "assistant", "content": "答案0。"}]
     assert first["belle"][0]["content"] == f"{zh(0, '故事')}\n\n补充0"
-    assert got["hub:firefly"]["provenance"]["details"]["files"] == 2
+    assert got["hub:firefly"]["provenance"]["details"]["files"] == "2"
     assert got["hub:coig_cqia"]["provenance"]["details"]["configs"] == "all"
     assert {r["source_id"].split("/")[0] for r in got["hub:coig_cqia"]["rows"]} == {"zhihu", "ruozhiba"}
     assert "held out" not in json.dumps(got["hub:ultrachat"]["rows"])  # the train_sft split only
@@ -283,3 +285,63 @@ def test_split_files_follow_the_card_the_conversion_or_the_names():
     assert split_files(converted, {}, "big", "train") == ["big/partial-train/0000.parquet"]
     assert split_files(["1M-GPT4-Augmented.parquet", "3_5M-GPT3_5-Augmented.parquet", "test-0.parquet"], {}, None, "train") == [
         "1M-GPT4-Augmented.parquet", "3_5M-GPT3_5-Augmented.parquet"]  # fmt: skip
+
+
+def serve_bayling2(hub, tmp_path: Path) -> dict:
+    """Every Hub source of bayling2.yaml on the loopback Hub: {preset or repo: {"commit", "rows"}}."""
+    served = upload_presets(hub, tmp_path)
+    opus_like(tmp_path / "opus", udhr_paragraphs())
+    served["opus-100"] = {"commit": upload(hub, "Helsinki-NLP/opus-100", tmp_path / "opus")}
+    for split, text in (("dev", FLORES_SENTENCE + "."), ("devtest", "Another evaluation sentence that no training text contains at all.")):
+        (tmp_path / "flores" / split).mkdir(parents=True)
+        pq.write_table(pa.table({"text": [text]}), tmp_path / "flores" / split / "eng_Latn.parquet")
+    served["flores_plus"] = {"commit": upload(hub, "openlanguagedata/flores_plus", tmp_path / "flores")}
+    hub.gate("openlanguagedata/flores_plus", [TOKEN])  # gated, as FLORES+ is
+    return served
+
+
+def run_build(hub, tmp_path: Path, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    env.pop("HF_TOKEN", None)
+    if token:
+        env["HF_TOKEN"] = token
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "pipelines" / "build.py"), *args], env=env, capture_output=True, text=True, timeout=600)
+    assert TOKEN not in done.stdout + done.stderr
+    return done
+
+
+@pytest.mark.slow  # a whole build of the shipped recipe, scaled down, in a fresh process
+def test_a_scaled_down_bayling2_build_from_the_hub_has_its_exact_shares_and_no_duplicate_instruction(hub, tmp_path):
+    served = serve_bayling2(hub, tmp_path)
+    output = tmp_path / "out"
+    done = run_build(hub, tmp_path, "--recipe", "bayling2", "--total", "500", "--langs", "deu_Latn,fra_Latn", "--output", str(output),
+                     "--tasks", "2", "--workers", "2")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((output / "manifest.json").read_text())
+    versions = {s["name"]: s["version"] for s in manifest["sources"]}
+    for preset in INSTRUCTION_PRESETS:
+        assert versions[f"hub:{preset}"] == served[preset]["commit"], preset
+    rows = pl.read_parquet(output / "data" / "*" / "*.parquet")
+    train = rows.filter(pl.col("split") == "train")
+    families = {"zh": train.filter(pl.col("source").is_in([f"hub:{p}" for p, s in INSTRUCTION_PRESETS.items() if s.lang == "zho_Hans"])).height,
+                "en": train.filter(pl.col("source").is_in([f"hub:{p}" for p, s in INSTRUCTION_PRESETS.items() if s.lang == "eng_Latn"])).height}  # fmt: skip
+    families["cross_lingual"] = train.filter(pl.col("task") != "instruction").height
+    assert sum(families.values()) == train.height == 500
+    for name, share in {"zh": 0.432, "en": 0.262, "cross_lingual": 0.306}.items():
+        assert abs(families[name] / train.height - share) <= 0.0001, (name, families)  # within 0.01 percentage point
+    # no instruction twice after case and space folding, across sources
+    folded = rows.filter(pl.col("task") == "instruction").select(pl.col("messages").list.eval(
+        pl.element().struct.field("role") + ":" + pl.element().struct.field("content").str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+    ).list.join("\n").alias("folded"))  # fmt: skip
+    assert folded["folded"].is_duplicated().sum() == 0
+    removed = pl.read_parquet(output / "removed" / "chat.parquet")
+    duplicates = removed.filter(pl.col("reason") == "duplicate")
+    assert {(s, sid) for s, sid in zip(duplicates["source"], duplicates["source_id"])} >= {
+        ("hub:alpaca_zh", "default/train/0000.parquet:0"), ("hub:no_robots", "data/train-00000-of-00001.parquet:0")}  # the planted copies
+    overlap = removed.filter(pl.col("reason") == "overlap:flores_plus")
+    assert overlap["source_id"].to_list() == ["default/train/0000.parquet:3"] and overlap["source"].to_list() == ["hub:dolly"]
+    assert manifest["decontamination"]["flores_plus"] >= 1  # the count, with the pairs' own
+    card, license_text = (output / "README.md").read_text(), (output / "LICENSE").read_text()
+    assert "**Non-commercial sources**: hub:belle, hub:coig_cqia, hub:no_robots." in card
+    assert "| hub:no_robots | " in card and "cc-by-nc-4.0 **(non-commercial)**" in card
+    assert "- hub:belle " in license_text and "gpl-3.0; research use only (dataset card) -- NON-COMMERCIAL" in license_text

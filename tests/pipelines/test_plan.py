@@ -4,45 +4,13 @@ each preset in its real schema (tests/pipelines/test_hub_instructions.py), OPUS-
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-import pytest
+from tests.pipelines.test_hub_instructions import hub, run_build, serve_bayling2  # noqa: F401  (hub: the fixture)
 
-from tests.pipelines.test_hub_instructions import FLORES_SENTENCE, TOKEN, hub, upload_presets  # noqa: F401  (hub: the fixture)
-from tests.pipelines.test_hub_sources import opus_like, udhr_paragraphs, upload
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMIT = re.compile(r"[0-9a-f]{40}")
-
-
-def serve_bayling2(hub, tmp_path: Path) -> dict:
-    """Every Hub source of bayling2.yaml on the loopback Hub: {preset or repo: {"commit", "rows"}}."""
-    served = upload_presets(hub, tmp_path)
-    opus_like(tmp_path / "opus", udhr_paragraphs())
-    served["opus-100"] = {"commit": upload(hub, "Helsinki-NLP/opus-100", tmp_path / "opus")}
-    for split, text in (("dev", FLORES_SENTENCE + "."), ("devtest", "Another evaluation sentence that no training text contains at all.")):
-        (tmp_path / "flores" / split).mkdir(parents=True)
-        pq.write_table(pa.table({"text": [text]}), tmp_path / "flores" / split / "eng_Latn.parquet")
-    served["flores_plus"] = {"commit": upload(hub, "openlanguagedata/flores_plus", tmp_path / "flores")}
-    hub.gate("openlanguagedata/flores_plus", [TOKEN])  # gated, as FLORES+ is
-    return served
-
-
-def run_build(hub, tmp_path: Path, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    env.pop("HF_TOKEN", None)
-    if token:
-        env["HF_TOKEN"] = token
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "pipelines" / "build.py"), *args], env=env, capture_output=True, text=True, timeout=600)
-    assert TOKEN not in done.stdout + done.stderr
-    return done
 
 
 def test_the_plan_of_bayling2_resolves_every_source_from_footers_alone(hub, tmp_path):
