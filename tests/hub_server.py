@@ -17,9 +17,9 @@ check of the tree afterwards can notice). `server.go_down(seconds)` closes the l
 connection, so that connections are refused, and listens again on the same port after `seconds` (never: None).
 `server.events` records every request with its answer, in order.
 
-Gated repositories: `server.gate(repo_id, tokens)` makes a repository's files (tree, paths-info, resolve) answer 401
+Gated repositories: `server.gate(repo_id, tokens)` makes downloads of a repository's files (resolve) answer 401
 without a token and 403 with a token not in `tokens` (the users who accepted its terms), with the Hub's error code
-GatedRepo; its info stays public, with "gated": "auto", as on the Hub.
+GatedRepo; its info and file list stay public, with "gated": "auto", as on the Hub.
 
     with HubServer(tmp_path) as hub:
         HfApi(endpoint=hub.url, token="hf_test").create_repo("org/name", repo_type="dataset")
@@ -344,8 +344,6 @@ class HubHandler(BaseHTTPRequestHandler):
                     return self.repo_info(repo_type, repo_id, repo, revision or "main")
                 if action == "refs":
                     return self.refs(repo)
-                if action in ("tree", "paths-info"):
-                    self.check_gate(repo)
                 if action == "tree":
                     return self.tree(repo, revision or "main", rest, query.get("recursive", ["False"])[0].lower() == "true")
                 if action == "paths-info":
