@@ -266,21 +266,29 @@ def plot(plan: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (families, languages, sources) = plt.subplots(3, 1, figsize=(12, 13), gridspec_kw={"height_ratios": [1, 2, 2]})
+    fig, (families, kinds, languages, sources) = plt.subplots(4, 1, figsize=(12, 16), gridspec_kw={"height_ratios": [1, 1, 2, 2]})
     names = list(plan["rows_per_family"])
     families.barh(names, [plan["rows_per_family"][n] for n in names], color=["#c0392b", "#2471a3", "#239b56"])
     families.set_title(f"{plan['recipe']}: {plan['total']:,} train instructions (plan, before filters)")
+    by_kind = {}
+    for direction, n in plan["rows_per_direction"].items():
+        src, tgt = direction.split("->")
+        kind = f"{'X' if src not in PIVOTS else src} -> {'X' if tgt not in PIVOTS else tgt}"
+        by_kind[kind] = by_kind.get(kind, 0) + n
+    kinds.barh(list(by_kind), list(by_kind.values()), color="#239b56")
+    kinds.set_title("cross-lingual rows per direction (X: every other language)")
     top = list(plan["rows_per_language"].items())[:40]
     languages.bar([k for k, _ in top], [v for _, v in top], color=["#7f8c8d" if k in plan["below_floor"] else "#239b56" for k, _ in top])
     languages.set_title(f"rows per language (largest 40 of {plan['languages']}; grey: below the floor of {plan['floor']:,})")
     languages.tick_params(axis="x", labelrotation=90, labelsize=7)
-    contributed = [(s["name"], plan["contributions"].get(s["name"], 0), s["noncommercial"]) for s in plan["sources"]]
+    contributed = [(f"{s['name']} ({(s['license'] or 'not stated').split(' (')[0][:28]})", plan["contributions"].get(s["name"], 0), s["noncommercial"])
+                   for s in plan["sources"]]  # fmt: skip
     bars = sources.barh([n for n, _, _ in contributed], [v for _, v, _ in contributed], color="#5d6d7e")
     for bar, (_, _, flagged) in zip(bars, contributed):
         if flagged:
+            bar.set_facecolor("#e67e22")
             bar.set_hatch("//")
-            bar.set_color("#e67e22")
-    sources.set_title("expected rows per source (orange, hatched: non-commercial license)")
+    sources.set_title("expected rows per source, and its license (orange, hatched: non-commercial)")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
