@@ -328,7 +328,7 @@ class HubInstructionSource:
             where = f"{self.repo}@{commit[:12]}/{path}"
             try:
                 with fs.open(hub_url(self.repo, commit, path), block_size=8 << 20) as f:
-                    parquet = pq.ParquetFile(f)
+                    parquet = pq.ParquetFile(f, pre_buffer=True)  # a row group's column chunks in few range requests
                     wanted = [self._column(k) for k in FORMAT_COLUMNS[self.format]]
                     missing = [self._column(k) for k in REQUIRED[self.format] if self._column(k) not in parquet.schema_arrow.names]
                     if missing:
@@ -355,7 +355,7 @@ class HubInstructionSource:
         else:
             lengths, role, content, bad = self._prompt_answer(table)
         rows = np.arange(first_row, first_row + n)
-        source_ids = pl.Series([f"{path}:{r}" for r in rows], dtype=pl.String)
+        source_ids = pl.select(pl.lit(f"{path}:") + pl.int_range(first_row, first_row + n, dtype=pl.Int64).cast(pl.String)).to_series()
         if bad.any():
             for i in np.flatnonzero(bad):
                 record = Malformed(f"{self.repo}/{path}", f"row {rows[i]}", f"not of the {self.format} format: {self._why(table, i)}",

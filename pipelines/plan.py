@@ -24,8 +24,18 @@ from pipelines import recipe as recipes
 from pipelines.hub_instructions import HubInstructionSource, _yaml_front_matter, footers, split_files
 from pipelines.mixture import MixtureError, split_total
 from pipelines.options import BuildOptions, apply_overrides
-from pipelines.planning import CHAT_NAMES, plan as mixture_plan
-from pipelines.sources import HubSource, InstructionSource, SourceError, TableSource, UdhrSource, _commit_of, _named, _x_side
+from pipelines.planning import CHAT_NAMES
+from pipelines.planning import plan as mixture_plan
+from pipelines.sources import (
+    HubSource,
+    InstructionSource,
+    SourceError,
+    TableSource,
+    UdhrSource,
+    _commit_of,
+    _named,
+    _x_side,
+)
 from schemas.language_codes import PIVOTS, resolve_languages
 
 PLAN_FLOOR = 1000  # cross-lingual instructions under which a language is listed as below the floor (recipe floor: 0)

@@ -6,11 +6,21 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 
-from tests.pipelines.test_hub_instructions import hub, run_build, serve_bayling2  # noqa: F401  (hub: the fixture)
+import pytest
+from huggingface_hub import constants
+
+from tests.hub_server import HubServer
+from tests.pipelines.test_hub_instructions import run_build, serve_bayling2
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the loopback Hub speaks LFS, not Xet
+    with HubServer(tmp_path / "hub") as server:
+        yield server
 
 
 def test_the_plan_of_bayling2_resolves_every_source_from_footers_alone(hub, tmp_path):
