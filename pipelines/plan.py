@@ -51,8 +51,33 @@ def run_plan(options: BuildOptions) -> dict:
     plan["seconds"] = round(time.time() - started, 2)
     (folder / "plan.json").write_text(json.dumps(plan, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     plot(plan, folder / "plan.png")
+    if recipe.path:
+        pinned = pinned_recipe(recipe.path, plan)
+        (folder / "recipe.pinned.yaml").write_text(pinned, encoding="utf-8")
     print(summary(plan, folder))
     return plan
+
+
+def pinned_recipe(path: str, plan: dict) -> str:
+    """The recipe with every Hub entry's `revision:` set to the commit the plan resolved (sources matched by name):
+    building from it reads exactly what the plan counted, whatever the branches do next."""
+    import yaml
+
+    from schemas.config import read_yaml
+
+    data = read_yaml(path, recipes.RecipeError)
+    commits = {s["name"]: s["commit"] for s in plan["sources"] if s.get("commit") and s.get("origin", "").startswith("hf://")}
+    evals = {e["name"]: e["commit"] for e in plan["eval_sets"] if e.get("commit")}
+    for key, parse in (("parallel", recipes._source), ("instructions", recipes._instruction_source)):
+        for i, entry in enumerate(data.get(key) or []):
+            name = parse(entry, path, i).name
+            if name in commits:
+                entry["revision"] = commits[name]
+    for i, entry in enumerate((data.get("decontamination") or {}).get("eval_sets") or []):
+        if isinstance(entry, dict) and recipes._eval_set(entry, path, i).name in evals:
+            entry["revision"] = evals[recipes._eval_set(entry, path, i).name]
+    header = f"# {Path(path).name} with every Hub revision pinned to the commit `--plan` resolved ({time.strftime('%Y-%m-%d')})\n"
+    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)
 
 
 def make_plan(recipe: recipes.Recipe) -> dict:
@@ -265,7 +290,7 @@ def summary(plan: dict, folder: Path) -> str:
     if plan["below_floor"]:
         lines.append(f"below the floor of {plan['floor']:,} cross-lingual rows: {len(plan['below_floor'])} languages ({', '.join(plan['below_floor'][:12])}{' ...' if len(plan['below_floor']) > 12 else ''})")
     lines += [f"problem: {p}" for p in plan["problems"]]
-    lines.append(f"written: {folder / 'plan.json'}, {folder / 'plan.png'}")
+    lines.append(f"written: {folder / 'plan.json'}, {folder / 'plan.png'} and the recipe pinned to these commits, {folder / 'recipe.pinned.yaml'}")
     return "\n".join(lines)
 
 

@@ -8,10 +8,10 @@ import re
 import time
 
 import pytest
-from huggingface_hub import constants
+from huggingface_hub import HfApi, constants
 
 from tests.hub_server import HubServer
-from tests.pipelines.test_hub_instructions import run_build, serve_bayling2
+from tests.pipelines.test_hub_instructions import TOKEN, run_build, serve_bayling2
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
 
@@ -55,6 +55,18 @@ def test_the_plan_of_bayling2_resolves_every_source_from_footers_alone(hub, tmp_
     assert sum(zh.values()) == 216 and zh["hub:belle"] == max(zh.values())  # the largest zh set gives the most
     assert set(plan["supply"]["cross_lingual"]) == set(plan["below_floor"]) == {"deu_Latn", "fra_Latn", "zho_Hans"}  # all below 1,000
     assert "hub:no_robots" in done.stdout and "NON-COMMERCIAL" in done.stdout
+    # the recipe pinned to the commits the plan counted: it plans (and builds) the same after main moves
+    pinned = (tmp_path / "plan" / "recipe.pinned.yaml").read_text()
+    assert f"revision: {served['ultrachat']['commit']}" in pinned and f"revision: {served['dolly']['commit']}" in pinned
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "extra.txt").write_text("main moves on")
+    HfApi(endpoint=hub.url, token=TOKEN).upload_folder(folder_path=str(moved), repo_id="HuggingFaceH4/ultrachat_200k", repo_type="dataset")
+    done = run_build(hub, tmp_path, "--recipe", str(tmp_path / "plan" / "recipe.pinned.yaml"), "--plan", "--total", "500", "--langs",
+                     "deu_Latn,fra_Latn", "--output", str(tmp_path / "again"))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = json.loads((tmp_path / "again" / "plan.json").read_text())
+    assert [(s["name"], s.get("commit")) for s in again["sources"]] == [(s["name"], s.get("commit")) for s in plan["sources"]]
     # footers only: every read of a Parquet file is a range request, none a whole download
     parquet_reads = [outcome for method, path, outcome in hub.events if method == "GET" and "/resolve/" in path and path.endswith(".parquet")]
     assert parquet_reads and set(parquet_reads) == {206}
