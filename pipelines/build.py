@@ -70,6 +70,10 @@ def parse_args(argv=None) -> BuildOptions:
     parser.add_argument("--push-to-hub", metavar="ORG/NAME", default=None, help="publish the version to this Hub dataset after the build")
     parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
     parser.add_argument("--strict", action="store_true", help="stop at the first malformed input record (default: to removed/)")
+    parser.add_argument("--exclude-noncommercial", action="store_true",
+                        help="leave out every source whose license forbids commercial use (NC, research only)")
+    parser.add_argument("--plan", action="store_true",
+                        help="a dry run: resolve every source (commit, files, rows, license) and write plan.json and plan.png")
     args = parser.parse_args(argv)
     given = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -81,7 +85,12 @@ def parse_args(argv=None) -> BuildOptions:
 def main(argv=None) -> int:
     options = parse_args(argv)
     try:
-        build(options)
+        if options.plan:
+            from pipelines.plan import run_plan
+
+            run_plan(options)
+        else:
+            build(options)
     except (BuildError, UnknownLanguageCode, RecipeError, SourceError, MixtureError, PublishError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

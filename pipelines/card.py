@@ -178,13 +178,22 @@ Replace `ORG/NAME` with the repository this card is in, or with the path of a lo
 """
 
 
+def flagged(source: dict) -> bool:
+    """Whether a manifest's source is marked non-commercial (its license forbids commercial use)."""
+    return (source.get("details") or {}).get("noncommercial") == "true"
+
+
 def _sources_section(manifest: dict) -> str:
-    sources = [[s["name"], s["version"] or "-", s["origin"] or "-", s["license"] or "not stated"] for s in manifest["sources"]]
+    sources = [[s["name"], s["version"] or "-", s["origin"] or "-", (s["license"] or "not stated") + (" **(non-commercial)**" if flagged(s) else "")]
+               for s in manifest["sources"]]  # fmt: skip
+    noncommercial = [s["name"] for s in manifest["sources"] if flagged(s)]
+    warning = (f"\n**Non-commercial sources**: {', '.join(noncommercial)}. Their rows may not be used commercially; rebuild with "
+               "`--exclude-noncommercial` for a version without them.\n") if noncommercial else ""  # fmt: skip
     return f"""## Sources and licenses
 
 Each row's `source` names where it came from; the license of each source applies to its rows (full texts in
 `LICENSE`).
-
+{warning}
 {_table(["source", "version", "origin", "license"], sources)}
 """
 

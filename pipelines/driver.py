@@ -85,6 +85,9 @@ def gather_inputs(recipe: recipes.Recipe) -> BuildInputs:
     langs = resolve_languages(spec, available)
     identifier = LanguageIdentifier.load(recipe.langid.models, recipe.langid.threshold, recipe.langid.min_script_fraction)
     provenance = [s.provenance() for s in sources] + [s.provenance() for s in recipe.instructions]
+    for record, source in zip(provenance, [*sources, *recipe.instructions]):
+        if recipes.noncommercial(source):  # flagged in the card and LICENSE
+            record["details"] = {**record["details"], "noncommercial": "true"}
     eval_sets, eval_records = gather_eval_sets(recipe.decontamination.eval_sets)
     return BuildInputs(source_languages, langs, identifier, provenance, eval_sets, eval_records)
 

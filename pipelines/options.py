@@ -4,6 +4,7 @@ makes it from argparse; a library user makes it directly), and how its recipe op
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class BuildOptions:
     max_length_ratio: float | None = None
     shard_size: str | None = None
     strict: bool = False
+    exclude_noncommercial: bool = False
     # where the version goes
     store: Path = Path("out")
     version: str | None = None
@@ -45,6 +47,7 @@ class BuildOptions:
     ray_address: str | None = None
     tasks: int = 4
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    plan: bool = False  # a dry run: resolve the sources and write the plan (pipelines/plan.py), build nothing
     # publishing
     push_to_hub: str | None = None
     private: bool = False
@@ -74,6 +77,9 @@ def apply_overrides(recipe: recipes.Recipe, options: BuildOptions) -> recipes.Re
             raise recipes.RecipeError(f"--langs: no language given in {options.langs!r} (expected all, or codes separated by commas)")
         recipe.languages = options.langs
     recipe.strict = recipe.strict or options.strict
+    recipe.exclude_noncommercial = recipe.exclude_noncommercial or options.exclude_noncommercial
+    for name in recipes.drop_noncommercial(recipe):
+        print(f"excluded (non-commercial license): {name}", file=sys.stderr)
     for option, key in RECIPE_KEYS.items():
         if getattr(options, option) is not None:
             set_key(recipe, key, getattr(options, option), f"--{option.replace('_', '-')}", recipes.RecipeError, name_key=False)

@@ -21,6 +21,7 @@ from pydantic import AfterValidator, Field
 
 from langid.models import DEFAULT_MODELS
 from langid.thresholds import FLOOR, NEVER
+from pipelines.hub_instructions import HubInstructionSource, is_noncommercial
 from pipelines.length_table import load_length_table
 from pipelines.lexicon import load_lexicon
 from pipelines.sources import PAIR_SOURCES, HubEvalSet, InstructionSource, PairSource
@@ -260,6 +261,7 @@ class Recipe:
     templates: Templates = field(default_factory=Templates)
     shard_size: str = "256MB"  # uncompressed data per shard; each is sorted in memory by one task (bounds its memory)
     strict: bool = False  # a malformed input record stops the build (default: it goes to removed/ as `malformed`)
+    exclude_noncommercial: bool = False  # leave out every source whose license forbids commercial use
     path: str = ""
 
     def to_dict(self) -> dict:
@@ -270,6 +272,8 @@ class Recipe:
             del data["strict"]
         if self.filters.lexical is None:  # added after versions were built: off, it must not change their key
             del data["filters"]["lexical"]
+        if not self.exclude_noncommercial:  # the same
+            del data["exclude_noncommercial"]
         return data
 
 
@@ -301,11 +305,41 @@ def _eval_set(data, source: str, i: int):
     return check(HubEvalSet, data, source, where, RecipeError)
 
 
-def _instruction_source(data, source: str, i: int) -> InstructionSource:
+INSTRUCTION_TYPES = ("files", "hub")
+
+
+def _instruction_source(data, source: str, i: int) -> InstructionSource | HubInstructionSource:
+    """Local files (no `type`, or `type: files`) or a Hub dataset (`type: hub`, or a `preset:`)."""
+    where = ("instructions", i)
     if isinstance(data, dict):
         data = {**data}
+        kind = data.pop("type", "hub" if "preset" in data else "files")
+        if kind not in INSTRUCTION_TYPES:
+            close = difflib.get_close_matches(str(kind), INSTRUCTION_TYPES, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise RecipeError(located(source, key_path((*where, "type")), f"unknown instruction source type {kind!r}; {hint}(expected one of {', '.join(INSTRUCTION_TYPES)})"))
+        if kind == "hub":
+            return check(HubInstructionSource, data, source, where, RecipeError)
         data.setdefault("name", f"{data.get('format', 'messages')}:{Path(str(data.get('path', ''))).name}")
-    return check(InstructionSource, data, source, ("instructions", i), RecipeError)
+    return check(InstructionSource, data, source, where, RecipeError)
+
+
+def noncommercial(source) -> bool:
+    """Whether a source's license forbids commercial use (its preset says so, or its license is NC or research-only)."""
+    flag = getattr(source, "is_noncommercial", None)
+    return bool(flag) if flag is not None else is_noncommercial(getattr(source, "license", "") or "")
+
+
+def drop_noncommercial(recipe: Recipe) -> list[str]:
+    """With `exclude_noncommercial`, leave out every non-commercial source; returns their names."""
+    if not recipe.exclude_noncommercial:
+        return []
+    dropped = [s.name for s in [*recipe.parallel, *recipe.instructions] if noncommercial(s)]
+    recipe.parallel = [s for s in recipe.parallel if not noncommercial(s)]
+    recipe.instructions = [s for s in recipe.instructions if not noncommercial(s)]
+    if not recipe.parallel and not recipe.instructions:
+        raise RecipeError(located(recipe.path, "exclude_noncommercial", f"every source is non-commercial ({', '.join(dropped)}): nothing is left to build"))
+    return dropped
 
 
 def parse(data: dict, source: str = "") -> Recipe:

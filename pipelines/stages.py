@@ -16,6 +16,7 @@ import polars as pl
 
 from pipelines import recipe as recipes
 from pipelines.batch import RemovedRows
+from pipelines.card import flagged
 from pipelines.planning import chat_chunks, chat_cutoffs, parse_size, plan, shard_plan, supply
 from pipelines.runtime import Runtime
 from pipelines.staging import BuildError, Staging
@@ -257,6 +258,7 @@ def no_train_rows(work: Path, langs: list[str]) -> str:
 
 def license_summary(sources: list[dict], texts: str) -> str:
     """LICENSE: the license of every source, then the full texts the sources ship."""
-    lines = [f"- {s['name']} {s['version']} ({s['origin'] or 'local files'}): {s['license'] or 'not stated'}" for s in sources]
+    lines = [f"- {s['name']} {s['version']} ({s['origin'] or 'local files'}): {s['license'] or 'not stated'}"
+             + (" -- NON-COMMERCIAL: its rows may not be used commercially" if flagged(s) else "") for s in sources]
     return "This dataset is made of the following sources; each row's `source` column names its source, whose\n" \
            "license applies to that row.\n\n" + "\n".join(lines) + "\n" + (f"\n{texts.strip()}\n" if texts.strip() else "")  # fmt: skip

@@ -17,6 +17,10 @@ check of the tree afterwards can notice). `server.go_down(seconds)` closes the l
 connection, so that connections are refused, and listens again on the same port after `seconds` (never: None).
 `server.events` records every request with its answer, in order.
 
+Gated repositories: `server.gate(repo_id, tokens)` makes downloads of a repository's files (resolve) answer 401
+without a token and 403 with a token not in `tokens` (the users who accepted its terms), with the Hub's error code
+GatedRepo; its info and file list stay public, with "gated": "auto", as on the Hub.
+
     with HubServer(tmp_path) as hub:
         HfApi(endpoint=hub.url, token="hf_test").create_repo("org/name", repo_type="dataset")
 """
@@ -209,6 +213,13 @@ class HubServer:
                     return fault
         return None
 
+    def gate(self, repo_id: str, tokens: list[str], repo_type: str = "dataset") -> None:
+        """Only requests with one of `tokens` (users who accepted the terms) may read the repository's files."""
+        with self.store.lock:
+            repo = self.store.load(repo_type, repo_id)
+            repo["gated_tokens"] = list(tokens)
+            self.store.save(repo_type, repo_id, repo)
+
     def record(self, method: str, path: str, outcome) -> None:
         with self.lock:
             self.events.append((method, path, outcome))
@@ -365,6 +376,15 @@ class HubHandler(BaseHTTPRequestHandler):
             return self.resolve(kind[:-1] if kind else "model", repo_id, revision, unquote(file_path))
         raise HttpError(404, f"no route for {self.command} {path}")
 
+    def check_gate(self, repo: dict) -> None:
+        """A gated repository's files: 401 without a token, 403 with one that did not accept the terms."""
+        if "gated_tokens" not in repo:
+            return
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if token not in repo["gated_tokens"]:
+            status = 403 if token else 401
+            raise HttpError(status, "Access to this dataset is restricted: you must accept its conditions", "GatedRepo")
+
     def create_repo(self, request: dict):
         repo_type = request.get("type") or "model"
         repo_id = f"{request['organization']}/{request['name']}" if request.get("organization") else f"tester/{request['name']}"
@@ -416,7 +436,8 @@ class HubHandler(BaseHTTPRequestHandler):
     def repo_info(self, repo_type: str, repo_id: str, repo: dict, revision: str):
         sha = self.hub.store.resolve(repo, revision)
         tree = repo["commits"][sha]["tree"]
-        return 200, {"id": repo_id, "_id": repo_id, "sha": sha, "private": repo["private"], "disabled": False, "gated": False,
+        return 200, {"id": repo_id, "_id": repo_id, "sha": sha, "private": repo["private"], "disabled": False,
+                     "gated": "auto" if "gated_tokens" in repo else False,
                      "downloads": 0, "likes": 0, "tags": [], "lastModified": "2026-01-01T00:00:00.000Z",
                      "siblings": [{"rfilename": p} for p in sorted(tree)]}, None, None  # fmt: skip
 
@@ -535,6 +556,7 @@ class HubHandler(BaseHTTPRequestHandler):
         store = self.hub.store
         with store.lock:
             repo = store.load(repo_type, repo_id)
+            self.check_gate(repo)
             sha = store.resolve(repo, revision)
             blob = repo["commits"][sha]["tree"].get(path)
         if blob is None:
