@@ -23,11 +23,11 @@ BUILD = [sys.executable, str(REPO_ROOT / "pipelines" / "build.py")]
 STAGES = ("pivot", "pairs", "mix", "shards", "manifest")  # the stages of a build of the embedded corpus
 
 
-def run_on_a_terminal(args: list[str], timeout: float = 300) -> tuple[int, str]:
+def run_on_a_terminal(args: list[str], timeout: float = 300, cwd=REPO_ROOT) -> tuple[int, str]:
     """Run a command with stdout and stderr on one pseudo-terminal; its exit status and all it wrote there."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 40 rows, 120 columns
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, cwd=REPO_ROOT)
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal, cwd=cwd)
     os.close(terminal)
     chunks = []
     while True:
@@ -47,8 +47,8 @@ def run_on_a_terminal(args: list[str], timeout: float = 300) -> tuple[int, str]:
 
 
 def lines(text: str) -> list[str]:
-    """The terminal's lines: a progress bar redrawn with \\r stays one line."""
-    return [line.rsplit("\r", 1)[-1] for line in text.replace("\r\n", "\n").split("\n") if line.strip("\r")]
+    """The terminal's lines, blank ones too: a progress bar redrawn with \\r stays one line (as it last showed)."""
+    return [line.rsplit("\r", 1)[-1] for line in text.replace("\r\n", "\n").split("\n")[:-1]]
 
 
 def test_the_default_shows_a_progress_bar_per_stage_and_no_task_logs(tmp_path):
