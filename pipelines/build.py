@@ -29,6 +29,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python pipelines/build.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipelines.console import LEVELS
 from pipelines.driver import build
 from pipelines.mixture import MixtureError
 from pipelines.options import BuildOptions
@@ -74,6 +75,14 @@ def parse_args(argv=None) -> BuildOptions:
                         help="leave out every source whose license forbids commercial use (NC, research only)")
     parser.add_argument("--plan", action="store_true",
                         help="a dry run: resolve every source (commit, files, rows, license) and write plan.json and plan.png")
+    console_group = parser.add_mutually_exclusive_group()
+    console_group.add_argument("-q", "--quiet", dest="log_level", action="store_const", const="ERROR",
+                               help="only errors and a short summary on the terminal (the task logs still go to the version's logs/)")
+    console_group.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="INFO",
+                               help="datatrove's task logs on the terminal too (INFO)")
+    console_group.add_argument("--log-level", type=str.upper, choices=LEVELS,
+                               help="what reaches the terminal (default WARNING: warnings, errors, a progress bar per stage)")
+    parser.set_defaults(log_level="WARNING")
     args = parser.parse_args(argv)
     given = sys.argv[1:] if argv is None else list(argv)
     try:

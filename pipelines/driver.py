@@ -15,6 +15,7 @@ from pathlib import Path
 
 from langid.identify import LanguageIdentifier
 from langid.models import file_sha256
+from pipelines import console
 from pipelines import recipe as recipes
 from pipelines.build_key import key_of, reproduce_command, row_arguments
 from pipelines.manifest import code_version, read_manifest
@@ -48,7 +49,8 @@ class BuildInputs:
 
 def build(options: BuildOptions) -> dict:
     """Build the version `options` ask for (or find it already built); returns its manifest."""
-    runtime = Runtime(options.executor, options.workers, options.ray_address)
+    console.set_level(options.log_level)
+    runtime = Runtime(options.executor, options.workers, options.ray_address, options.log_level)
     runtime.warm_up()
     recipe = apply_overrides(recipes.load(options.recipe), options)
     inputs = gather_inputs(recipe)
@@ -60,14 +62,14 @@ def build(options: BuildOptions) -> dict:
         if check_output(output, version, build_key, hashes=options.verify):
             manifest = read_manifest(output)
             print(f"{output} already holds this build (version {version}, build key {build_key}): nothing to do.")
-            print_summary(manifest, output, None)
+            print_summary(manifest, output, None, brief=not console.shows("WARNING"))
         else:
             staging.prepare()  # a folder left by a build of other arguments is emptied here, before any work
             manifest_base = first_manifest_keys(options, recipe, inputs, arguments, version)
             context = BuildContext(recipe, inputs.x_langs, inputs.source_languages, inputs.eval_sets, staging, manifest_base, options.tasks)
             started = time.time()
             manifest = finish(staging, run_stages(context, runtime))
-            print_summary(manifest, output, time.time() - started)
+            print_summary(manifest, output, time.time() - started, brief=not console.shows("WARNING"))
     if options.push_to_hub:
         from pipelines.publish import publish
 
@@ -150,8 +152,15 @@ def gather_eval_sets(entries: list) -> tuple[list[tuple[str, str]], list[dict]]:
     return found, records
 
 
-def print_summary(manifest: dict, output: Path, seconds: float | None) -> None:
+def print_summary(manifest: dict, output: Path, seconds: float | None, brief: bool = False) -> None:
+    """Rows per split, languages and removed pairs by step and reason; `brief` (--quiet): the rows per split, the
+    removed pairs' total and the output, a few lines whatever the build."""
     splits = manifest["rows_per_split"]
+    removed = sum(n for reasons in manifest["removed"].values() for n in reasons.values())
+    if brief:
+        print("  ".join([*(f"{split} {n}" for split, n in splits.items()), f"total {sum(splits.values())}", f"removed pairs {removed}"]))
+        print(f"output: {output}" + (f"  ({seconds:.0f} s)" if seconds is not None else ""))
+        return
     langs = manifest["rows_per_language"]
     both = [
         lang for lang in langs

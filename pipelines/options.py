@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines import recipe as recipes
+from pipelines.console import check_level
 from pipelines.planning import parse_size
 from schemas.config import set_key
 
@@ -48,6 +49,8 @@ class BuildOptions:
     tasks: int = 4
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     plan: bool = False  # a dry run: resolve the sources and write the plan (pipelines/plan.py), build nothing
+    # what the terminal shows (pipelines.console): DEBUG, INFO, WARNING (progress bars) or ERROR (--quiet)
+    log_level: str = "WARNING"
     # publishing
     push_to_hub: str | None = None
     private: bool = False
@@ -65,6 +68,7 @@ class BuildOptions:
             raise ValueError(f"--bump: expected major, minor or patch, got {self.bump!r}")
         if self.executor not in ("local", "ray"):
             raise ValueError(f"--executor: expected local or ray, got {self.executor!r}")
+        object.__setattr__(self, "log_level", check_level(self.log_level))  # frozen: the checked, upper-case name
         for name in ("tasks", "workers", "total"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name}: must be at least 1, got {getattr(self, name)}")

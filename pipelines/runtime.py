@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from datatrove.executor import LocalPipelineExecutor, RayPipelineExecutor
+
+from pipelines import console
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # What the tasks import. datatrove's local executor forks a stage's workers from a forkserver; preloaded there,
@@ -37,11 +42,13 @@ def thread_limits(cpus: int) -> dict[str, str]:
 @dataclass(frozen=True)
 class Runtime:
     """How the stages run: `executor` "local" or "ray", at most `workers` tasks at once, on the Ray cluster at
-    `ray_address` (None: a local Ray, started for the build)."""
+    `ray_address` (None: a local Ray, started for the build); the terminal shows records of `console_level` and
+    above, and at the default level a progress bar per stage."""
 
     executor: str = "local"
     workers: int = 1
     ray_address: str | None = None
+    console_level: str = console.DEFAULT_LEVEL  # what the stages show on the terminal (pipelines.console)
 
     def warm_up(self) -> None:
         """Start what the first stage will need and can be readied while the driver reads its sources: the
@@ -62,18 +69,26 @@ class Runtime:
                 ray.shutdown()
 
     def run(self, pipeline: list, tasks: int, logging_dir: Path) -> None:
-        make_executor(self.executor, pipeline, logging_dir, tasks, self.workers).run()
+        executor = make_executor(self.executor, pipeline, logging_dir, tasks, self.workers)
+        executor.console_level = self.console_level
+        bar = self.console_level == console.DEFAULT_LEVEL and sys.stderr.isatty()
+        with console.stage_progress(logging_dir.name, executor.logging_dir, tasks, bar):
+            executor.run()
+
+
+class LocalExecutor(console.TaskConsole, LocalPipelineExecutor):
+    """datatrove's Local executor, its tasks' terminal output held to the console level."""
+
+
+class RayExecutor(console.TaskConsole, RayPipelineExecutor):
+    """datatrove's Ray executor, its tasks' terminal output held to the console level."""
 
 
 def make_executor(executor: str, pipeline: list, logging_dir: Path, tasks: int, workers: int):
     if executor == "ray" and tasks > 1:  # a stage of one task runs here: an actor would only add its start-up
-        from datatrove.executor import RayPipelineExecutor
-
-        return RayPipelineExecutor(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir),
-                                   cpus_per_task=RAY_CPUS_PER_TASK, mem_per_cpu_gb=1)  # fmt: skip
-    from datatrove.executor import LocalPipelineExecutor
-
-    return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir))
+        return RayExecutor(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir),
+                           cpus_per_task=RAY_CPUS_PER_TASK, mem_per_cpu_gb=1)  # fmt: skip
+    return LocalExecutor(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir))
 
 
 def start_forkserver() -> None:
@@ -87,7 +102,9 @@ def start_forkserver() -> None:
 
 
 def start_ray(address: str | None, workers: int) -> bool:
-    """Connect to the cluster at `address`, or start a local Ray of `workers` CPUs; True if we started it."""
+    """Connect to the cluster at `address`, or start a local Ray of `workers` CPUs; True if we started it. The
+    workers' output stays in Ray's log files (log_to_driver=False); Ray's own records in the driver are held to the
+    console level."""
     import ray
 
     if ray.is_initialized():
@@ -95,14 +112,15 @@ def start_ray(address: str | None, workers: int) -> bool:
     # Workers must import this repository's packages even when it is not installed.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     if address:  # the cluster's workers get the limits through the job's runtime environment
-        ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": thread_limits(RAY_CPUS_PER_TASK)})
+        ray.init(address=address, log_to_driver=False, logging_level=console.level(),
+                 runtime_env={"env_vars": thread_limits(RAY_CPUS_PER_TASK)})  # fmt: skip
         return False
     # a local Ray's workers inherit the environment its processes start with (a runtime environment would start
     # each worker through a setup process); this process keeps its own
     saved = dict(os.environ)
     os.environ.update(thread_limits(RAY_CPUS_PER_TASK))
     try:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=console.level())
     finally:
         os.environ.clear()
         os.environ.update(saved)

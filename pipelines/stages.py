@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipelines import console
 from pipelines import recipe as recipes
 from pipelines.batch import RemovedRows
 from pipelines.card import flagged
@@ -112,12 +113,17 @@ def pair_checks(removed: RemovedRows, filters) -> list:
     return steps
 
 
+def task_bars() -> bool:
+    """A bar per pairs task reading its sources: with -v only; the default shows a bar per stage instead."""
+    return sys.stderr.isatty() and console.shows("INFO")
+
+
 def pair_pipeline(recipe, sources, source_languages, langs, work: Path, run: str, pivot_join: PivotJoin | None, report_unpaired: bool,
                   eval_sets: list):  # fmt: skip
     removed = RemovedRows(work / "removed", run)
     near, align = recipe.dedup.near, recipe.filters.alignment
     return [
-        PairReader(sources, langs, source_languages, removed if report_unpaired else None, progress=sys.stderr.isatty()),
+        PairReader(sources, langs, source_languages, removed if report_unpaired else None, progress=task_bars()),
         NormalizeText(),
         PairFilter(removed, recipe.filters.min_chars, recipe.filters.max_chars, recipe.filters.max_length_ratio),
         *pair_checks(removed, recipe.filters),

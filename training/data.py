@@ -46,27 +46,38 @@ Positive = Annotated[int, Field(ge=1)]
 
 @dataclass
 class DataConfig:
-    """The `data` section of a training config (its values are checked by schemas.config, as annotated)."""
+    """What the run reads and how it packs it (the `data` section of a training config; its values are checked by
+    schemas.config, as annotated)."""
 
     __pydantic_config__ = STRICT_KEYS_NUMBERS_AS_TEXT
 
-    # A local dataset version (the folder with data/), a glob of Parquet files, or hf://datasets/<org>/<name>@<revision>
     path: str = ""
+    """Required: a local dataset version (the folder with data/), a glob of Parquet files, or
+    hf://datasets/<org>/<name>@<revision>."""
     split: str = "train"
-    # For versions laid out as data/<config>/<split>-*.parquet: null or "all" reads every config, else the
-    # configs named (comma-separated folder names or globs: "zh,en", "deu_Latn", "*_*")
+    """The split to read."""
     config: str | None = None
+    """For versions laid out as data/<config>/<split>-*.parquet: null or all reads every config, else the configs
+    named (comma-separated folder names or globs: zh,en or deu_Latn or *_*)."""
     messages_column: str = "messages"
-    chat_format: ChatFormat = "auto"  # auto (the tokenizer's chat template) | bayling-llama2 | bayling-llama3
-    max_length: Literal["truncate", "drop"] = "truncate"  # rows longer than seq_len (both counted in stats())
+    """Column of the chat messages."""
+    chat_format: ChatFormat = "auto"
+    """auto (the tokenizer's chat template), bayling-llama2 or bayling-llama3."""
+    max_length: Literal["truncate", "drop"] = "truncate"
+    """Rows longer than seq_len are truncated or dropped (both counted in stats())."""
     shuffle: bool = True
-    shuffle_window: Positive = 10_000  # rows shuffled together within a rank
-    pack_buffer: Positive = 256  # rows the packer chooses from
-    epochs: Positive | None = None  # None: repeat for ever (the trainer stops after its steps)
-    encode_batch: Positive = 512  # rows formatted and tokenized together
-    # Processes that format and tokenize rows (in order, so the batches do not depend on it); 0: in the training
-    # process, where a fast tokenizer still spreads each batch over its own threads.
+    """Shuffle the rows."""
+    shuffle_window: Positive = 10_000
+    """Rows shuffled together within a rank."""
+    pack_buffer: Positive = 256
+    """Rows the packer chooses from."""
+    epochs: Positive | None = None
+    """Passes over the data; null: repeat for ever (the trainer stops after its steps)."""
+    encode_batch: Positive = 512
+    """Rows formatted and tokenized together."""
     workers: Annotated[int, Field(ge=0)] = 0
+    """Processes that format and tokenize rows (in order, so the batches do not depend on it); 0: in the training
+    process, where a fast tokenizer still spreads each batch over its own threads."""
 
     def validate(self) -> None:
         """What a complete config needs beyond its values' types and ranges."""

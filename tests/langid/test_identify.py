@@ -1,10 +1,12 @@
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
+import langid
 from langid.identify import LanguageIdentifier, ModelCheck, macro_language
 from langid.models import HUB_MODELS, OWN_MODEL_PATH, FastTextModel, ModelNotFound, label_to_flores, lid176_path
 from langid.thresholds import FLOOR, GLOBAL_THRESHOLD, Thresholds, compute, reject_threshold
@@ -27,8 +29,13 @@ def pipeline_identifier():
 
 
 def test_default_model_is_the_packaged_lid176(lid176):
-    assert lid176_path().name == "lid.176.ftz"
+    """lid.176.ftz ships in langid/data/ (package data) beside its license note: a plain install needs nothing else."""
+    path = lid176_path()
+    assert path == Path(langid.__file__).with_name("data") / "lid.176.ftz" and lid176.path == path
+    assert lid176.sha256 == "8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83"
     assert len(lid176.labels) == 176
+    note = path.with_name("lid.176.LICENSE.txt").read_text()
+    assert "CC-BY-SA-3.0" in note and "Facebook" in note and lid176.sha256 in note
 
 
 def test_every_lid176_label_maps_to_a_flores_code(lid176):
