@@ -61,7 +61,16 @@ class Runtime:
                 ray.shutdown()
 
     def run(self, pipeline: list, tasks: int, logging_dir: Path) -> None:
-        make_executor(self.executor, pipeline, logging_dir, tasks, self.workers).run()
+        executor = make_executor(self.executor, pipeline, logging_dir, tasks, self.workers)
+        executor.run()
+        # datatrove's Ray executor logs a failed task and returns; the local one raises. A stage with a task that did
+        # not complete must not pass for a finished one.
+        incomplete = executor.get_incomplete_ranks()
+        if incomplete:
+            from pipelines.staging import BuildError
+
+            raise BuildError(f"{len(incomplete)} of {tasks} tasks did not complete (tasks {incomplete[:10]}): see "
+                             f"their logs in {logging_dir}/logs/")
 
 
 def make_executor(executor: str, pipeline: list, logging_dir: Path, tasks: int, workers: int):
