@@ -95,3 +95,21 @@ def test_a_build_on_two_ray_nodes_gives_the_local_rows(small_build, two_node_clu
     assert result.returncode == 0, result.stderr[-3000:]
     assert data_hashes(tmp_path / "out") == data_hashes(small_build)
     assert read_manifest(tmp_path / "out")["content_hash"] == read_manifest(small_build)["content_hash"]
+
+
+@pytest.mark.slow  # starts a local Ray
+def test_a_failed_ray_task_fails_the_stage(tmp_path):
+    """datatrove's Ray executor logs a task's exception and returns: the stage must not pass for finished."""
+    from pipelines.runtime import Runtime
+    from pipelines.staging import BuildError
+
+    def fail_on_rank_1(data, rank, world_size):  # nested: pickled by value, the workers have no tests package
+        if rank == 1:
+            raise ValueError("task 1 fails")
+        yield from data or []
+
+    runtime = Runtime(executor="ray", workers=2)
+    with runtime.session():
+        with pytest.raises(BuildError, match=r"of 2 tasks did not complete \(tasks \[.*1\]\): see their logs in "):
+            runtime.run([fail_on_rank_1], 2, tmp_path / "logs")
+    assert "task 1 fails" in (tmp_path / "logs" / "logs" / "task_00001.log").read_text()
