@@ -98,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = parser.parse_known_args(argv)
     try:
         config = load(args.config, overrides)
-    except ConfigError as error:
+        if not config.data.path.startswith("hf://"):  # bad data fails here, not in each worker of each restart
+            from training.data import resolve_files
+
+            resolve_files(config.data)
+    except (ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     import ray

@@ -153,6 +153,7 @@ def test_torchrun_trains_checkpoints_resumes_and_exports(small_build, tmp_path):
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.parametrize("module", ["training.train", "training.ray_launcher"])
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -161,9 +162,10 @@ def test_torchrun_trains_checkpoints_resumes_and_exports(small_build, tmp_path):
         pytest.param("data.path=no/such/build", "data.path: no/such/build is not a folder", marks=pytest.mark.slow),
     ],
 )
-def test_bad_input_exits_with_a_clear_error(tmp_path, override, message):
+def test_bad_input_exits_with_a_clear_error(tmp_path, override, message, module):
+    extra = ["--workers", "2"] if module == "training.ray_launcher" else []
     result = subprocess.run(
-        [sys.executable, "-m", "training.train", "--config", str(TINY), override],
+        [sys.executable, "-m", module, *extra, "--config", str(TINY), override],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 2, result.stderr[-3000:]
@@ -424,6 +426,41 @@ def test_ray_train_restarts_a_killed_worker_from_the_last_checkpoint(small_build
     assert before == pytest.approx({s: torchrun_losses[s] for s in before}, rel=1e-6, abs=0)
     assert after == pytest.approx({s: torchrun_losses[s] for s in after}, rel=1e-5, abs=0)
     assert sorted(p.name for p in checkpoints.iterdir())[-1] == f"step-{RAY_STEPS:08d}"
+
+
+@pytest.mark.slow
+def test_torchrun_with_data_checkpoints_and_export_on_s3(small_build, torchrun_losses, s3_server, tmp_path):
+    """data.path, checkpoint.folder and checkpoint.export_folder on moto's S3 server: torchrun's losses of a local
+    run, checkpoints that verify and resume, an export that loads."""
+    import s3fs
+
+    _, bucket = s3_server
+    fs = s3fs.S3FileSystem()
+    fs.put(f"{small_build}/data/", f"{bucket}/small/data", recursive=True)
+    run = f"s3://{bucket}/run"
+    args = [f"data.path=s3://{bucket}/small", *RAY_COMMON, f"checkpoint.folder={run}/checkpoints",
+            f"checkpoint.export_folder={run}/final", "checkpoint.interval=3", "checkpoint.keep_last=2",
+            f"logging.folder={tmp_path}/log"]
+    first = torchrun(args, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert read_losses(tmp_path / "log") == pytest.approx(torchrun_losses, rel=1e-6, abs=0)
+    fs.invalidate_cache()
+    assert [p.rsplit("/", 1)[-1] for p in fs.ls(f"{bucket}/run/checkpoints")] == ["step-00000006", "step-00000008"]
+    assert fs.isfile(f"{bucket}/run/checkpoints/step-00000008/checksums.json")
+
+    # Resume from step 6, as if the run had died before its last save.
+    fs.rm(f"{bucket}/run/checkpoints/step-00000008", recursive=True)
+    (tmp_path / "log" / "metrics.jsonl").unlink()
+    again = torchrun(args, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resumed from {run}/checkpoints/step-00000006 at step 6" in again.stderr
+    resumed = read_losses(tmp_path / "log")
+    assert sorted(resumed) == [7, 8] and all(resumed[s] == pytest.approx(torchrun_losses[s], rel=1e-5) for s in (7, 8))
+
+    from transformers import AutoModelForCausalLM
+
+    fs.get(f"{bucket}/run/final/", str(tmp_path / "final"), recursive=True)
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "final").config.num_hidden_layers == 2
 
 
 @pytest.mark.slow
