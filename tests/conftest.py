@@ -57,3 +57,26 @@ def s3_server(_moto_endpoint, monkeypatch, request) -> Iterator[tuple[str, str]]
     s3fs.S3FileSystem().mkdir(bucket)
     yield _moto_endpoint, bucket
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+# -- Ray: a cluster of two nodes on this machine -----------------------------------------------------------------
+@pytest.fixture
+def two_node_cluster() -> Iterator[str]:
+    """A Ray cluster of two nodes of one CPU each, on this machine, each with a temp folder of its own; yields its
+    address. (Short temp paths: Ray's socket paths must fit in 107 characters.)"""
+    import shutil
+    import tempfile
+
+    from ray.cluster_utils import Cluster
+
+    head_dir, node_dir = tempfile.mkdtemp(prefix="rayh"), tempfile.mkdtemp(prefix="rayn")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "temp_dir": head_dir,
+                                                            "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1, temp_dir=node_dir)
+        cluster.wait_for_nodes()
+        yield cluster.address
+    finally:
+        cluster.shutdown()
+        shutil.rmtree(head_dir, ignore_errors=True)
+        shutil.rmtree(node_dir, ignore_errors=True)

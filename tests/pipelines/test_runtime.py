@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,25 +23,6 @@ def test_the_runtime_env_ships_the_packages_without_caches():
     assert all((Path(p) / "__init__.py").is_file() for p in env["py_modules"])
     assert "__pycache__" in env["excludes"] and env["env_vars"] == {"X": "1"}
     assert "PYTHONPATH" not in env["env_vars"]
-
-
-@pytest.fixture
-def two_node_cluster() -> Iterator[str]:
-    """A Ray cluster of two nodes of one CPU each, on this machine, each with a temp folder of its own; yields its
-    address. (Short temp paths: Ray's socket paths must fit in 107 characters.)"""
-    from ray.cluster_utils import Cluster
-
-    head_dir, node_dir = tempfile.mkdtemp(prefix="rayh"), tempfile.mkdtemp(prefix="rayn")
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "temp_dir": head_dir,
-                                                            "include_dashboard": False})
-    try:
-        cluster.add_node(num_cpus=1, temp_dir=node_dir)
-        cluster.wait_for_nodes()
-        yield cluster.address
-    finally:
-        cluster.shutdown()
-        shutil.rmtree(head_dir, ignore_errors=True)
-        shutil.rmtree(node_dir, ignore_errors=True)
 
 
 def clean_env() -> dict[str, str]:

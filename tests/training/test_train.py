@@ -429,6 +429,30 @@ def test_ray_train_restarts_a_killed_worker_from_the_last_checkpoint(small_build
 
 
 @pytest.mark.slow
+def test_ray_train_on_two_nodes_with_everything_on_s3(small_build, torchrun_losses, s3_server, two_node_cluster,
+                                                       tmp_path):
+    """Ray Train on a 2-node cluster (a worker on each, separate temp folders, the code from the runtime
+    environment) with the data, the checkpoints and the export on moto's S3 server: torchrun's losses."""
+    import s3fs
+
+    _, bucket = s3_server
+    fs = s3fs.S3FileSystem()
+    fs.put(f"{small_build}/data/", f"{bucket}/small/data", recursive=True)
+    run = f"s3://{bucket}/run"
+    process = ray_launcher(["--address", two_node_cluster, f"data.path=s3://{bucket}/small", *RAY_COMMON,
+                            f"checkpoint.folder={run}/checkpoints", "checkpoint.interval=4",
+                            f"checkpoint.export_folder={run}/final", f"logging.folder={tmp_path}/log"], tmp_path)
+    _, stderr = process.communicate(timeout=900)
+    assert process.returncode == 0, stderr[-3000:]
+    losses = read_losses(tmp_path / "log")
+    print(f"Ray Train on 2 nodes, S3 storage, vs torchrun: max abs loss diff {max_abs_diff(losses, torchrun_losses):.3g}")
+    assert losses == pytest.approx(torchrun_losses, rel=1e-6, abs=0)
+    fs.invalidate_cache()
+    assert [p.rsplit("/", 1)[-1] for p in fs.ls(f"{bucket}/run/checkpoints")] == ["step-00000004", "step-00000008"]
+    assert fs.isfile(f"{bucket}/run/final/model.safetensors")
+
+
+@pytest.mark.slow
 def test_torchrun_with_data_checkpoints_and_export_on_s3(small_build, torchrun_losses, s3_server, tmp_path):
     """data.path, checkpoint.folder and checkpoint.export_folder on moto's S3 server: torchrun's losses of a local
     run, checkpoints that verify and resume, an export that loads."""
