@@ -38,6 +38,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.checkpoint.stateful import Stateful
 
+
 class Where:
     """A checkpoint file or folder, on local disk or at an fsspec URL, with the few path operations checkpoints
     use. `str()` gives the local path or the URL, as messages name it."""
