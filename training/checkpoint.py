@@ -122,8 +122,10 @@ class Where:
     def rename(self, target: Where) -> None:
         if self.local:
             os.rename(self.path, target.path)
-        else:  # no rename on object storage: a copy, then the removal
-            self.fs.mv(self.path, target.path, recursive=True)
+        else:  # no rename on object storage: a copy of each object, then the removal
+            for name in self.files():
+                self.fs.copy(f"{self.path}/{name}", f"{target.path}/{name}")
+            self.fs.rm(self.path, recursive=True)
 
 
 STEP_FOLDER = re.compile(r"^step-(\d{8})$")
