@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,6 +73,14 @@ class Runtime:
         bar = self.console_level == console.DEFAULT_LEVEL and sys.stderr.isatty()
         with console.stage_progress(logging_dir.name, executor.logging_dir, tasks, bar):
             executor.run()
+        # datatrove's Ray executor logs a failed task and returns; the local one raises. A stage with a task that did
+        # not complete must not pass for a finished one.
+        incomplete = executor.get_incomplete_ranks()
+        if incomplete:
+            from pipelines.staging import BuildError
+
+            raise BuildError(f"{len(incomplete)} of {tasks} tasks did not complete (tasks {incomplete[:10]}): see "
+                             f"their logs in {logging_dir}/logs/")
 
 
 class LocalExecutor(console.TaskConsole, LocalPipelineExecutor):
@@ -101,27 +108,34 @@ def start_forkserver() -> None:
     forkserver.ensure_running()
 
 
+# The packages the tasks import, shipped to every Ray worker through the runtime environment (py_modules): a
+# cluster's nodes need neither this repository at the same path nor a shared folder. What they do not import stays
+# behind.
+CODE_PACKAGES = ("schemas", "langid", "pipelines", "training")
+CODE_EXCLUDES = ["__pycache__", "*.pyc", ".pytest_cache"]
+
+
+def code_runtime_env(env_vars: dict[str, str] | None = None) -> dict:
+    """The Ray runtime environment that gives workers this repository's packages (uploaded once per job, cached
+    on each node by content hash) and `env_vars`."""
+    return {
+        "py_modules": [str(REPO_ROOT / name) for name in CODE_PACKAGES],
+        "excludes": list(CODE_EXCLUDES),
+        "env_vars": dict(env_vars or {}),
+    }
+
+
 def start_ray(address: str | None, workers: int) -> bool:
-    """Connect to the cluster at `address`, or start a local Ray of `workers` CPUs; True if we started it. The
-    workers' output stays in Ray's log files (log_to_driver=False); Ray's own records in the driver are held to the
-    console level."""
+    """Connect to the cluster at `address`, or start a local Ray of `workers` CPUs; True if we started it. Either
+    way the workers get the code and the thread limits through the job's runtime environment. Their output
+    stays in Ray's log files (log_to_driver=False); Ray's own records in the driver are held to the console level."""
     import ray
 
     if ray.is_initialized():
         return False
-    # Workers must import this repository's packages even when it is not installed.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    if address:  # the cluster's workers get the limits through the job's runtime environment
-        ray.init(address=address, log_to_driver=False, logging_level=console.level(),
-                 runtime_env={"env_vars": thread_limits(RAY_CPUS_PER_TASK)})  # fmt: skip
+    runtime_env = code_runtime_env(thread_limits(RAY_CPUS_PER_TASK))
+    if address:
+        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env, logging_level=console.level())
         return False
-    # a local Ray's workers inherit the environment its processes start with (a runtime environment would start
-    # each worker through a setup process); this process keeps its own
-    saved = dict(os.environ)
-    os.environ.update(thread_limits(RAY_CPUS_PER_TASK))
-    try:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=console.level())
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env, logging_level=console.level())
     return True

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,62 @@ def small_build(tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("builds") / "small"
     assert main(["--langs", SMALL_LANGS, "--output", str(output), "--tasks", "3", "--workers", "1"]) == 0
     return output
+
+
+# -- object storage: moto's S3 server, reached over HTTP by s3fs (the S3 client itself is not mocked) -----------
+@pytest.fixture(scope="session")
+def _moto_endpoint() -> Iterator[str]:
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_server(_moto_endpoint, monkeypatch, request) -> Iterator[tuple[str, str]]:
+    """(the endpoint URL, a new empty bucket) of a real S3 server on the loopback, with AWS_* and AWS_ENDPOINT_URL
+    set in this process's environment, which subprocesses (torchrun, Ray workers) inherit."""
+    import re
+    import uuid
+
+    import s3fs
+
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": _moto_endpoint}.items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()  # one made before the variables were set would keep its endpoint
+    bucket = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:8]
+    s3fs.S3FileSystem().mkdir(bucket)
+    yield _moto_endpoint, bucket
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+# -- Ray: a cluster of two nodes on this machine -----------------------------------------------------------------
+@pytest.fixture
+def two_node_cluster() -> Iterator[str]:
+    """A Ray cluster of two nodes of one CPU each, on this machine, each with a temp folder of its own; yields its
+    address. (Short temp paths: Ray's socket paths must fit in 107 characters.)"""
+    import shutil
+    import tempfile
+
+    from ray.cluster_utils import Cluster
+
+    head_dir, node_dir = tempfile.mkdtemp(prefix="rayh"), tempfile.mkdtemp(prefix="rayn")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "temp_dir": head_dir,
+                                                            "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1, temp_dir=node_dir)
+        cluster.wait_for_nodes()
+        yield cluster.address
+    finally:
+        cluster.shutdown()
+        shutil.rmtree(head_dir, ignore_errors=True)
+        shutil.rmtree(node_dir, ignore_errors=True)

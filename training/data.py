@@ -1,6 +1,7 @@
 """Training data: instruction rows from Parquet shards to packed batches of token ids, per rank, resumable.
 
-The rows of a split are read from the Parquet files of a local dataset version or of a Hub dataset at a pinned
+The rows of a split are read from the Parquet files of a local dataset version, of one on object storage
+(`s3://bucket/name/v1.0.0`, read through fsspec), or of a Hub dataset at a pinned
 revision (`hf://datasets/org/name@v1.0.0`, fetched once into the local Hugging Face cache, then read from there,
 offline too). Each epoch:
 1. the row groups of all files are put in an order drawn from (seed, epoch) and seen as one sequence of rows;
@@ -98,11 +99,29 @@ def build_batches(
     return PackedBatches(data_cfg, tokenizer, rank, world_size, seed, seq_len, micro_batch_size)
 
 
-def resolve_files(data_cfg: DataConfig) -> list[Path]:
-    """The Parquet files of the split, sorted; a Hub dataset is fetched into the local cache first."""
+def is_url(path) -> bool:
+    """Whether `path` is a URL for fsspec (s3://, gs://, memory://...) rather than a local path."""
+    return isinstance(path, str) and "://" in path
+
+
+def parquet_file(file: Path | str) -> pq.ParquetFile:
+    """A Parquet file on local disk, or at a URL read through fsspec (credentials and endpoint from the usual
+    environment: AWS_*, AWS_ENDPOINT_URL, ...)."""
+    if is_url(file):
+        import fsspec
+
+        return pq.ParquetFile(fsspec.open(file, "rb").open())
+    return pq.ParquetFile(file)
+
+
+def resolve_files(data_cfg: DataConfig) -> list[Path] | list[str]:
+    """The Parquet files of the split, sorted: local Paths, or URLs for a version on object storage (s3://...); a
+    Hub dataset is fetched into the local cache first."""
     path = data_cfg.path
     if path.startswith("hf://"):
         path = str(_hub_snapshot(path, data_cfg))
+    if is_url(path):
+        return _resolve_urls(path, data_cfg)
     if any(char in path for char in "*?[") or path.endswith(".parquet"):
         files = sorted(Path(p) for p in glob.glob(path))
         if not files:
@@ -121,6 +140,34 @@ def resolve_files(data_cfg: DataConfig) -> list[Path]:
     if not files:
         raise ValueError(f"data.split: no {data_cfg.split}-*.parquet under {root}/data/ or {root}/data/<config>/")
     return sorted(files)
+
+
+def _resolve_urls(url: str, data_cfg: DataConfig) -> list[str]:
+    """resolve_files for a URL: the same globs, listed through fsspec."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url)
+    try:
+        if any(char in root for char in "*?[") or root.endswith(".parquet"):
+            files = sorted(fs.unstrip_protocol(p) for p in fs.glob(root))
+            if not files:
+                raise ValueError(f"data.path: no file matches {url}")
+            return files
+        if not fs.isdir(root):
+            raise ValueError(f"data.path: {url} is not a folder, a Parquet file or glob")
+        root = root.rstrip("/")
+        files: set[str] = set()
+        for pattern in _split_globs(data_cfg):
+            found = set(fs.glob(f"{root}/{pattern}"))
+            if not found and data_cfg.config not in (None, "all"):
+                configs = sorted({p.rsplit("/", 2)[-2] for p in fs.glob(f"{root}/data/*/{data_cfg.split}-*.parquet")})
+                raise ValueError(f"data.config: no {data_cfg.split} files match {url.rstrip('/')}/{pattern}; configs found: {', '.join(configs) or 'none'}")
+            files |= found
+    except OSError as error:  # no such bucket, no credentials, the endpoint down
+        raise ValueError(f"data.path: {url}: {type(error).__name__}: {error}") from error
+    if not files:
+        raise ValueError(f"data.split: no {data_cfg.split}-*.parquet under {url.rstrip('/')}/data/ or {url.rstrip('/')}/data/<config>/")
+    return sorted(fs.unstrip_protocol(p) for p in files)
 
 
 def _split_globs(data_cfg: DataConfig) -> list[str]:
@@ -179,7 +226,7 @@ class PackedBatches:
         units = []
         for i, file in enumerate(self.files):
             try:
-                metadata = pq.ParquetFile(file).metadata
+                metadata = parquet_file(file).metadata
             except Exception as error:
                 raise ValueError(f"{file}: not a readable Parquet file ({error})") from error
             if self.cfg.messages_column not in metadata.schema.to_arrow_schema().names:
@@ -228,7 +275,7 @@ class PackedBatches:
     def _row_group(self, file_index: int, group: int) -> Any:
         """The messages of one row group; the last one is kept, as a window often ends inside it."""
         if self._last_group[0] != (file_index, group):
-            column = pq.ParquetFile(self.files[file_index]).read_row_group(group, columns=[self.cfg.messages_column]).column(0)
+            column = parquet_file(self.files[file_index]).read_row_group(group, columns=[self.cfg.messages_column]).column(0)
             self._last_group = ((file_index, group), column)
         return self._last_group[1]
 

