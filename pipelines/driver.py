@@ -15,7 +15,7 @@ from pathlib import Path
 
 from langid.identify import LanguageIdentifier
 from langid.models import file_sha256
-from pipelines import recipe as recipes
+from pipelines import recipe as recipes, storage
 from pipelines.build_key import key_of, reproduce_command, row_arguments
 from pipelines.manifest import code_version, read_manifest
 from pipelines.options import BuildOptions, apply_overrides
@@ -59,7 +59,7 @@ def build(options: BuildOptions) -> dict:
     with Staging(output, build_key) as staging:  # held until the version is in place: one build of a folder at a time
         if check_output(output, version, build_key, hashes=options.verify):
             manifest = read_manifest(output)
-            print(f"{output} already holds this build (version {version}, build key {build_key}): nothing to do.")
+            print(f"{storage.shown(output)} already holds this build (version {version}, build key {build_key}): nothing to do.")
             print_summary(manifest, output, None)
         else:
             staging.prepare()  # a folder left by a build of other arguments is emptied here, before any work
@@ -147,7 +147,7 @@ def gather_eval_sets(entries: list) -> tuple[list[tuple[str, str]], list[dict]]:
     return found, records
 
 
-def print_summary(manifest: dict, output: Path, seconds: float | None) -> None:
+def print_summary(manifest: dict, output: Path | str, seconds: float | None) -> None:
     splits = manifest["rows_per_split"]
     langs = manifest["rows_per_language"]
     both = [
@@ -164,6 +164,6 @@ def print_summary(manifest: dict, output: Path, seconds: float | None) -> None:
         f"checked by script only (no model label): {len(manifest['language_id']['checked_by_script_only'])}",
         "removed pairs:",
         *[f"  {stage:<18}{reason:<18}{n:>8}" for stage, reasons in manifest["removed"].items() for reason, n in reasons.items()],
-        f"output: {output}" + (f"  ({seconds:.0f} s)" if seconds is not None else ""),
+        f"output: {storage.shown(output)}" + (f"  ({seconds:.0f} s)" if seconds is not None else ""),
     ]
     print("\n".join(lines))

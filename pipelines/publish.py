@@ -49,6 +49,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, se
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from huggingface_hub.utils import _http as hf_http
 
+from pipelines import storage
 from pipelines.manifest import MANIFEST_NAME, read_manifest, sha256_file
 
 REPO_TYPE = "dataset"
@@ -441,6 +442,9 @@ def publish(folder: str | os.PathLike, repo_id: str, *, private: bool = False, r
     """Publish the version in `folder` to the dataset `repo_id`; returns {"version", "commit", "commits", "sent"}.
     A stretch of passing failures (see is_retryable) longer than `retry_seconds` stops it; a request the Hub does
     not answer within `http_timeout` seconds is such a failure."""
+    if storage.is_remote(folder):
+        raise PublishError(f"{storage.shown(folder)}: publishing a version from an object store is not supported yet; copy it to a "
+                           "local folder (e.g. `aws s3 sync`), check it with --verify there, and publish that folder")  # fmt: skip
     folder = Path(folder)
     manifest, files = version_files(folder)
     version = manifest["version"]

@@ -11,16 +11,27 @@ before any work starts: datatrove skips tasks whose completion markers it finds,
 shard it finds, so leftovers of other arguments would be published as this build's. The same build key resumes.
 Before the version is moved into place, it is checked against its manifest: hidden leftovers (temporary files of a
 killed run) are removed, and any other file the manifest does not list stops the build.
+
+An output on an object store (`s3://...`, see pipelines/storage.py) is built the same way in a local staging folder,
+`<cache>/bayling/staging/<hash of the URL>/.<version>.partial/` (XDG_CACHE_HOME, default ~/.cache), then uploaded
+(`pipelines.versions.keep_version`). Its lock is an object beside the version, `.<version>.lock`, created with a
+conditional PUT (If-None-Match: *, which S3 and moto honour): it is deleted when the build ends, but a build killed
+without a chance to clean up leaves it, and the next build names it (remove it once sure no build is running).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
+import socket
+import time
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from pipelines import storage
 from pipelines.manifest import MANIFEST_NAME
 
 BUILD_KEY_NAME = ".build_key"
@@ -34,14 +45,21 @@ class BuildError(Exception):
 class Staging:
     """The staging folder of one output, locked for one build (`with Staging(output, key) as staging:`)."""
 
-    def __init__(self, output: Path, build_key: str):
-        self.output = Path(output)
+    def __init__(self, output: Path | str, build_key: str):
+        self.output = storage.location(output)
         self.build_key = build_key
-        self.path = self.output.with_name(f".{self.output.name}.partial")
+        if storage.is_remote(self.output):
+            self.path = remote_staging_root(self.output) / f".{storage.name(self.output)}.partial"
+            self._lock = RemoteLock(storage.join(storage.parent(self.output), f".{storage.name(self.output)}.lock"))
+        else:
+            self.path = self.output.with_name(f".{self.output.name}.partial")
+            self._lock = FileLock(self.output.with_name(f".{self.output.name}.lock"), blocking=False)
         self.work = self.path / ".work" / build_key
-        self._lock = FileLock(self.output.with_name(f".{self.output.name}.lock"), blocking=False)
 
     def __enter__(self) -> Staging:
+        if isinstance(self._lock, RemoteLock):
+            self._lock.acquire()
+            return self
         self.output.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._lock.acquire()
@@ -86,3 +104,35 @@ class Staging:
                 f"{self.path} does not match its manifest (unlisted: {unexpected[:5] or 'none'}, missing: {missing[:5] or 'none'}); "
                 "the version was not moved into place: remove that folder and build again"
             )
+
+
+def remote_staging_root(url: str) -> Path:
+    """The local folder an output on an object store is built in: one per URL, so that a rerun resumes."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "bayling" / "staging" / hashlib.sha256(storage.shown(url).encode()).hexdigest()[:16]
+
+
+class RemoteLock:
+    """A lock object on an object store: created only if absent (a conditional PUT, `open(..., "xb")` in s3fs),
+    deleted on release. It says which host and process hold it, nothing more."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.held = False
+
+    def acquire(self) -> None:
+        data = storage.folder(storage.parent(self.url))
+        holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        try:
+            with data.open(storage.name(self.url), "xb") as f:
+                f.write(json.dumps(holder).encode())
+        except FileExistsError:
+            held_by = storage.read_text(self.url) or "unknown"
+            raise BuildError(f"another build of this version is running, or one was killed: {storage.shown(self.url)} exists "
+                             f"({held_by}); wait for it to finish, or remove that object once sure no build runs") from None  # fmt: skip
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            storage.folder(storage.parent(self.url)).rm(storage.name(self.url))
+            self.held = False

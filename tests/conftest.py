@@ -20,3 +20,12 @@ def small_build(tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("builds") / "small"
     assert main(["--langs", SMALL_LANGS, "--output", str(output), "--tasks", "3", "--workers", "1"]) == 0
     return output
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3 server (moto's, over HTTP) with one bucket; AWS_* point at it for the session (tests/s3_server.py)."""
+    from tests.s3_server import s3_server
+
+    with s3_server() as server:
+        yield server

@@ -1,0 +1,102 @@
+"""Where a version lives: a local folder or an fsspec URL (`s3://`, `gs://`, `hf://`, `file://`), reached through
+datatrove's `DataFolder` (an fsspec filesystem rooted at the URL). Credentials and endpoints come from the usual
+environment of each filesystem (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL for s3fs/botocore;
+HF_TOKEN for hf://): nothing here takes, logs or records them, and URLs are shown without any user:password part.
+
+On an object store there is no rename: a single PUT (or a multipart upload, completed in one call) is atomic, so
+each file of a version is written once at its final key, and the version's manifest.json is written last: a
+prefix without it is an unfinished version, which readers, `check_output` and `--verify` treat as such (datatrove
+marks completion the same way, with a file written when a task is done).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from datatrove.io import DataFolder, get_datafolder
+from fsspec.utils import get_protocol
+
+LOCAL_PROTOCOLS = ("file", "local")
+
+
+def is_remote(location: str | os.PathLike) -> bool:
+    """True for a URL of a filesystem other than the local one (s3://, gs://, hf://, memory://...)."""
+    return get_protocol(str(location)) not in LOCAL_PROTOCOLS
+
+
+def local_path(location: str | os.PathLike) -> Path:
+    """The local folder of a local location: a path, or a file:// URL."""
+    text = str(location)
+    return Path(text.removeprefix("file://")) if text.startswith("file://") else Path(text)
+
+
+def location(value: str | os.PathLike) -> str | Path:
+    """A location as the build keeps it: a Path for a local one (file:// URLs included), the URL as given otherwise,
+    without a trailing slash. `Path("s3://b/x")` would make it the local folder `s3:/b/x`: remote URLs stay strings."""
+    return str(value).rstrip("/") if is_remote(value) else local_path(value)
+
+
+def join(base: str | Path, *parts: str) -> str | Path:
+    """`base/part/...` for a Path or a URL."""
+    if isinstance(base, Path):
+        return base.joinpath(*parts)
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def parent(path: str | Path) -> str | Path:
+    return path.parent if isinstance(path, Path) else path.rstrip("/").rsplit("/", 1)[0]
+
+
+def name(path: str | Path) -> str:
+    return path.name if isinstance(path, Path) else path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def folder(location: str | os.PathLike) -> DataFolder:
+    """The DataFolder at a location (datatrove's; its filesystem from the URL and the environment). fsspec shares one
+    filesystem object per URL kind and caches its listings: they are dropped here, so that what another process wrote
+    or removed meanwhile (a damaged or deleted file) is seen."""
+    data = get_datafolder(str(location))
+    data.fs.invalidate_cache()
+    return data
+
+
+def shown(location: str | os.PathLike) -> str:
+    """A location as it may appear in messages, logs and manifests: a URL without user or password."""
+    text = str(location)
+    parts = urlsplit(text)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return text
+
+
+def read_text(path: str | Path) -> str | None:
+    """A file's text, None where it does not exist."""
+    if isinstance(path, Path):
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+    data = folder(parent(path))
+    try:
+        with data.open(name(path), "r", encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def sha256(data: DataFolder, relative: str) -> str:
+    """sha256 of a file of a DataFolder, streamed (a block of 8 MiB at a time: one ranged GET each on S3)."""
+    digest = hashlib.sha256()
+    with data.open(relative, "rb", block_size=8 << 20) as f:
+        for block in iter(lambda: f.read(8 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sizes(data: DataFolder) -> dict[str, int]:
+    """Every file under a DataFolder (hidden ones too) and its size, by path relative to it: one listing."""
+    if not data.isdir(""):
+        return {}
+    found = data.find("", detail=True, withdirs=False)
+    root = data.path.rstrip("/")
+    return {path[len(root) + 1:] if path.startswith(root + "/") else path: info.get("size") or 0 for path, info in found.items()}

@@ -1,0 +1,137 @@
+"""Versions on an object store: moto's real S3 server over HTTP (tests/s3_server.py), reached by s3fs as any S3
+endpoint. One build, two places (a local folder, the S3 server), one content hash."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines import storage
+from pipelines.manifest import MANIFEST_NAME, finished_versions, read_manifest
+from pipelines.options import BuildOptions
+from pipelines.staging import BUILD_KEY_NAME, BuildError, RemoteLock
+from pipelines.versions import check_output
+from tests.conftest import REPO_ROOT
+from tests.s3_server import ACCESS_KEY, SECRET_KEY
+
+LANGS = "deu_Latn,fra_Latn,swh_Latn"
+NAME = "udhr-cross-lingual"  # the embedded recipe's
+
+
+def build(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The command line, as a user runs it, in `cwd`; the AWS_* environment (the S3 server's) is inherited."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(cwd / "cache"), "PYTHONPATH": str(REPO_ROOT)}
+    command = [sys.executable, str(REPO_ROOT / "pipelines" / "build.py"), "--langs", LANGS, "--tasks", "2", "--workers", "2", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def s3_build(s3, tmp_path_factory):
+    """A build into a store on S3 whose v1.0.0 prefix holds the leftovers of a killed upload (objects, no manifest):
+    the build uploads over them. Returns (the version's URL, the finished process, its working folder)."""
+    cwd = tmp_path_factory.mktemp("s3-build")
+    version = s3.url("store", NAME, "v1.0.0")
+    fs = s3.filesystem()
+    fs.pipe(f"{version}/{BUILD_KEY_NAME}", b"an earlier upload\n")
+    fs.pipe(f"{version}/data/deu_Latn/train-00000-of-00009.parquet", b"a leftover")
+    done = build("--store", s3.url("store"), cwd=cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return version, done, cwd
+
+
+def test_one_build_two_places_one_content_hash(s3_build, tmp_path):
+    version, done, _ = s3_build
+    local = build("--output", str(tmp_path / "local"), cwd=tmp_path)
+    assert local.returncode == 0, local.stderr[-3000:]
+    on_s3, on_disk = read_manifest(version), read_manifest(tmp_path / "local")
+    assert on_s3["content_hash"] == on_disk["content_hash"]
+    assert on_s3["files"] == on_disk["files"]  # every file, its sha256, rows and size
+    assert f"output: {version}" in done.stdout
+
+
+def test_the_version_on_s3_is_finished_and_holds_only_its_files(s3, s3_build):
+    version, _, _ = s3_build
+    found = storage.sizes(storage.folder(version))
+    manifest = read_manifest(version)
+    listed = {entry["path"]: entry["bytes"] for entry in manifest["files"]}
+    assert {path: found[path] for path in listed} == listed
+    # the killed upload's leftovers and its marker are gone; only the logs are beside the listed files
+    assert sorted(set(found) - set(listed) - {MANIFEST_NAME}) == [p for p in sorted(found) if p.startswith("logs/")]
+    assert finished_versions(s3.url("store", NAME)) == ["v1.0.0"]
+    assert not s3.filesystem().exists(s3.url("store", NAME, ".v1.0.0.lock"))  # released
+
+
+def test_no_local_folder_is_made_for_a_url(s3_build):
+    _, _, cwd = s3_build
+    assert sorted(p.name for p in cwd.iterdir()) == ["cache"]  # no "s3:" folder; the staging folder is in the cache
+    assert BuildOptions(output="s3://bucket/x").output == "s3://bucket/x"
+    assert BuildOptions(store="file:///tmp/store").store == Path("/tmp/store")
+
+
+def test_a_rerun_on_s3_has_nothing_to_do_and_verify_checks_every_byte(s3, s3_build, tmp_path):
+    version, _, _ = s3_build
+    again = build("--store", s3.url("store"), "--verify", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{version} already holds this build" in again.stdout
+    # a copy whose shard has one byte changed, same size: sizes match, sha256 does not
+    fs = s3.filesystem()
+    copy = s3.url("damaged", "v1.0.0")
+    fs.copy(version + "/", copy + "/", recursive=True)
+    shard = f"{copy}/data/deu_Latn/train-00000-of-00001.parquet"
+    data = bytearray(fs.cat(shard))
+    data[len(data) // 2] ^= 0xFF
+    fs.pipe(shard, bytes(data))
+    key = read_manifest(copy)["build_key"]
+    assert check_output(copy, "v1.0.0", key) is True  # without --verify: sizes only
+    damaged = build("--output", copy, "--verify", cwd=tmp_path)
+    assert damaged.returncode == 2
+    assert f"{shard}: sha256 differs from the manifest's" in damaged.stderr
+    fs.rm(shard)
+    with pytest.raises(BuildError, match=f"{shard}: missing"):
+        check_output(copy, "v1.0.0", key)
+
+
+def test_a_prefix_without_manifest_is_no_version(s3, s3_build):
+    version, _, _ = s3_build
+    fs = s3.filesystem()
+    unfinished = s3.url("store", NAME, "v1.0.1")
+    fs.copy(version + "/", unfinished + "/", recursive=True)
+    fs.rm(f"{unfinished}/{MANIFEST_NAME}")
+    assert read_manifest(unfinished) is None
+    assert finished_versions(s3.url("store", NAME)) == ["v1.0.0"]
+    with pytest.raises(BuildError, match="v1.0.1 holds objects and is not a finished build"):
+        check_output(unfinished, "v1.0.1", "any key")
+    fs.pipe(f"{unfinished}/{BUILD_KEY_NAME}", b"key\n")  # an upload of ours, killed: built and uploaded again
+    assert check_output(unfinished, "v1.0.1", "key") is False
+
+
+def test_nothing_secret_in_what_the_build_wrote_or_printed(s3, s3_build):
+    version, done, _ = s3_build
+    fs = s3.filesystem()
+    objects = fs.find(version)
+    assert any("/logs/" in path for path in objects) and any(path.endswith(MANIFEST_NAME) for path in objects)
+    for secret in (SECRET_KEY, ACCESS_KEY):
+        assert secret not in done.stdout + done.stderr
+        for path in objects:
+            assert secret.encode() not in fs.cat(path), path
+
+
+def test_one_build_of_a_version_at_a_time(s3):
+    lock = RemoteLock(s3.url("locks", ".v1.0.0.lock"))
+    lock.acquire()
+    with pytest.raises(BuildError, match=r"locks/\.v1\.0\.0\.lock exists"):
+        RemoteLock(lock.url).acquire()
+    lock.release()
+    again = RemoteLock(lock.url)
+    again.acquire()
+    again.release()
+
+
+def test_urls_are_shown_without_credentials():
+    assert storage.shown("s3://user:pass@bucket/x") == "s3://bucket/x"
+    assert storage.shown("/a/b") == "/a/b"
+    assert storage.location("s3://b/x/") == "s3://b/x" and storage.location("file:///a/b") == Path("/a/b")
