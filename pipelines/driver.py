@@ -128,11 +128,18 @@ def gather_eval_sets(entries: list) -> tuple[list[tuple[str, str]], list[dict]]:
     found, records = [], []
     for entry in entries:
         if isinstance(entry, str):
-            if not Path(entry).is_file():
+            if storage.is_remote(entry):  # a URL: read from this machine's copy, recorded by its URL
+                try:
+                    path = str(storage.local_copy(entry))
+                except (FileNotFoundError, IsADirectoryError) as e:
+                    raise FileNotFoundError(f"decontamination.eval_sets: evaluation set not found: {e}") from None
+                name, origin = storage.name(entry), storage.shown(entry)
+            elif not Path(entry).is_file():
                 raise FileNotFoundError(f"decontamination.eval_sets: evaluation set not found: {entry}")
-            name, path = named_eval_set(entry)
+            else:
+                (name, path), origin = named_eval_set(entry), entry
             found.append((name, path))
-            records.append({"name": name, "origin": path, "sha256": file_sha256(path)})
+            records.append({"name": name, "origin": origin, "sha256": file_sha256(path)})
             continue
         try:
             local, record = entry.fetch()

@@ -108,8 +108,7 @@ class Staging:
 
 def remote_staging_root(url: str) -> Path:
     """The local folder an output on an object store is built in: one per URL, so that a rerun resumes."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "bayling" / "staging" / hashlib.sha256(storage.shown(url).encode()).hexdigest()[:16]
+    return storage.cache_root() / "staging" / hashlib.sha256(storage.shown(url).encode()).hexdigest()[:16]
 
 
 class RemoteLock:

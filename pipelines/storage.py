@@ -11,12 +11,16 @@ marks completion the same way, with a file written when a task is done).
 
 from __future__ import annotations
 
+import glob
 import hashlib
+import json
 import os
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from datatrove.io import DataFolder, get_datafolder
+from fsspec.core import url_to_fs
 from fsspec.utils import get_protocol
 
 LOCAL_PROTOCOLS = ("file", "local")
@@ -100,3 +104,42 @@ def sizes(data: DataFolder) -> dict[str, int]:
     found = data.find("", detail=True, withdirs=False)
     root = data.path.rstrip("/")
     return {path[len(root) + 1:] if path.startswith(root + "/") else path: info.get("size") or 0 for path, info in found.items()}
+
+
+def cache_root() -> Path:
+    """This machine's cache of the build (XDG_CACHE_HOME, default ~/.cache): local copies and staging folders."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bayling"
+
+
+def expand(pattern: str) -> list[str]:
+    """The files a source's `path:` glob matches, sorted, as local paths: a URL's files are copied into this
+    machine's cache first (`local_copy`), so that every reader (polars, pyarrow, the line parsers) reads a local file
+    and the rows do not depend on where the files were."""
+    if not is_remote(pattern):
+        return sorted(glob.glob(pattern))
+    fs, path = url_to_fs(pattern)
+    return [str(local_copy(fs.unstrip_protocol(found))) for found in sorted(fs.glob(path))]
+
+
+def local_copy(url: str) -> Path:
+    """A local copy of the file at `url`: <cache>/remote/<protocol>/<path>, fetched again when the object's size or
+    ETag changed. Raises FileNotFoundError naming the URL where there is no such file."""
+    fs, path = url_to_fs(url)
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{shown(url)}: no such file") from None
+    if info.get("type") == "directory":
+        raise IsADirectoryError(f"{shown(url)}: a folder, not a file")
+    protocol = get_protocol(url)
+    local = cache_root() / "remote" / protocol / path.lstrip("/")
+    stamp = json.dumps({"size": info.get("size"), "etag": info.get("ETag") or info.get("etag") or info.get("mtime")}, default=str)
+    marker = local.with_name(f".{local.name}.stamp")
+    if local.is_file() and marker.is_file() and marker.read_text() == stamp:
+        return local
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(f".{local.name}.{uuid.uuid4().hex}.tmp")  # tasks of one machine may fetch it at once
+    fs.get_file(path, str(tmp))
+    os.replace(tmp, local)
+    marker.write_text(stamp)
+    return local

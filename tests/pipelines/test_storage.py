@@ -135,3 +135,43 @@ def test_urls_are_shown_without_credentials():
     assert storage.shown("s3://user:pass@bucket/x") == "s3://bucket/x"
     assert storage.shown("/a/b") == "/a/b"
     assert storage.location("s3://b/x/") == "s3://b/x" and storage.location("file:///a/b") == Path("/a/b")
+
+
+def test_source_globs_and_eval_sets_take_urls(s3, tmp_path, monkeypatch):
+    import polars as pl
+    import pyarrow as pa
+
+    from pipelines.driver import gather_eval_sets
+    from pipelines.sources import InstructionSource, SourceError, TableSource
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fs = s3.filesystem()
+    for i, (de, en) in enumerate([("Guten Morgen.", "Good morning."), ("Danke schön.", "Thank you.")]):
+        fs.pipe(s3.url("sources", f"pairs-{i}.tsv"), f"de\ten\n{de}\t{en}\n".encode())
+    fs.pipe(s3.url("sources", "chat.jsonl"), b'{"instruction": "Sag hallo", "output": "Hallo"}\n')
+    fs.pipe(s3.url("evals", "held-out.txt"), b"Guten Morgen.\n")
+
+    def rows(source):
+        return pl.from_arrow(pa.concat_tables(source.read(["deu_Latn"]))).sort("source_id")
+
+    remote = TableSource(name="t", format="tsv", path=s3.url("sources", "pairs-*.tsv"), columns={"src_text": "de", "tgt_text": "en"},
+                         src_lang="de", tgt_lang="en")  # fmt: skip
+    for i in range(2):
+        (tmp_path / f"pairs-{i}.tsv").write_bytes(fs.cat(s3.url("sources", f"pairs-{i}.tsv")))
+    local = TableSource(name="t", format="tsv", path=str(tmp_path / "pairs-*.tsv"), columns=remote.columns, src_lang="de", tgt_lang="en")
+    assert remote.languages() == {"deu_Latn"}
+    assert rows(remote).equals(rows(local))  # the same rows and ids as from local files
+    assert remote.provenance()["sha256"] == local.provenance()["sha256"] and remote.provenance()["origin"] == remote.path
+    fs.pipe(s3.url("sources", "pairs-1.tsv"), "de\ten\nBitte.\tPlease.\n".encode())  # a changed object is fetched again
+    assert "Bitte." in rows(remote)["src_text"].to_list()
+    with pytest.raises(SourceError, match=r"no files match s3://.*/nothing-\*\.tsv"):
+        TableSource(name="t", format="tsv", path=s3.url("nothing-*.tsv")).files()
+
+    chat = pa.concat_tables(InstructionSource(format="alpaca", path=s3.url("sources", "chat.jsonl"), lang="de", name="c").read())
+    assert chat.num_rows == 1
+
+    found, records = gather_eval_sets([s3.url("evals", "held-out.txt")])
+    assert found[0][0] == "held-out.txt" and Path(found[0][1]).read_text() == "Guten Morgen.\n"
+    assert records[0]["origin"] == s3.url("evals", "held-out.txt")
+    with pytest.raises(FileNotFoundError, match=r"evaluation set not found: s3://.*/evals/missing.txt: no such file"):
+        gather_eval_sets([s3.url("evals", "missing.txt")])
