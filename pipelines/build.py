@@ -54,6 +54,9 @@ def parse_args(argv=None) -> BuildOptions:
     parser.add_argument("--output", default=None, help="write the version to this folder (a path or a URL) instead of the store")
     parser.add_argument("--verify", action="store_true",
                         help="where the version already exists, check every file's sha256 against its manifest (default: sizes only)")
+    parser.add_argument("--work-on-store", action="store_true",
+                        help="with an --output or --store URL: keep the intermediate files, logs and completion markers on the "
+                        "object store too, for a cluster whose workers share no folder (each syncs a copy in /tmp/bayling-work)")
     parser.add_argument("--executor", choices=["local", "ray"], default="local")
     parser.add_argument("--ray-address", default=None, help="address of an existing Ray cluster (default: start a local one)")
     parser.add_argument("--tasks", type=int, default=4, help="datatrove tasks (the rows do not depend on it)")

@@ -60,7 +60,7 @@ def code_fingerprint() -> str:
 def reproduce_command(argv: list[str], recipe: recipes.Recipe, version: str) -> str:
     """The build command without the options that do not change the rows (executor, tasks, output, Hub)."""
     skip = {"--output", "--store", "--executor", "--ray-address", "--tasks", "--workers", "--push-to-hub", "--bump", "--version"}
-    flags = {"--private", "--verify"}  # options without a value
+    flags = {"--private", "--verify", "--work-on-store"}  # options without a value
     kept, i = [], 0
     while i < len(argv):
         option = argv[i].split("=")[0]

@@ -56,7 +56,7 @@ def build(options: BuildOptions) -> dict:
                  "eval_sets": json.dumps(inputs.eval_records, sort_keys=True)}  # fmt: skip
     build_key = key_of(arguments)
     version, output = choose_version(recipe.name, build_key, options.store, options.output, options.version, options.bump)
-    with Staging(output, build_key) as staging:  # held until the version is in place: one build of a folder at a time
+    with Staging(output, build_key, options.work_on_store) as staging:  # held until the version is in place: one build of a folder at a time
         if check_output(output, version, build_key, hashes=options.verify):
             manifest = read_manifest(output)
             print(f"{storage.shown(output)} already holds this build (version {version}, build key {build_key}): nothing to do.")
@@ -118,7 +118,10 @@ def finish(staging: Staging, timings: dict[str, list[float]]) -> dict:
     shutil.copytree(staging.work / "logs", staging.path / "logs", dirs_exist_ok=True)
     (staging.path / "logs" / "timings.json").write_text(json.dumps(timings, indent=1))  # when each stage ran
     staging.seal(manifest)
-    return keep_version(staging.path, staging.output)
+    kept = keep_version(staging.path, staging.output)
+    if staging.mirror is not None:  # the version is in place: the staging folder kept on the store goes
+        staging.mirror.remove_remote()
+    return kept
 
 
 def gather_eval_sets(entries: list) -> tuple[list[tuple[str, str]], list[dict]]:

@@ -40,6 +40,7 @@ class BuildOptions:
     bump: str | None = None
     output: Path | str | None = None
     verify: bool = False
+    work_on_store: bool = False  # the staging folder beside a version on an object store, for workers sharing no folder
     # how it runs
     executor: str = "local"
     ray_address: str | None = None

@@ -61,19 +61,47 @@ class Runtime:
 
                 ray.shutdown()
 
-    def run(self, pipeline: list, tasks: int, logging_dir: Path) -> None:
-        make_executor(self.executor, pipeline, logging_dir, tasks, self.workers).run()
+    def run(self, pipeline: list, tasks: int, logging_dir: Path | str, mirror=None) -> None:
+        make_executor(self.executor, pipeline, logging_dir, tasks, self.workers, mirror).run()
 
 
-def make_executor(executor: str, pipeline: list, logging_dir: Path, tasks: int, workers: int):
+class SyncedWork:
+    """An executor whose tasks work in a local copy of a staging folder kept on an object store
+    (`pipelines.storage.WorkMirror`): a task pulls before it runs, and pushes what it wrote before it is marked
+    complete, so that a completion marker always comes after the task's files."""
+
+    mirror = None
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        if self.mirror is not None and not self.is_rank_completed(rank):
+            self.mirror.pull()
+        return super()._run_for_rank(rank, local_rank, node_rank)
+
+    def mark_rank_as_completed(self, rank: int) -> None:
+        if self.mirror is not None:
+            self.mirror.push()
+        super().mark_rank_as_completed(rank)
+
+
+def make_executor(executor: str, pipeline: list, logging_dir: Path | str, tasks: int, workers: int, mirror=None):
+    """datatrove's executor of a stage; `mirror`: the staging folder's WorkMirror where it is kept on a store."""
     if executor == "ray" and tasks > 1:  # a stage of one task runs here: an actor would only add its start-up
         from datatrove.executor import RayPipelineExecutor
 
-        return RayPipelineExecutor(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir),
-                                   cpus_per_task=RAY_CPUS_PER_TASK, mem_per_cpu_gb=1)  # fmt: skip
-    from datatrove.executor import LocalPipelineExecutor
+        class SyncedRay(SyncedWork, RayPipelineExecutor):
+            pass
 
-    return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir))
+        made = SyncedRay(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir),
+                         cpus_per_task=RAY_CPUS_PER_TASK, mem_per_cpu_gb=1)  # fmt: skip
+    else:
+        from datatrove.executor import LocalPipelineExecutor
+
+        class SyncedLocal(SyncedWork, LocalPipelineExecutor):
+            pass
+
+        made = SyncedLocal(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir))
+    made.mirror = mirror
+    return made
 
 
 def start_forkserver() -> None:

@@ -14,7 +14,9 @@ killed run) are removed, and any other file the manifest does not list stops the
 
 An output on an object store (`s3://...`, see pipelines/storage.py) is built the same way in a local staging folder,
 `<cache>/bayling/staging/<hash of the URL>/.<version>.partial/` (XDG_CACHE_HOME, default ~/.cache), then uploaded
-(`pipelines.versions.keep_version`). Its lock is an object beside the version, `.<version>.lock`, created with a
+(`pipelines.versions.keep_version`). With `work_on_store` (--work-on-store, for workers that share no folder) the
+staging folder is kept on the store beside the version, `.<version>.partial/`, and each machine works in a copy at
+/tmp/bayling-work/<hash of the URL>/ that every task syncs (`pipelines.storage.WorkMirror`). Its lock is an object beside the version, `.<version>.lock`, created with a
 conditional PUT (If-None-Match: *, which S3 and moto honour): it is deleted when the build ends, but a build killed
 without a chance to clean up leaves it, and the next build names it (remove it once sure no build is running).
 """
@@ -45,16 +47,41 @@ class BuildError(Exception):
 class Staging:
     """The staging folder of one output, locked for one build (`with Staging(output, key) as staging:`)."""
 
-    def __init__(self, output: Path | str, build_key: str):
+    def __init__(self, output: Path | str, build_key: str, work_on_store: bool = False):
         self.output = storage.location(output)
         self.build_key = build_key
+        self.mirror: storage.WorkMirror | None = None
         if storage.is_remote(self.output):
-            self.path = remote_staging_root(self.output) / f".{storage.name(self.output)}.partial"
+            partial = f".{storage.name(self.output)}.partial"
+            if work_on_store:  # the same local path on every machine: the steps hold absolute paths
+                self.path = SHARED_WORK_ROOT / url_key(self.output) / partial
+                self.mirror = storage.WorkMirror(self.path, storage.join(storage.parent(self.output), partial), (BUILD_KEY_NAME,))
+            else:
+                self.path = storage.cache_root() / "staging" / url_key(self.output) / partial
             self._lock = RemoteLock(storage.join(storage.parent(self.output), f".{storage.name(self.output)}.lock"))
+        elif work_on_store:
+            raise BuildError("--work-on-store keeps the staging folder beside the version on an object store: give an --output or "
+                             "--store URL (s3://...)")  # fmt: skip
         else:
             self.path = self.output.with_name(f".{self.output.name}.partial")
             self._lock = FileLock(self.output.with_name(f".{self.output.name}.lock"), blocking=False)
         self.work = self.path / ".work" / build_key
+
+    @property
+    def logs(self) -> Path | str:
+        """Where datatrove's logs and completion markers go: the work folder's logs/, on the store where it is kept
+        there (a task run again on any machine is skipped if it finished)."""
+        if self.mirror is None:
+            return self.work / "logs"
+        return storage.join(self.mirror.remote, ".work", self.build_key, "logs")
+
+    def pull(self) -> None:
+        if self.mirror is not None:
+            self.mirror.pull()
+
+    def push(self) -> None:
+        if self.mirror is not None:
+            self.mirror.push()
 
     def __enter__(self) -> Staging:
         if isinstance(self._lock, RemoteLock):
@@ -74,13 +101,17 @@ class Staging:
     def prepare(self) -> None:
         """Empty the folder unless it was made for this build key, then record the key (first, before any work)."""
         marker = self.path / BUILD_KEY_NAME
+        self.pull()
         if self.path.exists() and not (marker.is_file() and marker.read_text(encoding="utf-8").strip() == self.build_key):
             shutil.rmtree(self.path)
+            if self.mirror is not None:
+                self.mirror.remove_remote()
         self.work.mkdir(parents=True, exist_ok=True)
         if not marker.is_file():
             tmp = self.work / f"{BUILD_KEY_NAME}.tmp"
             tmp.write_text(self.build_key + "\n", encoding="utf-8")
             os.replace(tmp, marker)
+        self.push()
 
     def seal(self, manifest: dict) -> None:
         """Leave in the folder only what the version holds: the manifest's files, the manifest and the logs. Hidden
@@ -106,9 +137,14 @@ class Staging:
             )
 
 
-def remote_staging_root(url: str) -> Path:
-    """The local folder an output on an object store is built in: one per URL, so that a rerun resumes."""
-    return storage.cache_root() / "staging" / hashlib.sha256(storage.shown(url).encode()).hexdigest()[:16]
+# Where a staging folder kept on an object store (--work-on-store) is copied on each machine: a fixed path, not the
+# user's cache or TMPDIR, which may differ between the driver and the workers.
+SHARED_WORK_ROOT = Path("/tmp/bayling-work")
+
+
+def url_key(url: str) -> str:
+    """A folder name for the local staging folder of an output URL: one per URL, so that a rerun resumes."""
+    return hashlib.sha256(storage.shown(url).encode()).hexdigest()[:16]
 
 
 class RemoteLock:

@@ -143,3 +143,51 @@ def local_copy(url: str) -> Path:
     os.replace(tmp, local)
     marker.write_text(stamp)
     return local
+
+
+class WorkMirror:
+    """A build's staging folder kept on an object store (`remote`) for workers that share no folder, each working in
+    a local copy at the same absolute path (`local`: the stages' steps hold absolute paths). A task pulls what is on
+    the store before it runs and pushes what it wrote before datatrove marks it complete (`runtime.make_executor`),
+    so a task marked complete has its files on the store, and a task on any machine finds every earlier stage's.
+
+    A file is pulled (pushed) where the other side lacks it or has another size. The files of a build are written
+    once each, under a temporary name first (hidden: never pushed), and a task run again rewrites the same bytes,
+    so a file of the same size is the same file."""
+
+    def __init__(self, local: Path, remote: str, keep_hidden: tuple[str, ...] = ()):
+        self.local = Path(local)
+        self.remote = remote
+        self.keep_hidden = keep_hidden  # hidden names that are not temporary files (the build key marker)
+
+    def _local_sizes(self) -> dict[str, int]:
+        if not self.local.is_dir():
+            return {}
+        return {p.relative_to(self.local).as_posix(): p.stat().st_size for p in self.local.rglob("*") if p.is_file()}
+
+    def _pushed(self, relative: str) -> bool:
+        name = relative.rsplit("/", 1)[-1]
+        return not name.startswith(".") or name in self.keep_hidden
+
+    def pull(self) -> None:
+        remote = folder(self.remote)
+        have = self._local_sizes()
+        for relative, size in sorted(sizes(remote).items()):
+            if have.get(relative) != size:
+                target = self.local / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")  # tasks of one machine pull at once
+                remote.get_file(relative, str(tmp))
+                os.replace(tmp, target)
+
+    def push(self) -> None:
+        remote = folder(self.remote)
+        there = sizes(remote)
+        for relative, size in sorted(self._local_sizes().items()):
+            if self._pushed(relative) and there.get(relative) != size:
+                remote.put_file(str(self.local / relative), relative)
+
+    def remove_remote(self) -> None:
+        remote = folder(self.remote)
+        if remote.isdir(""):
+            remote.rm("", recursive=True)

@@ -175,3 +175,39 @@ def test_source_globs_and_eval_sets_take_urls(s3, tmp_path, monkeypatch):
     assert records[0]["origin"] == s3.url("evals", "held-out.txt")
     with pytest.raises(FileNotFoundError, match=r"evaluation set not found: s3://.*/evals/missing.txt: no such file"):
         gather_eval_sets([s3.url("evals", "missing.txt")])
+
+
+@pytest.mark.slow
+def test_a_staging_folder_kept_on_the_store_gives_the_same_version(s3, s3_build, tmp_path):
+    """--work-on-store: the intermediate files, logs and completion markers on S3, each task syncing a local copy."""
+    version, _, _ = s3_build
+    output = s3.url("shared-work", "three")
+    done = build("--output", output, "--work-on-store", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert read_manifest(output)["files"] == read_manifest(version)["files"]
+    fs = s3.filesystem()
+    assert not fs.exists(s3.url("shared-work", ".three.partial"))  # removed once the version is in place
+    logs = [p.rsplit("/logs/", 1)[1] for p in fs.find(f"{output}/logs")]
+    assert "pairs/completions/00000" in logs and "manifest/stats.json" in logs  # datatrove's, made on the store
+
+
+def test_two_machines_share_a_staging_folder_through_the_store(s3, tmp_path):
+    """What one machine's task pushed, another's pulls; temporary (hidden) files stay where they are."""
+    remote = s3.url("mirror", ".v1.0.0.partial")
+    one = storage.WorkMirror(tmp_path / "one", remote, (BUILD_KEY_NAME,))
+    two = storage.WorkMirror(tmp_path / "two", remote, (BUILD_KEY_NAME,))
+    (tmp_path / "one" / ".work" / "key" / "pairs").mkdir(parents=True)
+    (tmp_path / "one" / BUILD_KEY_NAME).write_text("key\n")
+    (tmp_path / "one" / ".work" / "key" / "pairs" / "deu_Latn.parquet").write_bytes(b"rows")
+    (tmp_path / "one" / ".work" / "key" / "pairs" / ".fra_Latn.parquet.1234.tmp").write_bytes(b"half")
+    one.push()
+    two.pull()
+    assert sorted(p.relative_to(tmp_path / "two").as_posix() for p in (tmp_path / "two").rglob("*") if p.is_file()) == [
+        ".build_key", ".work/key/pairs/deu_Latn.parquet"]
+    (tmp_path / "two" / "data").mkdir()
+    (tmp_path / "two" / "data" / "train.parquet").write_bytes(b"shard")
+    two.push()
+    one.pull()
+    assert (tmp_path / "one" / "data" / "train.parquet").read_bytes() == b"shard"
+    one.remove_remote()
+    assert not s3.filesystem().exists(remote)
