@@ -4,8 +4,11 @@ endpoint. One build, two places (a local folder, the S3 server), one content has
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ import pytest
 from pipelines import storage
 from pipelines.manifest import MANIFEST_NAME, finished_versions, read_manifest
 from pipelines.options import BuildOptions
-from pipelines.staging import BUILD_KEY_NAME, BuildError, RemoteLock
+from pipelines.staging import BUILD_KEY_NAME, SHARED_WORK_ROOT, BuildError, RemoteLock, url_key
 from pipelines.versions import check_output
 from tests.conftest import REPO_ROOT
 from tests.s3_server import ACCESS_KEY, SECRET_KEY
@@ -189,6 +192,38 @@ def test_a_staging_folder_kept_on_the_store_gives_the_same_version(s3, s3_build,
     assert not fs.exists(s3.url("shared-work", ".three.partial"))  # removed once the version is in place
     logs = [p.rsplit("/logs/", 1)[1] for p in fs.find(f"{output}/logs")]
     assert "pairs/completions/00000" in logs and "manifest/stats.json" in logs  # datatrove's, made on the store
+
+
+@pytest.mark.slow
+def test_a_killed_build_resumes_on_another_machine_from_the_store(s3, s3_build, tmp_path):
+    """Killed after a pairs task finished; the local copy of its staging folder is then removed, as on a machine that
+    never saw it: the rerun pulls from the store, skips the finished tasks and gives the same version."""
+    version, _, _ = s3_build
+    output = s3.url("killed", "three")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONPATH": str(REPO_ROOT)}
+    command = [sys.executable, str(REPO_ROOT / "pipelines" / "build.py"), "--langs", LANGS, "--tasks", "3", "--workers", "1",
+               "--output", output, "--work-on-store"]  # fmt: skip
+    fs = s3.filesystem()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        fs.invalidate_cache()
+        if fs.glob(s3.url("killed", ".three.partial", ".work", "*", "logs", "pairs", "completions", "*")):
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.1)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the build finished before it could be killed"
+    assert read_manifest(output) is None
+    shutil.rmtree(SHARED_WORK_ROOT / url_key(output))
+
+    locked = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert locked.returncode == 2 and "killed/.three.lock exists" in locked.stderr  # the killed build's lock
+    fs.rm(s3.url("killed", ".three.lock"))
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "already been completed" in resumed.stderr
+    assert read_manifest(output)["files"] == read_manifest(version)["files"]
 
 
 def test_two_machines_share_a_staging_folder_through_the_store(s3, tmp_path):
