@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -159,8 +160,15 @@ class RemoteLock:
         data = storage.folder(storage.parent(self.url))
         holder = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         try:
-            with data.open(storage.name(self.url), "xb") as f:
-                f.write(json.dumps(holder).encode())
+            try:
+                with data.open(storage.name(self.url), "xb") as f:
+                    f.write(json.dumps(holder).encode())
+            except (ValueError, NotImplementedError):  # a filesystem without exclusive create: look, then write
+                print(f"warning: {storage.shown(self.url)}: this store cannot create an object only if it is absent, so two "
+                      "builds of this version started at the same moment could both run", file=sys.stderr)  # fmt: skip
+                if data.exists(storage.name(self.url)):
+                    raise FileExistsError(self.url) from None
+                data.pipe_file(storage.name(self.url), json.dumps(holder).encode())
         except FileExistsError:
             held_by = storage.read_text(self.url) or "unknown"
             raise BuildError(f"another build of this version is running, or one was killed: {storage.shown(self.url)} exists "

@@ -133,7 +133,7 @@ def local_copy(url: str) -> Path:
         raise IsADirectoryError(f"{shown(url)}: a folder, not a file")
     protocol = get_protocol(url)
     local = cache_root() / "remote" / protocol / path.lstrip("/")
-    stamp = json.dumps({"size": info.get("size"), "etag": info.get("ETag") or info.get("etag") or info.get("mtime")}, default=str)
+    stamp = json.dumps({"size": info.get("size"), "etag": info.get("ETag") or info.get("etag") or info.get("blob_id") or info.get("mtime")}, default=str)
     marker = local.with_name(f".{local.name}.stamp")
     if local.is_file() and marker.is_file() and marker.read_text() == stamp:
         return local
@@ -143,6 +143,15 @@ def local_copy(url: str) -> Path:
     os.replace(tmp, local)
     marker.write_text(stamp)
     return local
+
+
+def local_version(url: str, paths: list[str]) -> Path:
+    """A local copy of the files `paths` of the version at `url` (`local_copy` each: unchanged files are not fetched
+    again); returns its folder."""
+    for path in paths:
+        local_copy(join(url, path))
+    fs, root = url_to_fs(url)
+    return cache_root() / "remote" / get_protocol(url) / root.lstrip("/")
 
 
 class WorkMirror:

@@ -246,3 +246,21 @@ def test_two_machines_share_a_staging_folder_through_the_store(s3, tmp_path):
     assert (tmp_path / "one" / "data" / "train.parquet").read_bytes() == b"shard"
     one.remove_remote()
     assert not s3.filesystem().exists(remote)
+
+
+def test_a_version_on_s3_is_published_to_the_hub(s3, s3_build, tmp_path, monkeypatch):
+    from huggingface_hub import HfApi, constants
+
+    from pipelines.publish import PublishError, publish
+    from tests.hub_server import HubServer
+    from tests.pipelines.test_publish import TOKEN, assert_published
+
+    version, _, _ = s3_build
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the loopback Hub speaks LFS, not Xet
+    with HubServer(tmp_path / "hub") as hub:
+        publish(version, "org/three", api=HfApi(endpoint=hub.url, token=TOKEN), log=lambda line: None)
+        copy = storage.cache_root() / "remote" / "s3" / version.removeprefix("s3://")
+        assert_published(hub, copy, "org/three")
+    with pytest.raises(PublishError, match="has no manifest.json"):
+        publish(s3.url("nothing-here"), "org/three", api=HfApi(endpoint="http://127.0.0.1:9", token=TOKEN))
