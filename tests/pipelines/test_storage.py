@@ -264,3 +264,31 @@ def test_a_version_on_s3_is_published_to_the_hub(s3, s3_build, tmp_path, monkeyp
         assert_published(hub, copy, "org/three")
     with pytest.raises(PublishError, match="has no manifest.json"):
         publish(s3.url("nothing-here"), "org/three", api=HfApi(endpoint="http://127.0.0.1:9", token=TOKEN))
+
+
+def test_source_files_on_the_hub_are_read_through_hf_urls(tmp_path, monkeypatch):
+    from huggingface_hub import HfApi, HfFileSystem, constants
+
+    from pipelines.sources import TableSource
+    from tests.hub_server import HubServer
+    from tests.pipelines.test_publish import TOKEN
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the loopback Hub speaks LFS, not Xet
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "pairs.tsv").write_text("de\ten\nGuten Morgen.\tGood morning.\n")
+    with HubServer(tmp_path / "hub") as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)  # as HF_ENDPOINT would, set before the import
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        HfFileSystem.clear_instance_cache()
+        try:
+            api = HfApi(endpoint=hub.url, token=TOKEN)
+            api.create_repo("org/pairs", repo_type="dataset")
+            api.upload_folder(folder_path=str(tmp_path / "repo"), repo_id="org/pairs", repo_type="dataset")
+            source = TableSource(name="t", format="tsv", path="hf://datasets/org/pairs/*.tsv", columns={"src_text": "de", "tgt_text": "en"},
+                                 src_lang="de", tgt_lang="en")  # fmt: skip
+            assert source.languages() == {"deu_Latn"}
+            assert [Path(f).read_bytes() for f in source.files()] == [(tmp_path / "repo" / "pairs.tsv").read_bytes()]
+        finally:
+            HfFileSystem.clear_instance_cache()
