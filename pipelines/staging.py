@@ -16,7 +16,9 @@ An output on an object store (`s3://...`, see pipelines/storage.py) is built the
 `<cache>/bayling/staging/<hash of the URL>/.<version>.partial/` (XDG_CACHE_HOME, default ~/.cache), then uploaded
 (`pipelines.versions.keep_version`). With `work_on_store` (--work-on-store, for workers that share no folder) the
 staging folder is kept on the store beside the version, `.<version>.partial/`, and each machine works in a copy at
-/tmp/bayling-work/<hash of the URL>/ that every task syncs (`pipelines.storage.WorkMirror`). Its lock is an object beside the version, `.<version>.lock`, created with a
+/tmp/bayling-work/<hash of the URL>/ that every task syncs (`pipelines.storage.WorkMirror`).
+
+The lock of an output on an object store is an object beside the version, `.<version>.lock`, created with a
 conditional PUT (If-None-Match: *, which S3 and moto honour): it is deleted when the build ends, but a build killed
 without a chance to clean up leaves it, and the next build names it (remove it once sure no build is running).
 """
