@@ -16,6 +16,8 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,9 +64,25 @@ def folder(location: str | os.PathLike) -> DataFolder:
     """The DataFolder at a location (datatrove's; its filesystem from the URL and the environment). fsspec shares one
     filesystem object per URL kind and caches its listings: they are dropped here, so that what another process wrote
     or removed meanwhile (a damaged or deleted file) is seen."""
-    data = get_datafolder(str(location))
+    with installed(location):
+        data = get_datafolder(str(location))
     data.fs.invalidate_cache()
     return data
+
+
+@contextmanager
+def installed(location: str | os.PathLike) -> Iterator[None]:
+    """A URL whose filesystem is not installed (gcsfs for gs://, s3fs for s3://) is a usage error naming it."""
+    try:
+        yield
+    except ImportError as e:
+        raise ValueError(f"{shown(location)}: {e}") from None
+
+
+def url_fs(url: str):
+    """(filesystem, path) of a URL (fsspec's `url_to_fs`)."""
+    with installed(url):
+        return url_to_fs(url)
 
 
 def shown(location: str | os.PathLike) -> str:
@@ -117,14 +135,14 @@ def expand(pattern: str) -> list[str]:
     and the rows do not depend on where the files were."""
     if not is_remote(pattern):
         return sorted(glob.glob(pattern))
-    fs, path = url_to_fs(pattern)
+    fs, path = url_fs(pattern)
     return [str(local_copy(fs.unstrip_protocol(found))) for found in sorted(fs.glob(path))]
 
 
 def local_copy(url: str) -> Path:
     """A local copy of the file at `url`: <cache>/remote/<protocol>/<path>, fetched again when the object's size or
     ETag changed. Raises FileNotFoundError naming the URL where there is no such file."""
-    fs, path = url_to_fs(url)
+    fs, path = url_fs(url)
     try:
         info = fs.info(path)
     except FileNotFoundError:
@@ -150,7 +168,7 @@ def local_version(url: str, paths: list[str]) -> Path:
     again); returns its folder."""
     for path in paths:
         local_copy(join(url, path))
-    fs, root = url_to_fs(url)
+    fs, root = url_fs(url)
     return cache_root() / "remote" / get_protocol(url) / root.lstrip("/")
 
 

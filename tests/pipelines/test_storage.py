@@ -292,3 +292,17 @@ def test_source_files_on_the_hub_are_read_through_hf_urls(tmp_path, monkeypatch)
             assert [Path(f).read_bytes() for f in source.files()] == [(tmp_path / "repo" / "pairs.tsv").read_bytes()]
         finally:
             HfFileSystem.clear_instance_cache()
+
+
+def test_a_url_whose_filesystem_is_not_installed_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from pipelines.build import main
+
+    if importlib.util.find_spec("gcsfs") is not None:
+        pytest.skip("gcsfs is installed")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--langs", "deu_Latn", "--output", "gs://bucket/x", "--tasks", "1", "--workers", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "error: gs://bucket/x: " in error and "gcsfs" in error, error
+    assert list(tmp_path.iterdir()) == []
