@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from contextlib import suppress
 from pathlib import Path
 
 from pipelines import storage
@@ -85,15 +86,18 @@ def keep_version(staging: Path, output: Path | str) -> dict:
     version is uploaded (`upload_version`) and the local staging folder removed."""
     built = read_manifest(staging)
     existing = read_manifest(output)
-    if existing is None:
-        if storage.is_remote(output):
-            upload_version(staging, output, built["build_key"])
-            shutil.rmtree(staging)
-            return built
+    if existing is None and not storage.is_remote(output):
         output.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging, output)
         return built
+    if existing is None:
+        upload_version(staging, output, built["build_key"])
     shutil.rmtree(staging)
+    if storage.is_remote(output):  # the folder of this URL's local staging folders (pipelines.staging), now empty
+        with suppress(OSError):
+            staging.parent.rmdir()
+    if existing is None:
+        return built
     if existing["content_hash"] != built["content_hash"]:
         raise BuildError(
             f"version {existing['version']} already exists in {storage.shown(output)} with content hash {existing['content_hash']}; "

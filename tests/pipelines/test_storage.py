@@ -71,6 +71,7 @@ def test_the_version_on_s3_is_finished_and_holds_only_its_files(s3, s3_build):
 def test_no_local_folder_is_made_for_a_url(s3_build):
     _, _, cwd = s3_build
     assert sorted(p.name for p in cwd.iterdir()) == ["cache"]  # no "s3:" folder; the staging folder is in the cache
+    assert list((cwd / "cache" / "bayling" / "staging").iterdir()) == []  # and removed once uploaded
     assert BuildOptions(output="s3://bucket/x").output == "s3://bucket/x"
     assert BuildOptions(store="file:///tmp/store").store == Path("/tmp/store")
 
@@ -190,6 +191,7 @@ def test_a_staging_folder_kept_on_the_store_gives_the_same_version(s3, s3_build,
     assert read_manifest(output)["files"] == read_manifest(version)["files"]
     fs = s3.filesystem()
     assert not fs.exists(s3.url("shared-work", ".three.partial"))  # removed once the version is in place
+    assert not (SHARED_WORK_ROOT / url_key(output)).exists()
     logs = [p.rsplit("/logs/", 1)[1] for p in fs.find(f"{output}/logs")]
     assert "pairs/completions/00000" in logs and "manifest/stats.json" in logs  # datatrove's, made on the store
 
