@@ -48,12 +48,16 @@ def parse_args(argv=None) -> BuildOptions:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="embedded", help="recipe name (pipelines/recipes/<name>.yaml) or path")
     parser.add_argument("--langs", default=None, help="'all' or FLORES-200 codes, comma-separated (default: the recipe's)")
-    parser.add_argument("--store", type=Path, default=Path("out"), help="folder of versions: <store>/<recipe name>/<version>/")
+    parser.add_argument("--store", default="out",
+                        help="folder of versions, <store>/<recipe name>/<version>/: a path or a URL (s3://, gs://, hf://, file://)")
     parser.add_argument("--version", default=None, help="version id, e.g. v1.0.0 (default: v1.0.0, or the latest if it is this build)")
     parser.add_argument("--bump", choices=["major", "minor", "patch"], default=None, help="the latest version in the store, bumped")
-    parser.add_argument("--output", type=Path, default=None, help="write the version to this folder instead of the store")
+    parser.add_argument("--output", default=None, help="write the version to this folder (a path or a URL) instead of the store")
     parser.add_argument("--verify", action="store_true",
                         help="where the version already exists, check every file's sha256 against its manifest (default: sizes only)")
+    parser.add_argument("--work-on-store", action="store_true",
+                        help="with an --output or --store URL: keep the intermediate files, logs and completion markers on the "
+                        "object store too, for a cluster whose workers share no folder (each syncs a copy in /tmp/bayling-work)")
     parser.add_argument("--executor", choices=["local", "ray"], default="local")
     parser.add_argument("--ray-address", default=None, help="address of an existing Ray cluster (default: start a local one)")
     parser.add_argument("--tasks", type=int, default=4, help="datatrove tasks (the rows do not depend on it)")

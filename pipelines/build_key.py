@@ -61,7 +61,7 @@ def reproduce_command(argv: list[str], recipe: recipes.Recipe, version: str) -> 
     """The build command without the options that do not change the rows (executor, tasks, output, Hub)."""
     skip = {"--output", "--store", "--executor", "--ray-address", "--tasks", "--workers", "--push-to-hub", "--bump", "--version",
             "--log-level"}  # fmt: skip
-    flags = {"--private", "--verify", "-q", "--quiet", "-v", "--verbose"}  # options without a value
+    flags = {"--private", "--verify", "-q", "--quiet", "-v", "--verbose", "--work-on-store"}  # options without a value
     kept, i = [], 0
     while i < len(argv):
         option = argv[i].split("=")[0]

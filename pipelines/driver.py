@@ -15,7 +15,7 @@ from pathlib import Path
 
 from langid.identify import LanguageIdentifier
 from langid.models import file_sha256
-from pipelines import console
+from pipelines import console, storage
 from pipelines import recipe as recipes
 from pipelines.build_key import key_of, reproduce_command, row_arguments
 from pipelines.manifest import code_version, read_manifest
@@ -58,10 +58,10 @@ def build(options: BuildOptions) -> dict:
                  "eval_sets": json.dumps(inputs.eval_records, sort_keys=True)}  # fmt: skip
     build_key = key_of(arguments)
     version, output = choose_version(recipe.name, build_key, options.store, options.output, options.version, options.bump)
-    with Staging(output, build_key) as staging:  # held until the version is in place: one build of a folder at a time
+    with Staging(output, build_key, options.work_on_store) as staging:  # held until the version is in place: one build of a folder at a time
         if check_output(output, version, build_key, hashes=options.verify):
             manifest = read_manifest(output)
-            print(f"{output} already holds this build (version {version}, build key {build_key}): nothing to do.")
+            print(f"{storage.shown(output)} already holds this build (version {version}, build key {build_key}): nothing to do.")
             print_summary(manifest, output, None, brief=not console.shows("WARNING"))
         else:
             staging.prepare()  # a folder left by a build of other arguments is emptied here, before any work
@@ -123,7 +123,10 @@ def finish(staging: Staging, timings: dict[str, list[float]]) -> dict:
     shutil.copytree(staging.work / "logs", staging.path / "logs", dirs_exist_ok=True)
     (staging.path / "logs" / "timings.json").write_text(json.dumps(timings, indent=1))  # when each stage ran
     staging.seal(manifest)
-    return keep_version(staging.path, staging.output)
+    kept = keep_version(staging.path, staging.output)
+    if staging.mirror is not None:  # the version is in place: the staging folder kept on the store goes
+        staging.mirror.remove_remote()
+    return kept
 
 
 def gather_eval_sets(entries: list) -> tuple[list[tuple[str, str]], list[dict]]:
@@ -133,11 +136,18 @@ def gather_eval_sets(entries: list) -> tuple[list[tuple[str, str]], list[dict]]:
     found, records = [], []
     for entry in entries:
         if isinstance(entry, str):
-            if not Path(entry).is_file():
+            if storage.is_remote(entry):  # a URL: read from this machine's copy, recorded by its URL
+                try:
+                    path = str(storage.local_copy(entry))
+                except (FileNotFoundError, IsADirectoryError) as e:
+                    raise FileNotFoundError(f"decontamination.eval_sets: evaluation set not found: {e}") from None
+                name, origin = storage.name(entry), storage.shown(entry)
+            elif not Path(entry).is_file():
                 raise FileNotFoundError(f"decontamination.eval_sets: evaluation set not found: {entry}")
-            name, path = named_eval_set(entry)
+            else:
+                (name, path), origin = named_eval_set(entry), entry
             found.append((name, path))
-            records.append({"name": name, "origin": path, "sha256": file_sha256(path)})
+            records.append({"name": name, "origin": origin, "sha256": file_sha256(path)})
             continue
         try:
             local, record = entry.fetch()
@@ -152,7 +162,7 @@ def gather_eval_sets(entries: list) -> tuple[list[tuple[str, str]], list[dict]]:
     return found, records
 
 
-def print_summary(manifest: dict, output: Path, seconds: float | None, brief: bool = False) -> None:
+def print_summary(manifest: dict, output: Path | str, seconds: float | None, brief: bool = False) -> None:
     """Rows per split, languages and removed pairs by step and reason; `brief` (--quiet): the rows per split, the
     removed pairs' total and the output, a few lines whatever the build."""
     splits = manifest["rows_per_split"]
@@ -176,6 +186,6 @@ def print_summary(manifest: dict, output: Path, seconds: float | None, brief: bo
         f"checked by script only (no model label): {len(manifest['language_id']['checked_by_script_only'])}",
         "removed pairs:",
         *[f"  {stage:<18}{reason:<18}{n:>8}" for stage, reasons in manifest["removed"].items() for reason, n in reasons.items()],
-        f"output: {output}" + (f"  ({seconds:.0f} s)" if seconds is not None else ""),
+        f"output: {storage.shown(output)}" + (f"  ({seconds:.0f} s)" if seconds is not None else ""),
     ]
     print("\n".join(lines))

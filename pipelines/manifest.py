@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from pipelines import storage
 from schemas.records import MANIFEST_SCHEMA
 
 MANIFEST_NAME = "manifest.json"
@@ -50,9 +51,12 @@ def file_entry(folder: Path, path: Path, rows: int = 0, digest: str | None = Non
     return {"path": path.relative_to(folder).as_posix(), "sha256": digest or sha256_file(path), "rows": rows, "bytes": path.stat().st_size}
 
 
-def damaged_files(folder: Path, manifest: dict, hashes: bool = False) -> list[str]:
+def damaged_files(folder: Path | str, manifest: dict, hashes: bool = False) -> list[str]:
     """What in a finished version does not match its manifest: a missing file, another size (recorded since format
-    4), and with `hashes` another sha256 (which reads every byte). Empty when the version is whole."""
+    4), and with `hashes` another sha256 (which reads every byte). Empty when the version is whole. `folder`: a local
+    folder or a URL (`pipelines.storage`; sizes from one listing, hashes streamed)."""
+    if storage.is_remote(folder):
+        return damaged_remote_files(str(folder), manifest, hashes)
     problems = []
     for entry in manifest.get("files", []):
         path = Path(folder) / entry["path"]
@@ -62,6 +66,21 @@ def damaged_files(folder: Path, manifest: dict, hashes: bool = False) -> list[st
             problems.append(f"{path}: {path.stat().st_size} bytes, the manifest says {entry['bytes']}")
         elif hashes and sha256_file(path) != entry["sha256"]:
             problems.append(f"{path}: sha256 differs from the manifest's {entry['sha256']}")
+    return problems
+
+
+def damaged_remote_files(url: str, manifest: dict, hashes: bool = False) -> list[str]:
+    data = storage.folder(url)
+    found = storage.sizes(data)
+    problems = []
+    for entry in manifest.get("files", []):
+        where = storage.shown(storage.join(url, entry["path"]))
+        if entry["path"] not in found:
+            problems.append(f"{where}: missing")
+        elif entry.get("bytes") is not None and found[entry["path"]] != entry["bytes"]:
+            problems.append(f"{where}: {found[entry['path']]} bytes, the manifest says {entry['bytes']}")
+        elif hashes and storage.sha256(data, entry["path"]) != entry["sha256"]:
+            problems.append(f"{where}: sha256 differs from the manifest's {entry['sha256']}")
     return problems
 
 
@@ -86,10 +105,15 @@ def bump(version: str, part: str) -> str:
     return "v{}.{}.{}".format(*bumped)
 
 
-def finished_versions(folder: Path) -> list[str]:
-    """The finished versions in a store folder `<root>/<name>/`, oldest first."""
-    found = [p.name for p in Path(folder).glob("v*") if VERSION_PATTERN.fullmatch(p.name) and (p / MANIFEST_NAME).is_file()]
-    return sorted(found, key=parse_version)
+def finished_versions(folder: Path | str) -> list[str]:
+    """The finished versions in a store folder `<root>/<name>/` (local or a URL), oldest first: those with a
+    manifest (on an object store, a prefix without one is an unfinished upload)."""
+    if storage.is_remote(folder):
+        data = storage.folder(folder)
+        names = [path.split("/")[-2] for path in data.glob(f"v*/{MANIFEST_NAME}")] if data.isdir("") else []
+    else:
+        names = [p.name for p in Path(folder).glob("v*") if (p / MANIFEST_NAME).is_file()]
+    return sorted((n for n in names if VERSION_PATTERN.fullmatch(n)), key=parse_version)
 
 
 def validate(manifest: dict) -> dict:
@@ -119,11 +143,14 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     os.replace(tmp, folder / MANIFEST_NAME)
 
 
-def read_manifest(folder: Path) -> dict | None:
-    path = Path(folder) / MANIFEST_NAME
-    if not path.is_file():
+def read_manifest(folder: Path | str) -> dict | None:
+    """The manifest of the version in `folder` (a local folder or a URL); None where there is none, which marks an
+    unfinished version."""
+    path = storage.join(folder if storage.is_remote(folder) else Path(folder), MANIFEST_NAME)
+    text = storage.read_text(path)
+    if text is None:
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON (line {e.lineno}): {e.msg}") from None
+        raise ValueError(f"{storage.shown(path)}: not valid JSON (line {e.lineno}): {e.msg}") from None

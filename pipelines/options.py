@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines import recipe as recipes
+from pipelines import recipe as recipes, storage
 from pipelines.console import check_level
 from pipelines.planning import parse_size
 from schemas.config import set_key
@@ -38,11 +38,12 @@ class BuildOptions:
     strict: bool = False
     exclude_noncommercial: bool = False
     # where the version goes
-    store: Path = Path("out")
+    store: Path | str = Path("out")  # a local folder, or an fsspec URL (s3://, gs://, hf://, file://)
     version: str | None = None
     bump: str | None = None
-    output: Path | None = None
+    output: Path | str | None = None
     verify: bool = False
+    work_on_store: bool = False  # the staging folder beside a version on an object store, for workers sharing no folder
     # how it runs
     executor: str = "local"
     ray_address: str | None = None
@@ -60,6 +61,10 @@ class BuildOptions:
 
     def __post_init__(self) -> None:
         """The checks between options (each value's own type is the caller's: argparse, or the library user)."""
+        # a URL stays a string: Path("s3://b/x") is the local folder "s3:/b/x"
+        object.__setattr__(self, "store", storage.location(self.store))
+        if self.output is not None:
+            object.__setattr__(self, "output", storage.location(self.output))
         if self.version and self.bump:
             raise ValueError("give --version or --bump, not both")
         if self.bump and self.output:

@@ -49,6 +49,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, se
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from huggingface_hub.utils import _http as hf_http
 
+from pipelines import storage
 from pipelines.manifest import MANIFEST_NAME, read_manifest, sha256_file
 
 REPO_TYPE = "dataset"
@@ -441,6 +442,11 @@ def publish(folder: str | os.PathLike, repo_id: str, *, private: bool = False, r
     """Publish the version in `folder` to the dataset `repo_id`; returns {"version", "commit", "commits", "sent"}.
     A stretch of passing failures (see is_retryable) longer than `retry_seconds` stops it; a request the Hub does
     not answer within `http_timeout` seconds is such a failure."""
+    if storage.is_remote(folder):  # published from this machine's copy, checked against the manifest as any folder
+        manifest = read_manifest(folder)
+        if manifest is None:
+            raise PublishError(f"{storage.shown(folder)} is not a finished build: it has no {MANIFEST_NAME}")
+        folder = storage.local_version(str(folder), [entry["path"] for entry in manifest.get("files", [])] + [MANIFEST_NAME])
     folder = Path(folder)
     manifest, files = version_files(folder)
     version = manifest["version"]
@@ -530,7 +536,8 @@ def create_tag(hub: Publisher, manifest: dict, commit: str) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path, help="a finished version folder, e.g. out/udhr-cross-lingual/v1.0.0")
+    parser.add_argument("folder", type=storage.location,
+                        help="a finished version folder, e.g. out/udhr-cross-lingual/v1.0.0, or its URL (s3://...)")
     parser.add_argument("--repo-id", required=True, help="the Hub dataset, org/name (created if needed)")
     parser.add_argument("--private", action="store_true", help="create the repository private")
     parser.add_argument("--revision", default="main", help="branch to commit to (created if needed)")

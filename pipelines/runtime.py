@@ -67,11 +67,11 @@ class Runtime:
 
                 ray.shutdown()
 
-    def run(self, pipeline: list, tasks: int, logging_dir: Path) -> None:
-        executor = make_executor(self.executor, pipeline, logging_dir, tasks, self.workers)
+    def run(self, pipeline: list, tasks: int, logging_dir: Path | str, mirror=None) -> None:
+        executor = make_executor(self.executor, pipeline, logging_dir, tasks, self.workers, mirror)
         executor.console_level = self.console_level
         bar = self.console_level == console.DEFAULT_LEVEL and sys.stderr.isatty()
-        with console.stage_progress(logging_dir.name, executor.logging_dir, tasks, bar):
+        with console.stage_progress(stage_name(logging_dir), executor.logging_dir, tasks, bar):
             executor.run()
         # datatrove's Ray executor logs a failed task and returns; the local one raises. A stage with a task that did
         # not complete must not pass for a finished one.
@@ -83,19 +83,46 @@ class Runtime:
                              f"their logs in {logging_dir}/logs/")
 
 
-class LocalExecutor(console.TaskConsole, LocalPipelineExecutor):
-    """datatrove's Local executor, its tasks' terminal output held to the console level."""
+def stage_name(logging_dir: Path | str) -> str:
+    """The stage a logging folder is of: its last part (a local path or a URL)."""
+    return str(logging_dir).rstrip("/").rsplit("/", 1)[-1]
 
 
-class RayExecutor(console.TaskConsole, RayPipelineExecutor):
-    """datatrove's Ray executor, its tasks' terminal output held to the console level."""
+class SyncedWork:
+    """An executor whose tasks work in a local copy of a staging folder kept on an object store
+    (`pipelines.storage.WorkMirror`): a task pulls before it runs, and pushes what it wrote before it is marked
+    complete, so that a completion marker always comes after the task's files."""
+
+    mirror = None
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        if self.mirror is not None and not self.is_rank_completed(rank):
+            self.mirror.pull()
+        return super()._run_for_rank(rank, local_rank, node_rank)
+
+    def mark_rank_as_completed(self, rank: int) -> None:
+        if self.mirror is not None:
+            self.mirror.push()
+        super().mark_rank_as_completed(rank)
 
 
-def make_executor(executor: str, pipeline: list, logging_dir: Path, tasks: int, workers: int):
+class LocalExecutor(SyncedWork, console.TaskConsole, LocalPipelineExecutor):
+    """datatrove's Local executor: its tasks' terminal output held to the console level, its work folder synced."""
+
+
+class RayExecutor(SyncedWork, console.TaskConsole, RayPipelineExecutor):
+    """datatrove's Ray executor: its tasks' terminal output held to the console level, its work folder synced."""
+
+
+def make_executor(executor: str, pipeline: list, logging_dir: Path | str, tasks: int, workers: int, mirror=None):
+    """datatrove's executor of a stage; `mirror`: the staging folder's WorkMirror where it is kept on a store."""
     if executor == "ray" and tasks > 1:  # a stage of one task runs here: an actor would only add its start-up
-        return RayExecutor(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir),
+        made = RayExecutor(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir),
                            cpus_per_task=RAY_CPUS_PER_TASK, mem_per_cpu_gb=1)  # fmt: skip
-    return LocalExecutor(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir))
+    else:
+        made = LocalExecutor(pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir))
+    made.mirror = mirror
+    return made
 
 
 def start_forkserver() -> None:

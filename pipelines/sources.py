@@ -17,7 +17,6 @@ Every source reports the languages it has without reading everything, so that a 
 
 from __future__ import annotations
 
-import glob
 import io
 import json
 import mmap
@@ -37,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from pipelines import storage
 from schemas.config import STRICT_KEYS
 from schemas.language_codes import PIVOTS, LanguageCode, to_flores
 from schemas.records import CHAT_SCHEMA, MESSAGE_TYPE, PAIR_SCHEMA, stable_id, stable_ids
@@ -323,9 +323,9 @@ class TableSource(PairSource):
     license: str = ""
 
     def files(self) -> list[str]:
-        found = sorted(glob.glob(self.path))
+        found = storage.expand(self.path)  # a local glob or a URL's (s3://, gs://, hf://), as local files
         if not found:
-            raise SourceError(f"source {self.name}: no files match {self.path}")
+            raise SourceError(f"source {self.name}: no files match {storage.shown(self.path)}")
         return found
 
     def _theirs(self) -> dict[str, str]:
@@ -461,7 +461,7 @@ class TableSource(PairSource):
                 yield _pairs_table(chunk.with_columns(split=pl.lit(self.split)), self.name)
 
     def provenance(self):
-        return {**super().provenance(), "origin": self.path, "license": self.license, "sha256": _file_sha256(self.files())}
+        return {**super().provenance(), "origin": storage.shown(self.path), "license": self.license, "sha256": _file_sha256(self.files())}
 
 
 @dataclass
@@ -998,9 +998,9 @@ class InstructionSource:
     license: str = ""
 
     def files(self) -> list[str]:
-        found = sorted(glob.glob(self.path))
+        found = storage.expand(self.path)
         if not found:
-            raise SourceError(f"instruction source {self.name}: no files match {self.path} (a recipe names your own instruction files in `instructions[].path`)")
+            raise SourceError(f"instruction source {self.name}: no files match {storage.shown(self.path)} (a recipe names your own instruction files in `instructions[].path`)")
         return found
 
     def chunks(self, size: int | None = None) -> list[tuple[str, int, int, int]]:
@@ -1162,7 +1162,7 @@ class InstructionSource:
             raise SourceError(f"{where}: {e}") from None
 
     def provenance(self):
-        return {"name": self.name, "version": "", "origin": self.path, "license": self.license,
+        return {"name": self.name, "version": "", "origin": storage.shown(self.path), "license": self.license,
                 "sha256": _file_sha256(self.files()), "details": {"format": self.format}}  # fmt: skip
 
 

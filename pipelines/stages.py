@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines import console
+from pipelines import console, storage
 from pipelines import recipe as recipes
 from pipelines.batch import RemovedRows
 from pipelines.card import flagged
@@ -219,14 +219,18 @@ def run_stages(context: BuildContext, runtime: Runtime, stages: list[Stage] = ST
     since the epoch)."""
     timings: dict[str, list[float]] = {}
     with runtime.session():
+        staging = context.staging
         for stage in stages:
+            staging.pull()  # where the staging folder is kept on a store: what the last stage's tasks wrote
             if stage.plan is not None:
                 stage.plan(context)
+                staging.push()
             if not stage.applies(context):
                 continue
             started = time.time()
-            runtime.run(stage.steps(context), stage.tasks(context), context.work / "logs" / stage.name)
+            runtime.run(stage.steps(context), stage.tasks(context), storage.join(staging.logs, stage.name), staging.mirror)
             timings[stage.name] = [started, time.time()]
+        staging.pull()
     return timings
 
 

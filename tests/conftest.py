@@ -25,37 +25,29 @@ def small_build(tmp_path_factory) -> Path:
 
 # -- object storage: moto's S3 server, reached over HTTP by s3fs (the S3 client itself is not mocked) -----------
 @pytest.fixture(scope="session")
-def _moto_endpoint() -> Iterator[str]:
-    import logging
+def s3():
+    """A real S3 server (moto's, over HTTP) with one bucket; AWS_* point at it for the session, so subprocesses
+    (torchrun, Ray workers) reach it too (tests/s3_server.py)."""
+    from tests.s3_server import s3_server
 
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with s3_server() as server:
+        yield server
 
 
 @pytest.fixture
-def s3_server(_moto_endpoint, monkeypatch, request) -> Iterator[tuple[str, str]]:
-    """(the endpoint URL, a new empty bucket) of a real S3 server on the loopback, with AWS_* and AWS_ENDPOINT_URL
-    set in this process's environment, which subprocesses (torchrun, Ray workers) inherit."""
+def s3_bucket(s3, request):
+    """The session's S3 server with a new empty bucket of this test's own."""
     import re
     import uuid
 
     import s3fs
 
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": _moto_endpoint}.items():
-        monkeypatch.setenv(name, value)
+    from tests.s3_server import S3Server
+
     s3fs.S3FileSystem.clear_instance_cache()  # one made before the variables were set would keep its endpoint
-    bucket = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:8]
-    s3fs.S3FileSystem().mkdir(bucket)
-    yield _moto_endpoint, bucket
+    bucket = S3Server(s3.endpoint, re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:8])
+    bucket.filesystem().mkdir(bucket.bucket)
+    yield bucket
     s3fs.S3FileSystem.clear_instance_cache()
 
 

@@ -325,12 +325,12 @@ def test_resume_skips_an_intact_checkpoint_of_nan_weights(group_of_one, tmp_path
     assert checkpoint.nonfinite_parameters(fresh) == []
 
 
-def test_the_same_rules_on_s3(group_of_one, s3_server, capsys):
+def test_the_same_rules_on_s3(group_of_one, s3_bucket, capsys):
     """A checkpoint folder on moto's S3 server: a corrupt newest checkpoint is skipped and moved aside (copied, as
     object storage has no rename), an unfinished one left for the next save, which removes it and the old ones."""
     import s3fs
 
-    _, bucket = s3_server
+    bucket = s3_bucket.bucket
     fs, url = s3fs.S3FileSystem(), f"s3://{bucket}/run/checkpoints"
 
     def fake(step: int, complete: bool = True, content: bytes = bytes(range(256)) * 64) -> str:

@@ -101,12 +101,12 @@ def test_a_single_file_is_split_by_row(small_build, tokenizer):
     assert len(set().union(*map(set, parts))) == sum(map(len, parts)) == pq.ParquetFile(files[0]).metadata.num_rows
 
 
-def test_a_version_on_s3_gives_the_local_files_and_batches(s3_server, instruction_version, tokenizer):
+def test_a_version_on_s3_gives_the_local_files_and_batches(s3_bucket, instruction_version, tokenizer):
     """data.path s3://bucket/version (moto's S3 server over HTTP): the same files, configs and batches as on disk,
     and errors that name the URL."""
     import s3fs
 
-    _, bucket = s3_server
+    bucket = s3_bucket.bucket
     s3fs.S3FileSystem().put(f"{instruction_version}/", f"{bucket}/v1", recursive=True)
     url = f"s3://{bucket}/v1"
     local, remote = DataConfig(path=str(instruction_version)), DataConfig(path=url)

@@ -429,13 +429,13 @@ def test_ray_train_restarts_a_killed_worker_from_the_last_checkpoint(small_build
 
 
 @pytest.mark.slow
-def test_ray_train_on_two_nodes_with_everything_on_s3(small_build, torchrun_losses, s3_server, two_node_cluster,
+def test_ray_train_on_two_nodes_with_everything_on_s3(small_build, torchrun_losses, s3_bucket, two_node_cluster,
                                                        tmp_path):
     """Ray Train on a 2-node cluster (a worker on each, separate temp folders, the code from the runtime
     environment) with the data, the checkpoints and the export on moto's S3 server: torchrun's losses."""
     import s3fs
 
-    _, bucket = s3_server
+    bucket = s3_bucket.bucket
     fs = s3fs.S3FileSystem()
     fs.put(f"{small_build}/data/", f"{bucket}/small/data", recursive=True)
     run = f"s3://{bucket}/run"
@@ -453,12 +453,12 @@ def test_ray_train_on_two_nodes_with_everything_on_s3(small_build, torchrun_loss
 
 
 @pytest.mark.slow
-def test_torchrun_with_data_checkpoints_and_export_on_s3(small_build, torchrun_losses, s3_server, tmp_path):
+def test_torchrun_with_data_checkpoints_and_export_on_s3(small_build, torchrun_losses, s3_bucket, tmp_path):
     """data.path, checkpoint.folder and checkpoint.export_folder on moto's S3 server: torchrun's losses of a local
     run, checkpoints that verify and resume, an export that loads."""
     import s3fs
 
-    _, bucket = s3_server
+    bucket = s3_bucket.bucket
     fs = s3fs.S3FileSystem()
     fs.put(f"{small_build}/data/", f"{bucket}/small/data", recursive=True)
     run = f"s3://{bucket}/run"
