@@ -222,7 +222,7 @@ def test_a_killed_build_resumes_on_another_machine_from_the_store(s3, s3_build, 
     locked = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert locked.returncode == 2 and "killed/.three.lock exists" in locked.stderr  # the killed build's lock
     fs.rm(s3.url("killed", ".three.lock"))
-    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([*command, "-v"], env=env, capture_output=True, text=True, timeout=300)  # -v: task logs
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "already been completed" in resumed.stderr
     assert read_manifest(output)["files"] == read_manifest(version)["files"]
