@@ -259,7 +259,7 @@ def test_a_killed_run_resumes_to_the_same_output(tmp_path):
     assert process.returncode == -signal.SIGKILL, "the build finished before it could be killed"
     assert read_manifest(killed) is None and not (killed / "data").exists()
 
-    resumed = subprocess.run([*command, "--output", str(killed)], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([*command, "--output", str(killed), "-v"], capture_output=True, text=True, timeout=300)  # -v: task logs
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "already been completed" in resumed.stderr or "Skipping" in resumed.stderr
     clean = tmp_path / "clean"

@@ -91,3 +91,32 @@ def test_a_failed_ray_task_fails_the_stage(tmp_path):
         with pytest.raises(BuildError, match=r"of 2 tasks did not complete \(tasks \[.*1\]\): see their logs in "):
             runtime.run([fail_on_rank_1], 2, tmp_path / "logs")
     assert "task 1 fails" in (tmp_path / "logs" / "logs" / "task_00001.log").read_text()
+
+
+@pytest.mark.slow  # builds twice on S3, once on a 2-node Ray cluster
+def test_one_build_three_places_one_content_hash(small_build, s3_bucket, two_node_cluster, tmp_path):
+    """Issue 19's goal: the local build, the same build written to moto's S3 server, and the same build on a 2-node
+    Ray cluster whose version and staging folder are on that server (`--work-on-store`: each task pulls what its
+    node lacks and pushes what it wrote) hold the same files and content hash. The cluster's two nodes are processes
+    of this machine: that a node finds earlier stages' files on the store, not in its local copy, is what
+    tests/pipelines/test_storage.py's killed-build test checks."""
+    cwd = tmp_path / "driver"
+    cwd.mkdir()
+    plain = s3_bucket.url("plain", "small")
+    command = [sys.executable, str(REPO_ROOT / "pipelines" / "build.py"), "--langs", SMALL_LANGS, "--output", plain,
+               "--tasks", "3", "--workers", "1"]
+    result = subprocess.run(command, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    on_cluster = s3_bucket.url("cluster", "small")
+    command = [sys.executable, str(REPO_ROOT / "pipelines" / "build.py"), "--langs", SMALL_LANGS, "--output", on_cluster,
+               "--work-on-store", "--executor", "ray", "--ray-address", two_node_cluster, "--tasks", "3", "--workers", "2"]
+    result = subprocess.run(command, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    local = read_manifest(small_build)
+    for url in (plain, on_cluster):
+        manifest = read_manifest(url)
+        assert manifest["content_hash"] == local["content_hash"], url
+        assert manifest["files"] == local["files"], url
+    assert not s3_bucket.filesystem().exists(s3_bucket.url("cluster", ".small.partial"))  # the staging folder is gone
