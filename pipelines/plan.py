@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines import recipe as recipes
+from pipelines import recipe as recipes, storage
 from pipelines.hub_instructions import HubInstructionSource, _yaml_front_matter, footers, split_files
 from pipelines.mixture import MixtureError, split_total
 from pipelines.options import BuildOptions, apply_overrides
@@ -46,15 +46,17 @@ def run_plan(options: BuildOptions) -> dict:
     started = time.time()
     recipe = apply_overrides(recipes.load(options.recipe), options)
     plan = make_plan(recipe)
-    folder = Path(options.output) if options.output else Path(options.store) / recipe.name / "plan"
-    folder.mkdir(parents=True, exist_ok=True)
+    where = storage.location(options.output) if options.output else storage.join(storage.location(options.store), recipe.name, "plan")
+    folder = storage.folder(where)  # a local folder or a URL, as the build's --store and --output
     plan["seconds"] = round(time.time() - started, 2)
-    (folder / "plan.json").write_text(json.dumps(plan, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    plot(plan, folder / "plan.png")
+    with folder.open("plan.json", "w", encoding="utf-8") as f:
+        f.write(json.dumps(plan, indent=1, ensure_ascii=False) + "\n")
+    with folder.open("plan.png", "wb") as f:
+        plot(plan, f)
     if recipe.path:
-        pinned = pinned_recipe(recipe.path, plan)
-        (folder / "recipe.pinned.yaml").write_text(pinned, encoding="utf-8")
-    print(summary(plan, folder))
+        with folder.open("recipe.pinned.yaml", "w", encoding="utf-8") as f:
+            f.write(pinned_recipe(recipe.path, plan))
+    print(summary(plan, storage.shown(where)))
     return plan
 
 
@@ -184,9 +186,10 @@ def _hub_pairs(source: HubSource) -> dict:
 
 def resolve_eval_set(entry) -> dict:
     if isinstance(entry, str):
-        if not Path(entry).is_file():
-            raise SourceError(f"decontamination.eval_sets: evaluation set not found: {entry}")
-        return {"name": Path(entry).name, "origin": entry}
+        found = storage.folder(storage.parent(entry)).isfile(storage.name(entry)) if storage.is_remote(entry) else Path(entry).is_file()
+        if not found:
+            raise SourceError(f"decontamination.eval_sets: evaluation set not found: {storage.shown(entry)}")
+        return {"name": storage.name(entry), "origin": storage.shown(entry)}
     record = {"name": entry.name, "origin": f"hf://datasets/{entry.hub}", "revision": entry.revision, "optional": entry.optional}
     try:
         from huggingface_hub import HfApi
@@ -277,7 +280,7 @@ def contributions(sources: list[dict], budgets: dict) -> dict[str, int]:
     return given
 
 
-def summary(plan: dict, folder: Path) -> str:
+def summary(plan: dict, folder: str) -> str:
     lines = [f"plan of {plan['recipe']} ({plan['seconds']} s): {plan['total']:,} train instructions in {plan['languages']} languages", "",
              f"{'source':<22}{'rows':>12}{'gives':>11}  commit        license"]  # fmt: skip
     for s in plan["sources"]:
@@ -290,12 +293,13 @@ def summary(plan: dict, folder: Path) -> str:
     if plan["below_floor"]:
         lines.append(f"below the floor of {plan['floor']:,} cross-lingual rows: {len(plan['below_floor'])} languages ({', '.join(plan['below_floor'][:12])}{' ...' if len(plan['below_floor']) > 12 else ''})")
     lines += [f"problem: {p}" for p in plan["problems"]]
-    lines.append(f"written: {folder / 'plan.json'}, {folder / 'plan.png'} and the recipe pinned to these commits, {folder / 'recipe.pinned.yaml'}")
+    lines.append(f"written: {folder}/plan.json, {folder}/plan.png and the recipe pinned to these commits, {folder}/recipe.pinned.yaml")
     return "\n".join(lines)
 
 
-def plot(plan: dict, path: Path) -> None:
-    """Rows per family, the 40 largest languages, and each source's expected rows (non-commercial ones hatched)."""
+def plot(plan: dict, path) -> None:
+    """Rows per family, the 40 largest languages, and each source's expected rows (non-commercial ones hatched), as
+    PNG to `path` (a path or a binary file)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -325,5 +329,5 @@ def plot(plan: dict, path: Path) -> None:
             bar.set_hatch("//")
     sources.set_title("expected rows per source, and its license (orange, hatched: non-commercial)")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, format="png")
     plt.close(fig)

@@ -92,3 +92,15 @@ def test_the_plan_names_an_unreachable_source_and_skips_an_optional_gated_one(hu
     assert "excluded (non-commercial license): hub:belle" in done.stderr
     names = [s["name"] for s in json.loads((tmp_path / "plan3" / "plan.json").read_text())["sources"]]
     assert "hub:belle" not in names and "hub:coig_cqia" not in names and "hub:no_robots" not in names and "hub:firefly" in names
+
+
+def test_the_plan_goes_to_an_object_store_as_a_build_does(hub, tmp_path, s3_bucket):
+    serve_bayling2(hub, tmp_path)
+    where = s3_bucket.url("plans", "bayling2")
+    done = run_build(hub, tmp_path, "--recipe", "bayling2", "--plan", "--total", "500", "--langs", "deu_Latn", "--output", where)
+    assert done.returncode == 0, done.stderr[-2000:]
+    fs = s3_bucket.filesystem()
+    assert json.loads(fs.cat(f"{where}/plan.json"))["total"] == 500
+    assert fs.cat(f"{where}/plan.png")[:8] == b"\x89PNG\r\n\x1a\n" and fs.isfile(f"{where}/recipe.pinned.yaml")
+    assert f"written: {where}/plan.json" in done.stdout
+    assert not (tmp_path / "s3:").exists()  # never a local folder named after the URL
