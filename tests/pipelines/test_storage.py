@@ -3,6 +3,7 @@ endpoint. One build, two places (a local folder, the S3 server), one content has
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -308,3 +309,36 @@ def test_a_url_whose_filesystem_is_not_installed_is_a_usage_error(tmp_path, caps
     error = capsys.readouterr().err
     assert "error: gs://bucket/x: " in error and "gcsfs" in error, error
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow  # three builds in fresh processes
+def test_a_version_on_the_hub_through_hf_urls(s3_build, tmp_path, monkeypatch):
+    """`--output hf://datasets/<org>/<name>/<version>` against the loopback Hub (tests/hub_server.py): HfFileSystem
+    writes each file as a commit, the manifest last; the version holds the local build's files and content hash, and
+    a rerun with --verify reads every file back and has nothing to do."""
+    from huggingface_hub import HfApi, constants
+
+    from tests.hub_server import HubServer
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the loopback Hub speaks LFS, not Xet
+    with HubServer(tmp_path / "hub") as hub:
+        HfApi(endpoint=hub.url, token="hf_test_writer").create_repo("org/versions", repo_type="dataset")
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        monkeypatch.setenv("HF_TOKEN", "hf_test_writer")
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        url = "hf://datasets/org/versions/three/v1.0.0"
+        done = build("--output", url, "-q", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "hf_test_writer" not in done.stdout + done.stderr
+        on_hub = sorted(HfApi(endpoint=hub.url, token="hf_test_writer").list_repo_files("org/versions", repo_type="dataset"))
+        local = read_manifest(s3_build[0])
+        assert {f"three/v1.0.0/{entry['path']}" for entry in local["files"]} <= set(on_hub)
+        reader = [sys.executable, "-c", "import json, sys; from pipelines.manifest import read_manifest; print(json.dumps(read_manifest(sys.argv[1])))", url]
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        read = subprocess.run(reader, env=env, capture_output=True, text=True, timeout=120)  # the endpoint is read at import
+        manifest = json.loads(read.stdout)
+        assert manifest["content_hash"] == local["content_hash"] and manifest["files"] == local["files"]
+        again = build("--output", url, "--verify", cwd=tmp_path)
+        assert again.returncode == 0 and "already holds this build" in again.stdout, again.stderr[-2000:]
