@@ -54,27 +54,12 @@ def file_entry(folder: Path, path: Path, rows: int = 0, digest: str | None = Non
 def damaged_files(folder: Path | str, manifest: dict, hashes: bool = False) -> list[str]:
     """What in a finished version does not match its manifest: a missing file, another size (recorded since format
     4), and with `hashes` another sha256 (which reads every byte). Empty when the version is whole. `folder`: a local
-    folder or a URL (`pipelines.storage`; sizes from one listing, hashes streamed)."""
-    if storage.is_remote(folder):
-        return damaged_remote_files(str(folder), manifest, hashes)
-    problems = []
-    for entry in manifest.get("files", []):
-        path = Path(folder) / entry["path"]
-        if not path.is_file():
-            problems.append(f"{path}: missing")
-        elif entry.get("bytes") is not None and path.stat().st_size != entry["bytes"]:
-            problems.append(f"{path}: {path.stat().st_size} bytes, the manifest says {entry['bytes']}")
-        elif hashes and sha256_file(path) != entry["sha256"]:
-            problems.append(f"{path}: sha256 differs from the manifest's {entry['sha256']}")
-    return problems
-
-
-def damaged_remote_files(url: str, manifest: dict, hashes: bool = False) -> list[str]:
-    data = storage.folder(url)
+    folder or a URL (`pipelines.storage`: sizes from one listing, hashes streamed)."""
+    data = storage.folder(folder)
     found = storage.sizes(data)
     problems = []
     for entry in manifest.get("files", []):
-        where = storage.shown(storage.join(url, entry["path"]))
+        where = storage.shown(storage.join(folder, entry["path"]))
         if entry["path"] not in found:
             problems.append(f"{where}: missing")
         elif entry.get("bytes") is not None and found[entry["path"]] != entry["bytes"]:
